@@ -1,0 +1,54 @@
+"""Stable sample ids: the SHA-256 of a sample's bytes plus its label, from ingest to report."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+
+def sample_id(x: np.ndarray, label: int) -> str:
+    """Hex SHA-256 of one sample's canonical bytes (float32, C order, its shape) and its label."""
+    array = np.ascontiguousarray(x, dtype=np.float32)
+    digest = hashlib.sha256()
+    digest.update(str(array.shape).encode())
+    digest.update(array.tobytes())
+    digest.update(int(label).to_bytes(8, "little", signed=True))
+    return digest.hexdigest()
+
+
+def sample_ids(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> list[str]:
+    """Ids for a batch: ``x`` of shape ``(N, ...)``, ``y`` of shape ``(N,)``."""
+    x_np = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    return [sample_id(xi, int(yi)) for xi, yi in zip(x_np, y_np, strict=True)]
+
+
+def keys_from_ids(ids: list[str]) -> torch.Tensor:
+    """``(N,)`` int64 keys for keyed randomness, taken from the first 62 bits of each id."""
+    return torch.tensor([int(i[:16], 16) >> 2 for i in ids], dtype=torch.int64)
+
+
+def sample_keys(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Keys computed from content, for callers that did not pass any."""
+    return keys_from_ids(sample_ids(x, y))
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 over several arrays (shape, dtype and bytes), used as a dataset hash."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,6 @@
+"""Model adapters: every model bastion touches is a :class:`Classifier`."""
+
+from bastion.models.base import Classifier, QueryCounter, predict_in_batches
+from bastion.models.torch_adapter import TorchClassifier
+
+__all__ = ["Classifier", "QueryCounter", "TorchClassifier", "predict_in_batches"]

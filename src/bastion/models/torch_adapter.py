@@ -1,0 +1,111 @@
+"""Adapter for a ``torch.nn.Module``: bounds and normalisation live here, eval mode is enforced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from bastion.core.errors import InputError
+from bastion.core.threat import Access
+
+
+class TorchClassifier:
+    """A white-box classifier around a torch module.
+
+    Args:
+        module: maps normalised inputs ``(N, *input_shape)`` to logits ``(N, C)``.
+        input_shape: per-sample shape, e.g. ``(1, 28, 28)``.
+        num_classes: ``C``; checked against the module's output on first use.
+        bounds: valid input range, default ``(0, 1)``.
+        mean, std: optional per-channel normalisation applied inside ``logits`` as ``(x - mean) / std``.
+        kind: description for reports (``torch`` or ``torchscript``).
+
+    The module runs in eval mode during every call and its previous mode is restored afterwards.
+    Parameters do not require gradients while bastion holds the model (attacks only need input
+    gradients); :meth:`trainable` gives them back for training.
+    """
+
+    access: Access = "white"
+
+    def __init__(
+        self,
+        module: nn.Module,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        kind: str = "torch",
+    ) -> None:
+        if num_classes < 2:
+            raise InputError(f"num_classes must be >= 2, got {num_classes}")
+        self.module = module
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.num_classes = int(num_classes)
+        self.bounds = (float(bounds[0]), float(bounds[1]))
+        self.kind = kind
+        self._mean = self._channel_tensor(mean, "mean")
+        self._std = self._channel_tensor(std, "std")
+        if self._std is not None and bool((self._std <= 0).any()):
+            raise InputError("std must be positive in every channel")
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+
+    def _channel_tensor(self, values: Sequence[float] | None, name: str) -> torch.Tensor | None:
+        if values is None:
+            return None
+        tensor = torch.as_tensor(values, dtype=torch.float32).flatten()
+        channels = self.input_shape[0] if len(self.input_shape) > 1 else len(tensor)
+        if len(tensor) not in (1, channels):
+            raise InputError(f"{name} has {len(tensor)} values; expected 1 or {channels} (channels)")
+        return tensor.reshape(-1, *([1] * (len(self.input_shape) - 1)))
+
+    @property
+    def device(self) -> torch.device:
+        first = next(iter(self.module.parameters()), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    @contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            yield
+        finally:
+            self.module.train(was_training)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mean is not None:
+            x = x - self._mean.to(x.device, x.dtype)
+        if self._std is not None:
+            x = x / self._std.to(x.device, x.dtype)
+        return x
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, C)`` for inputs ``(N, *input_shape)`` in ``bounds``; differentiable in ``x``."""
+        with self._eval_mode():
+            out = self.module(self._normalise(x))
+        if out.ndim != 2 or out.shape[1] != self.num_classes:
+            raise InputError(
+                f"the model returned shape {tuple(out.shape)}; expected (N, {self.num_classes}) logits"
+            )
+        return out
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.logits(x).argmax(dim=1)
+
+    @contextmanager
+    def trainable(self) -> Iterator[nn.Module]:
+        """Give the module's parameters gradients back (for training), restoring the frozen state after."""
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(True)
+        try:
+            yield self.module
+        finally:
+            for parameter in self.module.parameters():
+                parameter.requires_grad_(False)
