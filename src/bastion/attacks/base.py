@@ -161,8 +161,9 @@ def verify(
     x_adv = torch.where(torch.isfinite(x_adv), x_adv, x)
     x_adv = project(x_adv, x, threat.norm, threat.eps, threat.bounds)
     with torch.no_grad():
-        success = goal_reached(model.predict(x_adv), y, targets) if len(x) else y.new_zeros(0, dtype=torch.bool)
+        predictions = model.predict(x_adv) if len(x) else y.new_zeros(0)
+    success = goal_reached(predictions, y, targets)
     # A failed attempt leaves the clean input as the worst case found.
     x_adv = torch.where(success.reshape(-1, *([1] * (x.ndim - 1))), x_adv, x)
     queries = proposed.queries.to(torch.int64).cpu() + 1
-    return AttackResult(x_adv, success, distance(x_adv - x, threat.norm), queries)
+    return AttackResult(x_adv, success, distance(x_adv - x, threat.norm), queries, predictions)

@@ -22,12 +22,14 @@ class AttackResult:
         success: ``(N,)`` bool, the attack goal reached (misclassified, or target reached).
         distances: ``(N,)`` perturbation size in the threat model's norm.
         queries: ``(N,)`` int64 model evaluations spent per sample (forward passes, gradient or not).
+        predictions: ``(N,)`` int64 labels of ``x_adv``; set by the engine when it verifies a result.
     """
 
     x_adv: torch.Tensor
     success: torch.Tensor
     distances: torch.Tensor
     queries: torch.Tensor
+    predictions: torch.Tensor | None = None
 
 
 class _Record(BaseModel):

@@ -78,7 +78,8 @@ class TorchClassifier:
         finally:
             self.module.train(was_training)
 
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the adapter's normalisation: ``(x - mean) / std`` (identity when unset)."""
         if self._mean is not None:
             x = x - self._mean.to(x.device, x.dtype)
         if self._std is not None:
@@ -88,7 +89,7 @@ class TorchClassifier:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, C)`` for inputs ``(N, *input_shape)`` in ``bounds``; differentiable in ``x``."""
         with self._eval_mode():
-            out = self.module(self._normalise(x))
+            out = self.module(self.normalise(x))
         if out.ndim != 2 or out.shape[1] != self.num_classes:
             raise InputError(
                 f"the model returned shape {tuple(out.shape)}; expected (N, {self.num_classes}) logits"

@@ -1,0 +1,45 @@
+# The two commands of the README: `make demo` and `make test`. Each builds .venv on first use.
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+INSTALL := $(VENV)/bin/pip install --quiet --constraint constraints.txt
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test test-slow lint bench-install bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(INSTALL) --upgrade pip
+	$(INSTALL) torch==2.13.0
+	$(INSTALL) --editable '.[dev]'
+	touch $(STAMP)
+
+# Train a small CNN on scikit-learn's digits, scan it with the standard suite at three budgets,
+# write demo/report/ (scan.html, scan.json, scan.sarif, junit.xml) and print a summary table.
+demo: install
+	$(VENV)/bin/bastion train --model bastion.models.zoo:digits_cnn --data digits:train \
+		--epochs 20 --out demo/digits_cnn.safetensors
+	$(VENV)/bin/bastion scan --model bastion.models.zoo:digits_cnn --weights demo/digits_cnn.safetensors \
+		--data digits --norm linf --eps 0.1,0.05,0.2 --suite standard --out demo/report
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-slow: install
+	$(VENV)/bin/pytest -q -m slow; code=$$?; [ $$code -eq 5 ] && exit 0 || exit $$code
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+# Peers for benchmarks/: ART, foolbox, torchattacks (--no-deps: it would pull torchvision and CUDA).
+bench-install: install
+	$(INSTALL) --editable '.[bench]'
+	$(INSTALL) --no-deps torchattacks
+	touch $(VENV)/.bench-installed
+
+bench: bench-install
+	$(PYTHON) benchmarks/evasion.py
+
+clean:
+	rm -rf $(VENV) demo report .pytest_cache

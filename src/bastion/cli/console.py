@@ -1,0 +1,49 @@
+"""Terminal output for the CLI: Rich progress bars and error handling. Library code never prints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bastion.core.errors import BastionError
+
+console = Console()
+errors = Console(stderr=True)
+
+
+@contextmanager
+def progress_bars() -> Iterator[object]:
+    """Yields a ``progress(task, done, total)`` callback that draws one Rich bar per task name."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=False, disable=not errors.is_terminal) as bars:
+        tasks: dict[str, int] = {}
+
+        def update(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bars.add_task(task, total=total)
+            bars.update(tasks[task], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn bastion's own errors and invalid settings into a one-line message and exit code 2."""
+    try:
+        yield
+    except BastionError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
+        errors.print(f"[bold red]error:[/] {problems}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)

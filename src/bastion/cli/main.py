@@ -1,0 +1,55 @@
+"""The ``bastion`` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bastion import __version__
+from bastion.cli.console import console
+from bastion.cli.scan import scan_command
+from bastion.cli.train import train_command
+
+app = typer.Typer(
+    name="bastion",
+    help="Secure machine-learning models against adversarial attack: red-team a model with "
+    "'bastion scan', train one with 'bastion train', list attacks with 'bastion attacks'.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("scan")(scan_command)
+app.command("train")(train_command)
+
+
+@app.command("attacks")
+def attacks_command() -> None:
+    """List the registered evasion attacks and the suites that use them."""
+    from rich.table import Table
+
+    from bastion.attacks import ATTACKS
+    from bastion.scan.suites import SUITES
+
+    table = Table("attack", "access", "norms", "suites")
+    for name in ATTACKS.names():
+        attack = ATTACKS.create(name)
+        suites = ", ".join(s for s, entries in SUITES.items() if any(e[0] == name for e in entries))
+        table.add_row(name, attack.access, ", ".join(attack.norms), suites)
+    console.print(table)
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print bastion's version."""
+    console.print(__version__)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+

@@ -1,0 +1,39 @@
+"""Parsing of the CLI's comma-separated values, with errors that say what was expected."""
+
+from __future__ import annotations
+
+from bastion.core.errors import InputError
+
+
+def floats(text: str, name: str) -> list[float]:
+    """``"0.05,0.1"`` -> ``[0.05, 0.1]``."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{name} must be comma-separated numbers, e.g. 0.05,0.1; got {text!r}") from None
+    if not values:
+        raise InputError(f"{name} needs at least one number")
+    return values
+
+
+def ints(text: str, name: str) -> tuple[int, ...]:
+    """``"1,28,28"`` -> ``(1, 28, 28)``."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{name} must be comma-separated integers, e.g. 1,28,28; got {text!r}") from None
+
+
+def pair(text: str, name: str) -> tuple[float, float]:
+    """``"0,1"`` -> ``(0.0, 1.0)``."""
+    values = floats(text, name)
+    if len(values) != 2:
+        raise InputError(f"{name} must be two numbers 'low,high', got {text!r}")
+    return values[0], values[1]
+
+
+def names(text: str | None) -> list[str] | None:
+    """``"fgsm,pgd"`` -> ``["fgsm", "pgd"]``; ``None`` or empty -> ``None``."""
+    if not text:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]

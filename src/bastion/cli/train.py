@@ -1,0 +1,70 @@
+"""``bastion train``: train a torch model on a dataset (plainly or with PGD adversarial training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from safetensors.torch import save_file
+
+from bastion.cli.console import console, errors, user_errors
+from bastion.cli.model_options import (
+    Bounds,
+    DataSpec,
+    InputShape,
+    LabelColumn,
+    Mean,
+    ModelSpec,
+    NumClasses,
+    Std,
+    WeightsFile,
+    load_model_from_options,
+)
+from bastion.core.errors import InputError
+from bastion.core.threat import Norm, ThreatModel
+from bastion.data.sources import load_dataset
+from bastion.defenses.training import train_classifier
+from bastion.models.torch_adapter import TorchClassifier
+
+
+def train_command(
+    model: ModelSpec,
+    data: DataSpec,
+    out: Annotated[Path, typer.Option(help="Where to write the trained weights (.safetensors).")],
+    weights: WeightsFile = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
+    adversarial_eps: Annotated[float | None, typer.Option(help="Train on PGD examples of this budget "
+                                                          "(PGD adversarial training).")] = None,
+    norm: Annotated[Norm, typer.Option(help="Norm of the adversarial training budget.")] = "linf",
+    limit: Annotated[int | None, typer.Option(help="Train on the first N samples only.")] = None,
+    label_column: LabelColumn = "label",
+    input_shape: InputShape = None,
+    num_classes: NumClasses = None,
+    bounds: Bounds = "0,1",
+    mean: Mean = None,
+    std: Std = None,
+) -> None:
+    """Train a factory model (pkg.module:factory) and save its weights as safetensors."""
+    with user_errors():
+        if out.suffix != ".safetensors":
+            raise InputError(f"--out must end in .safetensors, got {out}")
+        loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
+        classifier = loaded.classifier
+        if not isinstance(classifier, TorchClassifier) or classifier.kind != "torch":
+            raise InputError("bastion train needs a torch factory model (pkg.module:factory)")
+        dataset = load_dataset(data, label_column=label_column, limit=limit)
+        threat = ThreatModel(norm=norm, eps=adversarial_eps, bounds=classifier.bounds) if adversarial_eps else None
+
+        def report(epoch: int, total: int, loss: float) -> None:
+            errors.print(f"epoch {epoch}/{total}: loss {loss:.4f}")
+
+        record = train_classifier(classifier, dataset.x, dataset.y, epochs=epochs, batch_size=batch_size,
+                                  lr=lr, seed=seed, adversarial=threat, on_epoch=report)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in classifier.module.state_dict().items()}
+        save_file(state, str(out))
+    console.print(f"trained {epochs} epoch(s); training accuracy {record.train_accuracy:.1%}; weights: {out}")

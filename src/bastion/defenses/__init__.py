@@ -1,0 +1,1 @@
+"""Defenses: training procedures, preprocessors, detectors."""

@@ -1,0 +1,57 @@
+"""Small reference networks, usable as ``--model bastion.models.zoo:digits_cnn``.
+
+Each factory returns an ``nn.Module`` with ``input_shape`` and ``num_classes`` attributes, which is
+what the model loader needs besides the weights.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def _tagged(module: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    module.input_shape = input_shape  # type: ignore[attr-defined]
+    module.num_classes = num_classes  # type: ignore[attr-defined]
+    return module
+
+
+def digits_cnn() -> nn.Module:
+    """A CNN for scikit-learn's 8x8 digits: input ``(N, 1, 8, 8)`` in [0, 1], 10 logits."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+    return _tagged(net, (1, 8, 8), 10)
+
+
+def fashion_cnn() -> nn.Module:
+    """A CNN for 28x28 grey images (Fashion-MNIST): input ``(N, 1, 28, 28)`` in [0, 1], 10 logits."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+    return _tagged(net, (1, 28, 28), 10)
+
+
+def tabular_mlp(num_features: int, num_classes: int, hidden: int = 64) -> nn.Module:
+    """A two-layer MLP for ``(N, num_features)`` tabular inputs."""
+    net = nn.Sequential(
+        nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+    return _tagged(net, (num_features,), num_classes)

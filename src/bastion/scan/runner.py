@@ -1,0 +1,177 @@
+"""``run_scan``: a cascade per eps over a dataset, turned into an evidence record."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bastion import __version__
+from bastion.attacks.base import EvasionAttack, check_batch
+from bastion.core.errors import InputError
+from bastion.core.ids import array_digest, keys_from_ids, sample_ids
+from bastion.core.records import (
+    ArtifactRef,
+    ClassRow,
+    DatasetRef,
+    EpsResult,
+    SampleRecord,
+    ScanConfig,
+    ScanRecord,
+)
+from bastion.core.threat import Access, Norm, ThreatModel, weakest_access
+from bastion.data.sources import Dataset
+from bastion.models.loading import LoadedModel
+from bastion.scan.cascade import CascadeResult, run_cascade
+from bastion.scan.outcome import ExampleGrid, ScanOutcome
+from bastion.scan.progress import ProgressCallback, no_progress
+from bastion.scan.sanity import blackbox_beats_whitebox, eps_curve_flags, probe_model
+from bastion.scan.suites import build_attacks
+
+ATLAS_IDS = ["AML.T0043", "AML.T0015"]
+OWASP_IDS = ["ML01:2023"]
+_VERSIONED = ("torch", "numpy", "pydantic", "scikit-learn", "onnxruntime", "skops", "safetensors")
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What to run. ``eps`` is a list; the first value is the headline that ``fail_under`` gates.
+
+    ``access`` limits the attacker below what the model offers (``None``: what the model offers).
+    ``attacks`` overrides the suite with registered attack names.
+    """
+
+    eps: list[float]
+    suite: str = "standard"
+    attacks: list[str] | None = None
+    norm: Norm = "linf"
+    targeted: bool = False
+    access: Access | None = None
+    seed: int = 0
+    batch_size: int = 256
+    fail_under: float | None = None
+    examples: int = 8
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def run_scan(
+    loaded: LoadedModel,
+    dataset: Dataset,
+    settings: ScanSettings,
+    *,
+    progress: ProgressCallback = no_progress,
+) -> ScanOutcome:
+    """Scan ``loaded.classifier`` on ``dataset`` at every eps in ``settings``; returns record and examples."""
+    if not settings.eps:
+        raise InputError("give at least one eps")
+    if settings.fail_under is not None and not 0 <= settings.fail_under <= 1:
+        raise InputError(f"--fail-under is a robust accuracy in [0, 1], got {settings.fail_under}")
+    if settings.batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {settings.batch_size}")
+    model = loaded.classifier
+    access = weakest_access(model.access, settings.access or model.access)
+    threats = [ThreatModel(norm=settings.norm, eps=eps, bounds=model.bounds, targeted=settings.targeted,
+                           access=access) for eps in settings.eps]
+    x = torch.as_tensor(dataset.x, dtype=torch.float32)
+    y = torch.as_tensor(dataset.y, dtype=torch.int64)
+    check_batch(model, x, y, threats[0])
+    if not len(x):
+        raise InputError("the dataset is empty")
+    ids = sample_ids(x, y)
+    keys = keys_from_ids(ids)
+    attacks = build_attacks(settings.suite, settings.attacks)
+    results: list[EpsResult] = []
+    grids: list[ExampleGrid] = []
+    for threat in threats:
+        started = time.perf_counter()
+        cascade = run_cascade(model, x, y, threat, attacks, keys=keys, seed=settings.seed,
+                              batch_size=settings.batch_size,
+                              progress=lambda task, done, total, e=threat.eps: progress(
+                                  f"eps={e:g} {task}", done, total))
+        results.append(_eps_result(threat.eps, cascade, ids, dataset.class_names,
+                                   time.perf_counter() - started))
+        results[-1].flags.extend(blackbox_beats_whitebox(results[-1].attacks))
+        grids.append(_examples(threat.eps, cascade, x, ids, settings.examples))
+    results[0].flags[:0] = probe_model(model, x, y) + eps_curve_flags(results)
+    record = ScanRecord(
+        bastion_version=__version__,
+        library_versions=_library_versions(),
+        config=_config(settings, attacks, model.bounds, access),
+        model=ArtifactRef(description=loaded.description, sha256=loaded.sha256, kind=loaded.kind,
+                          access=model.access),
+        data=DatasetRef(description=dataset.description, count=len(x),
+                        sha256=array_digest(dataset.x, dataset.y), input_shape=list(model.input_shape),
+                        num_classes=model.num_classes),
+        results=results,
+        atlas_ids=ATLAS_IDS,
+        owasp_ids=OWASP_IDS,
+    )
+    return ScanOutcome(record=record, class_names=dataset.class_names, examples=grids)
+
+
+def _config(settings: ScanSettings, attacks: list[EvasionAttack], bounds: tuple[float, float],
+            access: Access) -> ScanConfig:
+    return ScanConfig(
+        suite=settings.suite if not settings.attacks else "custom", attacks=[a.name for a in attacks],
+        norm=settings.norm, eps=list(settings.eps), bounds=bounds, targeted=settings.targeted,
+        access=access, seed=settings.seed, batch_size=settings.batch_size, fail_under=settings.fail_under,
+    )
+
+
+def _eps_result(eps: float, cascade: CascadeResult, ids: list[str], class_names: list[str],
+                seconds: float) -> EpsResult:
+    labels = cascade.labels.tolist()
+    clean = cascade.clean_predictions.tolist()
+    adversarial = cascade.adversarial_predictions.tolist()
+    robust = cascade.robust.tolist()
+    distances = cascade.distances.tolist()
+    queries = cascade.queries.tolist()
+    samples = [
+        SampleRecord(index=i, sample_id=ids[i], label=labels[i], clean_prediction=clean[i],
+                     adversarial_prediction=adversarial[i], robust=robust[i], broken_by=cascade.broken_by[i],
+                     distance=distances[i] if cascade.broken_by[i] else None, queries=queries[i])
+        for i in range(len(ids))
+    ]
+    return EpsResult(eps=eps, clean_accuracy=cascade.clean_accuracy, robust_accuracy=cascade.robust_accuracy,
+                     attacks=cascade.attacks, per_class=_per_class(cascade, class_names), flags=[],
+                     samples=samples, seconds=seconds)
+
+
+def _per_class(cascade: CascadeResult, class_names: list[str]) -> list[ClassRow]:
+    rows = []
+    correct = cascade.clean_predictions == cascade.labels
+    for label in sorted(set(cascade.labels.tolist())):
+        mask = cascade.labels == label
+        name = class_names[label] if label < len(class_names) else str(label)
+        rows.append(ClassRow(label=label, name=name, count=int(mask.sum()),
+                             clean_accuracy=float(correct[mask].float().mean()),
+                             robust_accuracy=float(cascade.robust[mask].float().mean())))
+    return rows
+
+
+def _examples(eps: float, cascade: CascadeResult, x: torch.Tensor, ids: list[str], count: int) -> ExampleGrid:
+    """The first ``count`` broken samples (or the first samples when nothing broke)."""
+    broken = [i for i, name in enumerate(cascade.broken_by) if name is not None][:count]
+    chosen = broken or list(range(min(count, len(ids))))
+    index = torch.tensor(chosen, dtype=torch.int64)
+    return ExampleGrid(
+        eps=eps, sample_ids=[ids[i] for i in chosen], clean=x[index].cpu().numpy().astype(np.float32),
+        adversarial=cascade.x_worst[index].cpu().numpy().astype(np.float32),
+        labels=cascade.labels[index].cpu().numpy(), clean_predictions=cascade.clean_predictions[index].cpu().numpy(),
+        adversarial_predictions=cascade.adversarial_predictions[index].cpu().numpy(),
+        broken_by=[cascade.broken_by[i] or "" for i in chosen],
+    )
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
