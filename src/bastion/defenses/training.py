@@ -80,7 +80,7 @@ def train_classifier(
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                total += float(loss) * len(index)
+                total += loss.item() * len(index)
             losses.append(total / len(inputs))
             if on_epoch is not None:
                 on_epoch(epoch + 1, epochs, losses[-1])

@@ -84,26 +84,11 @@ class _State:
     def keep(self, mask: torch.Tensor) -> _State:
         return _State(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
 
-    @classmethod
-    def start(cls, attack: _APGDBase, job: _Job, index: torch.Tensor, x: torch.Tensor,
-              y: torch.Tensor, goal: torch.Tensor, keys: torch.Tensor, stream: int) -> _State:
-        """Fresh state for the samples ``index`` at a (keyed) random point of the ball."""
-        x, threat, n = x[index], job.threat, len(index)
-        start = x
-        if attack.random_start:
-            noise = random_in_ball(keys[index], job.seed, stream, x, threat.norm, threat.eps)
-            start = project(x + noise, x, threat.norm, threat.eps, threat.bounds)
-        inf = x.new_full((n,), math.inf)
-        return cls(index, x, y[index], goal[index], start, start, start, torch.zeros_like(x), inf,
-                   -inf, -inf, x.new_full((n,), attack.rel_step_size * threat.eps),
-                   torch.zeros(n, dtype=torch.int64, device=x.device),
-                   torch.zeros(n, dtype=torch.bool, device=x.device))
-
 
 @dataclass
 class _Job:
-    """One attack call: where results go (``best`` ``(N, *shape)``, ``success`` ``(N,)``,
-    ``queries`` ``(N,)`` CPU int64) and what every run shares."""
+    """One attack call: what runs share and their results, ``best`` ``(N, *shape)``, ``success``,
+    ``queries`` ``(N,)``."""
 
     model: Classifier
     threat: ThreatModel
@@ -111,16 +96,6 @@ class _Job:
     best: torch.Tensor
     success: torch.Tensor
     queries: torch.Tensor
-
-    @classmethod
-    def start(cls, model: Classifier, x: torch.Tensor, threat: ThreatModel, seed: int) -> _Job:
-        return cls(model, threat, seed, x.clone(),
-                   torch.zeros(len(x), dtype=torch.bool, device=x.device),
-                   torch.zeros(len(x), dtype=torch.int64))
-
-    def result(self, x: torch.Tensor) -> AttackResult:
-        return AttackResult(self.best, self.success.cpu(),
-                            distance(self.best - x, self.threat.norm), self.queries)
 
 
 class _APGDBase(EvasionAttack):
@@ -139,15 +114,34 @@ class _APGDBase(EvasionAttack):
         self.rel_step_size = rel_step_size
         self.random_start = random_start
 
-    def _restarts(self, job: _Job, x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor,
-                  keys: torch.Tensor, targeted: bool, loss: GoalLoss, stream: int) -> None:
-        """``restarts`` runs (random streams ``stream, stream + 1, ...``) on the unbroken samples."""
-        for restart in range(self.restarts):
-            todo = (~job.success).nonzero().squeeze(1)
-            if not len(todo):
-                return
-            self._run(job, _State.start(self, job, todo, x, y, goal, keys, stream + restart),
-                      targeted, loss)
+    def _attack(self, model: Classifier, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                seed: int, keys: torch.Tensor, goals: torch.Tensor, targeted: bool, loss: GoalLoss,
+                queries: torch.Tensor) -> AttackResult:
+        """Per column of ``goals`` ``(N, G)``: ``restarts`` runs on the samples still unbroken."""
+        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        job = _Job(model, threat, seed, x.clone(), success, queries)
+        for column in range(goals.shape[1]):
+            for restart in range(self.restarts):
+                todo = (~job.success).nonzero().squeeze(1)
+                if len(todo):
+                    stream = column * self.restarts + restart
+                    self._run(job, self._start(job, todo, x, y, goals[:, column], keys, stream),
+                              targeted, loss)
+        return AttackResult(job.best, job.success.cpu(), distance(job.best - x, threat.norm),
+                            job.queries)
+
+    def _start(self, job: _Job, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+               goal: torch.Tensor, keys: torch.Tensor, stream: int) -> _State:
+        """Fresh state for the samples ``index``, at a keyed random point of the ball."""
+        x, threat, n = x[index], job.threat, len(index)
+        start = x
+        if self.random_start:
+            noise = random_in_ball(keys[index], job.seed, stream, x, threat.norm, threat.eps)
+            start = project(x + noise, x, threat.norm, threat.eps, threat.bounds)
+        inf, zero = x.new_full((n,), math.inf), torch.zeros(n, dtype=torch.int64, device=x.device)
+        return _State(index, x, y[index], goal[index], start, start, start, torch.zeros_like(x),
+                      inf, -inf, -inf, x.new_full((n,), self.rel_step_size * threat.eps), zero,
+                      zero.bool())
 
     def _run(self, job: _Job, s: _State, targeted: bool, loss: GoalLoss) -> None:
         """One run of ``iterations`` steps; writes broken (else best) points into ``job``."""
@@ -223,10 +217,9 @@ class APGD(_APGDBase):
 
     def perturb(self, model: Classifier, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                 seed: int, keys: torch.Tensor, targets: torch.Tensor | None) -> AttackResult:
-        job = _Job.start(model, x, threat, seed)
         goal, targeted = (y, False) if targets is None else (targets, True)
-        self._restarts(job, x, y, goal, keys, targeted, LOSSES[self.loss, targeted], 0)
-        return job.result(x)
+        return self._attack(model, x, y, threat, seed, keys, goal[:, None], targeted,
+                            LOSSES[self.loss, targeted], torch.zeros(len(x), dtype=torch.int64))
 
 
 @ATTACKS.register("apgd-t")
@@ -248,18 +241,15 @@ class APGDTargeted(_APGDBase):
 
     def perturb(self, model: Classifier, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                 seed: int, keys: torch.Tensor, targets: torch.Tensor | None) -> AttackResult:
-        job = _Job.start(model, x, threat, seed)
+        queries = torch.zeros(len(x), dtype=torch.int64)
         if targets is not None:
             goals = targets[:, None]
-        else:
+        else:  # the highest non-true classes of the clean logits, best first
             with torch.no_grad():
-                clean = model.logits(x)
-            job.queries += 1
-            others = clean.scatter(1, y[:, None], -math.inf)
+                others = model.logits(x).scatter(1, y[:, None], -math.inf)
+            queries += 1
             count = min(self.n_target_classes, model.num_classes - 1)
             goals = others.sort(dim=1, descending=True, stable=True).indices[:, :count]
-        for rank in range(goals.shape[1]):
-            self._restarts(job, x, y, goals[:, rank], keys, targets is not None,
-                           losses.targeted_dlr, rank * self.restarts)
-        return job.result(x)
+        return self._attack(model, x, y, threat, seed, keys, goals, targets is not None,
+                            losses.targeted_dlr, queries)
 

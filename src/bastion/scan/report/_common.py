@@ -36,7 +36,7 @@ def class_name(class_names: list[str], label: int) -> str:
 
 
 def write_text_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file, so a reader never sees half a report.
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file: no reader sees half a report.
 
     Raises:
         InputError: the file or its folder cannot be written.

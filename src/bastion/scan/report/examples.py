@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bastion.core.errors import InputError
 from bastion.scan.outcome import ExampleGrid
 from bastion.scan.report._common import class_name, format_eps
 from bastion.scan.report.plots import example_grid_plot, png_data_uri
@@ -59,7 +60,9 @@ def example_views(
     return [_view(grid, class_names, bounds) for grid in sorted(grids, key=lambda g: g.eps)]
 
 
-def top_feature_changes(clean: np.ndarray, adversarial: np.ndarray, limit: int) -> list[FeatureChange]:
+def top_feature_changes(
+    clean: np.ndarray, adversarial: np.ndarray, limit: int
+) -> list[FeatureChange]:
     """The ``limit`` features of one flattened example with the largest absolute change."""
     before = np.asarray(clean, dtype=np.float64).reshape(-1)
     after = np.asarray(adversarial, dtype=np.float64).reshape(-1)
@@ -72,7 +75,30 @@ def top_feature_changes(clean: np.ndarray, adversarial: np.ndarray, limit: int) 
     ]
 
 
+def check_grid(grid: ExampleGrid) -> None:
+    """Raise when a grid's arrays and lists do not all hold the same number of examples.
+
+    Raises:
+        InputError: the lengths differ, or clean and adversarial inputs differ in shape.
+    """
+    lengths = {
+        "sample_ids": len(grid.sample_ids), "clean": len(grid.clean),
+        "adversarial": len(grid.adversarial), "labels": len(grid.labels),
+        "clean_predictions": len(grid.clean_predictions),
+        "adversarial_predictions": len(grid.adversarial_predictions),
+        "broken_by": len(grid.broken_by),
+    }
+    if len(set(lengths.values())) > 1:
+        raise InputError(f"example grid at eps={format_eps(grid.eps)} has fields of different "
+                         f"lengths: {lengths}")
+    if np.shape(grid.clean) != np.shape(grid.adversarial):
+        raise InputError(f"example grid at eps={format_eps(grid.eps)}: clean inputs "
+                         f"{np.shape(grid.clean)} and adversarial inputs "
+                         f"{np.shape(grid.adversarial)} differ in shape")
+
+
 def _view(grid: ExampleGrid, class_names: list[str], bounds: tuple[float, float]) -> ExampleView:
+    check_grid(grid)
     png = example_grid_plot(grid, class_names, bounds)
     shown = min(len(grid.sample_ids), MAX_EXAMPLES)
     # Images speak for themselves; a feature table is only needed when there is no picture.

@@ -4,12 +4,14 @@ no network access needed to view it), rendered from ``templates/scan.html`` with
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from bastion.core.records import AttackSummary, EpsResult, SanityFlag, ScanRecord
 from bastion.scan.outcome import ScanOutcome
@@ -25,6 +27,7 @@ from bastion.scan.report.examples import example_views
 from bastion.scan.report.plots import png_data_uri, robust_accuracy_plot
 from bastion.scan.report.taxonomy import taxonomy_entries
 
+_BACKTICKS = re.compile(r"`([^`]+)`")
 #: Broken samples listed at the headline eps; the JSON record has all of them.
 MAX_SAMPLES_LISTED = 100
 
@@ -77,7 +80,14 @@ def _environment() -> Environment:
     environment.filters["eps"] = format_eps
     environment.filters["thousands"] = lambda value: f"{value:,}"
     environment.filters["short_id"] = lambda value: value[:12]
+    environment.filters["inline_code"] = inline_code
     return environment
+
+
+def inline_code(text: str) -> Markup:
+    """Escape ``text``, then show its ```backticked``` parts as ``<code>``."""
+    escaped = str(escape(text))
+    return Markup(_BACKTICKS.sub(r"<code>\1</code>", escaped))
 
 
 def _context(outcome: ScanOutcome) -> dict[str, Any]:
@@ -98,7 +108,10 @@ def _context(outcome: ScanOutcome) -> dict[str, Any]:
         "flags": _flag_views(record.results),
         "taxonomy": taxonomy_entries(record.atlas_ids, record.owasp_ids),
         "broken_samples": _broken_samples(record.headline),
-        "config_json": json.dumps(record.config.model_dump(mode="json"), indent=2),
+        "config_items": [
+            (key, json.dumps(value, ensure_ascii=False))
+            for key, value in record.config.model_dump(mode="json").items()
+        ],
     }
 
 
@@ -135,7 +148,9 @@ def _class_lines(record: ScanRecord) -> list[ClassLine]:
         lowest = min(headline.per_class, key=lambda row: row.robust_accuracy)
         if lowest.robust_accuracy < headline.robust_accuracy:
             weak.add(lowest.label)
-    by_eps = [{row.label: row.robust_accuracy for row in result.per_class} for result in record.results]
+    by_eps = [
+        {row.label: row.robust_accuracy for row in result.per_class} for result in record.results
+    ]
     return [
         ClassLine(
             label=row.label,

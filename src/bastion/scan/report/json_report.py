@@ -37,11 +37,12 @@ def read_json(path: str | Path) -> ScanRecord:
     try:
         return ScanRecord.model_validate_json(raw)
     except ValidationError as error:
-        raise InputError(f"{path} is not a valid bastion scan record: {_summarise(error)}") from error
+        problems = _summarise(error)
+        raise InputError(f"{path} is not a valid bastion scan record: {problems}") from error
 
 
 def _summarise(error: ValidationError) -> str:
-    """The first few validation problems as ``field.path: message`` (a JSON syntax error included)."""
+    """The first few problems as ``field.path: message`` (a JSON syntax error included)."""
     problems = []
     for item in error.errors()[:_MAX_ERRORS_SHOWN]:
         where = ".".join(str(part) for part in item["loc"]) or "(file)"

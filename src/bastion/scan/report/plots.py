@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: At most this many examples are drawn per grid; the rest stay in the JSON record.
 MAX_GRID_COLUMNS = 8
+#: Longer class names are cut in image titles so neighbouring titles do not overlap.
+MAX_TITLE_NAME = 14
 _DPI = 110
 
 
@@ -85,9 +87,9 @@ def example_grid_plot(
     figure = _new_figure(width=1.45 * count + 0.9, height=5.0)
     axes = figure.subplots(3, count, squeeze=False)
     for column in range(count):
-        label = class_name(class_names, int(grid.labels[column]))
-        clean_pred = class_name(class_names, int(grid.clean_predictions[column]))
-        adv_pred = class_name(class_names, int(grid.adversarial_predictions[column]))
+        label = _short_name(class_names, int(grid.labels[column]))
+        clean_pred = _short_name(class_names, int(grid.clean_predictions[column]))
+        adv_pred = _short_name(class_names, int(grid.adversarial_predictions[column]))
         _show(axes[0][column], clean[column], f"label: {label}\npred: {clean_pred}")
         _show(axes[1][column], adversarial[column], f"pred: {adv_pred}", color="#c62828")
         _show(axes[2][column], np.clip(difference[column] * gain, 0.0, 1.0),
@@ -106,14 +108,26 @@ def is_image_batch(batch: np.ndarray) -> bool:
 
 
 def _cumulative_by_attack(results: list[EpsResult]) -> dict[str, list[tuple[float, float]]]:
-    """Per attack, the ``(eps, robust accuracy after it)`` points where it ran."""
+    """Per attack, the ``(eps, robust accuracy after it)`` points where it ran.
+
+    An attack whose line would lie on the overall robust accuracy everywhere (the last attack of
+    the cascade, usually) is left out: it would only hide the bold line.
+    """
+    overall = {result.eps: result.robust_accuracy for result in results}
     lines: dict[str, list[tuple[float, float]]] = {}
     for result in results:
         for attack in result.attacks:
             if attack.robust_accuracy_after is not None and attack.skipped is None:
                 lines.setdefault(attack.name, []).append((result.eps, attack.robust_accuracy_after))
-    # Only worth a line when the cascade has more than one attack.
-    return lines if len(lines) > 1 else {}
+    return {
+        name: points for name, points in lines.items()
+        if any(abs(after - overall[eps]) > 1e-9 for eps, after in points)
+    }
+
+
+def _short_name(class_names: list[str], label: int) -> str:
+    name = class_name(class_names, label)
+    return name if len(name) <= MAX_TITLE_NAME else name[: MAX_TITLE_NAME - 1] + "…"
 
 
 def _to_display(batch: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:

@@ -17,6 +17,8 @@ OWASP_NAMES: dict[str, str] = {
     "ML01:2023": "Input Manipulation Attack",
 }
 
+_UNKNOWN_NAME = "(name not known to this bastion version)"
+
 #: What an evasion scan tests when the record does not say: used by SARIF rule tags.
 DEFAULT_ATLAS_IDS: tuple[str, ...] = ("AML.T0043", "AML.T0015")
 DEFAULT_OWASP_IDS: tuple[str, ...] = ("ML01:2023",)
@@ -34,16 +36,16 @@ class TaxonomyEntry:
 def taxonomy_entries(atlas_ids: list[str], owasp_ids: list[str]) -> list[TaxonomyEntry]:
     """ATLAS then OWASP entries for the given ids, in the order the record lists them."""
     atlas = [
-        TaxonomyEntry("MITRE ATLAS", item, ATLAS_NAMES.get(item, "(name not known to this version)"))
+        TaxonomyEntry("MITRE ATLAS", item, ATLAS_NAMES.get(item, _UNKNOWN_NAME))
         for item in atlas_ids
     ]
     owasp = [
-        TaxonomyEntry("OWASP ML Top 10", item, OWASP_NAMES.get(item, "(name not known to this version)"))
+        TaxonomyEntry("OWASP ML Top 10", item, OWASP_NAMES.get(item, _UNKNOWN_NAME))
         for item in owasp_ids
     ]
     return atlas + owasp
 
 
 def threat_ids(atlas_ids: list[str], owasp_ids: list[str]) -> list[str]:
-    """All ids to tag a finding with; falls back to the evasion defaults when the record has none."""
+    """Every id to tag a finding with; the evasion defaults when the record cites none."""
     return list(atlas_ids or DEFAULT_ATLAS_IDS) + list(owasp_ids or DEFAULT_OWASP_IDS)

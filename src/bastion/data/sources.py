@@ -1,0 +1,441 @@
+"""Load a labelled dataset from a file, a folder of images or a built-in name, without unpickling.
+
+Accepted specs (see :func:`load_dataset`): ``data.npz``, ``data.csv``, a folder with one
+sub-folder per class, ``digits[:train|:test]`` and ``fashion-mnist[:train|:test]``. Pickle files
+are refused: loading one can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bastion.core.errors import InputError, UnsafeFileError
+
+PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+_GRAY_MODES = frozenset({"1", "L", "LA"})
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_ENV = "BASTION_FASHION_MNIST_DIR"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+ACCEPTED_FORMATS = (
+    "a .npz file with arrays x and y (optional class_names); "
+    "a .csv file with a label column and numeric feature columns; "
+    "a folder of images with one sub-folder per class (root/cat/001.png); "
+    "a built-in: digits, digits:train, digits:test, fashion-mnist, fashion-mnist:train, "
+    "fashion-mnist:test"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled dataset in memory.
+
+    Attributes:
+        x: inputs ``(N, *input_shape)`` float32, e.g. ``(N, 1, 28, 28)`` images or ``(N, D)`` rows.
+        y: labels ``(N,)`` int64 in ``0 .. len(class_names) - 1``.
+        class_names: one name per class; ``y == i`` means ``class_names[i]``.
+        description: where the data came from and its size, for reports.
+        bounds: the valid input range ``(low, high)``, default ``(0, 1)``.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    description: str
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample shape, ``x.shape[1:]``."""
+        return tuple(self.x.shape[1:])
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Arrays as a reader found them, before validation."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str] | None
+    source: str
+    bounds: tuple[float, float] | None = None
+
+
+def load_dataset(
+    spec: str,
+    *,
+    label_column: str = "label",
+    limit: int | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> Dataset:
+    """Load and validate the dataset named by ``spec``.
+
+    Args:
+        spec: a path (``.npz``, ``.csv``, an image folder) or a built-in name; see
+            ``ACCEPTED_FORMATS``.
+        label_column: the CSV column holding the labels, default ``"label"``.
+        limit: keep only the first ``limit`` samples (in file order); ``None`` keeps all.
+        bounds: the valid input range. ``None`` (default) means ``(0, 1)`` when the data lies in it
+            (built-ins always), otherwise the data's own ``(min, max)``.
+
+    Raises:
+        InputError: a missing file, an unknown format, or data that fails validation.
+        UnsafeFileError: a pickle file, or an ``.npz`` holding object (pickled) arrays.
+    """
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be a positive number of samples, got {limit}")
+    raw = _read(spec, label_column)
+    return _validated(raw, limit=limit, bounds=bounds)
+
+
+def _read(spec: str, label_column: str) -> _Raw:
+    name, _, split = spec.partition(":")
+    if name.lower() in _BUILTINS:
+        return _BUILTINS[name.lower()](split or "test")
+    path = Path(spec).expanduser()
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise UnsafeFileError(
+            f"{path}: bastion does not load pickle files ({suffix}); unpickling can run arbitrary "
+            "code hidden in the file. Save the arrays instead, e.g. "
+            "np.savez('data.npz', x=x.astype('float32'), y=y.astype('int64'))"
+        )
+    if not path.exists():
+        raise InputError(f"dataset not found: {path}. Accepted: {ACCEPTED_FORMATS}")
+    if path.is_dir():
+        return _read_image_folder(path)
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix == ".csv":
+        return _read_csv(path, label_column)
+    raise InputError(f"unknown dataset format: {path}. Accepted: {ACCEPTED_FORMATS}")
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _validated(raw: _Raw, *, limit: int | None, bounds: tuple[float, float] | None) -> Dataset:
+    x, source = raw.x, raw.source
+    y, names_from_labels = _encode_labels(raw.y, source)
+    if len(x) != len(y):
+        raise InputError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
+    if len(y) == 0:
+        raise InputError(f"{source}: the dataset is empty")
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    x = _as_float_inputs(x, source)
+    if int(y.min()) < 0:
+        first = int(np.argmax(y < 0))
+        raise InputError(f"{source}: labels must be >= 0; sample {first} has label {int(y[first])}")
+    class_names = _class_names(names_from_labels or raw.class_names, int(y.max()), source)
+    final_bounds = _bounds(x, bounds or raw.bounds, source)
+    description = (
+        f"{source}: {len(y)} samples, shape {tuple(x.shape[1:])}, {len(class_names)} classes"
+    )
+    return Dataset(x=x, y=y, class_names=class_names, description=description, bounds=final_bounds)
+
+
+def _encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str] | None]:
+    """Labels ``(N,)`` int64, plus sorted class names when the labels were strings."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise InputError(
+            f"{source}: y must be one label per sample, shape (N,); got {values.shape}. "
+            "Flatten it with y.reshape(-1)"
+        )
+    if values.dtype.kind in "US":
+        text = values.astype(str)
+        names = sorted(set(text.tolist()))
+        index = {name: i for i, name in enumerate(names)}
+        return np.array([index[v] for v in text], dtype=np.int64), names
+    if values.dtype.kind in "biu":
+        return values.astype(np.int64), None
+    if values.dtype.kind == "f":
+        integral = np.isfinite(values) & (values == np.round(values))
+        if not integral.all():
+            first = int(np.argmin(integral))
+            raise InputError(
+                f"{source}: labels must be integers (class indices); sample {first} has label "
+                f"{values[first]!r}"
+            )
+        return values.astype(np.int64), None
+    raise InputError(f"{source}: labels have dtype {values.dtype}; expected integers or strings")
+
+
+def _as_float_inputs(x: np.ndarray, source: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{source}: x must be numeric; got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise InputError(
+            f"{source}: x must have shape (N, *input_shape), e.g. (N, D) or (N, C, H, W); "
+            f"got {x.shape}"
+        )
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise InputError(
+            f"{source}: x contains NaN or infinite values ({int((~finite).sum())} samples, the "
+            f"first is sample {first}); drop or impute them first"
+        )
+    return x
+
+
+def _class_names(names: list[str] | None, max_label: int, source: str) -> list[str]:
+    if names is None:
+        return [str(i) for i in range(max_label + 1)]
+    if len(names) <= max_label:
+        raise InputError(
+            f"{source}: {len(names)} class names given but labels go up to {max_label}; "
+            "give one name per class"
+        )
+    return list(names)
+
+
+def _bounds(x: np.ndarray, bounds: tuple[float, float] | None, source: str) -> tuple[float, float]:
+    low, high = float(x.min()), float(x.max())
+    if bounds is None:
+        return (0.0, 1.0) if low >= 0.0 and high <= 1.0 else (low, high)
+    if bounds[0] >= bounds[1]:
+        raise InputError(f"bounds must be (low, high) with low < high; got {bounds}")
+    if low < bounds[0] or high > bounds[1]:
+        raise InputError(
+            f"{source}: x has values in [{low:g}, {high:g}], outside the bounds {tuple(bounds)}; "
+            "rescale the data or pass wider bounds"
+        )
+    return (float(bounds[0]), float(bounds[1]))
+
+
+# --- .npz -------------------------------------------------------------------------------------
+
+
+def _read_npz(path: Path) -> _Raw:
+    if not zipfile.is_zipfile(path):
+        raise InputError(
+            f"{path} is not an .npz archive; save one with np.savez('{path.name}', x=x, y=y)"
+        )
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.files)
+        x_key = _pick_key(keys, ("x", "X"), path, "inputs")
+        y_key = _pick_key(keys, ("y", "labels"), path, "labels")
+        x = _npz_array(archive, x_key, path)
+        y = _npz_array(archive, y_key, path)
+        names = _npz_array(archive, "class_names", path) if "class_names" in keys else None
+    if names is not None and names.dtype.kind not in "US":
+        raise InputError(
+            f"{path}: class_names must be an array of strings; got dtype {names.dtype}"
+        )
+    return _Raw(x, y, None if names is None else names.astype(str).tolist(), str(path))
+
+
+def _pick_key(keys: list[str], candidates: tuple[str, ...], path: Path, what: str) -> str:
+    for key in candidates:
+        if key in keys:
+            return key
+    raise InputError(
+        f"{path} has no array named {' or '.join(candidates)} for the {what}; arrays found: "
+        f"{', '.join(keys) or 'none'}. Save with np.savez(path, x=x, y=y)"
+    )
+
+
+def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise UnsafeFileError(
+                f"{path}: array {key!r} is an object array, stored as a pickle; bastion does not "
+                "unpickle data because that can run arbitrary code. Save numeric (or string) "
+                "arrays instead, e.g. x.astype('float32')"
+            ) from exc
+        raise InputError(f"{path}: cannot read array {key!r}: {exc}") from exc
+
+
+# --- image folder -----------------------------------------------------------------------------
+
+
+def _read_image_folder(root: Path) -> _Raw:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise InputError(
+            f"{root} has no sub-folders; an image dataset needs one sub-folder per class, "
+            f"e.g. {root}/cat/001.png"
+        )
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    first: tuple[Path, tuple[int, ...]] | None = None
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(
+                f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        for file in files:
+            image = _read_image(file)
+            if first is None:
+                first = (file, image.shape)
+            elif image.shape != first[1]:
+                raise InputError(
+                    f"{file} has shape (C, H, W) = {image.shape} but {first[0]} has {first[1]}; "
+                    "all images must have the same size and colour mode: resize or convert them"
+                )
+            images.append(image)
+            labels.append(label)
+    return _Raw(np.stack(images), np.array(labels), [d.name for d in class_dirs], str(root))
+
+
+def _read_image(file: Path) -> np.ndarray:
+    """``(C, H, W)`` float32 in [0, 1]: one channel for greyscale images, three for colour."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            mode = "L" if image.mode in _GRAY_MODES else "RGB"
+            pixels = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read image {file}: {exc}") from exc
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+# --- .csv -------------------------------------------------------------------------------------
+
+
+def _read_csv(path: Path, label_column: str) -> _Raw:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path} is not a readable UTF-8 CSV file: {exc}") from exc
+    if not rows:
+        raise InputError(f"{path} is empty; it needs a header row and one row per sample")
+    header = [cell.strip() for cell in rows[0]]
+    if label_column not in header:
+        raise InputError(
+            f"{path} has no column {label_column!r}; columns are {', '.join(header)}. "
+            "Name the label column with --label-column"
+        )
+    label_at = header.index(label_column)
+    feature_at = [i for i in range(len(header)) if i != label_at]
+    if not feature_at:
+        raise InputError(f"{path} has only the label column; add numeric feature columns")
+    features: list[list[float]] = []
+    labels: list[str] = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise InputError(f"{path}, line {line}: {len(row)} cells, the header has {len(header)}")
+        labels.append(_csv_label(row[label_at], path, line, label_column))
+        features.append([_csv_number(row[i], path, line, header[i]) for i in feature_at])
+    x = np.array(features, dtype=np.float64).reshape(len(features), len(feature_at))
+    return _Raw(x, _csv_labels(labels), None, str(path))
+
+
+def _csv_label(cell: str, path: Path, line: int, column: str) -> str:
+    if not cell.strip():
+        raise InputError(f"{path}, line {line}, column {column!r}: the label is empty")
+    return cell.strip()
+
+
+def _csv_number(cell: str, path: Path, line: int, column: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        raise InputError(
+            f"{path}, line {line} (data row {line - 1}), column {column!r}: {cell!r} is not a "
+            "number; feature columns must be numeric"
+        ) from None
+
+
+def _csv_labels(labels: list[str]) -> np.ndarray:
+    """Numeric labels as floats (checked for integers later), otherwise the strings themselves."""
+    try:
+        return np.array([float(label) for label in labels], dtype=np.float64)
+    except ValueError:
+        return np.array(labels, dtype=str)
+
+
+# --- built-ins --------------------------------------------------------------------------------
+
+
+def _check_split(name: str, split: str) -> None:
+    if split not in ("train", "test"):
+        raise InputError(f"unknown split {split!r} for {name}; use {name}:train or {name}:test")
+
+
+def _load_digits(split: str) -> _Raw:
+    """scikit-learn's 8x8 digits as ``(N, 1, 8, 8)`` in [0, 1]; a fixed stratified 70/30 split."""
+    _check_split("digits", split)
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).reshape(-1, 1, 8, 8)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, bunch.target, test_size=0.3, random_state=0, stratify=bunch.target
+    )
+    x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
+    return _Raw(x, y, [str(i) for i in range(10)], f"digits:{split}", bounds=(0.0, 1.0))
+
+
+def _load_fashion_mnist(split: str) -> _Raw:
+    """Fashion-MNIST from the Debian IDX files as ``(N, 1, 28, 28)`` in [0, 1]."""
+    _check_split("fashion-mnist", split)
+    folder = Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
+    prefix = "train" if split == "train" else "t10k"
+    images_file = folder / f"{prefix}-images-idx3-ubyte.gz"
+    labels_file = folder / f"{prefix}-labels-idx1-ubyte.gz"
+    missing = [f.name for f in (images_file, labels_file) if not f.is_file()]
+    if missing:
+        raise InputError(
+            f"Fashion-MNIST files not found in {folder} (missing {', '.join(missing)}). Install "
+            f"them with `apt-get install dataset-fashion-mnist`, or set {FASHION_MNIST_ENV} to "
+            "a folder holding the IDX files"
+        )
+    images = _read_idx(images_file, ndim=3)
+    labels = _read_idx(labels_file, ndim=1)
+    x = images[:, None].astype(np.float32) / 255.0
+    return _Raw(x, labels, list(FASHION_MNIST_CLASSES), f"fashion-mnist:{split}", (0.0, 1.0))
+
+
+def _read_idx(path: Path, *, ndim: int) -> np.ndarray:
+    """An unsigned-byte IDX array (gzipped): magic ``00 00 08 ndim``, big-endian sizes, data."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    magic = bytes([0, 0, 0x08, ndim])
+    if data[:4] != magic:
+        raise InputError(
+            f"{path} is not an IDX file of unsigned bytes with {ndim} dimension(s): magic number "
+            f"{data[:4].hex()}, expected {magic.hex()}"
+        )
+    header = 4 + 4 * ndim
+    dims = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
+    body = np.frombuffer(data, dtype=np.uint8, offset=min(header, len(data)))
+    if len(dims) != ndim or body.size != int(np.prod(dims)):
+        raise InputError(f"{path} is truncated: header says {dims}, found {body.size} bytes")
+    return body.reshape(dims)
+
+
+_BUILTINS: dict[str, Callable[[str], _Raw]] = {
+    "digits": _load_digits,
+    "fashion-mnist": _load_fashion_mnist,
+}

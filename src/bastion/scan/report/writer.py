@@ -1,0 +1,50 @@
+"""Write every rendering of a scan into one folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bastion.core.errors import InputError
+from bastion.scan.outcome import ScanOutcome
+from bastion.scan.report.html import write_html
+from bastion.scan.report.json_report import write_json
+from bastion.scan.report.junit import write_junit
+from bastion.scan.report.sarif import write_sarif
+
+REPORT_FILES: dict[str, str] = {
+    "json": "scan.json",
+    "html": "scan.html",
+    "sarif": "scan.sarif",
+    "junit": "junit.xml",
+}
+
+
+def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``scan.json``, ``scan.html``, ``scan.sarif`` and ``junit.xml`` into ``out_dir``.
+
+    The folder is created when missing. JSON is written first: it is the canonical evidence.
+
+    Returns:
+        The path of each file, keyed ``"json"``, ``"html"``, ``"sarif"`` and ``"junit"``.
+
+    Raises:
+        InputError: ``out_dir`` is an existing file, or cannot be created or written.
+    """
+    folder = _prepare(Path(out_dir))
+    paths = {kind: folder / name for kind, name in REPORT_FILES.items()}
+    write_json(outcome.record, paths["json"])
+    write_html(outcome, paths["html"])
+    write_sarif(outcome.record, paths["sarif"])
+    write_junit(outcome.record, paths["junit"])
+    return paths
+
+
+def _prepare(folder: Path) -> Path:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"report folder {folder} exists and is a file; pass a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise InputError(f"cannot create report folder {folder}: {reason}") from error
+    return folder

@@ -1,0 +1,36 @@
+"""Shared fixtures: a small CNN trained once per test session on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from bastion.defenses.training import train_classifier
+from bastion.models.torch_adapter import TorchClassifier
+from bastion.models.zoo import digits_cnn
+
+
+@pytest.fixture(scope="session")
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 digits as ``(N, 1, 8, 8)`` float32 in [0, 1] and int64 labels."""
+    digits = load_digits()
+    return (digits.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8), digits.target.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits_arrays) -> TorchClassifier:
+    """``digits_cnn`` trained on the first 1200 digits (about 97% test accuracy)."""
+    x, y = digits_arrays
+    torch.manual_seed(0)
+    model = TorchClassifier(digits_cnn(), (1, 8, 8), 10)
+    train_classifier(model, x[:1200], y[:1200], epochs=10, seed=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits_test(digits_arrays) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 200 held-out digits as tensors."""
+    x, y = digits_arrays
+    return torch.from_numpy(x[1200:1400]), torch.from_numpy(y[1200:1400])

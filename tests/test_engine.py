@@ -1,0 +1,88 @@
+"""The engine distrusts attacks: it projects their output and recomputes success itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bastion.attacks.base import EvasionAttack
+from bastion.core.errors import CapabilityError, ConfigError, InputError
+from bastion.core.records import AttackResult
+from bastion.core.threat import ThreatModel
+
+
+class LyingAttack(EvasionAttack):
+    """Returns points far outside the budget and bounds and claims it always succeeded."""
+
+    name = "liar"
+    access = "white"
+
+    def perturb(self, model, x, y, threat, *, seed, keys, targets):
+        x_adv = x + 10.0 * torch.ones_like(x)
+        x_adv[0] = float("nan")
+        ones = torch.ones(len(x), dtype=torch.bool)
+        return AttackResult(x_adv, ones, torch.zeros(len(x)), torch.zeros(len(x), dtype=torch.int64))
+
+
+class LabelsOnlyAttack(LyingAttack):
+    name = "needs-labels"
+    access = "labels"
+    norms = ("l2",)
+
+
+def test_engine_projects_and_recomputes_success(digits_model, digits_test):
+    x, y = digits_test
+    threat = ThreatModel(norm="linf", eps=0.05)
+    result = LyingAttack()(digits_model, x, y, threat)
+    assert float((result.x_adv - x).abs().max()) <= 0.05 + 1e-6
+    assert float(result.x_adv.min()) >= 0 and float(result.x_adv.max()) <= 1
+    assert torch.isfinite(result.x_adv).all()
+    recomputed = digits_model.predict(result.x_adv) != y
+    assert torch.equal(result.success, recomputed)
+    assert not bool(result.success.all()), "the attack's claim of universal success is not believed"
+    unbroken = ~result.success
+    assert torch.equal(result.x_adv[unbroken], x[unbroken]), "failed points keep the clean input"
+
+
+def test_engine_refuses_what_the_threat_forbids(digits_model, digits_test):
+    x, y = digits_test
+    with pytest.raises(CapabilityError, match="supports l2, not linf"):
+        LabelsOnlyAttack()(digits_model, x, y, ThreatModel(eps=0.1))
+    with pytest.raises(CapabilityError, match="needs white access; the threat model allows only scores"):
+        LyingAttack()(digits_model, x, y, ThreatModel(eps=0.1, access="scores"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda x, y: (x[:, :, :4], y), "per-sample shape"),
+        (lambda x, y: (x, y[:-1]), "labels must have shape"),
+        (lambda x, y: (x, y + 10), "the model has 10 classes"),
+        (lambda x, y: (x, -y - 1), "the model has 10 classes"),
+        (lambda x, y: (x.masked_fill(torch.zeros_like(x, dtype=torch.bool).index_fill(0, torch.tensor([3]), True), float("nan")), y), "NaN"),
+        (lambda x, y: (x * 255, y), "outside the bounds"),
+        (lambda x, y: (x, y.float()), "int64"),
+        (lambda x, y: (x.to(torch.int64), y), "floating point"),
+    ],
+)
+def test_bad_batches_get_clear_errors(digits_model, digits_test, mutate, message):
+    x, y = mutate(*digits_test)
+    with pytest.raises(InputError, match=message):
+        LyingAttack()(digits_model, x, y, ThreatModel(eps=0.1))
+
+
+def test_targets_must_match_the_threat(digits_model, digits_test):
+    x, y = digits_test
+    with pytest.raises(InputError, match="needs targets"):
+        LyingAttack()(digits_model, x, y, ThreatModel(eps=0.1, targeted=True))
+    with pytest.raises(InputError, match="differ from the true labels"):
+        LyingAttack()(digits_model, x, y, ThreatModel(eps=0.1, targeted=True), targets=y.clone())
+    with pytest.raises(ConfigError, match="not targeted"):
+        LyingAttack()(digits_model, x, y, ThreatModel(eps=0.1), targets=(y + 1) % 10)
+
+
+def test_zero_eps_changes_nothing(digits_model, digits_test):
+    x, y = digits_test
+    result = LyingAttack()(digits_model, x, y, ThreatModel(eps=0.0))
+    assert torch.equal(result.x_adv, x)
+    assert torch.equal(result.success, digits_model.predict(x) != y)
