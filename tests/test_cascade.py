@@ -7,10 +7,10 @@ import torch
 from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.pgd import PGD
 from bastion.core.ids import sample_keys
+from bastion.core.records import AttackSummary
 from bastion.core.threat import ThreatModel
 from bastion.scan.cascade import random_targets, run_cascade
 from bastion.scan.sanity import blackbox_beats_whitebox
-from bastion.core.records import AttackSummary
 
 
 def test_cascade_is_never_weaker_than_an_attack_alone(digits_model, digits_test):

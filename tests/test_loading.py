@@ -18,7 +18,8 @@ from torch import nn
 
 from bastion.core.errors import InputError, UnsafeFileError
 from bastion.core.ids import file_digest
-from bastion.data.sources import FASHION_MNIST_ENV, load_dataset
+from bastion.data.builtin import FASHION_MNIST_ENV
+from bastion.data.sources import load_dataset
 from bastion.models.loading import load_classifier
 from bastion.models.sklearn_adapter import SklearnClassifier
 

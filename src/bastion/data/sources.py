@@ -8,27 +8,19 @@ are refused: loading one can run arbitrary code.
 from __future__ import annotations
 
 import csv
-import gzip
-import os
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bastion.core.errors import InputError, UnsafeFileError
+from bastion.data.builtin import BUILTINS
+from bastion.data.raw import RawArrays
 
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _GRAY_MODES = frozenset({"1", "L", "LA"})
-
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_ENV = "BASTION_FASHION_MNIST_DIR"
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
 
 ACCEPTED_FORMATS = (
     "a .npz file with arrays x and y (optional class_names); "
@@ -66,17 +58,6 @@ class Dataset:
         return tuple(self.x.shape[1:])
 
 
-@dataclass(frozen=True)
-class _Raw:
-    """Arrays as a reader found them, before validation."""
-
-    x: np.ndarray
-    y: np.ndarray
-    class_names: list[str] | None
-    source: str
-    bounds: tuple[float, float] | None = None
-
-
 def load_dataset(
     spec: str,
     *,
@@ -104,10 +85,10 @@ def load_dataset(
     return _validated(raw, limit=limit, bounds=bounds)
 
 
-def _read(spec: str, label_column: str) -> _Raw:
+def _read(spec: str, label_column: str) -> RawArrays:
     name, _, split = spec.partition(":")
-    if name.lower() in _BUILTINS:
-        return _BUILTINS[name.lower()](split or "test")
+    if name.lower() in BUILTINS:
+        return BUILTINS[name.lower()](split or "test")
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
@@ -130,7 +111,7 @@ def _read(spec: str, label_column: str) -> _Raw:
 # --- validation -------------------------------------------------------------------------------
 
 
-def _validated(raw: _Raw, *, limit: int | None, bounds: tuple[float, float] | None) -> Dataset:
+def _validated(raw: RawArrays, *, limit: int | None, bounds: tuple[float, float] | None) -> Dataset:
     x, source = raw.x, raw.source
     y, names_from_labels = _encode_labels(raw.y, source)
     if len(x) != len(y):
@@ -225,7 +206,7 @@ def _bounds(x: np.ndarray, bounds: tuple[float, float] | None, source: str) -> t
 # --- .npz -------------------------------------------------------------------------------------
 
 
-def _read_npz(path: Path) -> _Raw:
+def _read_npz(path: Path) -> RawArrays:
     if not zipfile.is_zipfile(path):
         raise InputError(
             f"{path} is not an .npz archive; save one with np.savez('{path.name}', x=x, y=y)"
@@ -241,7 +222,7 @@ def _read_npz(path: Path) -> _Raw:
         raise InputError(
             f"{path}: class_names must be an array of strings; got dtype {names.dtype}"
         )
-    return _Raw(x, y, None if names is None else names.astype(str).tolist(), str(path))
+    return RawArrays(x, y, None if names is None else names.astype(str).tolist(), str(path))
 
 
 def _pick_key(keys: list[str], candidates: tuple[str, ...], path: Path, what: str) -> str:
@@ -270,7 +251,7 @@ def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarra
 # --- image folder -----------------------------------------------------------------------------
 
 
-def _read_image_folder(root: Path) -> _Raw:
+def _read_image_folder(root: Path) -> RawArrays:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise InputError(
@@ -297,7 +278,7 @@ def _read_image_folder(root: Path) -> _Raw:
                 )
             images.append(image)
             labels.append(label)
-    return _Raw(np.stack(images), np.array(labels), [d.name for d in class_dirs], str(root))
+    return RawArrays(np.stack(images), np.array(labels), [d.name for d in class_dirs], str(root))
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -316,7 +297,7 @@ def _read_image(file: Path) -> np.ndarray:
 # --- .csv -------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, label_column: str) -> _Raw:
+def _read_csv(path: Path, label_column: str) -> RawArrays:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
@@ -344,7 +325,7 @@ def _read_csv(path: Path, label_column: str) -> _Raw:
         labels.append(_csv_label(row[label_at], path, line, label_column))
         features.append([_csv_number(row[i], path, line, header[i]) for i in feature_at])
     x = np.array(features, dtype=np.float64).reshape(len(features), len(feature_at))
-    return _Raw(x, _csv_labels(labels), None, str(path))
+    return RawArrays(x, _csv_labels(labels), None, str(path))
 
 
 def _csv_label(cell: str, path: Path, line: int, column: str) -> str:
@@ -369,73 +350,3 @@ def _csv_labels(labels: list[str]) -> np.ndarray:
         return np.array([float(label) for label in labels], dtype=np.float64)
     except ValueError:
         return np.array(labels, dtype=str)
-
-
-# --- built-ins --------------------------------------------------------------------------------
-
-
-def _check_split(name: str, split: str) -> None:
-    if split not in ("train", "test"):
-        raise InputError(f"unknown split {split!r} for {name}; use {name}:train or {name}:test")
-
-
-def _load_digits(split: str) -> _Raw:
-    """scikit-learn's 8x8 digits as ``(N, 1, 8, 8)`` in [0, 1]; a fixed stratified 70/30 split."""
-    _check_split("digits", split)
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    x = (bunch.data / 16.0).reshape(-1, 1, 8, 8)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, bunch.target, test_size=0.3, random_state=0, stratify=bunch.target
-    )
-    x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
-    return _Raw(x, y, [str(i) for i in range(10)], f"digits:{split}", bounds=(0.0, 1.0))
-
-
-def _load_fashion_mnist(split: str) -> _Raw:
-    """Fashion-MNIST from the Debian IDX files as ``(N, 1, 28, 28)`` in [0, 1]."""
-    _check_split("fashion-mnist", split)
-    folder = Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR)
-    prefix = "train" if split == "train" else "t10k"
-    images_file = folder / f"{prefix}-images-idx3-ubyte.gz"
-    labels_file = folder / f"{prefix}-labels-idx1-ubyte.gz"
-    missing = [f.name for f in (images_file, labels_file) if not f.is_file()]
-    if missing:
-        raise InputError(
-            f"Fashion-MNIST files not found in {folder} (missing {', '.join(missing)}). Install "
-            f"them with `apt-get install dataset-fashion-mnist`, or set {FASHION_MNIST_ENV} to "
-            "a folder holding the IDX files"
-        )
-    images = _read_idx(images_file, ndim=3)
-    labels = _read_idx(labels_file, ndim=1)
-    x = images[:, None].astype(np.float32) / 255.0
-    return _Raw(x, labels, list(FASHION_MNIST_CLASSES), f"fashion-mnist:{split}", (0.0, 1.0))
-
-
-def _read_idx(path: Path, *, ndim: int) -> np.ndarray:
-    """An unsigned-byte IDX array (gzipped): magic ``00 00 08 ndim``, big-endian sizes, data."""
-    try:
-        with gzip.open(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
-    magic = bytes([0, 0, 0x08, ndim])
-    if data[:4] != magic:
-        raise InputError(
-            f"{path} is not an IDX file of unsigned bytes with {ndim} dimension(s): magic number "
-            f"{data[:4].hex()}, expected {magic.hex()}"
-        )
-    header = 4 + 4 * ndim
-    dims = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
-    body = np.frombuffer(data, dtype=np.uint8, offset=min(header, len(data)))
-    if len(dims) != ndim or body.size != int(np.prod(dims)):
-        raise InputError(f"{path} is truncated: header says {dims}, found {body.size} bytes")
-    return body.reshape(dims)
-
-
-_BUILTINS: dict[str, Callable[[str], _Raw]] = {
-    "digits": _load_digits,
-    "fashion-mnist": _load_fashion_mnist,
-}

@@ -1,0 +1,18 @@
+"""Arrays as a reader found them, before validation turns them into a ``Dataset``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RawArrays:
+    """Arrays as a reader found them, before validation."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list[str] | None
+    source: str
+    bounds: tuple[float, float] | None = None
