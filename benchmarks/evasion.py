@@ -156,7 +156,8 @@ def main() -> None:
     report: dict = {"machine": {"cpu_threads": args.threads, "python": platform.python_version(),
                                 "torch": torch.__version__},
                     "eps": args.eps, "points": n, "aa_points": m,
-                    "clean_accuracy": {"plain": accuracy(plain, x[:n], y[:n]), "pgd_at": accuracy(robust, x[:n], y[:n])}}
+                    "clean_accuracy": {"plain": accuracy(plain, x[:n], y[:n]),
+                                       "pgd_at": accuracy(robust, x[:n], y[:n])}}
     print("1. PGD-40 on the adversarially trained model")
     report["pgd40"] = pgd40_peers(robust, x[:n], y[:n], args.eps)
     print("2. standard suite vs AutoAttack on the adversarially trained model")

@@ -38,11 +38,11 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except BastionError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in error.errors())
-        errors.print(f"[bold red]error:[/] {problems}", highlight=False)
+        errors.print(f"[bold red]error:[/] {problems}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("interrupted")

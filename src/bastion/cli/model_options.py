@@ -21,7 +21,8 @@ DataSpec = Annotated[str, typer.Option(
     "or a built-in: digits, digits:train, fashion-mnist, fashion-mnist:train.",
 )]
 LabelColumn = Annotated[str, typer.Option(help="Label column of a CSV dataset.")]
-InputShape = Annotated[str | None, typer.Option(help="Per-sample input shape, e.g. 1,28,28, when the model does not say.")]
+InputShape = Annotated[str | None, typer.Option(
+    help="Per-sample input shape, e.g. 1,28,28, when the model does not say.")]
 NumClasses = Annotated[int | None, typer.Option(help="Number of classes, when the model does not say.")]
 Bounds = Annotated[str, typer.Option(help="Valid input range 'low,high'.")]
 Mean = Annotated[str | None, typer.Option(help="Per-channel mean the model expects, applied inside the adapter.")]

@@ -68,16 +68,22 @@ def _signs(keys: torch.Tensor, seed: int, stream: int, shape: tuple[int, ...],
     return torch.where(u < 0.5, -1.0, 1.0).to(like.dtype)
 
 
+def _window(rows: torch.Tensor, cols: torch.Tensor, s: int, height: int,
+            width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(N, 1, H, W)`` mask of the ``s x s`` windows at per-sample corners, and the row and
+    column offsets ``(N, H)``, ``(N, W)`` of every pixel inside its sample's window."""
+    r = torch.arange(height, device=rows.device)[None, :] - rows[:, None]
+    c = torch.arange(width, device=cols.device)[None, :] - cols[:, None]
+    inside = ((r >= 0) & (r < s))[:, :, None] & ((c >= 0) & (c < s))[:, None, :]
+    return inside.unsqueeze(1), r.clamp(0, s - 1), c.clamp(0, s - 1)
+
+
 def _place(blocks: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
            height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Put ``blocks`` ``(N, s, s)`` at per-sample corners: ``(N, 1, H, W)`` image and mask."""
-    s = blocks.shape[1]
-    r = torch.arange(height, device=rows.device)[None, :] - rows[:, None]  # (N, H)
-    c = torch.arange(width, device=cols.device)[None, :] - cols[:, None]  # (N, W)
-    inside = ((r >= 0) & (r < s))[:, :, None] & ((c >= 0) & (c < s))[:, None, :]
+    mask, r, c = _window(rows, cols, blocks.shape[1], height, width)
     batch = torch.arange(len(blocks), device=blocks.device)[:, None, None]
-    picked = blocks[batch, r.clamp(0, s - 1)[:, :, None], c.clamp(0, s - 1)[:, None, :]]
-    return (picked * inside).unsqueeze(1), inside.unsqueeze(1)
+    return blocks[batch, r[:, :, None], c[:, None, :]].unsqueeze(1) * mask, mask
 
 
 def _corners(keys: torch.Tensor, seed: int, stream: int, s: int,
@@ -186,8 +192,7 @@ class Square(EvasionAttack):
         _, channels, height, width = x.shape
         s = min(max(round(math.sqrt(p * height * width)), 1), max(min(height, width) - 1, 1))
         rows, cols = _corners(keys, seed, stream, s, height, width)
-        ones = torch.ones(len(x), s, s, device=x.device, dtype=x.dtype)
-        _, mask = _place(ones, rows, cols, height, width)
+        mask = _window(rows, cols, s, height, width)[0]
         cand = best
         # As in the paper, redraw signs (a few times) where the window would not change.
         for attempt in range(3):
@@ -209,7 +214,7 @@ class Square(EvasionAttack):
         block = meta_block(s).to(x.device, x.dtype)
         turn = keyed_uniform(keys, seed, stream + 4, ()).to(x.device) < 0.5
         eta, m1 = _place(torch.where(turn[:, None, None], block.T, block), r1, c1, height, width)
-        _, m2 = _place(torch.ones_like(eta[:, 0, :s, :s]), r2, c2, height, width)
+        m2 = _window(r2, c2, s, height, width)[0]
         rho = _signs(keys, seed, stream + 5, (channels, 1, 1), x)
         old = delta * m1
         unused = (threat.eps**2 - _l2_norm(delta, (1, 2, 3)) ** 2).clamp_min(0)

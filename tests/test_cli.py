@@ -1,0 +1,117 @@
+"""The command line as a user runs it: a real scan end to end, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.core.records import ScanRecord
+
+runner = CliRunner()
+MODEL = "bastion.models.zoo:digits_cnn"
+
+
+@pytest.fixture(scope="module")
+def weights(digits_model, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
+    save_file({k: v.contiguous() for k, v in digits_model.module.state_dict().items()}, str(path))
+    return str(path)
+
+
+def scan(*args: str) -> object:
+    return runner.invoke(app, ["scan", "--model", MODEL, *args])
+
+
+def test_scan_writes_every_report(weights, tmp_path):
+    out = tmp_path / "report"
+    result = scan("--weights", weights, "--data", "digits", "--limit", "60", "--suite", "quick",
+                  "--eps", "0.1,0.2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "robust" in result.output and "fgsm" in result.output
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    assert [r.eps for r in record.results] == [0.1, 0.2]
+    assert record.headline.robust_accuracy < record.headline.clean_accuracy
+    assert record.results[1].robust_accuracy <= record.headline.robust_accuracy
+    assert len(record.headline.samples) == 60 and len(record.model.sha256) == 64
+    assert {"fgsm", "pgd"} == {a.name for a in record.headline.attacks}
+    assert json.loads((out / "scan.sarif").read_text())["version"] == "2.1.0"
+    assert "<html" in (out / "scan.html").read_text().lower()
+    assert ET.parse(out / "junit.xml").getroot().find(".//failure") is None
+
+
+def test_fail_under_fails_the_command_and_the_junit_test(weights, tmp_path):
+    result = scan("--weights", weights, "--data", "digits", "--limit", "40", "--suite", "quick",
+                  "--out", str(tmp_path), "--fail-under", "0.99")
+    assert result.exit_code == 1, result.output
+    assert "FAIL" in result.output
+    assert ET.parse(tmp_path / "junit.xml").getroot().find(".//failure") is not None
+
+
+def _npz(tmp_path, x, y, name="data.npz") -> str:
+    path = tmp_path / name
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--eps", "-0.1"], "eps must be a finite number >= 0"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--eps", "abc"], "comma-separated numbers"),
+        (lambda tmp, w: ["--weights", w, "--data", str(tmp / "nope.npz")], "not found"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--suite", "huge"], "unknown suite"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--attacks", "pgd,magic"], "unknown attack 'magic'"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--fail-under", "60"], "robust accuracy in [0, 1]"),
+        (lambda tmp, w: ["--weights", str(tmp / "missing.safetensors"), "--data", "digits"], "missing.safetensors"),
+        (lambda tmp, w: ["--weights", w, "--data",
+                         _npz(tmp, np.zeros((4, 1, 9, 9), np.float32), np.zeros(4, np.int64))], "per-sample shape"),
+        (lambda tmp, w: ["--weights", w, "--data",
+                         _npz(tmp, np.zeros((4, 1, 8, 8), np.float32), np.array([0, 1, 2, 12]))], "10 classes"),
+        (lambda tmp, w: ["--weights", w, "--data",
+                         _npz(tmp, np.full((4, 1, 8, 8), np.nan, np.float32), np.zeros(4, np.int64))], "NaN"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(weights, tmp_path, make_args, message):
+    result = scan(*make_args(tmp_path, weights), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_pickled_model_is_refused_without_being_loaded(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    model = tmp_path / "model.pkl"
+    model.write_bytes(pickle.dumps(Payload()))
+    result = runner.invoke(app, ["scan", "--model", str(model), "--data", "digits", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "pickle" in result.output.lower() and "safetensors" in result.output
+    assert not marker.exists()
+
+
+def test_attacks_lists_every_registered_attack():
+    result = runner.invoke(app, ["attacks"])
+    assert result.exit_code == 0
+    for name in ("fgsm", "pgd", "apgd-ce", "apgd-t", "cw-l2", "square", "hopskipjump"):
+        assert name in result.output
+
+
+def test_train_then_scan(tmp_path):
+    weights = tmp_path / "m.safetensors"
+    trained = runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--limit", "300",
+                                  "--epochs", "2", "--out", str(weights)])
+    assert trained.exit_code == 0, trained.output
+    assert weights.exists()
+    bad = runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--out", str(tmp_path / "m.pt")])
+    assert bad.exit_code == 2 and ".safetensors" in bad.output
