@@ -4,14 +4,13 @@ Paper: Croce, Hein, "Reliable evaluation of adversarial robustness with an ensem
 parameter-free attacks", ICML 2020 (Algorithm 1, the DLR and targeted DLR losses).
 Norms: linf (signed steps), l2 (normalised steps). Access: white-box.
 Defaults: 100 iterations, momentum ``alpha=0.75``, ``rho=0.75``, initial step ``2 * eps``, random
-start, 1 restart, early stop. The step size is halved at the checkpoints ``ceil(p_j * iterations)``,
-``p_0=0, p_1=0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, when fewer than ``rho`` of the
-steps since the last checkpoint raised the loss, or when neither the step size nor the best loss
-changed since then; every halving restarts from the best point found.
-``apgd-ce`` ascends the cross-entropy (``loss="dlr"``: the DLR loss). ``apgd-t`` (AutoAttack's
-APGD-T) descends the targeted DLR loss once for each of the ``n_target_classes`` (9) highest
-non-true clean logits, each target only on the points still unbroken; success stays "misclassified".
-Under a targeted threat model both use the given targets.
+start, 1 restart. The step is halved at iterations ``ceil(p_j * iterations)``, ``p_0=0, p_1=0.22,
+p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, where fewer than ``rho`` of the steps since the
+last checkpoint raised the loss, or neither step nor best loss changed since then; each halving
+restarts from the best point. ``apgd-ce`` ascends the cross-entropy (``loss="dlr"``: DLR).
+``apgd-t`` (AutoAttack's APGD-T) ascends the targeted DLR loss for each of the
+``n_target_classes`` (9) highest non-true clean logits in turn, each only on the points still
+unbroken; success stays "misclassified". Under a targeted threat both use the given targets.
 Early stop: a sample leaves the batch (its state is compacted away) as soon as its current point
 reaches the goal. Restarts run only on the samples still unbroken.
 Shapes: x ``(N, *input_shape)`` in the model's bounds, y ``(N,)`` int64.
@@ -41,8 +40,7 @@ from bastion.models.base import Classifier
 
 #: ``(logits (A, C), labels (A,), goals (A,)) -> (A,)`` loss to increase.
 GoalLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-LOSSES: dict[tuple[str, bool], GoalLoss] = {
+LOSSES: dict[tuple[str, bool], GoalLoss] = {  # (name, targeted) -> loss
     ("ce", False): lambda z, y, g: losses.cross_entropy(z, y),
     ("ce", True): lambda z, y, g: -losses.cross_entropy(z, g),
     ("dlr", False): lambda z, y, g: losses.dlr(z, y),
@@ -78,8 +76,8 @@ class _State:
     f_max: torch.Tensor  # (A,) best loss so far
     f_max_ckpt: torch.Tensor  # (A,) best loss at the last checkpoint
     eta: torch.Tensor  # (A,) step size
-    increases: torch.Tensor  # (A,) loss increases since the last checkpoint
-    halved_last: torch.Tensor  # (A,) bool: step halved at the last checkpoint
+    increases: torch.Tensor  # (A,) int64, loss increases since the last checkpoint
+    halved_last: torch.Tensor  # (A,) bool, step halved at the last checkpoint
 
     def keep(self, mask: torch.Tensor) -> _State:
         return _State(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
@@ -87,8 +85,8 @@ class _State:
 
 @dataclass
 class _Job:
-    """One attack call: what runs share and their results, ``best`` ``(N, *shape)``, ``success``,
-    ``queries`` ``(N,)``."""
+    """One call: what its runs share, and their results ``best`` ``(N, *shape)``, ``success``
+    ``(N,)`` bool and ``queries`` ``(N,)`` int64 (CPU)."""
 
     model: Classifier
     threat: ThreatModel
@@ -105,29 +103,33 @@ class _APGDBase(EvasionAttack):
 
     def __init__(self, iterations: int, restarts: int, momentum: float, rho: float,
                  rel_step_size: float, random_start: bool) -> None:
-        if iterations < 1 or restarts < 1:
-            raise InputError("iterations and restarts must be >= 1")
-        self.iterations = iterations
-        self.restarts = restarts
-        self.momentum = momentum
-        self.rho = rho
-        self.rel_step_size = rel_step_size
-        self.random_start = random_start
+        if iterations < 1 or restarts < 1 or rel_step_size <= 0:
+            raise InputError("iterations and restarts must be >= 1 and rel_step_size > 0")
+        if not (0 <= momentum <= 1 and 0 <= rho <= 1):
+            raise InputError("momentum and rho must lie in [0, 1]")
+        self.iterations, self.restarts = iterations, restarts
+        self.momentum, self.rho = momentum, rho
+        self.rel_step_size, self.random_start = rel_step_size, random_start
 
-    def _attack(self, model: Classifier, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                seed: int, keys: torch.Tensor, goals: torch.Tensor, targeted: bool, loss: GoalLoss,
-                queries: torch.Tensor) -> AttackResult:
+    def _min_classes(self, threat: ThreatModel) -> int:
+        return 4  # the targeted DLR loss reads the 4th-largest logit
+
+    def supports(self, model: Classifier, threat: ThreatModel) -> str | None:
+        if model.num_classes < self._min_classes(threat):
+            return f"{self.name} with this loss needs at least {self._min_classes(threat)} classes"
+        return super().supports(model, threat)
+
+    def _attack(self, job: _Job, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor,
+                goals: torch.Tensor, targeted: bool, loss: GoalLoss) -> AttackResult:
         """Per column of ``goals`` ``(N, G)``: ``restarts`` runs on the samples still unbroken."""
-        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        job = _Job(model, threat, seed, x.clone(), success, queries)
         for column in range(goals.shape[1]):
             for restart in range(self.restarts):
                 todo = (~job.success).nonzero().squeeze(1)
                 if len(todo):
                     stream = column * self.restarts + restart
-                    self._run(job, self._start(job, todo, x, y, goals[:, column], keys, stream),
-                              targeted, loss)
-        return AttackResult(job.best, job.success.cpu(), distance(job.best - x, threat.norm),
+                    state = self._start(job, todo, x, y, goals[:, column], keys, stream)
+                    self._run(job, state, targeted, loss)
+        return AttackResult(job.best, job.success.cpu(), distance(job.best - x, job.threat.norm),
                             job.queries)
 
     def _start(self, job: _Job, index: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -167,18 +169,17 @@ class _APGDBase(EvasionAttack):
 
     @staticmethod
     def _record(s: _State, f: torch.Tensor, grad: torch.Tensor, first: bool) -> None:
-        """Count a loss increase and keep the best point and its gradient."""
+        """Count a loss increase; keep the best point and its gradient."""
         s.increases += (f > s.f_prev).long()
         better = f > s.f_max
         s.x_max = torch.where(_view(better, s.x), s.x_cur, s.x_max)
         s.grad_max = torch.where(_view(better, s.x), grad, s.grad_max)
-        s.f_max = torch.where(better, f, s.f_max)
-        s.f_prev = f
+        s.f_max, s.f_prev = torch.where(better, f, s.f_max), f
         if first:
             s.f_max_ckpt = s.f_max.clone()
 
     def _checkpoint(self, s: _State, grad: torch.Tensor, window: int) -> torch.Tensor:
-        """Halve the step (and go back to the best point) where condition 1 or 2 holds."""
+        """Halve the step and go back to the best point where condition 1 or 2 holds."""
         halve = (s.increases < self.rho * window) | (~s.halved_last & (s.f_max <= s.f_max_ckpt))
         wide = _view(halve, s.x)
         s.eta = torch.where(halve, s.eta / 2, s.eta)
@@ -197,6 +198,12 @@ class _APGDBase(EvasionAttack):
         s.x_prev, s.x_cur = s.x_cur, project(moved, *ball)
 
 
+def _job(model: Classifier, x: torch.Tensor, threat: ThreatModel, seed: int) -> _Job:
+    return _Job(model, threat, seed, x.clone(),
+                torch.zeros(len(x), dtype=torch.bool, device=x.device),
+                torch.zeros(len(x), dtype=torch.int64))
+
+
 @ATTACKS.register("apgd-ce")
 class APGD(_APGDBase):
     name = "apgd-ce"
@@ -209,17 +216,14 @@ class APGD(_APGDBase):
         super().__init__(iterations, restarts, momentum, rho, rel_step_size, random_start)
         self.loss = loss
 
-    def supports(self, model: Classifier, threat: ThreatModel) -> str | None:
-        need = 2 if self.loss == "ce" else (4 if threat.targeted else 3)
-        if model.num_classes < need:
-            return f"{self.name} with the {self.loss} loss needs at least {need} classes"
-        return super().supports(model, threat)
+    def _min_classes(self, threat: ThreatModel) -> int:
+        return 2 if self.loss == "ce" else 4 if threat.targeted else 3
 
     def perturb(self, model: Classifier, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                 seed: int, keys: torch.Tensor, targets: torch.Tensor | None) -> AttackResult:
         goal, targeted = (y, False) if targets is None else (targets, True)
-        return self._attack(model, x, y, threat, seed, keys, goal[:, None], targeted,
-                            LOSSES[self.loss, targeted], torch.zeros(len(x), dtype=torch.int64))
+        return self._attack(_job(model, x, threat, seed), x, y, keys, goal[:, None], targeted,
+                            LOSSES[self.loss, targeted])
 
 
 @ATTACKS.register("apgd-t")
@@ -234,22 +238,15 @@ class APGDTargeted(_APGDBase):
         super().__init__(iterations, restarts, momentum, rho, rel_step_size, random_start)
         self.n_target_classes = n_target_classes
 
-    def supports(self, model: Classifier, threat: ThreatModel) -> str | None:
-        if model.num_classes < 4:
-            return f"{self.name} (targeted DLR loss) needs at least 4 classes"
-        return super().supports(model, threat)
-
     def perturb(self, model: Classifier, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                 seed: int, keys: torch.Tensor, targets: torch.Tensor | None) -> AttackResult:
-        queries = torch.zeros(len(x), dtype=torch.int64)
+        job = _job(model, x, threat, seed)
         if targets is not None:
             goals = targets[:, None]
         else:  # the highest non-true classes of the clean logits, best first
             with torch.no_grad():
                 others = model.logits(x).scatter(1, y[:, None], -math.inf)
-            queries += 1
+            job.queries += 1
             count = min(self.n_target_classes, model.num_classes - 1)
             goals = others.sort(dim=1, descending=True, stable=True).indices[:, :count]
-        return self._attack(model, x, y, threat, seed, keys, goals, targets is not None,
-                            losses.targeted_dlr, queries)
-
+        return self._attack(job, x, y, keys, goals, targets is not None, losses.targeted_dlr)

@@ -7,10 +7,12 @@ Access: labels (``model.predict`` only). Untargeted starts are keyed uniform noi
 (``init_tries`` draws); targeted starts must be classified as the target or the sample fails.
 Each iteration: binary search to the boundary (threshold ``gamma / d^1.5`` for l2, ``gamma / d^2``
 for linf, d the input size), a Monte-Carlo gradient estimate from ``initial_evals * sqrt(t)``
-probes (at most ``max_evals``) of radius ``sqrt(d) * theta * dist`` (l2) or ``d * theta * dist``
-(linf; ``0.1 * range`` at t = 1), then a geometric step-size search from ``dist / sqrt(t)``.
+probes (``max_evals`` caps each estimate, not the total) of radius ``0.1 * range`` at t = 1,
+then ``sqrt(d) * theta * dist`` (l2) or ``d * theta * dist`` (linf), then a geometric step-size
+search from ``dist / sqrt(t)`` and a new binary search. Every input sent counts as a query.
 Defaults: ``iterations=40``, ``max_evals=10000``, ``initial_evals=100``, ``gamma=1.0``,
-``init_tries=20``, ``batch_size=4096`` model inputs per call for the probes.
+``init_tries=20``, ``batch_size=4096`` (most inputs per model call; probes are also drawn in
+chunks of at most 2^24 values, or one sample's probes if more).
 Early stop: HSJ minimises the distance while staying adversarial; a sample stops as soon as its
 distance is <= eps, which is success under the threat model (the engine projects the rest onto
 the eps-ball, where they usually fail). Vectorised over samples; probes are batched and chunked.
@@ -37,6 +39,7 @@ from bastion.models.base import Classifier
 
 _INIT_STREAM = 1 << 20  # streams of the starting noise; probe streams are the iteration numbers
 _MAX_HALVINGS = 30
+_PROBE_ELEMENTS = 1 << 24  # probe values drawn at once (more only if one sample needs more)
 
 
 def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -67,6 +70,8 @@ class _Oracle:
 
     def __call__(self, z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """``(M,)`` bool for inputs ``z`` ``(M, ...)`` belonging to samples ``index`` ``(M,)``."""
+        if not len(z):
+            return torch.zeros(0, dtype=torch.bool, device=z.device)
         with torch.no_grad():
             labels = torch.cat([self.model.predict(z[i : i + self.batch_size])
                                 for i in range(0, len(z), self.batch_size)])
@@ -188,7 +193,8 @@ class HopSkipJump(EvasionAttack):
         with the paper's baseline (mean decision) subtracted; chunked over samples."""
         shape = (evals, *cur.shape[1:])
         grad = torch.empty_like(cur)
-        per = max(1, self.batch_size // evals)
+        chunk = min(self.batch_size, max(1, _PROBE_ELEMENTS // cur[0].numel()))
+        per = max(1, chunk // evals)  # samples per chunk; a sample's probes are never split
         for i in range(0, len(cur), per):
             part = slice(i, i + per)
             k, c, r = keys[part], cur[part, None], _view(radius[part], cur[part, None])

@@ -30,12 +30,12 @@ from bastion.attacks.base import ATTACKS, EvasionAttack, goal_reached
 from bastion.attacks.norms import distance
 from bastion.core.errors import InputError
 from bastion.core.records import AttackResult
-from bastion.core.seeding import keyed_randint, keyed_uniform
+from bastion.core.seeding import keyed_uniform
 from bastion.core.threat import ThreatModel
 from bastion.models.base import Classifier
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-_STREAMS = 16  # keyed draws per iteration: stream = (iteration + 1) * _STREAMS + purpose
+_REDRAWS = 3  # linf: sign draws tried per step so that the window changes
 
 
 def p_schedule(p_init: float, iteration: int, iterations: int) -> float:
@@ -61,11 +61,20 @@ def meta_block(s: int) -> torch.Tensor:
     return block / block.norm()
 
 
-def _signs(keys: torch.Tensor, seed: int, stream: int, shape: tuple[int, ...],
+def _draws(keys: torch.Tensor, seed: int, stream: int, count: int,
            like: torch.Tensor) -> torch.Tensor:
-    """Keyed random +-1 of shape ``(N, *shape)``."""
-    u = keyed_uniform(keys, seed, stream, shape, dtype=like.dtype).to(like.device)
+    """``(N, count)`` keyed uniforms in [0, 1): all of a step's random numbers in one draw."""
+    return keyed_uniform(keys, seed, stream, (count,), dtype=torch.float64).to(like.device)
+
+
+def _as_signs(u: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Uniforms to +-1 in the dtype of ``like``."""
     return torch.where(u < 0.5, -1.0, 1.0).to(like.dtype)
+
+
+def _as_index(u: torch.Tensor, high: int) -> torch.Tensor:
+    """Uniforms to integers in ``[0, high)``."""
+    return (u * high).floor().clamp(0, high - 1).to(torch.int64)
 
 
 def _window(rows: torch.Tensor, cols: torch.Tensor, s: int, height: int,
@@ -84,13 +93,6 @@ def _place(blocks: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
     mask, r, c = _window(rows, cols, blocks.shape[1], height, width)
     batch = torch.arange(len(blocks), device=blocks.device)[:, None, None]
     return blocks[batch, r[:, :, None], c[:, None, :]].unsqueeze(1) * mask, mask
-
-
-def _corners(keys: torch.Tensor, seed: int, stream: int, s: int,
-             height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample top-left corners of an ``s x s`` window, uniform over valid positions."""
-    return (keyed_randint(keys, seed, stream, height - s + 1),
-            keyed_randint(keys, seed, stream + 1, width - s + 1))
 
 
 def _l2_norm(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -141,7 +143,7 @@ class Square(EvasionAttack):
             if not len(act):
                 break
             p = p_schedule(self.p_init, it, self.queries)
-            cand = step(xa, ba, ka, seed, (it + 1) * _STREAMS, p, threat)
+            cand = step(xa, ba, ka, seed, it + 1, p, threat)  # one keyed draw per step
             new_loss, reached = self._score(model, cand, x.shape, ya, ga, targets is not None)
             queries[act.cpu()] += 1
             better = (new_loss < la) | reached
@@ -168,7 +170,9 @@ class Square(EvasionAttack):
     def _linf_start(self, x: torch.Tensor, keys: torch.Tensor, seed: int,
                     eps: float) -> torch.Tensor:
         """Vertical stripes: one random sign per (channel, column), ``(N, C, 1, W)``."""
-        return eps * _signs(keys, seed, 0, (x.shape[1], 1, x.shape[3]), x)
+        n, channels, _, width = x.shape
+        u = _draws(keys, seed, 0, channels * width, x)
+        return eps * _as_signs(u, x).reshape(n, channels, 1, width)
 
     def _l2_start(self, x: torch.Tensor, keys: torch.Tensor, seed: int,
                   eps: float) -> torch.Tensor:
@@ -176,10 +180,11 @@ class Square(EvasionAttack):
         n, channels, height, width = x.shape
         t = max(min(height, width) // 5, 1)
         gh, gw = height // t, width // t
+        u = _draws(keys, seed, 0, (1 + channels) * gh * gw, x)
+        turn = (u[:, : gh * gw] < 0.5).reshape(n, 1, gh, gw, 1, 1)
         block = meta_block(t).to(x.device, x.dtype)
-        turn = keyed_uniform(keys, seed, 1, (1, gh, gw)).to(x.device) < 0.5
-        tiles = torch.where(turn[..., None, None], block.T, block)  # (N, 1, gh, gw, t, t)
-        tiles = tiles * _signs(keys, seed, 2, (channels, gh, gw), x)[..., None, None]
+        tiles = torch.where(turn, block.T, block)  # (N, 1, gh, gw, t, t)
+        tiles = tiles * _as_signs(u[:, gh * gw :], x).reshape(n, channels, gh, gw, 1, 1)
         grid = tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, channels, gh * t, gw * t)
         delta = torch.zeros_like(x)
         top, left = (height - gh * t) // 2, (width - gw * t) // 2
@@ -189,17 +194,21 @@ class Square(EvasionAttack):
     def _linf_step(self, x: torch.Tensor, best: torch.Tensor, keys: torch.Tensor, seed: int,
                    stream: int, p: float, threat: ThreatModel) -> torch.Tensor:
         """Set one ``s x s`` window per sample to ``x +- eps`` (a random sign per channel)."""
-        _, channels, height, width = x.shape
+        n, channels, height, width = x.shape
         s = min(max(round(math.sqrt(p * height * width)), 1), max(min(height, width) - 1, 1))
-        rows, cols = _corners(keys, seed, stream, s, height, width)
-        mask = _window(rows, cols, s, height, width)[0]
-        cand = best
-        # As in the paper, redraw signs (a few times) where the window would not change.
-        for attempt in range(3):
-            signs = _signs(keys, seed, stream + 2 + attempt, (channels, 1, 1), x)
-            trial = torch.where(mask, (x + threat.eps * signs).clamp(*threat.bounds), best)
-            same = (cand - best).abs().flatten(1).amax(1) < 1e-7
-            cand = torch.where(same[:, None, None, None], trial, cand)
+        u = _draws(keys, seed, stream, 2 + _REDRAWS * channels, x)
+        mask = _window(_as_index(u[:, 0], height - s + 1), _as_index(u[:, 1], width - s + 1),
+                       s, height, width)[0]
+        signs = _as_signs(u[:, 2:], x).reshape(n, _REDRAWS, channels, 1, 1)
+        window = (x + threat.eps * signs[:, 0]).clamp(*threat.bounds)
+        cand = torch.where(mask, window, best)
+        # As in the paper, redraw the signs where the window would not change (a few times).
+        for attempt in range(1, _REDRAWS):
+            same = ((cand - best).abs().flatten(1).amax(1) < 1e-7).nonzero().squeeze(1)
+            if not len(same):
+                break
+            window = (x[same] + threat.eps * signs[same, attempt]).clamp(*threat.bounds)
+            cand[same] = torch.where(mask[same], window, best[same])
         return cand
 
     def _l2_step(self, x: torch.Tensor, best: torch.Tensor, keys: torch.Tensor, seed: int,
@@ -209,13 +218,14 @@ class Square(EvasionAttack):
         s = max(round(math.sqrt(p * height * width)), 3)
         s = min(s + 1 - s % 2, min(height, width))
         delta = best - x
-        r1, c1 = _corners(keys, seed, stream, s, height, width)
-        r2, c2 = _corners(keys, seed, stream + 2, s, height, width)
+        u = _draws(keys, seed, stream, 5 + channels, x)
+        r1, r2 = _as_index(u[:, 0], height - s + 1), _as_index(u[:, 2], height - s + 1)
+        c1, c2 = _as_index(u[:, 1], width - s + 1), _as_index(u[:, 3], width - s + 1)
         block = meta_block(s).to(x.device, x.dtype)
-        turn = keyed_uniform(keys, seed, stream + 4, ()).to(x.device) < 0.5
-        eta, m1 = _place(torch.where(turn[:, None, None], block.T, block), r1, c1, height, width)
+        blocks = torch.where((u[:, 4] < 0.5)[:, None, None], block.T, block)
+        eta, m1 = _place(blocks, r1, c1, height, width)
         m2 = _window(r2, c2, s, height, width)[0]
-        rho = _signs(keys, seed, stream + 5, (channels, 1, 1), x)
+        rho = _as_signs(u[:, 5:], x)[:, :, None, None]
         old = delta * m1
         unused = (threat.eps**2 - _l2_norm(delta, (1, 2, 3)) ** 2).clamp_min(0)
         available = (_l2_norm(delta * (m1 | m2), (2, 3)) ** 2 + unused / channels).sqrt()
