@@ -66,8 +66,9 @@ class PGD(EvasionAttack):
             todo = (~success).nonzero().squeeze(1)
             if not len(todo):
                 break
+            last = restart == self.restarts - 1
             x_adv, won = self._descend(model, x[todo], y[todo], None if targets is None else targets[todo],
-                                       threat, seed, keys[todo], restart, queries, todo)
+                                       threat, seed, keys[todo], restart, queries, todo, check_final=not last)
             best[todo] = x_adv
             success[todo] = won
         return AttackResult(best, success.cpu(), distance(best - x, threat.norm), queries)
@@ -84,20 +85,27 @@ class PGD(EvasionAttack):
         restart: int,
         queries: torch.Tensor,
         index: torch.Tensor,
+        *,
+        check_final: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One run of ``steps`` steps from a (random) start; returns the final points and who succeeded."""
+        """One run of ``steps`` steps from a (random) start; returns the final points and who succeeded.
+
+        The working tensors hold only the samples still active, so a step costs no gather or scatter
+        unless some samples broke in it. The final points are only checked when ``check_final`` (the
+        engine verifies every result anyway; restarts need to know whom to restart).
+        """
         step_size = self.rel_step_size * threat.eps
-        x_adv = x.clone()
+        start = x
         if self.random_start:
-            noise = random_in_ball(keys, seed, restart, x, threat.norm, threat.eps)
-            x_adv = (x_adv + noise).clamp(*threat.bounds)
+            start = (x + random_in_ball(keys, seed, restart, x, threat.norm, threat.eps)).clamp(*threat.bounds)
+        final = start.clone()
         won = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         active = torch.arange(len(x), device=x.device)
         # Untargeted: ascend the CE of the true class; targeted: descend the CE of the target.
         goal = y if targets is None else targets
         sign = 1.0 if targets is None else -1.0
+        xa, x0, ya, ga = start, x, y, goal
         for _ in range(self.steps):
-            xa, ya, ga = x_adv[active], y[active], goal[active]
             logits, _, gradient = logits_loss_and_gradient(
                 model, xa, lambda z, g=ga: sign * losses.cross_entropy(z, g)
             )
@@ -106,15 +114,18 @@ class PGD(EvasionAttack):
                 reached = goal_reached(logits.argmax(1), ya, None if targets is None else ga)
                 if bool(reached.any()):
                     won[active[reached]] = True
+                    final[active[reached]] = xa[reached]
                     keep = ~reached
-                    active, xa, gradient = active[keep], xa[keep], gradient[keep]
+                    active, xa, x0, ya, ga, gradient = (t[keep] for t in (active, xa, x0, ya, ga, gradient))
                     if not len(active):
                         break
-            stepped = xa + step_size * steepest_direction(gradient, threat.norm)
-            x_adv[active] = project(stepped, x[active], threat.norm, threat.eps, threat.bounds)
+            xa = project(xa + step_size * steepest_direction(gradient, threat.norm), x0, threat.norm,
+                         threat.eps, threat.bounds)
         if len(active):
-            with torch.no_grad():
-                final = model.predict(x_adv[active])
-            queries[index[active].cpu()] += 1
-            won[active] = goal_reached(final, y[active], None if targets is None else goal[active])
-        return x_adv, won
+            final[active] = xa
+            if check_final:
+                with torch.no_grad():
+                    reached = goal_reached(model.predict(xa), ya, None if targets is None else ga)
+                queries[index[active].cpu()] += 1
+                won[active] = reached
+        return final, won
