@@ -12,6 +12,15 @@ from bastion.models.torch_adapter import TorchClassifier
 from bastion.models.zoo import digits_cnn
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The test models are tiny: one thread is fastest and does not crawl on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 1797 digits as ``(N, 1, 8, 8)`` float32 in [0, 1] and int64 labels."""

@@ -6,8 +6,6 @@ import copy
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
-from torch import nn
 
 from bastion.attacks.base import ATTACKS, EvasionAttack
 from bastion.attacks.evasion.apgd import APGD, APGDTargeted, checkpoints
@@ -23,35 +21,10 @@ CONFIGS = [("apgd-ce", "linf"), ("apgd-ce", "l2"), ("apgd-t", "linf"), ("apgd-t"
            ("cw-l2", "l2")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and OpenMP threads crawl on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def digits() -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
-    """A small CNN trained on the first 1200 digits; returns it with 200 held-out points."""
-    data = load_digits()
-    x = torch.tensor(data.data / 16, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    y = torch.tensor(data.target, dtype=torch.int64)
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10),
-    )
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(15):
-        order = torch.randperm(1200)
-        for start in range(0, 1200, 64):
-            batch = order[start : start + 64]
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
-            optimiser.step()
-    return TorchClassifier(net, (1, 8, 8), 10), x[1200:1400], y[1200:1400]
+def digits(digits_model, digits_test) -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
+    """The shared digits CNN with its 200 held-out points."""
+    return digits_model, *digits_test
 
 
 def fast(name: str) -> EvasionAttack:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from bastion.attacks.base import ATTACKS
@@ -17,37 +16,12 @@ from bastion.models.torch_adapter import TorchClassifier
 EPS = {"linf": 0.15, "l2": 1.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These attacks make many tiny forward passes: one thread avoids oversubscribed CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def digits() -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
-    data = load_digits()
-    x = torch.tensor(data.data / 16, dtype=torch.float32).reshape(-1, 1, 8, 8)
-    y = torch.tensor(data.target, dtype=torch.int64)
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10),
-    )
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(15):
-        order = torch.randperm(1200)
-        for i in range(0, 1200, 64):
-            batch = order[i : i + 64]
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
-            optimiser.step()
-    model = TorchClassifier(net, (1, 8, 8), 10)
-    x_test, y_test = x[1200:], y[1200:]
-    correct = model.predict(x_test) == y_test
-    return model, x_test[correct][:100], y_test[correct][:100]
+def digits(digits_model, digits_test) -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
+    """The shared digits CNN with up to 100 held-out points it classifies correctly."""
+    x_test, y_test = digits_test
+    correct = digits_model.predict(x_test) == y_test
+    return digits_model, x_test[correct][:100], y_test[correct][:100]
 
 
 class ScoresOnly:
