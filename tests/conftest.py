@@ -43,3 +43,17 @@ def digits_test(digits_arrays) -> tuple[torch.Tensor, torch.Tensor]:
     """The first 200 held-out digits as tensors."""
     x, y = digits_arrays
     return torch.from_numpy(x[1200:1400]), torch.from_numpy(y[1200:1400])
+
+
+@pytest.fixture(scope="session")
+def fast_params() -> dict[str, dict[str, object]]:
+    """Per registered attack, parameters small enough for a unit test (a row per attack)."""
+    return {
+        "fgsm": {},
+        "pgd": {"steps": 10},
+        "apgd-ce": {"iterations": 20},
+        "apgd-t": {"iterations": 20, "n_target_classes": 3},
+        "cw-l2": {"binary_search_steps": 3, "steps": 30, "initial_const": 1.0, "lr": 0.05},
+        "square": {"queries": 200},
+        "hopskipjump": {"iterations": 8, "initial_evals": 30, "max_evals": 200},
+    }

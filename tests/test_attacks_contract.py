@@ -11,15 +11,6 @@ import torch
 from bastion.attacks import ATTACKS
 from bastion.core.threat import ThreatModel
 
-FAST_PARAMS = {
-    "fgsm": {},
-    "pgd": {"steps": 10},
-    "apgd-ce": {"iterations": 20},
-    "apgd-t": {"iterations": 20, "n_target_classes": 3},
-    "cw-l2": {"binary_search_steps": 3, "steps": 30, "initial_const": 1.0, "lr": 0.05},
-    "square": {"queries": 200},
-    "hopskipjump": {"iterations": 8, "initial_evals": 30, "max_evals": 200},
-}
 EPS = {"linf": 0.15, "l2": 1.0}
 CASES = [
     (name, norm)
@@ -29,8 +20,8 @@ CASES = [
 ]
 
 
-def test_every_registered_attack_is_in_the_table():
-    assert set(ATTACKS.names()) == set(FAST_PARAMS)
+def test_every_registered_attack_is_in_the_table(fast_params):
+    assert set(ATTACKS.names()) == set(fast_params)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +33,10 @@ def correct_points(digits_model, digits_test):
 
 
 @pytest.mark.parametrize(("name", "norm"), CASES)
-def test_attack_contract(digits_model, correct_points, name, norm):
+def test_attack_contract(digits_model, correct_points, fast_params, name, norm):
     x, y = correct_points
     threat = ThreatModel(norm=norm, eps=EPS[norm], access=ATTACKS.create(name).access)
-    attack = ATTACKS.create(name, **FAST_PARAMS[name])
+    attack = ATTACKS.create(name, **fast_params[name])
     result = attack(digits_model, x, y, threat, seed=11)
 
     size = (result.x_adv - x).flatten(1).norm(p=float("inf") if norm == "linf" else 2, dim=1)

@@ -115,3 +115,38 @@ def test_train_then_scan(tmp_path):
     assert weights.exists()
     bad = runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--out", str(tmp_path / "m.pt")])
     assert bad.exit_code == 2 and ".safetensors" in bad.output
+
+
+def test_onnx_model_is_scanned_black_box(digits_model, tmp_path):
+    import torch
+
+    path = tmp_path / "digits.onnx"
+    torch.onnx.export(digits_model.module.eval(), torch.zeros(1, 1, 8, 8), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["scan", "--model", str(path), "--data", "digits", "--limit", "30",
+                                 "--suite", "standard", "--eps", "0.2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    by_name = {a.name: a for a in record.headline.attacks}
+    assert "needs white access; the model offers only scores" in by_name["apgd-ce"].skipped
+    assert by_name["square"].skipped is None and by_name["square"].points_broken > 0
+    assert record.model.kind == "onnx" and record.headline.robust_accuracy < record.headline.clean_accuracy
+
+
+def test_skops_model_is_scanned_with_label_only_attacks(digits_arrays, tmp_path):
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = digits_arrays
+    path = tmp_path / "logreg.skops"
+    skops.io.dump(LogisticRegression(max_iter=300).fit(x[:1200].reshape(1200, -1), y[:1200]), path)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["scan", "--model", str(path), "--input-shape", "1,8,8", "--data", "digits",
+                                 "--limit", "20", "--attacks", "square,hopskipjump", "--access", "labels",
+                                 "--eps", "0.3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    square, hsj = record.headline.attacks
+    assert "the threat model allows only labels" in square.skipped
+    assert hsj.skipped is None and hsj.points_broken > 0

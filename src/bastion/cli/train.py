@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from safetensors.torch import save_file
 
-from bastion.cli.console import console, errors, user_errors
+from bastion.cli.console import console, progress_bars, user_errors
 from bastion.cli.model_options import (
     Bounds,
     DataSpec,
@@ -59,12 +59,12 @@ def train_command(
         dataset = load_dataset(data, label_column=label_column, limit=limit)
         threat = ThreatModel(norm=norm, eps=adversarial_eps, bounds=classifier.bounds) if adversarial_eps else None
 
-        def report(epoch: int, total: int, loss: float) -> None:
-            errors.print(f"epoch {epoch}/{total}: loss {loss:.4f}")
-
-        record = train_classifier(classifier, dataset.x, dataset.y, epochs=epochs, batch_size=batch_size,
-                                  lr=lr, seed=seed, adversarial=threat, on_epoch=report)
+        with progress_bars() as progress:
+            record = train_classifier(
+                classifier, dataset.x, dataset.y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                adversarial=threat, on_epoch=lambda epoch, total, _loss: progress("epochs", epoch, total))
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in classifier.module.state_dict().items()}
         save_file(state, str(out))
-    console.print(f"trained {epochs} epoch(s); training accuracy {record.train_accuracy:.1%}; weights: {out}")
+    console.print(f"trained {epochs} epoch(s); final loss {record.losses[-1]:.4f}; "
+                  f"training accuracy {record.train_accuracy:.1%}; weights: {out}")

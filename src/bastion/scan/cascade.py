@@ -71,7 +71,7 @@ def run_cascade(
     *,
     keys: torch.Tensor,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = 128,
     targets: torch.Tensor | None = None,
     progress: ProgressCallback = no_progress,
 ) -> CascadeResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,10 +52,9 @@ class ScanSettings:
     targeted: bool = False
     access: Access | None = None
     seed: int = 0
-    batch_size: int = 256
+    batch_size: int = 128
     fail_under: float | None = None
     examples: int = 8
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def run_scan(
