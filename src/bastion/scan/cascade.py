@@ -84,7 +84,8 @@ def run_cascade(
             and its summary says why.
         keys: ``(N,)`` int64 per-sample keys (from the sample ids).
         seed: the scan seed; attack ``a`` runs with ``derive_seed(seed, a.name)``.
-        batch_size: samples per attack call.
+        batch_size: samples per gradient attack call; score- and label-only attacks hold no autograd
+            graph and take four times as many (their per-query overhead is then shared by more points).
         targets: ``(N,)`` target classes when ``threat.targeted`` (random wrong classes by default).
         progress: called after each batch as ``progress("<attack>", done, total)``.
     """
@@ -109,8 +110,9 @@ def run_cascade(
         todo = robust.nonzero().squeeze(1)
         started = time.perf_counter()
         attack_seed = derive_seed(seed, attack.name)
-        for start in range(0, len(todo), batch_size):
-            index = todo[start : start + batch_size]
+        size = batch_size if attack.access == "white" else 4 * batch_size
+        for start in range(0, len(todo), size):
+            index = todo[start : start + size]
             result = attack(counter, x[index], y[index], threat, seed=attack_seed, keys=keys[index],
                             targets=None if targets is None else targets[index])
             queries[index.cpu()] += result.queries
@@ -124,7 +126,7 @@ def run_cascade(
             for i in broken.tolist():
                 broken_by[i] = attack.name
             summary.points_broken += len(broken)
-            progress(attack.name, min(start + batch_size, len(todo)), len(todo))
+            progress(attack.name, min(start + size, len(todo)), len(todo))
         summary.points_attacked = len(todo)
         summary.robust_accuracy_after = float(robust.float().mean()) if len(robust) else 0.0
         summary.seconds = time.perf_counter() - started
