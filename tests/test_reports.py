@@ -213,7 +213,7 @@ def test_html_lists_attacks_classes_flags_and_provenance(page: str) -> None:
     for text in ("fgsm", "pgd", "square", "skipped: needs scores access", "cat", "dog",
                  FLAG_MESSAGES[0], "probabilities_not_logits", "Craft Adversarial Data",
                  "Evade ML Model", "Input Manipulation Attack", "ML01:2023", "a" * 64, "b" * 64,
-                 "2.13.0", "<code>bastion harden</code>"):
+                 "2.13.0", "<code>bastion train --adversarial-eps EPS</code>"):
         assert text in page, text
     assert "&lt;b&gt;bold&lt;/b&gt;" in page
 
@@ -276,7 +276,7 @@ def test_advice_follows_the_numbers() -> None:
     titles = [item.title for item in advice]
     assert "Release gate fails" in titles
     assert "The evaluation may be unreliable" in titles
-    assert any("bastion harden" in item.detail for item in advice)
+    assert any("bastion train --adversarial-eps" in item.detail for item in advice)
     robust = make_record(fail_under=None).model_copy(deep=True)
     robust.results[0].robust_accuracy = 0.88
     robust.results[0].flags = []

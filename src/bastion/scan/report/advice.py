@@ -99,12 +99,13 @@ def _robustness(record: ScanRecord) -> Advice | None:
     if headline.robust_accuracy < LOW_ROBUST_SHARE * headline.clean_accuracy:
         return Advice("critical", "The model is not robust at this budget",
                       f"Accuracy collapses under attack ({numbers}). Consider adversarial "
-                      "training with `bastion harden` (PGD adversarial training or TRADES), "
+                      "training (`bastion train --adversarial-eps EPS`, PGD adversarial training), "
                       "then scan again to measure the gain and the clean-accuracy cost.")
     if drop > NOTABLE_DROP:
         return Advice("warning", "Robustness costs noticeable accuracy",
                       f"Attacks remove {percent(drop)} of accuracy ({numbers}). "
-                      "`bastion harden` can narrow the gap; compare the two scans before release.")
+                      "Adversarial training (`bastion train --adversarial-eps EPS`) can narrow the gap; "
+                      "compare the two scans before release.")
     return Advice("ok", "Robust accuracy holds up at the headline budget",
                   f"Only {percent(max(drop, 0.0))} lost ({numbers}). Confirm with a stronger "
                   "suite or certification before claiming robustness.")
