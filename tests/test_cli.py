@@ -69,6 +69,8 @@ def _npz(tmp_path, x, y, name="data.npz") -> str:
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--suite", "huge"], "unknown suite"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--attacks", "pgd,magic"], "unknown attack 'magic'"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--fail-under", "60"], "robust accuracy in [0, 1]"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--batch-size", "0"], "batch size must be >= 1"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--limit", "0"], "limit must be a positive number"),
         (lambda tmp, w: ["--weights", str(tmp / "missing.safetensors"), "--data", "digits"], "missing.safetensors"),
         (lambda tmp, w: ["--weights", w, "--data",
                          _npz(tmp, np.zeros((4, 1, 9, 9), np.float32), np.zeros(4, np.int64))], "per-sample shape"),
@@ -115,6 +117,9 @@ def test_train_then_scan(tmp_path):
     assert weights.exists()
     bad = runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--out", str(tmp_path / "m.pt")])
     assert bad.exit_code == 2 and ".safetensors" in bad.output
+    no_epochs = runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--epochs", "0",
+                                    "--out", str(weights)])
+    assert no_epochs.exit_code == 2 and "epochs and batch_size must be >= 1" in no_epochs.output
 
 
 def test_onnx_model_is_scanned_black_box(digits_model, tmp_path):
