@@ -87,6 +87,20 @@ def test_bad_input_gets_a_clear_error(weights, tmp_path, make_args, message):
     assert "Traceback" not in result.output
 
 
+def test_an_output_path_that_is_a_file_fails_before_the_scan(weights, tmp_path, monkeypatch):
+    import bastion.cli.scan as scan_module
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the scan ran although its report could not be written")
+
+    monkeypatch.setattr(scan_module, "run_scan", must_not_run)
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    result = scan("--weights", weights, "--data", "digits", "--out", str(taken))
+    assert result.exit_code == 2 and "exists and is a file" in result.output
+    assert taken.read_text() == "keep me"
+
+
 def test_a_pickled_model_is_refused_without_being_loaded(tmp_path):
     marker = tmp_path / "pwned"
 

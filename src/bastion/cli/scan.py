@@ -25,7 +25,7 @@ from bastion.cli.options import floats, names
 from bastion.core.records import ScanRecord
 from bastion.core.threat import Access, Norm
 from bastion.data.sources import load_dataset
-from bastion.scan.report.writer import write_reports
+from bastion.scan.report.writer import prepare_folder, write_reports
 from bastion.scan.runner import ScanSettings, run_scan
 
 
@@ -61,6 +61,7 @@ def scan_command(
         settings = ScanSettings(eps=floats(eps, "--eps"), suite=suite, attacks=names(attacks), norm=norm,
                                 targeted=targeted, access=access, seed=seed, batch_size=batch_size,
                                 fail_under=fail_under)
+        prepare_folder(out)
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
         dataset = load_dataset(data, label_column=label_column, limit=limit)
         with progress_bars() as progress:

@@ -30,7 +30,7 @@ def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
     Raises:
         InputError: ``out_dir`` is an existing file, or cannot be created or written.
     """
-    folder = _prepare(Path(out_dir))
+    folder = prepare_folder(out_dir)
     paths = {kind: folder / name for kind, name in REPORT_FILES.items()}
     write_json(outcome.record, paths["json"])
     write_html(outcome, paths["html"])
@@ -39,7 +39,10 @@ def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def _prepare(folder: Path) -> Path:
+def prepare_folder(out_dir: str | Path) -> Path:
+    """Create the report folder (or accept an existing one); call it before a long scan, so a bad
+    path fails at once instead of after the work is done."""
+    folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"report folder {folder} exists and is a file; pass a folder path")
     try:
