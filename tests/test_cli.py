@@ -169,3 +169,27 @@ def test_skops_model_is_scanned_with_label_only_attacks(digits_arrays, tmp_path)
     square, hsj = record.headline.attacks
     assert "the threat model allows only labels" in square.skipped
     assert hsj.skipped is None and hsj.points_broken > 0
+
+
+def test_targeted_scan_reaches_random_targets(weights, tmp_path):
+    result = scan("--weights", weights, "--data", "digits", "--limit", "40", "--suite", "quick", "--targeted",
+                  "--eps", "0.3", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((tmp_path / "scan.json").read_text())
+    assert record.config.targeted
+    broken = [s for s in record.headline.samples if s.broken_by]
+    assert broken and all(s.adversarial_prediction != s.label for s in broken)
+
+
+def test_a_scan_in_which_no_attack_can_run_is_refused(weights, tmp_path):
+    result = scan("--weights", weights, "--data", "digits", "--limit", "20", "--suite", "quick",
+                  "--access", "labels", "--fail-under", "0.5", "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "no attack of this scan can run" in " ".join(result.output.split())
+
+
+def test_random_weights_are_flagged(tmp_path):
+    result = scan("--data", "digits", "--limit", "60", "--suite", "quick", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((tmp_path / "scan.json").read_text())
+    assert "chance-level-accuracy" in {flag.check for flag in record.headline.flags}

@@ -57,3 +57,11 @@ def test_robust_accuracy_rising_with_eps_is_flagged():
     assert eps_curve_flags([_result(0.1, 0.5), _result(0.05, 0.7), _result(0.2, 0.3)]) == []
     flags = eps_curve_flags([_result(0.1, 0.5), _result(0.2, 0.6)])
     assert [f.check for f in flags] == ["non-monotone-eps"]
+
+
+def test_chance_level_accuracy_is_flagged():
+    from bastion.scan.sanity import chance_level_flags
+
+    assert [f.check for f in chance_level_flags(0.15, 10)] == ["chance-level-accuracy"]
+    assert chance_level_flags(0.9, 10) == []
+    assert chance_level_flags(0.55, 2) != [] and chance_level_flags(0.8, 2) == []

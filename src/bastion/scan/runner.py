@@ -25,11 +25,12 @@ from bastion.core.records import (
 )
 from bastion.core.threat import Access, Norm, ThreatModel, weakest_access
 from bastion.data.sources import Dataset
+from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel
-from bastion.scan.cascade import CascadeResult, run_cascade
+from bastion.scan.cascade import CascadeResult, random_targets, run_cascade
 from bastion.scan.outcome import ExampleGrid, ScanOutcome
 from bastion.scan.progress import ProgressCallback, no_progress
-from bastion.scan.sanity import blackbox_beats_whitebox, eps_curve_flags, probe_model
+from bastion.scan.sanity import blackbox_beats_whitebox, chance_level_flags, eps_curve_flags, probe_model
 from bastion.scan.suites import build_attacks
 
 ATLAS_IDS = ["AML.T0043", "AML.T0015"]
@@ -77,25 +78,28 @@ def run_scan(
                            access=access) for eps in settings.eps]
     x = torch.as_tensor(dataset.x, dtype=torch.float32)
     y = torch.as_tensor(dataset.y, dtype=torch.int64)
-    check_batch(model, x, y, threats[0])
     if not len(x):
         raise InputError("the dataset is empty")
     ids = sample_ids(x, y)
     keys = keys_from_ids(ids)
+    targets = random_targets(y, keys, settings.seed, model.num_classes) if settings.targeted else None
+    check_batch(model, x, y, threats[0], targets)
     attacks = build_attacks(settings.suite, settings.attacks)
+    _require_a_runnable_attack(attacks, model, threats[0])
     results: list[EpsResult] = []
     grids: list[ExampleGrid] = []
     for threat in threats:
         started = time.perf_counter()
         cascade = run_cascade(model, x, y, threat, attacks, keys=keys, seed=settings.seed,
-                              batch_size=settings.batch_size,
+                              batch_size=settings.batch_size, targets=targets,
                               progress=lambda task, done, total, e=threat.eps: progress(
                                   f"eps={e:g} {task}", done, total))
         results.append(_eps_result(threat.eps, cascade, ids, dataset.class_names,
                                    time.perf_counter() - started))
         results[-1].flags.extend(blackbox_beats_whitebox(results[-1].attacks))
         grids.append(_examples(threat.eps, cascade, x, ids, settings.examples))
-    results[0].flags[:0] = probe_model(model, x, y) + eps_curve_flags(results)
+    results[0].flags[:0] = (probe_model(model, x, y) + eps_curve_flags(results)
+                            + chance_level_flags(results[0].clean_accuracy, model.num_classes))
     record = ScanRecord(
         bastion_version=__version__,
         library_versions=_library_versions(),
@@ -110,6 +114,15 @@ def run_scan(
         owasp_ids=OWASP_IDS,
     )
     return ScanOutcome(record=record, class_names=dataset.class_names, examples=grids)
+
+
+def _require_a_runnable_attack(attacks: list[EvasionAttack], model: Classifier, threat: ThreatModel) -> None:
+    """A scan in which no attack can run would report clean accuracy as robust accuracy: refuse it."""
+    reasons = [attack.supports(model, threat) for attack in attacks]
+    if all(reason is not None for reason in reasons):
+        raise InputError("no attack of this scan can run, so it would measure nothing: "
+                         + "; ".join(r for r in reasons if r)
+                         + ". Choose attacks that fit (see 'bastion attacks') or another --norm/--access")
 
 
 def _config(settings: ScanSettings, attacks: list[EvasionAttack], bounds: tuple[float, float],

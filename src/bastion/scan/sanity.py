@@ -101,3 +101,17 @@ def eps_curve_flags(results: list[EpsResult]) -> list[SanityFlag]:
                 "contains the smaller one: the attacks are not converging at the larger eps.",
             ))
     return flags
+
+
+def chance_level_flags(clean_accuracy: float, num_classes: int) -> list[SanityFlag]:
+    """Flag a model whose clean accuracy is within 10 points of guessing: its robustness means nothing."""
+    chance = 1.0 / num_classes
+    if clean_accuracy >= chance + 0.1:
+        return []
+    return [SanityFlag(
+        check="chance-level-accuracy",
+        message=f"Clean accuracy {clean_accuracy:.1%} is close to chance ({chance:.1%}): the weights may "
+        "be missing or wrong (a factory model without --weights starts from random weights), or the "
+        "data may not match the model's preprocessing (--bounds, --mean, --std). Fix that before "
+        "reading any robustness number.",
+    )]
