@@ -13,6 +13,8 @@ ModelSpec = Annotated[str, typer.Option(
     "--model", "-m",
     help="pkg.module:factory (with --weights), a TorchScript file, an ONNX file or a .skops file.",
 )]
+FactorySpec = Annotated[str, typer.Option(
+    "--model", "-m", help="pkg.module:factory returning a torch nn.Module (e.g. bastion.models.zoo:digits_cnn).")]
 WeightsFile = Annotated[str | None, typer.Option(
     "--weights", "-w", help="safetensors state dict for a factory model. Pickles are refused.")]
 DataSpec = Annotated[str, typer.Option(

@@ -12,10 +12,10 @@ from bastion.cli.console import console, progress_bars, user_errors
 from bastion.cli.model_options import (
     Bounds,
     DataSpec,
+    FactorySpec,
     InputShape,
     LabelColumn,
     Mean,
-    ModelSpec,
     NumClasses,
     Std,
     WeightsFile,
@@ -29,7 +29,7 @@ from bastion.models.torch_adapter import TorchClassifier
 
 
 def train_command(
-    model: ModelSpec,
+    model: FactorySpec,
     data: DataSpec,
     out: Annotated[Path, typer.Option(help="Where to write the trained weights (.safetensors).")],
     weights: WeightsFile = None,
