@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from bastion.attacks.norms import distance, project
+from bastion.attacks.norms import distance, per_sample, project
 from bastion.core.errors import CapabilityError, ConfigError, InputError
 from bastion.core.ids import sample_keys
 from bastion.core.records import AttackResult
@@ -164,6 +164,6 @@ def verify(
         predictions = model.predict(x_adv) if len(x) else y.new_zeros(0)
     success = goal_reached(predictions, y, targets)
     # A failed attempt leaves the clean input as the worst case found.
-    x_adv = torch.where(success.reshape(-1, *([1] * (x.ndim - 1))), x_adv, x)
+    x_adv = torch.where(per_sample(success, x), x_adv, x)
     queries = proposed.queries.to(torch.int64).cpu() + 1
     return AttackResult(x_adv, success, distance(x_adv - x, threat.norm), queries, predictions)

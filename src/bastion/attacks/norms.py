@@ -13,7 +13,7 @@ from bastion.core.seeding import keyed_normal, keyed_uniform
 from bastion.core.threat import Norm
 
 
-def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape ``(N,)`` per-sample values to broadcast against ``(N, ...)``."""
     return values.reshape(-1, *([1] * (like.ndim - 1)))
 
@@ -41,12 +41,12 @@ def project(
     delta = x_adv - x
     eps_t = torch.as_tensor(eps, device=x.device, dtype=x.dtype)
     if norm == "linf":
-        eps_b = _view(eps_t.expand(len(x)), x) if eps_t.ndim else eps_t
+        eps_b = per_sample(eps_t.expand(len(x)), x) if eps_t.ndim else eps_t
         delta = torch.maximum(torch.minimum(delta, eps_b), -eps_b)
     else:
         size = distance(delta, "l2")
         factor = torch.clamp(eps_t / size.clamp_min(1e-12), max=1.0)
-        delta = delta * _view(factor, delta)
+        delta = delta * per_sample(factor, delta)
     return clip_to_bounds(x + delta, bounds)
 
 
@@ -55,7 +55,7 @@ def steepest_direction(gradient: torch.Tensor, norm: Norm) -> torch.Tensor:
     if norm == "linf":
         return gradient.sign()
     size = distance(gradient, "l2")
-    return gradient / _view(size.clamp_min(1e-12), gradient)
+    return gradient / per_sample(size.clamp_min(1e-12), gradient)
 
 
 def random_in_ball(
@@ -72,7 +72,7 @@ def random_in_ball(
         u = keyed_uniform(keys, seed, stream, shape, dtype=like.dtype).to(like.device)
         return (2 * u - 1) * eps
     direction = keyed_normal(keys, seed, stream, shape, dtype=like.dtype).to(like.device)
-    direction = direction / _view(distance(direction, "l2").clamp_min(1e-12), direction)
+    direction = direction / per_sample(distance(direction, "l2").clamp_min(1e-12), direction)
     dims = math.prod(shape)
     radius = keyed_uniform(keys, seed, stream + 1_000_003, (), dtype=like.dtype).to(like.device)
-    return direction * _view(eps * radius ** (1.0 / dims), direction)
+    return direction * per_sample(eps * radius ** (1.0 / dims), direction)

@@ -11,6 +11,10 @@ class InputError(BastionError, ValueError):
     """Bad user input: a wrong shape, an out-of-range value, a malformed file. Says what to fix."""
 
 
+#: File suffixes of pickles, which bastion refuses to load (unpickling can run arbitrary code).
+PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
+
+
 class UnsafeFileError(BastionError):
     """A file bastion refuses to load because loading it could run code (a pickle)."""
 

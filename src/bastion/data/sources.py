@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bastion.core.errors import InputError, UnsafeFileError
+from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
 from bastion.data.builtin import BUILTINS
 from bastion.data.raw import RawArrays
 
-PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _GRAY_MODES = frozenset({"1", "L", "LA"})
 

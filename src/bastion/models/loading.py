@@ -18,12 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from bastion.core.errors import InputError, UnsafeFileError
+from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
 from bastion.core.ids import file_digest
 from bastion.models.base import Classifier
 from bastion.models.torch_adapter import TorchClassifier
 
-PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib"})
 TORCHSCRIPT_SUFFIXES = frozenset({".pt", ".pth", ".ts"})
 #: Top-level packages whose types a ``.skops`` file may contain without being refused.
 TRUSTED_SKOPS_PACKAGES = frozenset({"sklearn", "numpy", "scipy"})

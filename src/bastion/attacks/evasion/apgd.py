@@ -32,7 +32,7 @@ import torch
 from bastion.attacks import losses
 from bastion.attacks.base import ATTACKS, EvasionAttack, goal_reached
 from bastion.attacks.gradients import logits_loss_and_gradient
-from bastion.attacks.norms import distance, project, random_in_ball, steepest_direction
+from bastion.attacks.norms import distance, per_sample, project, random_in_ball, steepest_direction
 from bastion.core.errors import InputError
 from bastion.core.records import AttackResult
 from bastion.core.threat import ThreatModel
@@ -55,9 +55,6 @@ def checkpoints(iterations: int) -> list[int]:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
     return sorted({math.ceil(round(q * iterations, 6)) for q in p[1:]} - {0})
 
-
-def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.reshape(-1, *([1] * (like.ndim - 1)))
 
 
 @dataclass
@@ -172,8 +169,8 @@ class _APGDBase(EvasionAttack):
         """Count a loss increase; keep the best point and its gradient."""
         s.increases += (f > s.f_prev).long()
         better = f > s.f_max
-        s.x_max = torch.where(_view(better, s.x), s.x_cur, s.x_max)
-        s.grad_max = torch.where(_view(better, s.x), grad, s.grad_max)
+        s.x_max = torch.where(per_sample(better, s.x), s.x_cur, s.x_max)
+        s.grad_max = torch.where(per_sample(better, s.x), grad, s.grad_max)
         s.f_max, s.f_prev = torch.where(better, f, s.f_max), f
         if first:
             s.f_max_ckpt = s.f_max.clone()
@@ -181,7 +178,7 @@ class _APGDBase(EvasionAttack):
     def _checkpoint(self, s: _State, grad: torch.Tensor, window: int) -> torch.Tensor:
         """Halve the step and go back to the best point where condition 1 or 2 holds."""
         halve = (s.increases < self.rho * window) | (~s.halved_last & (s.f_max <= s.f_max_ckpt))
-        wide = _view(halve, s.x)
+        wide = per_sample(halve, s.x)
         s.eta = torch.where(halve, s.eta / 2, s.eta)
         s.x_cur = torch.where(wide, s.x_max, s.x_cur)
         s.f_prev = torch.where(halve, s.f_max, s.f_prev)
@@ -193,7 +190,7 @@ class _APGDBase(EvasionAttack):
     def _step(s: _State, grad: torch.Tensor, threat: ThreatModel, alpha: float) -> None:
         """``z = P(x + eta * dir)``, ``x' = P(x + alpha (z - x) + (1 - alpha)(x - x_prev))``."""
         ball = (s.x, threat.norm, threat.eps, threat.bounds)
-        z = project(s.x_cur + _view(s.eta, s.x) * steepest_direction(grad, threat.norm), *ball)
+        z = project(s.x_cur + per_sample(s.eta, s.x) * steepest_direction(grad, threat.norm), *ball)
         moved = s.x_cur + alpha * (z - s.x_cur) + (1 - alpha) * (s.x_cur - s.x_prev)
         s.x_prev, s.x_cur = s.x_cur, project(moved, *ball)
 

@@ -30,7 +30,7 @@ import math
 import torch
 
 from bastion.attacks.base import ATTACKS, EvasionAttack, goal_reached
-from bastion.attacks.norms import distance
+from bastion.attacks.norms import distance, per_sample
 from bastion.core.errors import InputError
 from bastion.core.records import AttackResult
 from bastion.core.seeding import keyed_normal, keyed_uniform
@@ -42,9 +42,6 @@ _MAX_HALVINGS = 30
 _PROBE_ELEMENTS = 1 << 24  # probe values drawn at once (more only if one sample needs more)
 
 
-def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return values.reshape(-1, *([1] * (like.ndim - 1)))
-
 
 def _trail(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape ``(N, B)`` values to broadcast against ``(N, B, ...)``."""
@@ -55,8 +52,8 @@ def _toward(x: torch.Tensor, adv: torch.Tensor, alpha: torch.Tensor, norm: Norm)
     """Points between ``x`` and ``adv``: the blend at ``alpha`` in [0, 1] (l2) or ``adv`` clipped to
     the linf ball of radius ``alpha`` around ``x`` (linf)."""
     if norm == "l2":
-        return x + _view(alpha, x) * (adv - x)
-    a = _view(alpha, x)
+        return x + per_sample(alpha, x) * (adv - x)
+    a = per_sample(alpha, x)
     return x + torch.maximum(torch.minimum(adv - x, a), -a)
 
 
@@ -140,7 +137,7 @@ class HopSkipJump(EvasionAttack):
             evals = min(int(self.initial_evals * math.sqrt(t)), self.max_evals)
             grad = self._gradient(oracle, cur, act, keys[act], seed, t, radius, evals, threat)
             if norm == "l2":
-                step = grad / _view(distance(grad, "l2").clamp_min(1e-12), grad)
+                step = grad / per_sample(distance(grad, "l2").clamp_min(1e-12), grad)
             else:
                 step = grad.sign()
             moved = self._step(oracle, cur, act, step, dist / math.sqrt(t), threat)
@@ -197,7 +194,7 @@ class HopSkipJump(EvasionAttack):
         per = max(1, chunk // evals)  # samples per chunk; a sample's probes are never split
         for i in range(0, len(cur), per):
             part = slice(i, i + per)
-            k, c, r = keys[part], cur[part, None], _view(radius[part], cur[part, None])
+            k, c, r = keys[part], cur[part, None], per_sample(radius[part], cur[part, None])
             if threat.norm == "l2":
                 u = keyed_normal(k, seed, stream, shape, dtype=cur.dtype).to(cur.device)
             else:
@@ -220,7 +217,7 @@ class HopSkipJump(EvasionAttack):
         moved, size = cur.clone(), size.clone()
         todo = torch.arange(len(cur), device=cur.device)
         for _ in range(_MAX_HALVINGS):
-            trial = (cur[todo] + _view(size[todo], step) * step[todo]).clamp(*threat.bounds)
+            trial = (cur[todo] + per_sample(size[todo], step) * step[todo]).clamp(*threat.bounds)
             ok = oracle(trial, index[todo])
             moved[todo[ok]] = trial[ok]
             todo = todo[~ok]
