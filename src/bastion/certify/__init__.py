@@ -1,0 +1,1 @@
+"""Certification: randomized smoothing (probabilistic) and IBP/CROWN bounds (deterministic)."""
