@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.core.records import ScanRecord
+from bastion.scan.defense_record import DefenseScanRecord
 
 runner = CliRunner()
 MODEL = "bastion.models.zoo:digits_cnn"
@@ -44,6 +45,28 @@ def test_scan_writes_every_report(weights, tmp_path):
     assert json.loads((out / "scan.sarif").read_text())["version"] == "2.1.0"
     assert "<html" in (out / "scan.html").read_text().lower()
     assert ET.parse(out / "junit.xml").getroot().find(".//failure") is None
+
+
+def test_scan_with_preprocess_reports_plain_and_adaptive_side_by_side(weights, tmp_path):
+    out = tmp_path / "report"
+    result = scan("--weights", weights, "--data", "digits", "--limit", "40", "--suite", "quick", "--eps", "0.15",
+                  "--preprocess", "bits:4", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "plain vs adaptive (bpda)" in text and "This defense hides gradients" in text
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    defense = DefenseScanRecord.model_validate_json((out / "defense.json").read_text())
+    row = defense.comparison[0]
+    assert defense.defense.spec == "bits:4" and defense.defense.steps[0].params == {"bits": 4}
+    assert record.headline.robust_accuracy == row.adaptive_robust_accuracy
+    assert defense.plain.headline.robust_accuracy == row.plain_robust_accuracy > row.adaptive_robust_accuracy + 0.1
+    assert "defense-hides-gradients" in {flag.check for flag in record.headline.flags}
+    assert "bits:4" in record.model.description
+    page = (out / "scan.html").read_text()
+    assert "Defense: plain vs adaptive attacks" in page and "its plain robust accuracy is not real" in page
+    masking = [r for r in json.loads((out / "scan.sarif").read_text())["runs"][0]["results"]
+               if r["ruleId"] == "BASTION-GRADIENT-MASKING"]
+    assert any("defense-hides-gradients" in r["message"]["text"] for r in masking)
 
 
 def test_fail_under_fails_the_command_and_the_junit_test(weights, tmp_path):
@@ -78,6 +101,14 @@ def _npz(tmp_path, x, y, name="data.npz") -> str:
                          _npz(tmp, np.zeros((4, 1, 8, 8), np.float32), np.array([0, 1, 2, 12]))], "10 classes"),
         (lambda tmp, w: ["--weights", w, "--data",
                          _npz(tmp, np.full((4, 1, 8, 8), np.nan, np.float32), np.zeros(4, np.int64))], "NaN"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--preprocess", "sharpen:2"],
+         "--preprocess: unknown preprocessing step 'sharpen'; valid steps: bits:N"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--preprocess", "bits:4,jpeg:0"],
+         "JPEG quality must be an integer in 1..100, got 0"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--preprocess", "noise:0.1", "--eot-samples", "0"],
+         "--eot-samples must be >= 1"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--eot-samples", "4"],
+         "--eot-samples only applies to a defended scan; add --preprocess"),
     ],
 )
 def test_bad_input_gets_a_clear_error(weights, tmp_path, make_args, message):

@@ -25,10 +25,12 @@ from bastion.core.records import (
     ScanConfig,
     ScanRecord,
 )
+from bastion.scan.adaptive import compare_passes, gap_flags
+from bastion.scan.defense_record import DefenseRef, DefenseScanRecord, DefenseStepRef
 from bastion.scan.outcome import ExampleGrid, ScanOutcome
-from bastion.scan.report.advice import advise
+from bastion.scan.report.advice import advise, explain_flag
 from bastion.scan.report.html import render_html, write_html
-from bastion.scan.report.json_report import read_json, write_json
+from bastion.scan.report.json_report import read_defense_json, read_json, write_json
 from bastion.scan.report.junit import write_junit
 from bastion.scan.report.plots import example_grid_plot, robust_accuracy_plot
 from bastion.scan.report.sarif import write_sarif
@@ -407,3 +409,91 @@ def test_write_reports_refuses_a_file_as_folder(tmp_path: Path) -> None:
     target.write_text("")
     with pytest.raises(InputError, match="is a file"):
         write_reports(make_outcome(), target)
+
+
+# ---------------------------------------------------------------- defended scans (plain vs adaptive)
+
+
+def make_defended_outcome() -> ScanOutcome:
+    """A bits:3 defense: plain robust 90% and 80%, adaptive 40% and 10% (the make_record numbers)."""
+    plain = make_record().model_copy(deep=True)
+    for result, robust in zip(plain.results, (9, 8), strict=True):
+        result.samples = _samples(robust)
+        result.robust_accuracy = robust / 10
+    adaptive = make_record()
+    comparison = [compare_passes(p, a) for p, a in zip(plain.results, adaptive.results, strict=True)]
+    adaptive.results[0].flags.append(SanityFlag(check="defense-hides-gradients",
+                                                message="plain 90.0%, adaptive 40.0%"))
+    step = DefenseStepRef(name="bits", params={"bits": 3}, differentiable=False, random=False,
+                          adaptive_gradient="bpda")
+    defense = DefenseScanRecord(
+        bastion_version="0.1.0", defense=DefenseRef(spec="bits:3", steps=[step], draws=1, prediction="deterministic"),
+        adaptive_gradients="bpda", eot_samples=8, hide_threshold=0.05, comparison=comparison, plain=plain)
+    return ScanOutcome(record=adaptive, class_names=CLASS_NAMES, examples=[make_grid(eps) for eps in EPS],
+                       defense=defense)
+
+
+def test_compare_passes_measures_the_gap_and_the_worst_case() -> None:
+    outcome = make_defended_outcome()
+    first, second = outcome.defense.comparison
+    assert first.plain_robust_accuracy == 0.9 and first.adaptive_robust_accuracy == 0.4
+    assert first.gap == pytest.approx(0.5) and first.hides_gradients and outcome.defense.hides_gradients
+    assert first.robust_under_both == 0.4 and first.broken_only_by_plain == 0
+    swapped = compare_passes(outcome.record.results[1], outcome.defense.plain.results[1])
+    assert swapped.broken_only_by_plain == 7 and swapped.robust_under_both == 0.1 and not swapped.hides_gradients
+
+
+def test_html_shows_plain_and_adaptive_side_by_side() -> None:
+    page = render_html(make_defended_outcome())
+    ids = ["headline", "defense", "next", "attacks"]
+    assert [page.index(f'id="{section}"') for section in ids] == sorted(page.index(f'id="{s}"') for s in ids)
+    headline = page[page.index('id="headline"'):page.index('id="defense"')]
+    assert "(adaptive attack)" in headline and "not real, the defense hides gradients" in headline
+    section = page[page.index('id="defense"'):page.index('id="next"')]
+    for text in ("This defense hides gradients; its plain robust accuracy is not real.", "bits:3",
+                 "{&#34;bits&#34;: 3}", "90.0%", "40.0%", "+50.0 pts", "Plain: broken", "Adaptive: robust after",
+                 "hides gradients"):
+        assert text in section, text
+    plain_page = render_html(make_outcome())
+    assert 'id="defense"' not in plain_page and "(adaptive attack)" not in plain_page
+
+
+def test_write_reports_adds_defense_json_for_a_defended_scan(tmp_path: Path) -> None:
+    outcome = make_defended_outcome()
+    paths = write_reports(outcome, tmp_path)
+    assert paths["defense"].name == "defense.json"
+    assert read_defense_json(paths["defense"]) == outcome.defense
+    assert read_json(paths["json"]) == outcome.record  # scan.json stays a plain ScanRecord
+    with pytest.raises(InputError, match="not a valid bastion defense-scan record"):
+        read_defense_json(paths["json"])
+
+
+def test_advice_and_explanations_for_a_defended_scan() -> None:
+    advice = advise(make_defended_outcome().record)
+    hiding = [item for item in advice if item.title.startswith("This defense hides gradients")]
+    assert hiding and hiding[0].level == "critical" and "plain 90.0%, adaptive 40.0%" in hiding[0].detail
+    unreliable = next(item for item in advice if item.title == "The evaluation may be unreliable")
+    assert "defense-hides-gradients" not in unreliable.detail  # the headline is the adaptive pass
+    assert "BPDA" in explain_flag(SanityFlag(check="defense-hides-gradients", message=""))
+    assert "EOT" in explain_flag(SanityFlag(check="randomised-defense", message="", severity="info"))
+    assert "defense.json" in explain_flag(SanityFlag(check="plain-beats-adaptive", message=""))
+    context_only = make_record(fail_under=None)
+    for result in context_only.results:
+        result.flags = [SanityFlag(check="adaptive-evaluation", severity="info", message="defended")]
+    assert "The evaluation may be unreliable" not in {item.title for item in advise(context_only)}
+
+
+def test_a_defense_that_only_fools_gradient_attacks_gets_its_own_verdict() -> None:
+    plain, adaptive = make_record(), make_record()
+    plain.results[0].attacks[2].skipped = None  # square ran and broke what pgd broke in the adaptive pass
+    for sample in plain.results[0].samples:
+        sample.broken_by = "square" if sample.broken_by else None
+    row = compare_passes(plain.results[0], adaptive.results[0])
+    assert row.gap == 0 and not row.plain_not_real and row.hides_gradients
+    assert (row.plain_gradient_robust_accuracy, row.adaptive_gradient_robust_accuracy) == (0.9, 0.4)
+    flags = gap_flags(row, "bpda")
+    assert [flag.check for flag in flags] == ["defense-fools-gradient-attacks"]
+    adaptive.results[0].flags = flags
+    advice = {item.title: item for item in advise(adaptive)}
+    assert advice["This defense hides gradients from gradient attacks"].level == "warning"
+    assert "a gradient-only evaluation of this defense would not" in explain_flag(flags[0])

@@ -7,20 +7,25 @@ from typing import Annotated
 import typer
 
 from bastion import __version__
+from bastion.cli.certify import certify_command
 from bastion.cli.console import console
+from bastion.cli.harden import harden_command
 from bastion.cli.scan import scan_command
 from bastion.cli.train import train_command
 
 app = typer.Typer(
     name="bastion",
     help="Secure machine-learning models against adversarial attack: red-team a model with "
-    "'bastion scan', train one with 'bastion train', list attacks with 'bastion attacks'.",
+    "'bastion scan', make it robust with 'bastion harden', prove it with 'bastion certify', train one "
+    "with 'bastion train', list attacks with 'bastion attacks'.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.command("scan")(scan_command)
 app.command("train")(train_command)
+app.command("harden")(harden_command)
+app.command("certify")(certify_command)
 
 
 @app.command("attacks")

@@ -41,6 +41,9 @@ def train_command(
                                                           "(PGD adversarial training).")] = None,
     norm: Annotated[Norm, typer.Option(help="Norm of the adversarial training budget.")] = "linf",
     limit: Annotated[int | None, typer.Option(help="Train on the first N samples only.")] = None,
+    checkpoint_dir: Annotated[Path | None, typer.Option(help="Write a checkpoint (safetensors + JSON) here after "
+                                                        "every epoch.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --checkpoint-dir.")] = False,
     label_column: LabelColumn = "label",
     input_shape: InputShape = None,
     num_classes: NumClasses = None,
@@ -62,9 +65,11 @@ def train_command(
         with progress_bars() as progress:
             record = train_classifier(
                 classifier, dataset.x, dataset.y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                adversarial=threat, on_epoch=lambda epoch, total, _loss: progress("epochs", epoch, total))
+                adversarial=threat, checkpoint_dir=checkpoint_dir, resume=resume,
+                on_epoch=lambda epoch, total, _loss: progress("epochs", epoch, total))
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in classifier.module.state_dict().items()}
         save_file(state, str(out))
-    console.print(f"trained {epochs} epoch(s); final loss {record.losses[-1]:.4f}; "
+    resumed = "" if record.resumed_from is None else f" (resumed after epoch {record.resumed_from})"
+    console.print(f"trained {record.epochs} epoch(s){resumed}; final loss {record.losses[-1]:.4f}; "
                   f"training accuracy {record.train_accuracy:.1%}; weights: {out}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bastion.core.records import ScanRecord
+from bastion.scan.defense_record import DefenseScanRecord
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,13 @@ class ExampleGrid:
 
 @dataclass(frozen=True)
 class ScanOutcome:
-    """A finished scan: ``record`` is canonical; ``examples`` (one grid per eps) feed the HTML report."""
+    """A finished scan: ``record`` is canonical; ``examples`` (one grid per eps) feed the HTML report.
+
+    ``defense`` is set by a defended scan (:func:`bastion.scan.adaptive.run_defended_scan`): the
+    plain pass and its comparison with ``record``, which is then the adaptive pass.
+    """
 
     record: ScanRecord
     class_names: list[str]
     examples: list[ExampleGrid] = field(default_factory=list)
+    defense: DefenseScanRecord | None = None

@@ -1,6 +1,39 @@
-"""Training procedures: plain, adversarial (PGD-AT, TRADES, fast AT), distillation, certified (IBP)."""
+"""Training procedures: plain, adversarial (PGD-AT, TRADES, fast AT), distillation, certified (IBP).
 
-from bastion.defenses.training.loop import TrainingRecord, train_classifier
+``fit(classifier, x, y, objective, ...)`` is the loop; an objective turns a batch into a loss
+(:class:`Objective`). ``objective_from_name`` and ``train_by_name`` pick a method by name.
+"""
+
+from bastion.defenses.training.distillation import Distillation, Distilled, distill
+from bastion.defenses.training.fast_at import FastAdversarial
+from bastion.defenses.training.loop import EpochCallback, StepCallback, fit, train_classifier
+from bastion.defenses.training.methods import METHODS, method_names, objective_from_name, train_by_name
 from bastion.defenses.training.objective import Objective
+from bastion.defenses.training.pgd_at import PGDAdversarial
+from bastion.defenses.training.plain import CrossEntropy
+from bastion.defenses.training.record import EpochRecord, OptimiserSettings, TrainingRecord
+from bastion.defenses.training.trades import TRADES
+from bastion.defenses.training.validation import EarlyStop
 
-__all__ = ["Objective", "TrainingRecord", "train_classifier"]
+__all__ = [
+    "METHODS",
+    "TRADES",
+    "CrossEntropy",
+    "Distillation",
+    "Distilled",
+    "EarlyStop",
+    "EpochCallback",
+    "EpochRecord",
+    "FastAdversarial",
+    "Objective",
+    "OptimiserSettings",
+    "PGDAdversarial",
+    "StepCallback",
+    "TrainingRecord",
+    "distill",
+    "fit",
+    "method_names",
+    "objective_from_name",
+    "train_by_name",
+    "train_classifier",
+]

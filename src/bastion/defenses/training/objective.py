@@ -46,6 +46,16 @@ class Objective(Protocol):
             x: ``(B, *input_shape)`` float32 inputs in ``classifier.bounds``. y: ``(B,)`` int64.
             progress: fraction of training done, in ``[0, 1]``, for eps or mixing ramps.
             seed: per-step seed for any randomness; keys: ``(B,)`` int64 per-sample keys.
+
+        What :func:`~bastion.defenses.training.fit` passes: ``progress`` is ``step / total_steps``
+        (0 at the first step, below 1 at the last); ``seed`` is derived from the run's seed and the
+        step number; ``keys`` are the samples' positions in the training data, so a sample keeps
+        its key across epochs. Prefer :func:`bastion.core.seeding.keyed_uniform` (and kin) on
+        ``(keys, seed)`` to the global generator: a sample's draw then depends on neither its batch
+        nor the order of calls (the global torch generator is checkpointed too, so resuming is exact
+        either way).
+        Attacks run through ``classifier.logits`` get eval mode (BatchNorm running statistics) by
+        themselves; call ``module.train()`` before the forward pass whose loss is returned.
         """
         ...
 

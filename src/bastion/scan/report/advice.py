@@ -25,8 +25,36 @@ LOW_CLEAN_ACCURACY = 0.5
 #: A class this far below the overall robust accuracy is called out.
 WEAK_CLASS_MARGIN = 0.15
 
-# Why each kind of sanity flag matters, matched on words in the flag's ``check`` name.
+#: Flags a defended scan adds to describe how it evaluated, not to doubt the evaluation.
+CONTEXT_CHECKS = frozenset({"adaptive-evaluation", "randomised-defense"})
+#: The flag a defended scan raises when plain attacks overstate the defense's robustness.
+HIDING_CHECK = "defense-hides-gradients"
+#: The flag raised when only the plain gradient attacks were fooled (black-box attacks made up for them).
+FOOLING_CHECK = "defense-fools-gradient-attacks"
+
+# Why each kind of sanity flag matters, matched on words in the flag's ``check`` name (first match wins,
+# so the defended-scan checks come before the generic "random" and "gradient" ones).
 _FLAG_EXPLANATIONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("hides-gradients",),
+     "Plain gradient attacks failed because the preprocessing gives them a zero or useless gradient "
+     "(rounding, quantisation, randomness), not because the model resists them. The adaptive attack "
+     "(BPDA: the real step forward, the identity backward; EOT: gradients averaged over the randomness) "
+     "measures the real robustness: only the adaptive number counts."),
+    (("fools-gradient-attacks",),
+     "The preprocessing broke the gradients the plain white-box attacks follow, so they failed where the "
+     "adaptive ones (BPDA/EOT) succeed. The score-based or label-only attacks of the suite found those points "
+     "anyway, so the overall number holds; a gradient-only evaluation of this defense would not."),
+    (("plain-beats-adaptive",),
+     "Neither pass alone found every break, so the per-sample worst case over both passes (robust under "
+     "both, in defense.json) is the better estimate. More EOT samples (`--eot-samples`) or a stronger "
+     "suite usually close the difference."),
+    (("adaptive-evaluation",),
+     "A preprocessing defense is only credible against an attack that knows about it, so the suite ran "
+     "again with BPDA/EOT gradients and the headline is that adaptive pass; the plain pass is kept to "
+     "show how much a naive evaluation would overstate."),
+    (("randomised-defense",),
+     "The defense's randomness is keyed on each input, so the defended model is a fixed function and "
+     "every reported break reproduces; the adaptive attack averaged gradients over fresh draws (EOT)."),
     (("prob", "softmax", "logit"),
      "The model seems to output probabilities rather than logits. Saturated softmax outputs give "
      "near-zero gradients, so gradient attacks stall and robustness is overestimated. Wrap the "
@@ -121,8 +149,26 @@ def _clean_accuracy(record: ScanRecord) -> Advice | None:
                   "the robustness numbers.")
 
 
-def _sanity(record: ScanRecord) -> Advice | None:
+def _gradient_hiding(record: ScanRecord) -> Advice | None:
     flags = [flag for result in record.results for flag in result.flags]
+    hiding = [flag for flag in flags if flag.check == HIDING_CHECK]
+    if hiding:
+        return Advice("critical", "This defense hides gradients; its plain robust accuracy is not real",
+                      f"{hiding[0].message} The headline is the adaptive number. Preprocessing that only breaks "
+                      "gradients adds no real robustness; adversarial training (`bastion train "
+                      "--adversarial-eps EPS`) does.")
+    fooling = [flag for flag in flags if flag.check == FOOLING_CHECK]
+    if fooling:
+        return Advice("warning", "This defense hides gradients from gradient attacks",
+                      f"{fooling[0].message} Always evaluate it with an adaptive attack, and keep a score-based "
+                      "attack (Square) in the suite.")
+    return None
+
+
+def _sanity(record: ScanRecord) -> Advice | None:
+    # The defense verdicts are about the plain pass and have their own advice; the headline is adaptive.
+    own_rule = CONTEXT_CHECKS | {HIDING_CHECK, FOOLING_CHECK}
+    flags = [flag for result in record.results for flag in result.flags if flag.check not in own_rule]
     warnings = [flag for flag in flags if flag.severity == "warning"]
     if not flags:
         return None
@@ -165,5 +211,5 @@ def weakest_classes(result: EpsResult, limit: int = 3) -> list[ClassRow]:
 
 
 _RULES: tuple[Callable[[ScanRecord], Advice | None], ...] = (
-    _gate, _robustness, _clean_accuracy, _sanity, _skipped, _weak_classes,
+    _gate, _gradient_hiding, _robustness, _clean_accuracy, _sanity, _skipped, _weak_classes,
 )

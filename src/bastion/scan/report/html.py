@@ -23,6 +23,7 @@ from bastion.scan.report._common import (
     write_text_atomically,
 )
 from bastion.scan.report.advice import advise, explain_flag, weakest_classes
+from bastion.scan.report.defense_view import defense_view
 from bastion.scan.report.examples import example_views
 from bastion.scan.report.plots import png_data_uri, robust_accuracy_plot
 from bastion.scan.report.taxonomy import taxonomy_entries
@@ -95,6 +96,7 @@ def _context(outcome: ScanOutcome) -> dict[str, Any]:
     return {
         "record": record,
         "headline": record.headline,
+        "defense": defense_view(outcome.defense, record),
         "verdict": _verdict(record),
         "threat": _threat_summary(record),
         "advice": advise(record),

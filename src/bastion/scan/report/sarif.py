@@ -5,7 +5,8 @@ Findings and their SARIF levels:
 - ``BASTION-EVASION-<ATTACK>``: an attack broke points. ``error`` at the headline eps when the
   gate fails, ``warning`` at the headline eps otherwise, ``note`` at the other (informational) eps.
 - ``BASTION-ROBUSTNESS-BELOW-THRESHOLD``: headline robust accuracy below ``fail_under`` (``error``).
-- ``BASTION-GRADIENT-MASKING``: a sanity flag (``warning``, or ``note`` for an info flag).
+- ``BASTION-GRADIENT-MASKING``: a sanity flag (``warning``, or ``note`` for an info flag); the flags
+  that only describe a defended scan (``advice.CONTEXT_CHECKS``) are not findings.
 Skipped attacks are tool-execution notifications, not findings.
 """
 
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 from bastion.core.records import AttackSummary, EpsResult, SanityFlag, ScanRecord
 from bastion.scan.report._common import format_eps, percent, write_text_atomically
+from bastion.scan.report.advice import CONTEXT_CHECKS
 from bastion.scan.report.taxonomy import threat_ids
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -133,7 +135,8 @@ def _results(record: ScanRecord) -> list[dict[str, Any]]:
         is_headline = position == 0
         broken = [a for a in result.attacks if a.points_broken > 0 and not a.skipped]
         found.extend(_evasion_result(record, result, attack, is_headline) for attack in broken)
-        found.extend(_flag_result(record, result, flag) for flag in result.flags)
+        found.extend(_flag_result(record, result, flag) for flag in result.flags
+                     if flag.check not in CONTEXT_CHECKS)
     return found
 
 

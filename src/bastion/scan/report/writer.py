@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bastion.core.errors import InputError
+from bastion.scan.defense_record import DEFENSE_FILE
 from bastion.scan.outcome import ScanOutcome
 from bastion.scan.report.html import write_html
 from bastion.scan.report.json_report import write_json
@@ -22,10 +23,12 @@ REPORT_FILES: dict[str, str] = {
 def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
     """Write ``scan.json``, ``scan.html``, ``scan.sarif`` and ``junit.xml`` into ``out_dir``.
 
-    The folder is created when missing. JSON is written first: it is the canonical evidence.
+    The folder is created when missing. JSON is written first: it is the canonical evidence. A
+    defended scan (``outcome.defense`` set) also writes ``defense.json``.
 
     Returns:
-        The path of each file, keyed ``"json"``, ``"html"``, ``"sarif"`` and ``"junit"``.
+        The path of each file, keyed ``"json"``, ``"html"``, ``"sarif"`` and ``"junit"`` (and
+        ``"defense"`` for a defended scan).
 
     Raises:
         InputError: ``out_dir`` is an existing file, or cannot be created or written.
@@ -33,6 +36,8 @@ def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
     folder = prepare_folder(out_dir)
     paths = {kind: folder / name for kind, name in REPORT_FILES.items()}
     write_json(outcome.record, paths["json"])
+    if outcome.defense is not None:
+        paths["defense"] = write_json(outcome.defense, folder / DEFENSE_FILE)
     write_html(outcome, paths["html"])
     write_sarif(outcome.record, paths["sarif"])
     write_junit(outcome.record, paths["junit"])

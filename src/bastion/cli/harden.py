@@ -1,0 +1,107 @@
+"""``bastion harden``: adversarial or certified training, with scans before and after and the cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bastion.cli.console import console, progress_bars, user_errors
+from bastion.cli.model_options import (
+    Bounds,
+    DataSpec,
+    FactorySpec,
+    InputShape,
+    LabelColumn,
+    Mean,
+    NumClasses,
+    Std,
+    load_model_from_options,
+)
+from bastion.core.evidence import HardenRecord
+from bastion.core.threat import Norm
+from bastion.data.sources import load_dataset
+from bastion.scan.report.writer import prepare_folder
+from bastion.workflows.harden import HardenSettings, run_harden
+from bastion.workflows.report import write_harden_reports
+
+
+def harden_command(
+    model: FactorySpec,
+    data: DataSpec,
+    method: Annotated[str, typer.Option(help="pgd (PGD adversarial training), trades, fast (FGSM with random "
+                                        "start), distill (defensive distillation), ibp or crown-ibp (certified "
+                                        "training), plain.")],
+    out: Annotated[Path, typer.Option(help="Folder for model.safetensors, harden.json/.html, before/ and "
+                                      "after/ scans and checkpoints/.")],
+    weights: Annotated[str | None, typer.Option(
+        "--weights", "-w", help="The model's current weights (safetensors): scanned as the 'before'.")] = None,
+    norm: Annotated[Norm, typer.Option(help="Threat norm: linf or l2.")] = "linf",
+    eps: Annotated[float, typer.Option(help="Budget trained against and scanned at.")] = 0.1,
+    epochs: Annotated[int, typer.Option(help="Passes over the training data.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 128,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: the optimizer's usual).")] = None,
+    optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
+    schedule: Annotated[str, typer.Option(help="constant, cosine, piecewise or one-cycle.")] = "cosine",
+    steps: Annotated[int | None, typer.Option(help="Attack steps per batch (pgd, trades).")] = None,
+    beta: Annotated[float | None, typer.Option(help="TRADES: weight of the robustness term.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="distill: softmax temperature.")] = None,
+    eval_data: Annotated[str | None, typer.Option(help="Data for the before/after scans (default: the held-out "
+                                                  "validation split).")] = None,
+    eval_limit: Annotated[int, typer.Option(help="Scan at most this many evaluation samples.")] = 1000,
+    eval_suite: Annotated[str, typer.Option(help="Suite of the before/after scans.")] = "standard",
+    val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
+    early_stop: Annotated[bool, typer.Option(help="Keep the epoch with the best validation robust accuracy; "
+                                             "stop after --patience epochs without progress.")] = True,
+    patience: Annotated[int, typer.Option(help="Epochs without progress before an early stop.")] = 5,
+    fine_tune: Annotated[bool, typer.Option(help="Start from --weights instead of a fresh model.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT/checkpoints.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and attacks.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Train on the first N samples only.")] = None,
+    label_column: LabelColumn = "label",
+    input_shape: InputShape = None,
+    num_classes: NumClasses = None,
+    bounds: Bounds = "0,1",
+    mean: Mean = None,
+    std: Std = None,
+) -> None:
+    """Harden a factory model against evasion; write weights, evidence and before/after reports."""
+    with user_errors():
+        given = (("steps", steps), ("beta", beta), ("temperature", temperature))
+        options: dict[str, Any] = {key: value for key, value in given if value is not None}
+        settings = HardenSettings(
+            method=method, norm=norm, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            schedule=schedule, seed=seed, options=options, val_fraction=val_fraction, early_stop=early_stop,
+            patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume)
+        prepare_folder(out)
+        train = load_dataset(data, label_column=label_column, limit=limit)
+        evaluation = load_dataset(eval_data, label_column=label_column) if eval_data else None
+
+        def load(weights_file: str | None):
+            return load_model_from_options(model, weights_file, input_shape, num_classes, bounds, mean, std)
+
+        with progress_bars() as progress:
+            outcome = run_harden(load, weights, train, evaluation, settings, out, progress=progress)
+        paths = write_harden_reports(outcome.record, out)
+    print_harden_summary(outcome.record)
+    console.print(f"weights: {outcome.weights}; reports: {', '.join(str(p) for p in paths.values())}")
+
+
+def print_harden_summary(record: HardenRecord) -> None:
+    """Before and after, side by side, and what it cost."""
+    from rich.table import Table
+
+    cost = record.cost
+    table = Table("", "before", "after", title=f"{record.method} at {record.norm} eps={record.eps:g}")
+    table.add_row("clean accuracy", _pct(cost.clean_accuracy_before), _pct(cost.clean_accuracy_after))
+    table.add_row(f"robust accuracy ({record.after.config.suite})", _pct(cost.robust_accuracy_before),
+                  _pct(cost.robust_accuracy_after))
+    if cost.certified_accuracy_after is not None:
+        table.add_row("certified accuracy", "—", _pct(cost.certified_accuracy_after))
+    table.add_row("training time", "", f"{cost.training_seconds:.1f} s")
+    console.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"

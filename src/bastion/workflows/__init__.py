@@ -1,0 +1,1 @@
+"""Workflows behind ``bastion harden`` and ``bastion certify``: run, record, report."""

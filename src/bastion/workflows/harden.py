@@ -1,0 +1,227 @@
+"""``run_harden``: train a robust model, scan it before and after, certify it when trained for that.
+
+The folder it writes::
+
+    out/model.safetensors      the hardened weights (load with the same --model factory)
+    out/harden.json, .html     the evidence record and its report: cost, before/after, training curve
+    out/before/, out/after/    full scan reports of the given and the hardened model
+    out/certify/               certification report (IBP and CROWN-IBP training only)
+    out/checkpoints/           per-epoch checkpoints; ``resume=True`` continues from the last one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from bastion import __version__
+from bastion.core.errors import InputError
+from bastion.core.evidence import CertifyRecord, HardenCost, HardenRecord
+from bastion.core.ids import array_digest, file_digest
+from bastion.core.records import ArtifactRef, DatasetRef, ScanRecord
+from bastion.core.threat import Norm, ThreatModel
+from bastion.data.sources import Dataset
+from bastion.defenses.training import EarlyStop, method_names, train_by_name
+from bastion.models.loading import LoadedModel
+from bastion.models.torch_adapter import TorchClassifier
+from bastion.scan.progress import ProgressCallback, no_progress
+from bastion.scan.report.writer import prepare_folder, write_reports
+from bastion.scan.runner import ScanSettings, _library_versions, run_scan
+from bastion.workflows.certify import CertifySettings, run_certify
+from bastion.workflows.report import write_certify_reports
+
+#: Methods ``harden`` accepts (``bastion.defenses.training.METHODS``); these two are certified training.
+CERTIFIED_METHODS = ("ibp", "crown-ibp")
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class HardenSettings:
+    """How to harden.
+
+    Attributes:
+        method: one of ``METHODS``. norm, eps: the threat model trained against and scanned at.
+        epochs, batch_size, lr, optimizer, schedule, seed: the training run.
+        options: method options (``steps``, ``beta`` for TRADES, ``temperature`` for distillation, ...).
+        val_fraction: share of the training data held out for validation (early stop) and, when no
+            evaluation data is given, for the before/after scans.
+        early_stop: keep the epoch with the best validation robust accuracy; stop after ``patience``
+            epochs without improvement.
+        eval_suite, eval_limit: the before/after scans (suite and number of evaluation samples).
+        fine_tune: start from the given weights instead of a fresh initialisation.
+        resume: continue from ``out/checkpoints``.
+    """
+
+    method: str
+    norm: Norm = "linf"
+    eps: float = 0.1
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float | None = None
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    seed: int = 0
+    options: dict[str, Any] | None = None
+    val_fraction: float = 0.1
+    early_stop: bool = True
+    patience: int = 5
+    eval_suite: str = "standard"
+    eval_limit: int | None = 1000
+    fine_tune: bool = False
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class HardenOutcome:
+    record: HardenRecord
+    weights: Path
+    classifier: TorchClassifier
+
+
+def run_harden(
+    load: Callable[[str | None], LoadedModel],
+    weights: str | None,
+    train: Dataset,
+    eval_data: Dataset | None,
+    settings: HardenSettings,
+    out_dir: str | Path,
+    *,
+    progress: ProgressCallback = no_progress,
+) -> HardenOutcome:
+    """Harden the model that ``load(weights)`` builds; write every report into ``out_dir``.
+
+    Args:
+        load: builds the model from the factory, with the given weights file or freshly initialised
+            (``None``); called once for the baseline and once for the model to train.
+        weights: the weights of the model as it is now (the "before"), or ``None``.
+        train: training data; ``val_fraction`` of it is held out for validation.
+        eval_data: data for the before/after scans (default: the validation split).
+    """
+    _check(settings)
+    folder = prepare_folder(out_dir)
+    before_model = load(weights) if weights else None
+    trainee = load(weights if settings.fine_tune else None)
+    classifier = trainee.classifier
+    if not isinstance(classifier, TorchClassifier) or classifier.kind != "torch":
+        raise InputError("bastion harden trains a torch factory model (pkg.module:factory)")
+    threat = ThreatModel(norm=settings.norm, eps=settings.eps, bounds=classifier.bounds)
+    fit_data, validation = _split(train, settings.val_fraction, settings.seed)
+    evaluation = _limit(eval_data or validation, settings.eval_limit)
+
+    training = _train(classifier, fit_data, validation, threat, settings, folder, progress)
+    weights_path = folder / WEIGHTS_FILE
+    save_file(torch_state(classifier), str(weights_path))
+    after_model = LoadedModel(classifier=classifier, description=f"{trainee.description.split(' + ')[0]} + "
+                              f"{weights_path}", sha256=file_digest(weights_path), kind="torch")
+
+    scan_settings = ScanSettings(eps=[settings.eps], suite=settings.eval_suite, norm=settings.norm, seed=settings.seed)
+    before = _scan(before_model, evaluation, scan_settings, folder / "before", progress) if before_model else None
+    after = _scan(after_model, evaluation, scan_settings, folder / "after", progress)
+    certified = _certify(after_model, evaluation, settings, folder / "certify", progress)
+
+    record = HardenRecord(
+        bastion_version=__version__, library_versions=_library_versions(), method=settings.method,
+        norm=settings.norm, eps=settings.eps, training=training,
+        model_before=_artifact(before_model), model_after=_artifact(after_model),
+        train_data=_dataset_ref(fit_data, classifier), eval_data=_dataset_ref(evaluation, classifier),
+        before=before, after=after, certified=certified,
+        cost=HardenCost(
+            training_seconds=float(training["total_seconds"]),
+            clean_accuracy_before=before.headline.clean_accuracy if before else None,
+            clean_accuracy_after=after.headline.clean_accuracy,
+            robust_accuracy_before=before.headline.robust_accuracy if before else None,
+            robust_accuracy_after=after.headline.robust_accuracy,
+            certified_accuracy_after=certified.certified_accuracy if certified else None,
+        ),
+    )
+    return HardenOutcome(record=record, weights=weights_path, classifier=classifier)
+
+
+def _check(settings: HardenSettings) -> None:
+    if settings.method not in method_names():
+        raise InputError(f"unknown --method {settings.method!r}; choose one of {', '.join(method_names())}")
+    if settings.method != "plain" and not settings.eps > 0:
+        raise InputError(f"--eps must be > 0 to harden against attacks, got {settings.eps}")
+    if not 0 < settings.val_fraction < 1:
+        raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {settings.val_fraction}")
+    if settings.eval_limit is not None and settings.eval_limit < 1:
+        raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
+
+
+def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """A seeded random split into training and validation parts (validation gets ``fraction``)."""
+    count = len(data)
+    held_out = max(1, int(round(count * fraction)))
+    if count - held_out < 1:
+        raise InputError(f"the training data has {count} sample(s): too few to hold out a validation split")
+    order = np.random.default_rng(seed).permutation(count)
+    parts = []
+    for name, index in (("training", order[held_out:]), ("validation", order[:held_out])):
+        parts.append(replace(data, x=data.x[np.sort(index)], y=data.y[np.sort(index)],
+                             description=f"{data.description}, {name} split ({len(index)})"))
+    return parts[0], parts[1]
+
+
+def _limit(data: Dataset, limit: int | None) -> Dataset:
+    if limit is None or len(data) <= limit:
+        return data
+    return replace(data, x=data.x[:limit], y=data.y[:limit], description=f"{data.description}, first {limit}")
+
+
+def _train(classifier: TorchClassifier, data: Dataset, validation: Dataset, threat: ThreatModel,
+           settings: HardenSettings, folder: Path, progress: ProgressCallback) -> dict[str, Any]:
+    early_stop = EarlyStop(threat=threat, patience=settings.patience) if settings.early_stop else None
+    record = train_by_name(
+        settings.method, classifier, data.x, data.y, threat=threat, options=settings.options,
+        epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer, lr=settings.lr,
+        schedule=settings.schedule, seed=settings.seed, validation=(validation.x, validation.y),
+        early_stop=early_stop, checkpoint_dir=folder / "checkpoints", resume=settings.resume,
+        on_epoch=lambda epoch, total, *_: progress("training epochs", epoch, total),
+    )
+    dumped = record.model_dump(mode="json")
+    # Distillation trains a teacher first: its time is part of what hardening cost.
+    dumped["total_seconds"] = record.seconds + (record.teacher.seconds if record.teacher else 0.0)
+    return dumped
+
+
+def _scan(loaded: LoadedModel, data: Dataset, settings: ScanSettings, folder: Path,
+          progress: ProgressCallback) -> ScanRecord:
+    outcome = run_scan(loaded, data, settings,
+                       progress=lambda task, done, total: progress(f"{folder.name}: {task}", done, total))
+    write_reports(outcome, folder)
+    return outcome.record
+
+
+def _certify(loaded: LoadedModel, data: Dataset, settings: HardenSettings, folder: Path,
+             progress: ProgressCallback) -> CertifyRecord | None:
+    if settings.method not in CERTIFIED_METHODS:
+        return None
+    certify = CertifySettings(method="crown-ibp", norm=settings.norm, eps=settings.eps, seed=settings.seed,
+                              batch_size=256, attack=False)
+    record = run_certify(loaded, data, certify,
+                         progress=lambda task, done, total: progress(f"certify: {task}", done, total))
+    write_certify_reports(record, folder)
+    return record
+
+
+def _artifact(loaded: LoadedModel | None) -> ArtifactRef | None:
+    if loaded is None:
+        return None
+    return ArtifactRef(description=loaded.description, sha256=loaded.sha256, kind=loaded.kind,
+                       access=loaded.classifier.access)
+
+
+def _dataset_ref(data: Dataset, classifier: TorchClassifier) -> DatasetRef:
+    return DatasetRef(description=data.description, count=len(data), sha256=array_digest(data.x, data.y),
+                      input_shape=list(classifier.input_shape), num_classes=classifier.num_classes)
+
+
+def torch_state(classifier: TorchClassifier) -> dict[str, torch.Tensor]:
+    """The module's weights as contiguous tensors (what ``model.safetensors`` holds)."""
+    return {k: v.detach().contiguous() for k, v in classifier.module.state_dict().items()}
