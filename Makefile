@@ -32,10 +32,12 @@ test-slow: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# Peers for benchmarks/: ART, foolbox, torchattacks (--no-deps: it would pull torchvision and CUDA).
+# Peers for benchmarks/: ART, foolbox, torchattacks and auto_LiRPA (--no-deps: they would pull
+# torchvision and a CUDA torch; benchmarks/certify_bounds.py explains what auto_LiRPA needs on torch 2).
 bench-install: install
 	$(INSTALL) --editable '.[bench]'
 	$(INSTALL) --no-deps torchattacks
+	$(INSTALL) --no-deps auto_LiRPA appdirs pyyaml
 	touch $(VENV)/.bench-installed
 
 bench: bench-install

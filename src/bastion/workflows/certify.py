@@ -9,7 +9,10 @@ import torch
 
 from bastion import __version__
 from bastion.certify.base import Certificate
-from bastion.core.errors import InputError
+from bastion.certify.bounds import certify_bounds
+from bastion.certify.sequential import certify_sequential
+from bastion.certify.smoothing import GaussianSmoothing, SmoothingCertificate
+from bastion.core.errors import CapabilityError, InputError
 from bastion.core.evidence import CertifiedSample, CertifyConfig, CertifyMethod, CertifyRecord, CurvePoint
 from bastion.core.ids import array_digest, keys_from_ids, sample_ids
 from bastion.core.records import ArtifactRef, DatasetRef
@@ -17,6 +20,7 @@ from bastion.core.threat import Norm, ThreatModel
 from bastion.data.sources import Dataset
 from bastion.models.base import Classifier, predict_in_batches
 from bastion.models.loading import LoadedModel
+from bastion.models.torch_adapter import TorchClassifier
 from bastion.scan.cascade import run_cascade
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.runner import _library_versions
@@ -161,12 +165,43 @@ def _curve_from_radii(certificates: list[Certificate], y: torch.Tensor, radii: l
 
 def _smoothing(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings: CertifySettings,
                radii: list[float], progress: ProgressCallback) -> tuple[list[Certificate], list[int]]:
-    raise NotImplementedError
+    """Cohen's CERTIFY (or its sequential form) a few samples at a time, for the progress bar."""
+    smoothed = GaussianSmoothing(model, settings.sigma, batch_size=settings.batch_size, seed=settings.seed)
+    certificates: list[SmoothingCertificate] = []
+    chunk = max(1, settings.batch_size // 100)
+    for start in range(0, len(x), chunk):
+        batch, batch_keys = x[start : start + chunk], keys[start : start + chunk]
+        if settings.sequential:
+            certificates += certify_sequential(smoothed, batch, radii, n0=settings.n0, n=settings.n,
+                                               alpha=settings.alpha, keys=batch_keys)
+        else:
+            certificates += smoothed.certify(batch, n0=settings.n0, n=settings.n, alpha=settings.alpha,
+                                             keys=batch_keys)
+        progress("certify (smoothing)", len(certificates), len(x))
+    return list(certificates), [c.forward_passes for c in certificates]
 
 
 def _bounds(model: Classifier, x: torch.Tensor, y: torch.Tensor, settings: CertifySettings, radii: list[float],
             progress: ProgressCallback) -> tuple[list[Certificate], list[CurvePoint]]:
-    raise NotImplementedError
+    """Bounds at every curve radius; a sample's radius is the largest curve radius it is certified at."""
+    if not isinstance(model, TorchClassifier):
+        raise CapabilityError(f"--method {settings.method} bounds a torch network layer by layer; this model is "
+                              f"{model.kind}. Use --method smoothing, which needs predictions only")
+    predictions = predict_in_batches(model, x)
+    best = torch.zeros(len(x))
+    curve = []
+    for done, radius in enumerate(radii, start=1):
+        if radius == 0:
+            certified = predictions == y
+        else:
+            certificates = certify_bounds(model, x, y, eps=radius, norm=settings.norm_certified,
+                                          method=settings.method, batch_size=settings.batch_size)
+            certified = torch.tensor([c.radius >= radius for c in certificates])
+        best = torch.where(certified & (best < radius), torch.tensor(radius), best)
+        curve.append(CurvePoint(radius=radius, certified_accuracy=float(certified.float().mean())))
+        progress(f"certify ({settings.method})", done, len(radii))
+    pairs = zip(predictions.tolist(), best.tolist(), strict=True)
+    return [Certificate(int(p), float(r), False) for p, r in pairs], curve
 
 
 def _attack(model: Classifier, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor, settings: CertifySettings,

@@ -4,6 +4,7 @@
 (:class:`Objective`). ``objective_from_name`` and ``train_by_name`` pick a method by name.
 """
 
+from bastion.defenses.training.certified import CrownIBPObjective, IBPObjective, ibp_init
 from bastion.defenses.training.distillation import Distillation, Distilled, distill
 from bastion.defenses.training.fast_at import FastAdversarial
 from bastion.defenses.training.loop import EpochCallback, StepCallback, fit, train_classifier
@@ -19,12 +20,14 @@ __all__ = [
     "METHODS",
     "TRADES",
     "CrossEntropy",
+    "CrownIBPObjective",
     "Distillation",
     "Distilled",
     "EarlyStop",
     "EpochCallback",
     "EpochRecord",
     "FastAdversarial",
+    "IBPObjective",
     "Objective",
     "OptimiserSettings",
     "PGDAdversarial",
@@ -32,6 +35,7 @@ __all__ = [
     "TrainingRecord",
     "distill",
     "fit",
+    "ibp_init",
     "method_names",
     "objective_from_name",
     "train_by_name",
