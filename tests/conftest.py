@@ -57,3 +57,13 @@ def fast_params() -> dict[str, dict[str, object]]:
         "square": {"queries": 200},
         "hopskipjump": {"iterations": 8, "initial_evals": 30, "max_evals": 200},
     }
+
+
+@pytest.fixture(scope="session")
+def digits_weights(digits_model, tmp_path_factory) -> str:
+    """``digits_model``'s weights as a safetensors file, for the CLI's ``--weights``."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
+    save_file({k: v.contiguous() for k, v in digits_model.module.state_dict().items()}, str(path))
+    return str(path)

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
@@ -19,11 +18,9 @@ runner = CliRunner()
 MODEL = "bastion.models.zoo:digits_cnn"
 
 
-@pytest.fixture(scope="module")
-def weights(digits_model, tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
-    save_file({k: v.contiguous() for k, v in digits_model.module.state_dict().items()}, str(path))
-    return str(path)
+@pytest.fixture
+def weights(digits_weights) -> str:
+    return digits_weights
 
 
 def scan(*args: str) -> object:

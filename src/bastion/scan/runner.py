@@ -102,7 +102,7 @@ def run_scan(
                             + chance_level_flags(results[0].clean_accuracy, model.num_classes))
     record = ScanRecord(
         bastion_version=__version__,
-        library_versions=_library_versions(),
+        library_versions=library_versions(),
         config=_config(settings, attacks, model.bounds, access),
         model=ArtifactRef(description=loaded.description, sha256=loaded.sha256, kind=loaded.kind,
                           access=model.access),
@@ -179,7 +179,8 @@ def _examples(eps: float, cascade: CascadeResult, x: torch.Tensor, ids: list[str
     )
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a result depends on, for evidence records."""
     versions = {"python": platform.python_version()}
     for name in _VERSIONED:
         try:

@@ -23,7 +23,7 @@ from bastion.models.loading import LoadedModel
 from bastion.models.torch_adapter import TorchClassifier
 from bastion.scan.cascade import run_cascade
 from bastion.scan.progress import ProgressCallback, no_progress
-from bastion.scan.runner import _library_versions
+from bastion.scan.runner import library_versions
 from bastion.scan.suites import build_attacks
 
 #: Default curve radii, as multiples of sigma (smoothing) or of eps (bounds).
@@ -114,7 +114,7 @@ def run_certify(
     headline = next(point.certified_accuracy for point in curve if point.radius == radius)
     return CertifyRecord(
         bastion_version=__version__,
-        library_versions=_library_versions(),
+        library_versions=library_versions(),
         config=CertifyConfig(
             method=settings.method, norm=settings.norm_certified, radius=radius, radii=radii,
             sigma=settings.sigma if settings.method == "smoothing" else None,

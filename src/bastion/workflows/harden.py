@@ -32,7 +32,7 @@ from bastion.models.loading import LoadedModel
 from bastion.models.torch_adapter import TorchClassifier
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.report.writer import prepare_folder, write_reports
-from bastion.scan.runner import ScanSettings, _library_versions, run_scan
+from bastion.scan.runner import ScanSettings, library_versions, run_scan
 from bastion.workflows.certify import CertifySettings, run_certify
 from bastion.workflows.report import write_certify_reports
 
@@ -126,7 +126,7 @@ def run_harden(
     certified = _certify(after_model, evaluation, settings, folder / "certify", progress)
 
     record = HardenRecord(
-        bastion_version=__version__, library_versions=_library_versions(), method=settings.method,
+        bastion_version=__version__, library_versions=library_versions(), method=settings.method,
         norm=settings.norm, eps=settings.eps, training=training,
         model_before=_artifact(before_model), model_after=_artifact(after_model),
         train_data=_dataset_ref(fit_data, classifier), eval_data=_dataset_ref(evaluation, classifier),

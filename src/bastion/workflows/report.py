@@ -18,6 +18,9 @@ from bastion.workflows.plots import certified_curve_plot, training_history_plot
 #: Uncertified samples listed in the HTML; the JSON record has all of them.
 MAX_SAMPLES_LISTED = 100
 
+#: Training-record fields shown elsewhere in the harden report (or not worth a row).
+_NOT_CONFIGURATION = ("history", "kind", "schema_version", "teacher")
+
 _METHOD_TITLES = {
     "smoothing": "randomized smoothing",
     "ibp": "interval bound propagation",
@@ -116,7 +119,7 @@ def _harden_context(record: HardenRecord) -> dict[str, Any]:
     history = record.training.get("history") or []
     png = training_history_plot(history)
     config = {"method": record.method, "norm": record.norm, "eps": record.eps}
-    config |= {key: value for key, value in record.training.items() if key not in ("history",)}
+    config |= {key: value for key, value in record.training.items() if key not in _NOT_CONFIGURATION}
     return {
         "record": record,
         "training": record.training,
