@@ -15,13 +15,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(INSTALL) --editable '.[dev]'
 	touch $(STAMP)
 
-# Train a small CNN on scikit-learn's digits, scan it with the standard suite at three budgets,
-# write demo/report/ (scan.html, scan.json, scan.sarif, junit.xml) and print a summary table.
+# Train a small CNN on scikit-learn's digits, scan it with the standard suite at three budgets
+# (demo/report/), harden it with TRADES and scan it before and after (demo/hardened/), then certify
+# the hardened model by randomized smoothing (demo/certify/); each step prints a summary table.
 demo: install
 	$(VENV)/bin/bastion train --model bastion.models.zoo:digits_cnn --data digits:train \
 		--epochs 20 --out demo/digits_cnn.safetensors
 	$(VENV)/bin/bastion scan --model bastion.models.zoo:digits_cnn --weights demo/digits_cnn.safetensors \
 		--data digits --norm linf --eps 0.1,0.05,0.2 --suite standard --out demo/report
+	rm -rf demo/hardened
+	$(VENV)/bin/bastion harden --model bastion.models.zoo:digits_cnn --weights demo/digits_cnn.safetensors \
+		--data digits:train --method trades --eps 0.1 --epochs 15 --eval-data digits --out demo/hardened
+	$(VENV)/bin/bastion certify --model bastion.models.zoo:digits_cnn --weights demo/hardened/model.safetensors \
+		--data digits --limit 100 --method smoothing --sigma 0.25 --n 2000 --out demo/certify
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -53,6 +53,9 @@ def test_harden_resume_continues_from_the_last_checkpoint_and_refuses_a_changed_
     assert record.training["resumed_from"] == 1 and (out / "model.safetensors").read_bytes() == first
     changed = invoke(*common, "--eps", "0.2", "--resume")
     assert changed.exit_code == 2 and "eps" in changed.output
+    afresh = invoke(*common, "--eps", "0.1")
+    assert afresh.exit_code == 2 and "pass --resume" in " ".join(afresh.output.split())
+    assert (out / "model.safetensors").read_bytes() == first
 
 
 def test_harden_with_certified_training_certifies_the_result(tmp_path):
@@ -108,7 +111,7 @@ def test_certify_bounds_on_a_cnn(weights, tmp_path):
                     "--method", "crown-ibp", "--eps", "0.01", "--radii", "0.005,0.01", "--out", str(out))
     assert result.exit_code == 0, result.output
     record = CertifyRecord.model_validate_json((out / "certify.json").read_text())
-    assert record.config.norm == "linf" and [p.radius for p in record.curve] == [0.005, 0.01]
+    assert record.config.norm == "linf" and [p.radius for p in record.curve] == [0.0, 0.005, 0.01]
     assert record.certified_accuracy <= record.robust_accuracy <= record.clean_accuracy
 
 

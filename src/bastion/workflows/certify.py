@@ -79,7 +79,8 @@ class CertifySettings:
         else:
             scale = self.sigma if self.method == "smoothing" else self.headline()
             radii = [scale * m for m in (SMOOTHING_RADII if self.method == "smoothing" else BOUND_RADII)]
-        return sorted(set(radii) | {self.headline()})
+        # Radius 0 (correct and not abstained) anchors the curve at the clean end.
+        return sorted(set(radii) | {0.0, self.headline()})
 
 
 def run_certify(

@@ -105,6 +105,7 @@ def run_harden(
     """
     _check(settings)
     folder = prepare_folder(out_dir)
+    _check_checkpoints(folder / "checkpoints", settings.resume)
     before_model = load(weights) if weights else None
     trainee = load(weights if settings.fine_tune else None)
     classifier = trainee.classifier
@@ -152,6 +153,13 @@ def _check(settings: HardenSettings) -> None:
         raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {settings.val_fraction}")
     if settings.eval_limit is not None and settings.eval_limit < 1:
         raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
+
+
+def _check_checkpoints(folder: Path, resume: bool) -> None:
+    """Refuse, before any work, to start afresh over an earlier run's checkpoints (they would be lost)."""
+    if not resume and folder.is_dir() and any(folder.iterdir()):
+        raise InputError(f"{folder} holds the checkpoints of an earlier run: pass --resume to continue it, "
+                         "or choose another --out (or delete that folder) to start afresh")
 
 
 def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:

@@ -91,6 +91,8 @@ def _why_not_certified(sample: CertifiedSample, radius: float) -> str:
         return "abstained: no class was significantly more likely than the rest"
     if sample.prediction != sample.label:
         return "misclassified"
+    if sample.radius == 0:
+        return f"correct, but not certified at {radius:.4g}"
     return f"certified only to radius {sample.radius:.4g}, below {radius:.4g}"
 
 
