@@ -48,6 +48,8 @@ bench-install: install
 
 bench: bench-install
 	$(PYTHON) benchmarks/evasion.py
+	$(PYTHON) benchmarks/certify.py
+	$(PYTHON) benchmarks/certify_bounds.py
 
 clean:
 	rm -rf $(VENV) demo report .pytest_cache
