@@ -68,8 +68,7 @@ def train_command(
                 adversarial=threat, checkpoint_dir=checkpoint_dir, resume=resume,
                 on_epoch=lambda epoch, total, _loss: progress("epochs", epoch, total))
         out.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in classifier.module.state_dict().items()}
-        save_file(state, str(out))
+        save_file(classifier.state_tensors(), str(out))
     resumed = "" if record.resumed_from is None else f" (resumed after epoch {record.resumed_from})"
     console.print(f"trained {record.epochs} epoch(s){resumed}; final loss {record.losses[-1]:.4f}; "
                   f"training accuracy {record.train_accuracy:.1%}; weights: {out}")

@@ -100,6 +100,10 @@ class TorchClassifier:
         with torch.no_grad():
             return self.logits(x).argmax(dim=1)
 
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The module's state dict as detached, contiguous tensors: what a ``.safetensors`` file holds."""
+        return {name: value.detach().contiguous() for name, value in self.module.state_dict().items()}
+
     @contextmanager
     def trainable(self) -> Iterator[nn.Module]:
         """Give the module's parameters gradients back (for training), restoring the frozen state after."""

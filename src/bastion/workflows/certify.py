@@ -9,7 +9,7 @@ import torch
 
 from bastion import __version__
 from bastion.certify.base import Certificate
-from bastion.certify.bounds import certify_bounds
+from bastion.certify.bounds import certified_accuracy, certify_bounds
 from bastion.certify.sequential import certify_sequential
 from bastion.certify.smoothing import GaussianSmoothing, SmoothingCertificate
 from bastion.core.errors import CapabilityError, InputError
@@ -158,10 +158,8 @@ def _check(settings: CertifySettings) -> None:
 
 
 def _curve_from_radii(certificates: list[Certificate], y: torch.Tensor, radii: list[float]) -> list[CurvePoint]:
-    labels = y.tolist()
-    return [CurvePoint(radius=r, certified_accuracy=sum(c.certifies(label, r) for c, label in
-                                                        zip(certificates, labels, strict=True)) / len(labels))
-            for r in radii]
+    accuracies = certified_accuracy(certificates, y, radii)
+    return [CurvePoint(radius=r, certified_accuracy=a) for r, a in zip(radii, accuracies, strict=True)]
 
 
 def _smoothing(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings: CertifySettings,

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors.torch import save_file
 
 from bastion import __version__
@@ -117,7 +116,7 @@ def run_harden(
 
     training = _train(classifier, fit_data, validation, threat, settings, folder, progress)
     weights_path = folder / WEIGHTS_FILE
-    save_file(torch_state(classifier), str(weights_path))
+    save_file(classifier.state_tensors(), str(weights_path))
     after_model = LoadedModel(classifier=classifier, description=f"{trainee.description.split(' + ')[0]} + "
                               f"{weights_path}", sha256=file_digest(weights_path), kind="torch")
 
@@ -229,7 +228,3 @@ def _dataset_ref(data: Dataset, classifier: TorchClassifier) -> DatasetRef:
     return DatasetRef(description=data.description, count=len(data), sha256=array_digest(data.x, data.y),
                       input_shape=list(classifier.input_shape), num_classes=classifier.num_classes)
 
-
-def torch_state(classifier: TorchClassifier) -> dict[str, torch.Tensor]:
-    """The module's weights as contiguous tensors (what ``model.safetensors`` holds)."""
-    return {k: v.detach().contiguous() for k, v in classifier.module.state_dict().items()}

@@ -7,10 +7,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment
 
 from bastion.core.evidence import CertifiedSample, CertifyRecord, HardenRecord
-from bastion.scan.report._common import format_eps, norm_symbol, percent, write_text_atomically
+from bastion.scan.report._common import norm_symbol, write_text_atomically
+from bastion.scan.report.html import report_environment
 from bastion.scan.report.plots import png_data_uri
 from bastion.scan.report.writer import prepare_folder
 from bastion.workflows.plots import certified_curve_plot, training_history_plot
@@ -51,18 +52,7 @@ def write_harden_reports(record: HardenRecord, out_dir: str | Path) -> dict[str,
 
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
-    environment = Environment(
-        loader=PackageLoader("bastion.workflows", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["pct"] = percent
-    environment.filters["eps"] = format_eps
-    environment.filters["thousands"] = lambda value: f"{value:,}"
-    environment.filters["short_id"] = lambda value: value[:12]
-    return environment
+    return report_environment("bastion.workflows")
 
 
 def _certify_context(record: CertifyRecord) -> dict[str, Any]:

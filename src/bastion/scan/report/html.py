@@ -10,7 +10,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from bastion.core.records import AttackSummary, EpsResult, SanityFlag, ScanRecord
@@ -70,8 +70,16 @@ def render_html(outcome: ScanOutcome) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
+    return report_environment()
+
+
+def report_environment(*packages: str) -> Environment:
+    """The Jinja environment of every bastion HTML report: autoescaping, strict undefined, the number
+    filters. Templates are looked up in ``packages`` (``templates/`` of each) and then in the scan
+    report's own, which holds the shared stylesheet ``_style.css``."""
+    loaders = [PackageLoader(package, "templates") for package in (*packages, "bastion.scan.report")]
     environment = Environment(
-        loader=PackageLoader("bastion.scan.report", "templates"),
+        loader=ChoiceLoader(loaders),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
