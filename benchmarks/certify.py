@@ -195,13 +195,16 @@ JOB_FUNCTIONS = {
 }
 
 
-def spawn(args: argparse.Namespace, job: str, points: int) -> dict[str, Any]:
-    """Run ``job`` on the first ``points`` images in a fresh interpreter (its own peak RSS); it prints JSON last."""
+def spawn(args: argparse.Namespace, job: str, points: int, radii: list[float] | None = None) -> dict[str, Any]:
+    """Run ``job`` on the first ``points`` images in a fresh interpreter (its own peak RSS); it prints JSON last.
+
+    ``radii``: the radii a sequential job decides (default ``--radii``).
+    """
     command = [sys.executable, __file__, "--worker", job, "--points", str(points), "--sigma", str(args.sigma),
                "--n", str(args.n), "--n0", str(args.n0), "--alpha", str(args.alpha),
                "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--seed", str(args.seed),
                "--epochs", str(args.epochs), "--cache", str(args.cache),
-               "--radii", ",".join(map(str, args.radii))]
+               "--radii", ",".join(map(str, radii or args.radii))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker {job} failed:\n{done.stderr[-4000:]}")
@@ -334,6 +337,45 @@ def report(args: argparse.Namespace, training: dict[str, Any], runs: dict[str, d
     }
 
 
+def sequential_study(args: argparse.Namespace, y: np.ndarray) -> dict[str, Any]:
+    """Fixed-n CERTIFY once, then sequential CERTIFY once per radius set of ``--study-radii``, same noise draws.
+
+    The saving depends on the largest radius asked: an input whose top class wins every vote stops
+    after about ``ln(1 / alpha) / -ln(Phi(r_max / sigma))`` draws, which approaches ``n`` as ``r_max``
+    approaches the largest radius ``n`` draws can certify at all.
+    """
+    from scipy.stats import norm
+
+    fixed = spawn(args, "bastion", args.points)
+    best = float(args.sigma * norm.ppf(args.alpha ** (1 / args.n)))
+    log(args, f"\n## Sequential CERTIFY against fixed n, by the largest radius asked: {args.points} images, "
+              f"sigma {args.sigma}, n {args.n}, n0 {args.n0}, alpha {args.alpha} (largest radius n draws can "
+              f"certify: {best:.3f})\n")
+    log(args, "| radii decided | certified accuracy, fixed n | certified accuracy, sequential | certificates differing "
+              "| passes per image, fixed n | passes per image, sequential | fewer passes | stopped before the cap "
+              "| floor (any level-alpha test) |")
+    log(args, "|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    mean_fixed = fixed["forward_passes"] / args.points
+    for radii in args.study_radii:
+        seq = spawn(args, "sequential", args.points, radii=radii)
+        study = argparse.Namespace(**(vars(args) | {"radii": radii}))
+        floor = floor_passes(study, fixed, y)
+        mean_seq = seq["forward_passes"] / args.points
+        acc_fixed = [certified_accuracy(fixed["prediction"], fixed["radius"], y, r) for r in radii]
+        acc_seq = [certified_accuracy(seq["prediction"], seq["radius"], y, r) for r in radii]
+        count = differing(seq, fixed, y, radii)
+        log(args, f"| {', '.join(f'{r:g}' for r in radii)} | {' / '.join(f'{100 * a:.0f}%' for a in acc_fixed)} | "
+                  f"{' / '.join(f'{100 * a:.0f}%' for a in acc_seq)} | {count} of {len(y)} | {mean_fixed:.0f} | "
+                  f"{mean_seq:.0f} | **{mean_fixed / mean_seq:.2f}x** | {sum(seq['stopped_early'])} of {len(y)} | "
+                  f"{floor:.0f} ({mean_fixed / floor:.2f}x) |")
+        rows.append({"radii": radii, "certified_accuracy_fixed": acc_fixed, "certified_accuracy_sequential": acc_seq,
+                     "differing": count, "mean_passes_fixed": mean_fixed, "mean_passes_sequential": mean_seq,
+                     "ratio": mean_fixed / mean_seq, "floor_passes": floor, "run": seq})
+    return {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "largest_certifiable_radius": best, "fixed": fixed, "labels": y.tolist(), "rows": rows}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=50)
@@ -350,6 +392,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (each job back to back)")
     parser.add_argument("--timing-points", type=int, default=10, help="images per job in the timing rounds")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--study-radii", default=None,
+                        type=lambda s: [[float(r) for r in part.split(",")] for part in s.split(";")],
+                        help="only the sequential study: radius sets separated by ';', e.g. '0,0.25,0.5,0.75;0,0.25,0.5'")
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.cache"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/certify_smoothing.json"))
     parser.add_argument("--log", type=Path, default=Path("benchmarks/results/certify_smoothing.log"))
@@ -372,6 +417,13 @@ def main() -> None:
     training["clean_test_accuracy_first_1000"] = float((model.predict(x_eval) == y_eval).float().mean())
     log(args, f"model: fashion_cnn, noise-trained at sigma {args.sigma}: {training}")
     if args.train_only:
+        return
+    if args.study_radii:
+        _, y = test_points(args.points)
+        results = sequential_study(args, y.numpy())
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+        log(args, f"\nwritten {args.out} and {args.log}")
         return
     log(args, f"1. accuracy and memory: each library once on {args.points} images")
     runs = {job: spawn(args, job, args.points) for job in ("art", "bastion", "sequential")}

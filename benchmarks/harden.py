@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--crown-points", type=int, default=1000)
     parser.add_argument("--no-early-stop", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--factory", default=None, help="model factory, default: " + ", ".join(
+        f"{kind}: {factory}" for kind, factory in FACTORIES.items()))
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -69,10 +72,10 @@ def main() -> None:
         options[key] = _number(value)
     settings = HardenSettings(method=method, eps=args.eps, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
                               schedule=args.schedule, options=options, early_stop=not args.no_early_stop,
-                              eval_limit=args.eval_points, resume=False)
+                              eval_limit=args.eval_points, resume=args.resume)
     train = load_dataset("fashion-mnist:train")
     test = load_dataset("fashion-mnist")
-    factory = FACTORIES[args.kind]
+    factory = args.factory or FACTORIES[args.kind]
 
     def load(weights: str | None):
         return load_classifier(factory, weights=weights)
