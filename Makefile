@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Train a small CNN on scikit-learn's digits, scan it with the standard suite at three budgets
-# (demo/report/), harden it with TRADES and scan it before and after (demo/hardened/), then certify
-# the hardened model by randomized smoothing (demo/certify/); each step prints a summary table.
+# (demo/report/), harden it with TRADES and scan it before and after (demo/hardened/), certify the
+# hardened model by randomized smoothing (demo/certify/); then guard the data (demo/data/): plant a
+# backdoor in a copy of the digits, record its manifest and a version, train on it, audit it and
+# quarantine what the audit suspects. Each step prints a summary.
 demo: install
 	$(VENV)/bin/bastion train --model bastion.models.zoo:digits_cnn --data digits:train \
 		--epochs 20 --out demo/digits_cnn.safetensors
@@ -28,6 +30,20 @@ demo: install
 		--data digits:train --method trades --eps 0.1 --epochs 15 --eval-data digits --out demo/hardened
 	$(VENV)/bin/bastion certify --model bastion.models.zoo:digits_cnn --weights demo/hardened/model.safetensors \
 		--data digits --limit 100 --method smoothing --sigma 0.25 --n 2000 --out demo/certify
+	rm -rf demo/data
+	$(VENV)/bin/bastion data poison digits:train --attack badnets --rate 0.05 --out demo/data/train
+	$(VENV)/bin/bastion data manifest demo/data/train --source "scikit-learn digits, BadNets planted" \
+		--owner demo --out demo/data/train.manifest.json
+	$(VENV)/bin/bastion data verify demo/data/train demo/data/train.manifest.json
+	$(VENV)/bin/bastion data commit demo/data/train -m "vendor export" --home demo/data/.bastion
+	$(VENV)/bin/bastion train --model bastion.models.zoo:digits_cnn --data demo/data/train --epochs 15 \
+		--out demo/data/model.safetensors
+	$(VENV)/bin/bastion data audit demo/data/train --model bastion.models.zoo:digits_cnn \
+		--weights demo/data/model.safetensors --test digits:test \
+		--known-poison demo/data/train.poison.json --out demo/data/audit
+	$(VENV)/bin/bastion data quarantine demo/data/audit --select suspected --approve --as demo \
+		--home demo/data/.bastion
+	$(VENV)/bin/bastion data log --home demo/data/.bastion
 
 test: install
 	$(VENV)/bin/pytest -q
@@ -50,6 +66,8 @@ bench: bench-install
 	$(PYTHON) benchmarks/evasion.py
 	$(PYTHON) benchmarks/certify.py
 	$(PYTHON) benchmarks/certify_bounds.py
+	$(PYTHON) benchmarks/data.py hashing
+	$(PYTHON) benchmarks/data.py poison
 
 clean:
 	rm -rf $(VENV) demo report .pytest_cache

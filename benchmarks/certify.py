@@ -394,7 +394,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--study-radii", default=None,
                         type=lambda s: [[float(r) for r in part.split(",")] for part in s.split(";")],
-                        help="only the sequential study: radius sets separated by ';', e.g. '0,0.25,0.5,0.75;0,0.25,0.5'")
+                        help="only the sequential study: radius sets separated by ';', "
+                             "e.g. '0,0.25,0.5,0.75;0,0.25,0.5'")
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.cache"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/certify_smoothing.json"))
     parser.add_argument("--log", type=Path, default=Path("benchmarks/results/certify_smoothing.log"))

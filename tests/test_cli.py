@@ -116,12 +116,12 @@ def test_bad_input_gets_a_clear_error(weights, tmp_path, make_args, message):
 
 
 def test_an_output_path_that_is_a_file_fails_before_the_scan(weights, tmp_path, monkeypatch):
-    import bastion.cli.scan as scan_module
+    import bastion.scan.runner as runner_module  # the scan command imports run_scan from here when it runs
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the scan ran although its report could not be written")
 
-    monkeypatch.setattr(scan_module, "run_scan", must_not_run)
+    monkeypatch.setattr(runner_module, "run_scan", must_not_run)
     taken = tmp_path / "taken"
     taken.write_text("keep me")
     result = scan("--weights", weights, "--data", "digits", "--out", str(taken))
@@ -221,3 +221,60 @@ def test_random_weights_are_flagged(tmp_path):
     assert result.exit_code == 0, result.output
     record = ScanRecord.model_validate_json((tmp_path / "scan.json").read_text())
     assert "chance-level-accuracy" in {flag.check for flag in record.headline.flags}
+
+
+def test_a_parquet_table_is_scanned_with_its_schema(tmp_path):
+    """--schema: a category column becomes features, every row is checked, and without it the table is refused."""
+    import pandas as pd
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.data.schema import load_schema
+    from bastion.data.sources import load_dataset
+
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "green", "blue"], 40)
+    size = rng.uniform(0, 2, 40).round(3)
+    kind = np.where((colour == "red") | (size > 1.2), "big", "small")
+    table = tmp_path / "t.parquet"
+    pd.DataFrame({"size": size, "colour": colour, "kind": kind}).to_parquet(table)
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("label: kind\ncolumns:\n  size: {type: float, min: 0, max: 2}\n"
+                      "  colour: {type: category, categories: [red, green, blue]}\n  kind: {type: category}\n")
+    data = load_dataset(str(table), schema=load_schema(schema))
+    model = tmp_path / "lr.skops"
+    skops.io.dump(LogisticRegression().fit(data.x, data.y), model)
+    args = ["scan", "--model", str(model), "--data", str(table), "--label-column", "kind", "--bounds", "0,2",
+            "--attacks", "hopskipjump", "--limit", "10", "--eps", "0.3", "--out", str(tmp_path / "report")]
+
+    result = runner.invoke(app, [*args, "--schema", str(schema)])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((tmp_path / "report" / "scan.json").read_text())
+    assert len(record.headline.samples) == 10 and record.model.kind == "sklearn"
+
+    without = runner.invoke(app, [*args, "--out", str(tmp_path / "other")])
+    assert without.exit_code == 2 and "colour" in without.output, without.output
+
+    schema.write_text("label: kind\ncolumns:\n  size: {type: float, min: 0, max: 1}\n"
+                      "  colour: {type: category, categories: [red, green, blue]}\n  kind: {type: category}\n")
+    broken = runner.invoke(app, [*args, "--schema", str(schema), "--out", str(tmp_path / "third")])
+    assert broken.exit_code == 2 and "is above the maximum 1" in " ".join(broken.output.split()), broken.output
+
+    digits = runner.invoke(app, ["scan", "--model", str(model), "--data", "digits", "--schema", str(schema),
+                                 "--out", str(tmp_path / "fourth")])
+    assert digits.exit_code == 2 and "a schema applies to CSV and Parquet tables only" in digits.output
+
+
+def test_the_cli_starts_without_torch_or_scipy():
+    """Start-up imports only the command line: each command imports its machinery when it runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom bastion.cli.main import app\n"
+            "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+            "assert CliRunner().invoke(app, ['data', '--help']).exit_code == 0\n"
+            "heavy = sorted(m for m in ('torch', 'scipy', 'sklearn', 'bastion.workflows', 'bastion.scan.runner',"
+            " 'bastion.models.loading', 'bastion.attacks') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

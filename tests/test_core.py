@@ -79,3 +79,27 @@ def test_registry_names_unknown_entries():
         registry.create("b")
     with pytest.raises(ConfigError, match="already registered"):
         registry.register("a")(object)
+
+
+def test_core_exports_its_names_lazily_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, bastion.core as core, bastion.core.errors, bastion.core.ids\n"
+            "assert 'torch' not in sys.modules, 'bastion.core.errors or ids imported torch'\n"
+            "assert core.InputError is bastion.core.errors.InputError and 'torch' not in sys.modules\n"
+            "assert core.ScanRecord.__name__ == 'ScanRecord' and 'torch' in sys.modules\n"
+            "assert set(core.__all__) <= set(dir(core))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    import bastion.core as core
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        core.Nope  # noqa: B018
+
+
+def test_sample_ids_take_tensors_and_arrays_alike():
+    x = np.random.default_rng(0).random((3, 2, 2)).astype(np.float32)
+    y = np.array([0, 1, 2])
+    assert sample_ids(torch.from_numpy(x), torch.from_numpy(y)) == sample_ids(x, y) == [
+        sample_id(x[i], int(y[i])) for i in range(3)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,18 +16,18 @@ from bastion.cli.model_options import (
     Mean,
     ModelSpec,
     NumClasses,
+    SchemaFile,
     Std,
     WeightsFile,
+    load_data_from_options,
     load_model_from_options,
 )
 from bastion.cli.options import floats
 from bastion.core.errors import InputError
-from bastion.core.evidence import CertifyRecord
-from bastion.core.threat import Norm
-from bastion.data.sources import load_dataset
-from bastion.scan.report.writer import prepare_folder
-from bastion.workflows.certify import CertifySettings, run_certify
-from bastion.workflows.report import write_certify_reports
+from bastion.core.literals import Norm
+
+if TYPE_CHECKING:  # the certification machinery (torch, SciPy) is imported when the command runs
+    from bastion.core.evidence import CertifyRecord
 
 Method = Literal["smoothing", "ibp", "crown", "crown-ibp"]
 
@@ -61,6 +61,7 @@ def certify_command(
                                             "bound pass.")] = 1000,
     limit: Annotated[int | None, typer.Option(help="Certify only the first N samples.")] = None,
     label_column: LabelColumn = "label",
+    schema: SchemaFile = None,
     input_shape: InputShape = None,
     num_classes: NumClasses = None,
     bounds: Bounds = "0,1",
@@ -68,6 +69,10 @@ def certify_command(
     std: Std = None,
 ) -> None:
     """Prove robustness: certified accuracy with its curve against radius; JSON evidence and HTML report."""
+    from bastion.scan.report.writer import prepare_folder
+    from bastion.workflows.certify import CertifySettings, run_certify
+    from bastion.workflows.report import write_certify_reports
+
     with user_errors():
         if fail_under is not None and not 0 <= fail_under <= 1:
             raise InputError(f"--fail-under is a certified accuracy in [0, 1], got {fail_under}")
@@ -76,7 +81,7 @@ def certify_command(
             n=n, n0=n0, alpha=alpha, sequential=sequential, seed=seed, batch_size=batch_size, attack=attack)
         prepare_folder(out)
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
-        dataset = load_dataset(data, label_column=label_column, limit=limit)
+        dataset = load_data_from_options(data, label_column, schema, limit)
         with progress_bars() as progress:
             record = run_certify(loaded, dataset, settings, progress=progress)
         paths = write_certify_reports(record, out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,15 +16,15 @@ from bastion.cli.model_options import (
     LabelColumn,
     Mean,
     NumClasses,
+    SchemaFile,
     Std,
+    load_data_from_options,
     load_model_from_options,
 )
-from bastion.core.evidence import HardenRecord
-from bastion.core.threat import Norm
-from bastion.data.sources import load_dataset
-from bastion.scan.report.writer import prepare_folder
-from bastion.workflows.harden import HardenSettings, run_harden
-from bastion.workflows.report import write_harden_reports
+from bastion.core.literals import Norm
+
+if TYPE_CHECKING:  # the training machinery (torch) is imported when the command runs, not when the CLI starts
+    from bastion.core.evidence import HardenRecord
 
 
 def harden_command(
@@ -60,6 +60,7 @@ def harden_command(
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and attacks.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Train on the first N samples only.")] = None,
     label_column: LabelColumn = "label",
+    schema: SchemaFile = None,
     input_shape: InputShape = None,
     num_classes: NumClasses = None,
     bounds: Bounds = "0,1",
@@ -67,6 +68,10 @@ def harden_command(
     std: Std = None,
 ) -> None:
     """Harden a factory model against evasion; write weights, evidence and before/after reports."""
+    from bastion.scan.report.writer import prepare_folder
+    from bastion.workflows.harden import HardenSettings, run_harden
+    from bastion.workflows.report import write_harden_reports
+
     with user_errors():
         given = (("steps", steps), ("beta", beta), ("temperature", temperature))
         options: dict[str, Any] = {key: value for key, value in given if value is not None}
@@ -75,8 +80,8 @@ def harden_command(
             schedule=schedule, seed=seed, options=options, val_fraction=val_fraction, early_stop=early_stop,
             patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume)
         prepare_folder(out)
-        train = load_dataset(data, label_column=label_column, limit=limit)
-        evaluation = load_dataset(eval_data, label_column=label_column) if eval_data else None
+        train = load_data_from_options(data, label_column, schema, limit)
+        evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None
 
         def load(weights_file: str | None):
             return load_model_from_options(model, weights_file, input_shape, num_classes, bounds, mean, std)

@@ -9,6 +9,7 @@ import typer
 from bastion import __version__
 from bastion.cli.certify import certify_command
 from bastion.cli.console import console
+from bastion.cli.data import register_data_commands
 from bastion.cli.harden import harden_command
 from bastion.cli.scan import scan_command
 from bastion.cli.train import train_command
@@ -17,7 +18,7 @@ app = typer.Typer(
     name="bastion",
     help="Secure machine-learning models against adversarial attack: red-team a model with "
     "'bastion scan', make it robust with 'bastion harden', prove it with 'bastion certify', train one "
-    "with 'bastion train', list attacks with 'bastion attacks'.",
+    "with 'bastion train', guard its training data with 'bastion data', list attacks with 'bastion attacks'.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -26,6 +27,7 @@ app.command("scan")(scan_command)
 app.command("train")(train_command)
 app.command("harden")(harden_command)
 app.command("certify")(certify_command)
+app.add_typer(register_data_commands(), name="data")
 
 
 @app.command("attacks")

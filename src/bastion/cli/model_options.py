@@ -1,13 +1,21 @@
-"""Options shared by every command that loads a model and data."""
+"""Options shared by every command that loads a model and data.
+
+Imported when the CLI starts, so it imports nothing heavy: the model and data loaders (torch, NumPy)
+are imported by the functions that use them.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bastion.cli.options import floats, ints, pair
-from bastion.models.loading import LoadedModel, load_classifier
+
+if TYPE_CHECKING:
+    from bastion.data.sources import Dataset
+    from bastion.models.loading import LoadedModel
 
 ModelSpec = Annotated[str, typer.Option(
     "--model", "-m",
@@ -19,10 +27,17 @@ WeightsFile = Annotated[str | None, typer.Option(
     "--weights", "-w", help="safetensors state dict for a factory model. Pickles are refused.")]
 DataSpec = Annotated[str, typer.Option(
     "--data", "-d",
-    help="A .npz with x and y, a folder of images per class, a CSV with a label column, "
-    "or a built-in: digits, digits:train, fashion-mnist, fashion-mnist:train.",
+    help="A .npz with x and y, a folder of images per class, a CSV or Parquet table with a label column "
+    "(numeric feature columns, or any columns described by --schema), or a built-in: digits, digits:train, "
+    "fashion-mnist, fashion-mnist:train.",
 )]
-LabelColumn = Annotated[str, typer.Option(help="Label column of a CSV dataset.")]
+LabelColumn = Annotated[str, typer.Option(
+    help="Label column of a CSV/Parquet dataset ('label' gives way to the --schema's label column).")]
+SchemaFile = Annotated[Path | None, typer.Option(
+    "--schema",
+    help="YAML/JSON schema of a CSV/Parquet dataset: column types, ranges and allowed categories, checked "
+    "with every bad row reported, and how the columns become features.", show_default=False,
+)]
 InputShape = Annotated[str | None, typer.Option(
     help="Per-sample input shape, e.g. 1,28,28, when the model does not say.")]
 NumClasses = Annotated[int | None, typer.Option(help="Number of classes, when the model does not say.")]
@@ -36,6 +51,8 @@ def load_model_from_options(
     mean: str | None, std: str | None,
 ) -> LoadedModel:
     """Load a classifier from the CLI's strings."""
+    from bastion.models.loading import load_classifier
+
     return load_classifier(
         model,
         weights=weights,
@@ -45,3 +62,17 @@ def load_model_from_options(
         mean=floats(mean, "--mean") if mean else None,
         std=floats(std, "--std") if std else None,
     )
+
+
+def load_data_from_options(data: str, label_column: str, schema: Path | None, limit: int | None = None) -> Dataset:
+    """Load ``--data`` (its first ``limit`` samples; ``None``: all), a table checked against ``--schema``.
+
+    Raises:
+        InputError: a missing or invalid schema file, a schema given for data that is not a CSV/Parquet
+            table, or data that fails to load (see :func:`bastion.data.sources.load_dataset`).
+    """
+    from bastion.data.schema import load_schema
+    from bastion.data.sources import load_dataset
+
+    table_schema = load_schema(schema) if schema is not None else None
+    return load_dataset(data, label_column=label_column, limit=limit, schema=table_schema)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,20 +17,21 @@ from bastion.cli.model_options import (
     Mean,
     ModelSpec,
     NumClasses,
+    SchemaFile,
     Std,
     WeightsFile,
+    load_data_from_options,
     load_model_from_options,
 )
 from bastion.cli.options import floats, names
 from bastion.core.errors import InputError
-from bastion.core.records import ScanRecord
-from bastion.core.threat import Access, Norm
-from bastion.data.sources import load_dataset
-from bastion.defenses.preprocess import parse_preprocess
-from bastion.scan.adaptive import EOT_SAMPLES, DefenseSettings, run_defended_scan
-from bastion.scan.defense_record import DefenseScanRecord, PassComparison
-from bastion.scan.report.writer import prepare_folder, write_reports
-from bastion.scan.runner import ScanSettings, run_scan
+from bastion.core.literals import Access, Norm
+from bastion.scan.defaults import EOT_SAMPLES
+
+if TYPE_CHECKING:  # the scan machinery (torch) is imported when a scan runs, not when the CLI starts
+    from bastion.core.records import ScanRecord
+    from bastion.scan.adaptive import DefenseSettings
+    from bastion.scan.defense_record import DefenseScanRecord, PassComparison
 
 
 def scan_command(
@@ -63,6 +64,7 @@ def scan_command(
         help=f"With --preprocess: random draws averaged per gradient (EOT) through random steps "
         f"(noise, resize). Default {EOT_SAMPLES}.")] = None,
     label_column: LabelColumn = "label",
+    schema: SchemaFile = None,
     input_shape: InputShape = None,
     num_classes: NumClasses = None,
     bounds: Bounds = "0,1",
@@ -70,6 +72,10 @@ def scan_command(
     std: Std = None,
 ) -> None:
     """Red-team a classifier with evasion attacks; write JSON evidence and HTML, SARIF, JUnit reports."""
+    from bastion.scan.adaptive import run_defended_scan
+    from bastion.scan.report.writer import prepare_folder, write_reports
+    from bastion.scan.runner import ScanSettings, run_scan
+
     with user_errors():
         settings = ScanSettings(eps=floats(eps, "--eps"), suite=suite, attacks=names(attacks), norm=norm,
                                 targeted=targeted, access=access, seed=seed, batch_size=batch_size,
@@ -77,7 +83,7 @@ def scan_command(
         defense = _defense_settings(preprocess, eot_samples, seed)
         prepare_folder(out)
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
-        dataset = load_dataset(data, label_column=label_column, limit=limit)
+        dataset = load_data_from_options(data, label_column, schema, limit)
         with progress_bars() as progress:
             if defense is None:
                 outcome = run_scan(loaded, dataset, settings, progress=progress)
@@ -96,6 +102,9 @@ def scan_command(
 
 def _defense_settings(preprocess: str | None, eot_samples: int | None, seed: int) -> DefenseSettings | None:
     """The defense to scan, or ``None``; checks the options before any model is loaded."""
+    from bastion.defenses.preprocess import parse_preprocess
+    from bastion.scan.adaptive import DefenseSettings
+
     if preprocess is None:
         if eot_samples is not None:
             raise InputError("--eot-samples only applies to a defended scan; add --preprocess, e.g. noise:0.1")

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from safetensors.torch import save_file
 
 from bastion.cli.console import console, progress_bars, user_errors
 from bastion.cli.model_options import (
@@ -17,15 +16,14 @@ from bastion.cli.model_options import (
     LabelColumn,
     Mean,
     NumClasses,
+    SchemaFile,
     Std,
     WeightsFile,
+    load_data_from_options,
     load_model_from_options,
 )
 from bastion.core.errors import InputError
-from bastion.core.threat import Norm, ThreatModel
-from bastion.data.sources import load_dataset
-from bastion.defenses.training import train_classifier
-from bastion.models.torch_adapter import TorchClassifier
+from bastion.core.literals import Norm
 
 
 def train_command(
@@ -45,6 +43,7 @@ def train_command(
                                                         "every epoch.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --checkpoint-dir.")] = False,
     label_column: LabelColumn = "label",
+    schema: SchemaFile = None,
     input_shape: InputShape = None,
     num_classes: NumClasses = None,
     bounds: Bounds = "0,1",
@@ -52,6 +51,12 @@ def train_command(
     std: Std = None,
 ) -> None:
     """Train a factory model (pkg.module:factory) and save its weights as safetensors."""
+    from safetensors.torch import save_file
+
+    from bastion.core.threat import ThreatModel
+    from bastion.defenses.training import train_classifier
+    from bastion.models.torch_adapter import TorchClassifier
+
     with user_errors():
         if out.suffix != ".safetensors":
             raise InputError(f"--out must end in .safetensors, got {out}")
@@ -59,7 +64,7 @@ def train_command(
         classifier = loaded.classifier
         if not isinstance(classifier, TorchClassifier) or classifier.kind != "torch":
             raise InputError("bastion train needs a torch factory model (pkg.module:factory)")
-        dataset = load_dataset(data, label_column=label_column, limit=limit)
+        dataset = load_data_from_options(data, label_column, schema, limit)
         threat = ThreatModel(norm=norm, eps=adversarial_eps, bounds=classifier.bounds) if adversarial_eps else None
 
         with progress_bars() as progress:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made, so that ids (and the CLI) start without it
+    import torch
 
 
 def sample_id(x: np.ndarray, label: int) -> str:
@@ -18,15 +22,37 @@ def sample_id(x: np.ndarray, label: int) -> str:
     return digest.hexdigest()
 
 
+def stored_sample_id(content: bytes, label: str) -> str:
+    """Hex SHA-256 of a stored sample's bytes and its label's name: the id of a file-backed sample.
+
+    ``content``: the sample as stored (an image file's bytes, a tabular row's canonical bytes);
+    ``label``: the class name (an image's class folder, a row's label value). The label is hashed
+    after a NUL separator, so no (content, label) pair collides with another by concatenation.
+    """
+    digest = hashlib.sha256(content)
+    digest.update(b"\x00label=")
+    digest.update(label.encode("utf-8"))
+    return digest.hexdigest()
+
+
 def sample_ids(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> list[str]:
     """Ids for a batch: ``x`` of shape ``(N, ...)``, ``y`` of shape ``(N,)``."""
-    x_np = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    x_np, y_np = _as_numpy(x), _as_numpy(y)
     return [sample_id(xi, int(yi)) for xi, yi in zip(x_np, y_np, strict=True)]
+
+
+def _as_numpy(values: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``values`` as a NumPy array; a tensor is detached and copied to the CPU first."""
+    loaded = sys.modules.get("torch")  # torch not imported yet: ``values`` cannot be a tensor
+    if loaded is not None and isinstance(values, loaded.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
 
 
 def keys_from_ids(ids: list[str]) -> torch.Tensor:
     """``(N,)`` int64 keys for keyed randomness, taken from the first 62 bits of each id."""
+    import torch
+
     return torch.tensor([int(i[:16], 16) >> 2 for i in ids], dtype=torch.int64)
 
 

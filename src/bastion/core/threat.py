@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-Norm = Literal["linf", "l2"]
-Access = Literal["white", "scores", "labels"]
+from bastion.core.literals import Access, Norm
 
 #: Access levels from most to least information. An attack needing ``scores`` also runs with ``white``.
 ACCESS_ORDER: tuple[Access, ...] = ("white", "scores", "labels")

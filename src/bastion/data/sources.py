@@ -1,29 +1,37 @@
 """Load a labelled dataset from a file, a folder of images or a built-in name, without unpickling.
 
-Accepted specs (see :func:`load_dataset`): ``data.npz``, ``data.csv``, a folder with one
-sub-folder per class, ``digits[:train|:test]`` and ``fashion-mnist[:train|:test]``. Pickle files
-are refused: loading one can run arbitrary code.
+Accepted specs (see :func:`load_dataset`): ``data.npz``, ``data.csv``, ``data.parquet``, a folder
+with one sub-folder per class, ``digits[:train|:test]`` and ``fashion-mnist[:train|:test]``. Pickle
+files are refused: loading one can run arbitrary code. Every sample gets the id its manifest gives it
+(:mod:`bastion.data.listing`): ``Dataset.sample_ids``.
 """
 
 from __future__ import annotations
 
-import csv
+import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
+from bastion.core.ids import sample_ids as array_sample_ids
+from bastion.core.ids import stored_sample_id
 from bastion.data.builtin import BUILTINS
 from bastion.data.raw import RawArrays
+
+if TYPE_CHECKING:
+    from bastion.data.schema import TabularSchema
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _GRAY_MODES = frozenset({"1", "L", "LA"})
 
 ACCEPTED_FORMATS = (
     "a .npz file with arrays x and y (optional class_names); "
-    "a .csv file with a label column and numeric feature columns; "
+    "a .csv or .parquet file with a label column and numeric feature columns (or a schema); "
     "a folder of images with one sub-folder per class (root/cat/001.png); "
     "a built-in: digits, digits:train, digits:test, fashion-mnist, fashion-mnist:train, "
     "fashion-mnist:test"
@@ -40,6 +48,9 @@ class Dataset:
         class_names: one name per class; ``y == i`` means ``class_names[i]``.
         description: where the data came from and its size, for reports.
         bounds: the valid input range ``(low, high)``, default ``(0, 1)``.
+        ids: ``N`` stored sample ids (an image folder's files, a table's rows: the ids of its manifest),
+            or ``None`` for arrays, whose ids are computed from ``x`` and ``y``; use ``sample_ids``.
+            Take subsets with :meth:`subset`, which keeps the ids with their samples.
     """
 
     x: np.ndarray
@@ -47,9 +58,32 @@ class Dataset:
     class_names: list[str]
     description: str
     bounds: tuple[float, float] = (0.0, 1.0)
+    ids: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ids is not None:
+            object.__setattr__(self, "ids", tuple(self.ids))
+            if len(self.ids) != len(self.y):
+                raise InputError(f"{self.description}: {len(self.ids)} sample ids for {len(self.y)} samples; "
+                                 "take subsets with Dataset.subset, which slices the ids with x and y")
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """``N`` sample ids (hex SHA-256): the stored ``ids``, else ``core.ids.sample_ids(x, y)``."""
+        return list(self.ids if self.ids is not None else self._array_ids)
+
+    @cached_property
+    def _array_ids(self) -> tuple[str, ...]:
+        return tuple(array_sample_ids(self.x, self.y))
+
+    def subset(self, index: np.ndarray | slice | list[int], *, description: str | None = None) -> Dataset:
+        """The samples at ``index`` (integer indices, a boolean mask or a slice), with their ids."""
+        ids = None if self.ids is None else tuple(np.asarray(self.ids, dtype=object)[index].tolist())
+        return replace(self, x=self.x[index], y=self.y[index], ids=ids,
+                       description=self.description if description is None else description)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,29 +97,35 @@ def load_dataset(
     label_column: str = "label",
     limit: int | None = None,
     bounds: tuple[float, float] | None = None,
+    schema: TabularSchema | None = None,
 ) -> Dataset:
     """Load and validate the dataset named by ``spec``.
 
     Args:
-        spec: a path (``.npz``, ``.csv``, an image folder) or a built-in name; see
+        spec: a path (``.npz``, ``.csv``, ``.parquet``, an image folder) or a built-in name; see
             ``ACCEPTED_FORMATS``.
-        label_column: the CSV column holding the labels, default ``"label"``.
+        label_column: the CSV/Parquet column holding the labels, default ``"label"`` (or the schema's).
         limit: keep only the first ``limit`` samples (in file order); ``None`` keeps all.
         bounds: the valid input range. ``None`` (default) means ``(0, 1)`` when the data lies in it
             (built-ins always), otherwise the data's own ``(min, max)``.
+        schema: checks a CSV/Parquet table (types, ranges, categories; every bad row is reported) and
+            says how its columns become features (see :func:`bastion.data.tabular.feature_matrix`).
 
     Raises:
-        InputError: a missing file, an unknown format, or data that fails validation.
+        InputError: a missing file, an unknown format, or data that fails validation
+            (``SchemaViolationError`` for rows that break ``schema``).
         UnsafeFileError: a pickle file, or an ``.npz`` holding object (pickled) arrays.
     """
     if limit is not None and limit < 1:
         raise InputError(f"limit must be a positive number of samples, got {limit}")
-    raw = _read(spec, label_column)
+    raw = _read(spec, label_column, schema)
     return _validated(raw, limit=limit, bounds=bounds)
 
 
-def _read(spec: str, label_column: str) -> RawArrays:
+def _read(spec: str, label_column: str, schema: TabularSchema | None = None) -> RawArrays:
     name, _, split = spec.partition(":")
+    if schema is not None and not spec.lower().endswith((".csv", ".parquet", ".pq")):
+        raise InputError(f"{spec}: a schema applies to CSV and Parquet tables only")
     if name.lower() in BUILTINS:
         return BUILTINS[name.lower()](split or "test")
     path = Path(spec).expanduser()
@@ -102,8 +142,8 @@ def _read(spec: str, label_column: str) -> RawArrays:
         return _read_image_folder(path)
     if suffix == ".npz":
         return _read_npz(path)
-    if suffix == ".csv":
-        return _read_csv(path, label_column)
+    if suffix in (".csv", ".parquet", ".pq"):
+        return _read_table(path, label_column, schema)
     raise InputError(f"unknown dataset format: {path}. Accepted: {ACCEPTED_FORMATS}")
 
 
@@ -117,8 +157,10 @@ def _validated(raw: RawArrays, *, limit: int | None, bounds: tuple[float, float]
         raise InputError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
     if len(y) == 0:
         raise InputError(f"{source}: the dataset is empty")
+    ids = raw.ids
     if limit is not None:
         x, y = x[:limit], y[:limit]
+        ids = None if ids is None else ids[:limit]
     x = _as_float_inputs(x, source)
     if int(y.min()) < 0:
         first = int(np.argmax(y < 0))
@@ -128,7 +170,7 @@ def _validated(raw: RawArrays, *, limit: int | None, bounds: tuple[float, float]
     description = (
         f"{source}: {len(y)} samples, shape {tuple(x.shape[1:])}, {len(class_names)} classes"
     )
-    return Dataset(x=x, y=y, class_names=class_names, description=description, bounds=final_bounds)
+    return Dataset(x=x, y=y, class_names=class_names, description=description, bounds=final_bounds, ids=ids)
 
 
 def _encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str] | None]:
@@ -259,6 +301,7 @@ def _read_image_folder(root: Path) -> RawArrays:
         )
     images: list[np.ndarray] = []
     labels: list[int] = []
+    ids: list[str] = []
     first: tuple[Path, tuple[int, ...]] | None = None
     for label, class_dir in enumerate(class_dirs):
         files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -267,7 +310,8 @@ def _read_image_folder(root: Path) -> RawArrays:
                 f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
         for file in files:
-            image = _read_image(file)
+            content = _read_bytes(file)
+            image = _read_image(content, file)
             if first is None:
                 first = (file, image.shape)
             elif image.shape != first[1]:
@@ -277,15 +321,24 @@ def _read_image_folder(root: Path) -> RawArrays:
                 )
             images.append(image)
             labels.append(label)
-    return RawArrays(np.stack(images), np.array(labels), [d.name for d in class_dirs], str(root))
+            ids.append(stored_sample_id(content, class_dir.name))
+    return RawArrays(np.stack(images), np.array(labels), [d.name for d in class_dirs], str(root),
+                     ids=tuple(ids))
 
 
-def _read_image(file: Path) -> np.ndarray:
+def _read_bytes(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read image {file}: {exc.strerror or exc}") from exc
+
+
+def _read_image(content: bytes, file: Path) -> np.ndarray:
     """``(C, H, W)`` float32 in [0, 1]: one channel for greyscale images, three for colour."""
     from PIL import Image
 
     try:
-        with Image.open(file) as image:
+        with Image.open(io.BytesIO(content)) as image:
             mode = "L" if image.mode in _GRAY_MODES else "RGB"
             pixels = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
     except (OSError, Image.DecompressionBombError) as exc:
@@ -293,57 +346,22 @@ def _read_image(file: Path) -> np.ndarray:
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-# --- .csv -------------------------------------------------------------------------------------
+# --- .csv and .parquet ------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, label_column: str) -> RawArrays:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path} is not a readable UTF-8 CSV file: {exc}") from exc
-    if not rows:
-        raise InputError(f"{path} is empty; it needs a header row and one row per sample")
-    header = [cell.strip() for cell in rows[0]]
-    if label_column not in header:
-        raise InputError(
-            f"{path} has no column {label_column!r}; columns are {', '.join(header)}. "
-            "Name the label column with --label-column"
-        )
-    label_at = header.index(label_column)
-    feature_at = [i for i in range(len(header)) if i != label_at]
-    if not feature_at:
-        raise InputError(f"{path} has only the label column; add numeric feature columns")
-    features: list[list[float]] = []
-    labels: list[str] = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise InputError(f"{path}, line {line}: {len(row)} cells, the header has {len(header)}")
-        labels.append(_csv_label(row[label_at], path, line, label_column))
-        features.append([_csv_number(row[i], path, line, header[i]) for i in feature_at])
-    x = np.array(features, dtype=np.float64).reshape(len(features), len(feature_at))
-    return RawArrays(x, _csv_labels(labels), None, str(path))
+def _read_table(path: Path, label_column: str, schema: TabularSchema | None) -> RawArrays:
+    """Features and labels of a table; its ids are those of :func:`bastion.data.listing.list_samples`."""
+    from bastion.data.tabular import feature_matrix, read_table, row_hashes
+
+    # The default label column gives way to the schema's label.
+    label = None if schema is not None and label_column == "label" else label_column
+    table = read_table(path, label_column=label, schema=schema)
+    x = feature_matrix(table, schema)
+    ids = tuple(sample for sample, _, _ in row_hashes(table))
+    return RawArrays(x, _table_labels(table.labels), None, str(path), ids=ids)
 
 
-def _csv_label(cell: str, path: Path, line: int, column: str) -> str:
-    if not cell.strip():
-        raise InputError(f"{path}, line {line}, column {column!r}: the label is empty")
-    return cell.strip()
-
-
-def _csv_number(cell: str, path: Path, line: int, column: str) -> float:
-    try:
-        return float(cell)
-    except ValueError:
-        raise InputError(
-            f"{path}, line {line} (data row {line - 1}), column {column!r}: {cell!r} is not a "
-            "number; feature columns must be numeric"
-        ) from None
-
-
-def _csv_labels(labels: list[str]) -> np.ndarray:
+def _table_labels(labels: list[str]) -> np.ndarray:
     """Numeric labels as floats (checked for integers later), otherwise the strings themselves."""
     try:
         return np.array([float(label) for label in labels], dtype=np.float64)

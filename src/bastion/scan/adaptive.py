@@ -23,6 +23,7 @@ from bastion.core.records import EpsResult, SanityFlag, ScanRecord
 from bastion.data.sources import Dataset
 from bastion.defenses.preprocess import AdaptiveView, PreprocessedClassifier, Preprocessor
 from bastion.models.loading import LoadedModel
+from bastion.scan.defaults import EOT_SAMPLES
 from bastion.scan.defense_record import DEFENSE_FILE, DefenseRef, DefenseScanRecord, DefenseStepRef, PassComparison
 from bastion.scan.outcome import ScanOutcome
 from bastion.scan.progress import ProgressCallback, no_progress
@@ -30,8 +31,6 @@ from bastion.scan.runner import ScanSettings, run_scan
 
 #: Plain robust accuracy above adaptive by more than this (5 points) flags a defense that hides gradients.
 HIDE_THRESHOLD = 0.05
-#: Default EOT samples per gradient for random defenses.
-EOT_SAMPLES = 8
 
 
 @dataclass(frozen=True)

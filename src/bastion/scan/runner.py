@@ -13,7 +13,7 @@ import torch
 from bastion import __version__
 from bastion.attacks.base import EvasionAttack, check_batch
 from bastion.core.errors import InputError
-from bastion.core.ids import array_digest, keys_from_ids, sample_ids
+from bastion.core.ids import array_digest, keys_from_ids
 from bastion.core.records import (
     ArtifactRef,
     ClassRow,
@@ -80,7 +80,7 @@ def run_scan(
     y = torch.as_tensor(dataset.y, dtype=torch.int64)
     if not len(x):
         raise InputError("the dataset is empty")
-    ids = sample_ids(x, y)
+    ids = dataset.sample_ids
     keys = keys_from_ids(ids)
     targets = random_targets(y, keys, settings.seed, model.num_classes) if settings.targeted else None
     check_batch(model, x, y, threats[0], targets)

@@ -14,7 +14,7 @@ from bastion.certify.sequential import certify_sequential
 from bastion.certify.smoothing import GaussianSmoothing, SmoothingCertificate
 from bastion.core.errors import CapabilityError, InputError
 from bastion.core.evidence import CertifiedSample, CertifyConfig, CertifyMethod, CertifyRecord, CurvePoint
-from bastion.core.ids import array_digest, keys_from_ids, sample_ids
+from bastion.core.ids import array_digest, keys_from_ids
 from bastion.core.records import ArtifactRef, DatasetRef
 from bastion.core.threat import Norm, ThreatModel
 from bastion.data.sources import Dataset
@@ -98,7 +98,7 @@ def run_certify(
     y = torch.as_tensor(dataset.y, dtype=torch.int64)
     if not len(x):
         raise InputError("the dataset is empty")
-    ids = sample_ids(x, y)
+    ids = dataset.sample_ids
     keys = keys_from_ids(ids)
     radius = settings.headline()
     radii = settings.curve_radii()

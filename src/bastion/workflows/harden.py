@@ -12,7 +12,7 @@ The folder it writes::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +170,14 @@ def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]
     order = np.random.default_rng(seed).permutation(count)
     parts = []
     for name, index in (("training", order[held_out:]), ("validation", order[:held_out])):
-        parts.append(replace(data, x=data.x[np.sort(index)], y=data.y[np.sort(index)],
-                             description=f"{data.description}, {name} split ({len(index)})"))
+        parts.append(data.subset(np.sort(index), description=f"{data.description}, {name} split ({len(index)})"))
     return parts[0], parts[1]
 
 
 def _limit(data: Dataset, limit: int | None) -> Dataset:
     if limit is None or len(data) <= limit:
         return data
-    return replace(data, x=data.x[:limit], y=data.y[:limit], description=f"{data.description}, first {limit}")
+    return data.subset(slice(0, limit), description=f"{data.description}, first {limit}")
 
 
 def _train(classifier: TorchClassifier, data: Dataset, validation: Dataset, threat: ThreatModel,

@@ -1,0 +1,202 @@
+"""``bastion data manifest|keygen|sign|verify|diff`` as a user runs them: exit codes, the differences
+named by id and location, signatures, clear errors; and ids that follow a sample into a scan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.core.ids import stored_sample_id
+from bastion.core.records import ScanRecord
+from bastion.data.manifest import read_manifest
+from bastion.data.sources import load_dataset
+
+runner = CliRunner()
+
+
+def data(*args: str):
+    return runner.invoke(app, ["data", *map(str, args)])
+
+
+def text(result) -> str:
+    """The output with Rich's wrapping and table borders flattened, for substring checks."""
+    return " ".join(result.output.replace("│", " ").split())
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """120 digits as 8x8 grey PNGs, ``digits/<digit>/<index>.png``."""
+    root = tmp_path_factory.mktemp("pristine") / "digits"
+    digits = load_dataset("digits")
+    for i in range(120):
+        folder = root / str(int(digits.y[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.rint(digits.x[i, 0] * 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def train(pristine, tmp_path) -> Path:
+    return Path(shutil.copytree(pristine, tmp_path / "train"))
+
+
+@pytest.fixture
+def signed(train, tmp_path) -> tuple[Path, Path, Path]:
+    """``(dataset, manifest, public key)``: a manifest with provenance, signed."""
+    manifest = tmp_path / "train.manifest.json"
+    result = data("manifest", train, "--source", "vendor-x export 2026-10", "--owner", "data-team", "--collected",
+                  "2026-10-05", "--transform", "grey", "--transform", "resize 8x8", "--out", manifest)
+    assert result.exit_code == 0, result.output
+    assert "120 samples in 10 classes" in text(result)
+    keygen = data("keygen", "--out", tmp_path / "release.key")
+    assert keygen.exit_code == 0, keygen.output
+    sign = data("sign", manifest, "--key", tmp_path / "release.key", "--signer", "alice")
+    assert sign.exit_code == 0 and "signed" in sign.output, sign.output
+    return train, manifest, tmp_path / "release.pub"
+
+
+def test_intact_signed_dataset_verifies_with_exit_0(signed):
+    train, manifest, public = signed
+    result = data("verify", train, manifest, "--public-key", public)
+    assert result.exit_code == 0, result.output
+    assert "intact" in text(result) and "signed by the trusted key" in text(result)
+    stored = read_manifest(manifest)
+    assert stored.provenance.transforms == ["grey", "resize 8x8"] and stored.provenance.collected == "2026-10-05"
+    assert stored.signatures[0].signer == "alice"
+
+
+def test_default_manifest_path_is_next_to_the_dataset(train):
+    result = data("manifest", train)
+    assert result.exit_code == 0, result.output
+    assert read_manifest(train.with_name("train.manifest.json")).count == 120
+
+
+def test_tampering_exits_1_and_names_each_sample_by_id_and_location(signed, tmp_path):
+    train, manifest, public = signed
+    victim = min((train / "3").iterdir())
+    victim.write_bytes(victim.read_bytes()[:-1] + bytes([victim.read_bytes()[-1] ^ 1]))
+    moved = min((train / "5").iterdir())
+    moved.rename(train / "7" / moved.name)
+    removed = min((train / "1").iterdir())
+    removed.unlink()
+    shutil.copy(min((train / "2").iterdir()), train / "2" / "new.png")
+    report = tmp_path / "report.json"
+    result = data("verify", train, manifest, "--public-key", public, "--report", report)
+    assert result.exit_code == 1, result.output
+    out = text(result)
+    assert "DIFFERS" in out and "1 added, 1 removed, 1 changed, 1 relabelled" in out
+    expected = {
+        ("changed", f"3/{victim.name}", stored_sample_id(victim.read_bytes(), "3")),
+        ("relabelled", f"7/{moved.name}", stored_sample_id((train / "7" / moved.name).read_bytes(), "7")),
+        ("added", "2/new.png", stored_sample_id((train / "2" / "new.png").read_bytes(), "2")),
+    }
+    for kind, location, sample in expected:
+        assert f"{kind} {location}" in out and sample[:16] in out
+    old = {e.location: e.id for e in read_manifest(manifest).entries}
+    assert f"removed 1/{removed.name}" in out and old[f"1/{removed.name}"][:16] in out
+    assert "label 5 -> 7" in out
+    full = json.loads(report.read_text())
+    named = full["changed"] + full["relabelled"] + full["added"]
+    assert {(c["kind"], c["location"], c["id"]) for c in named} == expected
+
+
+def test_tampered_signature_and_wrong_key_exit_1(signed, tmp_path):
+    train, manifest, public = signed
+    data("keygen", "--out", tmp_path / "other.key")
+    wrong = data("verify", train, manifest, "--public-key", tmp_path / "other.pub")
+    assert wrong.exit_code == 1 and "no signature by the trusted key" in text(wrong)
+    unpinned = data("verify", train, manifest)
+    assert unpinned.exit_code == 0 and "valid but not pinned" in text(unpinned)
+    document = json.loads(manifest.read_text())
+    document["provenance"]["owner"] = "mallory"
+    manifest.write_text(json.dumps(document))
+    result = data("verify", train, manifest, "--public-key", public)
+    assert result.exit_code == 1 and "INVALID signature" in text(result)
+    assert "changed after it was signed" in text(result)
+
+
+def test_tampered_manifest_entries_exit_1(signed):
+    train, manifest, _ = signed
+    document = json.loads(manifest.read_text())
+    document["entries"][3]["size"] += 1
+    manifest.write_text(json.dumps(document))
+    result = data("verify", train, manifest)
+    assert result.exit_code == 1 and "TAMPERED" in text(result) and "merkle_root" in text(result)
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("malformed", "is not valid JSON"),
+    ("no-dataset", "dataset not found"),
+    ("no-manifest", "manifest not found"),
+    ("stray-file", "is not an image"),
+])
+def test_bad_input_exits_2_with_a_clear_message(signed, problem, message):
+    train, manifest, _ = signed
+    if problem == "malformed":
+        manifest.write_text("{ nope")
+    elif problem == "no-dataset":
+        train = train.with_name("missing")
+    elif problem == "no-manifest":
+        manifest = manifest.with_name("missing.json")
+    else:
+        (train / "4" / "notes.txt").write_text("x")
+    result = data("verify", train, manifest)
+    assert result.exit_code == 2, result.output
+    assert message in text(result)
+
+
+def test_manifest_refuses_to_write_inside_the_dataset_and_keygen_to_overwrite(train, tmp_path):
+    inside = data("manifest", train, "--out", train / "m.json")
+    assert inside.exit_code == 2 and "inside the dataset folder" in text(inside)
+    assert data("keygen", "--out", tmp_path / "k.key").exit_code == 0
+    again = data("keygen", "--out", tmp_path / "k.key")
+    assert again.exit_code == 2 and "already exists" in text(again)
+    bad_date = data("manifest", train, "--out", tmp_path / "m.json", "--collected", "yesterday")
+    assert bad_date.exit_code == 2 and "ISO date" in text(bad_date)
+
+
+def test_diff_shows_changes_and_counts_by_class(train, tmp_path):
+    assert data("manifest", train, "--out", tmp_path / "v1.json").exit_code == 0
+    min((train / "6").iterdir()).rename(train / "0" / "was-six.png")
+    min((train / "9").iterdir()).unlink()
+    assert data("manifest", train, "--out", tmp_path / "v2.json").exit_code == 0
+    result = data("diff", tmp_path / "v1.json", tmp_path / "v2.json")
+    assert result.exit_code == 0, result.output
+    out = text(result)
+    assert "1 removed, 1 relabelled" in out and "relabelled 0/was-six.png" in out and "label 6 -> 0" in out
+    counts = {line.split()[0]: line.split()[1:] for line in result.output.replace("│", " ").splitlines()
+              if line.split() and line.split()[0] in {"0", "6", "9"} and len(line.split()) >= 3}
+    assert counts["0"][-1] == "+1" and counts["6"][-1] == "-1" and counts["9"][-1] == "-1"
+    same = data("diff", tmp_path / "v1.json", tmp_path / "v1.json")
+    assert same.exit_code == 0 and "no differences" in text(same)
+
+
+def test_schema_violations_via_the_cli(tmp_path):
+    schema = "columns:\n  - {name: age, type: int, min: 0}\n  - {name: label, type: int}\n"
+    (tmp_path / "schema.yaml").write_text(schema)
+    (tmp_path / "t.csv").write_text("age,label\n3,1\n-2,0\nold,1\n")
+    result = data("manifest", tmp_path / "t.csv", "--schema", tmp_path / "schema.yaml", "--out", tmp_path / "m.json")
+    assert result.exit_code == 2
+    out = text(result)
+    assert "2 problem(s) in 2 row(s)" in out and "row 2, column 'age': '-2' is below the minimum 0" in out
+    assert "row 3, column 'age': 'old' is not a number" in out
+
+
+def test_scan_names_samples_by_their_manifest_ids(train, tmp_path, digits_weights):
+    assert data("manifest", train, "--out", tmp_path / "m.json").exit_code == 0
+    ids = {e.id for e in read_manifest(tmp_path / "m.json").entries}
+    loaded = load_dataset(str(train), limit=25)
+    result = runner.invoke(app, ["scan", "--model", "bastion.models.zoo:digits_cnn", "--weights", digits_weights,
+                                 "--data", str(train), "--limit", "25", "--suite", "quick", "--eps", "0.1",
+                                 "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((tmp_path / "report" / "scan.json").read_text())
+    scanned = [s.sample_id for s in record.headline.samples]
+    assert scanned == loaded.sample_ids and set(scanned) <= ids

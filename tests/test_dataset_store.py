@@ -1,0 +1,376 @@
+"""Dataset versions: commit, checkout and rollback restore bytes exactly; quarantine moves samples out and
+records them; a malformed dataset or any failure leaves the store as it was; a damaged object is caught.
+Datasets are a few hundred of scikit-learn's digits written as PNGs (or one .npz / .csv file)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.core.errors import InputError
+from bastion.data.manifest import build_manifest
+from bastion.storage import CorruptObjectError, MissingObjectError, ledger
+from bastion.storage.tables import QuarantinedSampleRow
+from bastion.workflows import dataset_store
+from bastion.workflows.dataset_store import open_dataset_store
+
+IMAGES = 300
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """``IMAGES`` digits as 8x8 greyscale PNGs in one folder per class, written once per module."""
+    digits = load_digits()
+    root = tmp_path_factory.mktemp("pristine") / "train"
+    for i in range(IMAGES):
+        folder = root / str(digits.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((digits.images[i] * 15).astype(np.uint8), mode="L").save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def folder(pristine, tmp_path) -> Path:
+    copy = tmp_path / "work" / "train"
+    shutil.copytree(pristine, copy)
+    return copy
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    with open_dataset_store(tmp_path / "home") as opened:
+        yield opened
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (or the one file ``root``) and its bytes."""
+    if root.is_file():
+        return {root.name: root.read_bytes()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def state(store) -> tuple[object, ...]:
+    """What a failed operation must leave as it was: versions, objects, ledger, quarantine folder."""
+    with store.database.sessions() as session:
+        entries = [(e.seq, e.entry_hash) for e in ledger.entries(session)]
+        check = ledger.verify(session)
+    versions = [(v.dataset, v.version, v.current) for d in store.datasets() for v in store.log(d.name)]
+    kept = sorted(p.as_posix() for p in store.quarantine_root.rglob("*")) if store.quarantine_root.exists() else []
+    return versions, len(store.objects), entries, check.ok, kept
+
+
+def change(root: Path) -> None:
+    """Edit one image, delete one, add one, and relabel one (move it to another class)."""
+    (root / "0" / "0000.png").write_bytes((root / "1" / "0001.png").read_bytes())
+    next(iter(sorted((root / "2").iterdir()))).unlink()
+    shutil.copy(root / "3" / "0003.png", root / "3" / "extra.png")
+    moved = next(iter(sorted((root / "4").iterdir())))
+    moved.rename(root / "5" / moved.name)
+
+
+def test_commit_change_commit_then_checkout_v1_is_byte_identical(store, folder, tmp_path):
+    v1_files = snapshot(folder)
+    v1 = store.commit(folder, message="vendor export", actor="alice")
+    assert (v1.version, v1.sample_count, v1.parent, v1.current, v1.author) == (1, IMAGES, None, True, "alice")
+    assert v1.dataset == "train" and v1.format == "image-folder"
+    change(folder)
+    v2_files = snapshot(folder)
+    v2 = store.commit(folder, message="fixes", actor="bob")
+    assert (v2.version, v2.parent, v2.sample_count) == (2, 1, IMAGES)
+    assert v2.merkle_root != v1.merkle_root
+    assert [(v.version, v.current) for v in store.log("train")] == [(1, False), (2, True)]
+
+    out = store.checkout("train", "v1", dest=tmp_path / "restored")
+    assert snapshot(out) == v1_files
+    store.checkout("train", 1)  # the working copy holds v2, a committed version: safe to replace
+    assert snapshot(folder) == v1_files
+    store.checkout(None, "2")
+    assert snapshot(folder) == v2_files
+    assert store.version("train").version == 2  # checkout does not move the current version
+    assert not list(folder.parent.glob(".train.bastion-*"))  # no temporary folders left behind
+
+
+def test_checkout_refuses_to_overwrite_uncommitted_changes_unless_forced(store, folder):
+    v1_files = snapshot(folder)
+    store.commit(folder, message="v1", actor="alice")
+    (folder / "7" / "mine.png").write_bytes(b"not committed anywhere")
+    with pytest.raises(InputError, match="not any committed version.*7/mine.png"):
+        store.checkout("train", 1)
+    assert (folder / "7" / "mine.png").exists()
+    store.checkout("train", 1, force=True)
+    assert snapshot(folder) == v1_files
+
+
+def test_nothing_to_commit_and_bad_input(store, folder, tmp_path):
+    store.commit(folder, message="v1", actor="alice")
+    with pytest.raises(InputError, match="nothing changed"):
+        store.commit(folder, message="again", actor="alice")
+    with pytest.raises(InputError, match="needs a message"):
+        store.commit(folder, message=" ", actor="alice")
+    with pytest.raises(InputError, match="tracked at"):
+        store.commit(shutil.copytree(folder, tmp_path / "other" / "train"), message="x", actor="alice")
+    with pytest.raises(InputError, match="has no version 'v9'; versions: v1"):
+        store.checkout("train", "v9")
+    with pytest.raises(InputError, match="no dataset named 'test'"):
+        store.log("test")
+
+
+def test_rollback_restores_byte_identical_data_and_is_recorded(store, folder):
+    v1_files = snapshot(folder)
+    store.commit(folder, message="v1", actor="alice")
+    change(folder)
+    store.commit(folder, message="v2", actor="alice")
+    info = store.rollback("train", "v1", actor="carol")
+    assert info.version == 1 and info.current and snapshot(folder) == v1_files
+    assert store.version("train").version == 1
+    with store.database.sessions() as session:
+        last = ledger.entries(session, limit=1)[0]
+        assert ledger.verify(session).ok
+    assert (last.action, last.actor, last.payload["version"], last.payload["from_version"]) == \
+        ("dataset.rollback", "carol", 1, 2)
+    with pytest.raises(InputError, match="already the current version"):
+        store.rollback("train", 1, actor="carol")
+    change(folder)
+    assert store.commit(folder, message="after rollback", actor="alice").parent == 1
+
+
+def test_quarantine_moves_samples_out_and_records_them(store, folder, tmp_path):
+    v1 = store.commit(folder, message="v1", actor="alice")
+    before = snapshot(folder)
+    chosen = store.manifest("train").entries[10:15]
+    ids = [entry.id for entry in chosen]
+    with pytest.raises(InputError, match="approve"):
+        store.quarantine("train", ids, reason="suspected poison", actor="alice")
+    with pytest.raises(InputError, match="1 id.* not samples of train v1: " + "ab" * 8):
+        store.quarantine("train", [*ids, "ab" * 32], reason="suspected poison", actor="alice", approved=True)
+    assert snapshot(folder) == before
+
+    v2 = store.quarantine("train", ids, reason="suspected poison", actor="alice", approved=True)
+    assert (v2.version, v2.parent, v2.sample_count, v2.current) == (2, 1, IMAGES - 5, True)
+    assert "suspected poison" in v2.message
+    kept = tmp_path / "home" / "quarantine" / "train" / "v2"
+    for entry in chosen:
+        assert not (folder / entry.location).exists()
+        assert (kept / entry.location).read_bytes() == before[entry.location]  # bytes kept as they were
+    assert not {entry.id for entry in store.manifest("train", 2).entries} & set(ids)
+    assert build_manifest(folder).merkle_root == v2.merkle_root
+    with store.database.sessions() as session:
+        rows = session.scalars(select(QuarantinedSampleRow)).all()
+        last = ledger.entries(session, limit=1)[0]
+        assert ledger.verify(session).ok
+        assert {r.version.number for r in rows} == {2} and {r.reason for r in rows} == {"suspected poison"}
+    assert sorted(r.sample_id for r in rows) == sorted(ids) and {r.actor for r in rows} == {"alice"}
+    assert {r.location for r in rows} == {e.location for e in chosen}
+    assert (last.action, last.payload["ids"], last.payload["from_version"]) == ("dataset.quarantine", ids, 1)
+    transforms = store.manifest("train").provenance.transforms
+    assert transforms[-1] == "quarantine: removed 5 sample(s) from v1 (suspected poison)"
+
+    store.rollback("train", v1.version, actor="alice")  # the samples come back with the old version
+    assert snapshot(folder) == before
+
+
+def test_malformed_dataset_gives_a_clear_error_and_changes_nothing(store, folder, tmp_path):
+    store.commit(folder, message="v1", actor="alice")
+    change(folder)
+    (folder / "3" / "notes.txt").write_text("not an image")
+    before = state(store)
+    with pytest.raises(InputError, match="notes.txt is not an image"):
+        store.commit(folder, message="v2", actor="alice")
+    assert state(store) == before
+
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    with pytest.raises(InputError, match="broken.npz"):
+        store.commit(broken, message="arrays", actor="alice")
+    assert state(store) == before and store.datasets()[0].name == "train" and len(store.datasets()) == 1
+
+
+def test_failure_inside_the_transaction_leaves_no_half_written_version(store, folder, monkeypatch):
+    store.commit(folder, message="v1", actor="alice")
+    change(folder)
+    before, files = state(store), snapshot(folder)
+
+    def broken_append(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(dataset_store, "append_entry", broken_append)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.commit(folder, message="v2", actor="alice")
+    assert state(store) == before  # no version row, no new objects, no ledger entry
+
+    store.checkout("train", 1, force=True)
+    files = snapshot(folder)
+    ids = [entry.id for entry in store.manifest("train").entries[:3]]
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.quarantine("train", ids, reason="x", actor="alice", approved=True)
+    assert state(store) == before and snapshot(folder) == files  # the samples were put back
+    with store.database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(QuarantinedSampleRow)) == 0
+
+    monkeypatch.undo()
+    change(folder)
+    store.commit(folder, message="v2", actor="alice")
+    before, files = state(store), snapshot(folder)
+    monkeypatch.setattr(dataset_store, "append_entry", broken_append)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.rollback("train", 1, actor="alice")
+    assert state(store) == before and snapshot(folder) == files  # still v2, on disk and in the database
+    assert not list(folder.parent.glob(".train.bastion-*"))
+
+
+def test_corrupt_object_is_detected_and_nothing_is_overwritten(store, folder, tmp_path):
+    store.commit(folder, message="v1", actor="alice")
+    index = store.file_index("train")
+    location, record = sorted(index.files.items())[0]
+    damaged = store.objects.path(record.object)
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(CorruptObjectError, match=record.object):
+        store.checkout("train", 1, dest=tmp_path / "restored")
+    assert not (tmp_path / "restored").exists() and not list(tmp_path.glob(".restored*"))
+    damaged.unlink()
+    with pytest.raises(MissingObjectError, match="not in the store"):
+        store.checkout("train", 1, dest=tmp_path / "restored")
+
+
+def test_release_and_checkout_by_tag(store, folder, tmp_path):
+    v1_files = snapshot(folder)
+    store.commit(folder, message="v1", actor="alice")
+    change(folder)
+    store.commit(folder, message="v2", actor="alice")
+    info = store.release("train", 1, tag="2026-q1", actor="dana")
+    assert (info.status, info.release_tag) == ("released", "2026-q1")
+    with pytest.raises(InputError, match="already names train v1"):
+        store.release("train", 2, tag="2026-q1", actor="dana")
+    with pytest.raises(InputError, match="not look like a version"):
+        store.release("train", 2, tag="v7", actor="dana")
+    assert snapshot(store.checkout("train", "2026-q1", dest=tmp_path / "q1")) == v1_files
+
+
+def test_npz_dataset_commit_quarantine_rollback(store, tmp_path, digits_arrays):
+    x, y = digits_arrays
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=x[:IMAGES], y=y[:IMAGES])
+    original = path.read_bytes()
+    v1 = store.commit(path, message="arrays", actor="alice", name="digits")
+    assert (v1.format, v1.sample_count) == ("npz", IMAGES)
+    chosen = [e for e in store.manifest("digits").entries if e.location in ("x[3]", "x[250]")]
+    v2 = store.quarantine("digits", [e.id for e in chosen], reason="outliers", actor="alice", approved=True)
+    assert v2.sample_count == IMAGES - 2
+    with np.load(path) as data:
+        assert len(data["x"]) == IMAGES - 2 and np.array_equal(data["x"][3], x[4])
+    with np.load(tmp_path / "home" / "quarantine" / "digits" / "v2" / "digits.npz") as removed:
+        assert np.array_equal(removed["x"], x[[3, 250]]) and np.array_equal(removed["y"], y[[3, 250]])
+    store.rollback("digits", 1, actor="alice")
+    assert path.read_bytes() == original
+    store.checkout("digits", 2, dest=tmp_path / "out")
+    assert build_manifest(tmp_path / "out" / "digits.npz").merkle_root == v2.merkle_root
+
+
+def test_csv_dataset_quarantine_removes_the_rows(store, tmp_path):
+    path = tmp_path / "table.csv"
+    rows = ["a,b,label"] + [f"{i},{i * 2},{'yes' if i % 2 else 'no'}" for i in range(40)]
+    path.write_text("\n".join(rows) + "\n")
+    store.commit(path, message="table", actor="alice")
+    chosen = [e for e in store.manifest("table").entries if e.location in ("row 1", "row 17")]
+    store.quarantine("table", [e.id for e in chosen], reason="label noise", actor="alice", approved=True)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "a,b,label" and len(lines) == 39 and "0,0,no" not in lines and "16,32,no" not in lines
+    kept = (tmp_path / "home" / "quarantine" / "table" / "v2" / "table.csv").read_text().splitlines()
+    assert kept == ["a,b,label", "0,0,no", "16,32,no"]
+
+
+def test_parquet_dataset_quarantine_and_provenance_carried_over(store, tmp_path):
+    import pandas as pd
+
+    from bastion.data.manifest import Provenance
+
+    path = tmp_path / "table.parquet"
+    pd.DataFrame({"a": range(30), "b": [i / 4 for i in range(30)], "label": ["x", "y", "z"] * 10}).to_parquet(path)
+    store.commit(path, message="table", actor="alice", provenance=Provenance(source="vendor-x", owner="data-team"))
+    chosen = [e for e in store.manifest("table").entries if e.location == "row 5"]
+    store.quarantine("table", [chosen[0].id], reason="outlier", actor="bob", approved=True)
+    frame = pd.read_parquet(path)
+    assert len(frame) == 29 and 4 not in frame["a"].tolist()
+    assert pd.read_parquet(tmp_path / "home" / "quarantine" / "table" / "v2" / "table.parquet")["a"].tolist() == [4]
+    provenance = store.manifest("table").provenance
+    assert (provenance.source, provenance.owner, provenance.created_by) == ("vendor-x", "data-team", "bob")
+    pd.DataFrame({"a": [1], "b": [0.5], "label": ["x"]}).to_parquet(path)
+    store.commit(path, message="replaced", actor="carol")
+    assert store.manifest("table").provenance.source == "vendor-x"  # inherited from the current version
+    assert store.dataset_for_path(path).name == "table" and store.dataset_for_path(tmp_path) is None
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def bastion(*args: str) -> object:
+    return runner.invoke(app, ["data", *args])
+
+
+def test_cli_commit_log_checkout_rollback_release(folder, tmp_path, monkeypatch):
+    home = tmp_path / "state"
+    monkeypatch.setenv("BASTION_USER", "erin")
+    v1_files = snapshot(folder)
+    result = bastion("commit", str(folder), "-m", "first cut", "--home", str(home))
+    assert result.exit_code == 0, result.output
+    assert "committed train v1: 300 samples" in result.output
+    change(folder)
+    result = bastion("commit", str(folder), "-m", "relabelled", "--as", "frank", "--home", str(home))
+    assert result.exit_code == 0 and "parent v1" in result.output, result.output
+
+    result = bastion("log", "--home", str(home))
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "* v2" in text and "frank" in text and "erin" in text and "first cut" in text
+    assert text.index("v2") < text.index("v1")  # newest first
+
+    out = tmp_path / "v1-copy"
+    result = bastion("checkout", "v1", "--out", str(out), "--home", str(home))
+    assert result.exit_code == 0 and snapshot(out) == v1_files, result.output
+    result = bastion("rollback", "1", "--home", str(home))
+    assert result.exit_code == 0 and snapshot(folder) == v1_files, result.output
+    result = bastion("release", "v1", "--tag", "golden", "--home", str(home))
+    assert result.exit_code == 0 and "released train v1 as golden" in result.output
+
+    result = bastion("ledger", "--home", str(home))
+    assert result.exit_code == 0, result.output
+    for action in ("dataset.commit", "dataset.rollback", "dataset.release"):
+        assert action in result.output
+    result = bastion("ledger", "--verify", "--home", str(home))
+    assert result.exit_code == 0 and "ledger ok: 4 entries" in result.output, result.output
+
+    result = bastion("checkout", "v7", "--home", str(home))
+    assert result.exit_code == 2 and "has no version 'v7'" in result.output
+
+
+def test_cli_ledger_verify_names_the_tampered_entry(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    assert bastion("commit", str(folder), "-m", "v1").exit_code == 0
+    change(folder)
+    assert bastion("commit", str(folder), "-m", "v2", "--as", "alice").exit_code == 0
+    connection = sqlite3.connect(tmp_path / "state" / "bastion.db")
+    with connection:
+        connection.execute("UPDATE ledger_entries SET actor = 'mallory' WHERE seq = 2")
+    connection.close()
+    result = bastion("ledger", "--verify")
+    assert result.exit_code == 1
+    assert "ledger tampered" in result.output and "entry 2" in result.output and "edited" in result.output
+
+
+def test_cli_commit_of_a_malformed_dataset_is_a_clear_error(folder, tmp_path):
+    (folder / "stray.txt").write_text("x")
+    result = bastion("commit", str(folder), "-m", "v1", "--home", str(tmp_path / "state"))
+    assert result.exit_code == 2 and "stray.txt" in result.output and "Traceback" not in result.output
