@@ -116,14 +116,18 @@ def open_database(url: str | None = None, *, home: str | Path | None = None, upg
     engine = _create_engine(url)
     in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
     anchor = None if in_memory else home_path / "ledger.head"  # an in-memory ledger dies with the process
-    sessions = sessionmaker(engine, expire_on_commit=False,
-                            info={LEDGER_HEAD_KEY: anchor, DATABASE_KEY: _database_key(engine)})
+    from bastion.storage.ledger import LedgerSession  # its listeners keep the anchor up to date
+
+    sessions: sessionmaker[Session] = sessionmaker(
+        engine, class_=LedgerSession, expire_on_commit=False,
+        info={LEDGER_HEAD_KEY: anchor, DATABASE_KEY: _database_key(engine)})
     database = Database(url=url, engine=engine, sessions=sessions, home=home_path)
     if upgrade:
-        upgrade_schema(engine)
-    from bastion.storage.ledger import watch_commits
-
-    watch_commits(sessions)
+        try:
+            upgrade_schema(engine)
+        except BaseException:
+            engine.dispose()  # the caller never gets the database, so nothing else would close its connections
+            raise
     return database
 
 

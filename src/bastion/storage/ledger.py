@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from bastion.core.errors import InputError
 from bastion.storage.database import DATABASE_KEY, LEDGER_HEAD_KEY
@@ -213,11 +213,9 @@ def count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
 
 
-def watch_commits(sessions: sessionmaker[Session]) -> None:
-    """Make ``sessions`` update the head anchor after each commit that appended entries."""
-    if not event.contains(sessions, "after_commit", _after_commit):
-        event.listen(sessions, "after_commit", _after_commit)
-        event.listen(sessions, "after_rollback", _after_rollback)
+class LedgerSession(Session):
+    """The ``Session`` class of databases opened by ``open_database``: after each commit that appended
+    entries it updates the head anchor named in its ``info``; a rollback forgets the appended entries."""
 
 
 def _after_commit(session: Session) -> None:
@@ -229,6 +227,14 @@ def _after_commit(session: Session) -> None:
 
 def _after_rollback(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
+
+
+# Listened to once, on a class that lives as long as the process; the class each sessionmaker makes from
+# it inherits the listeners. Not per sessionmaker guarded by ``event.contains``: SQLAlchemy's registry keys
+# listeners by ``id()`` of the target, so a new sessionmaker at the address of a garbage-collected one
+# looked registered already, and that database never wrote its anchor.
+event.listen(LedgerSession, "after_commit", _after_commit)
+event.listen(LedgerSession, "after_rollback", _after_rollback)
 
 
 def _entry_problems(row: LedgerEntry, expected_seq: int, prev_hash: str) -> list[LedgerProblem]:
