@@ -124,10 +124,25 @@ def test_audit_without_a_model_reads_pixels_and_says_poison_was_skipped(workspac
 @pytest.mark.parametrize(("args", "message"), [
     (["--checks", "everything"], "--checks takes names from"),
     (["--fp-budget", "1.5"], "fp_budget"),
+    (["--checks", "poison"], "--checks poison needs --model"),
+    (["--model", MODEL], "pass --weights"),
+    (["--known-poison", "nowhere.poison.json"], "file not found"),
 ])
 def test_audit_bad_options_exit_2(workspace, args, message):
     result = bastion("data", "audit", workspace / "train", "--out", workspace / "audit", *args)
     assert result.exit_code == 2 and message in text(result)
+
+
+def test_poison_refuses_a_bad_target_and_leaves_nothing_behind(tmp_path):
+    result = bastion("data", "poison", "digits:train", "--target", 99, "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "--target must be a class index from 0 to 9" in text(result)
+    assert list(tmp_path.iterdir()) == []
+    written = bastion("data", "poison", "digits:train", "--rate", 0.02, "--out", tmp_path / "p")
+    assert written.exit_code == 0, written.output
+    truth = json.loads((tmp_path / "p.poison.json").read_text())
+    assert truth["attack"]["name"] == "badnets" and truth["poisoned_count"] == round(0.02 * truth["count"])
+    assert all((tmp_path / "p" / entry["location"]).is_file() for entry in truth["poisoned"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "p.poison.json"]
 
 
 @pytest.mark.slow

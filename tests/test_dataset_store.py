@@ -374,3 +374,117 @@ def test_cli_commit_of_a_malformed_dataset_is_a_clear_error(folder, tmp_path):
     (folder / "stray.txt").write_text("x")
     result = bastion("commit", str(folder), "-m", "v1", "--home", str(tmp_path / "state"))
     assert result.exit_code == 2 and "stray.txt" in result.output and "Traceback" not in result.output
+
+
+def test_restore_never_touches_a_home_inside_the_dataset_and_keeps_hidden_entries(folder, tmp_path, monkeypatch):
+    """A store at ./.bastion inside the dataset survives checkout/rollback --force; .git is left alone."""
+    monkeypatch.delenv("BASTION_HOME", raising=False)
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    monkeypatch.chdir(folder)
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert bastion("commit", ".", "-m", "v1").exit_code == 0
+    change(folder)
+    assert bastion("commit", ".", "-m", "v2").exit_code == 0
+    home = folder / ".bastion"
+    for args in (("checkout", "1", "--force"), ("rollback", "1", "--force"), ("checkout", "1", "--out", ".", "--force"),
+                 ("checkout", "1", "--out", str(home / "objects"), "--force")):
+        result = bastion(*args)
+        assert result.exit_code == 2 and "bastion's own store" in result.output, (args, result.output)
+        assert (home / "bastion.db").is_file() and (home / "ledger.head").is_file()
+    assert bastion("ledger", "--verify").exit_code == 0
+
+    # with the store elsewhere, hidden entries are neither compared nor deleted
+    outside = tmp_path / "outside"
+    with open_dataset_store(outside) as store:
+        store.commit(folder, message="v1", name="digits")
+        change(folder)
+        store.commit(folder, message="v2", name="digits")
+        (folder / ".DS_Store").write_bytes(b"finder")
+        (folder / "3" / ".hidden-note").write_text("mine")
+        store.rollback("digits", 1)  # hidden entries are not "uncommitted content": no --force needed
+        assert (folder / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+        assert (folder / ".DS_Store").read_bytes() == b"finder"
+        assert (folder / "3" / ".hidden-note").read_text() == "mine"
+        assert (home / "bastion.db").is_file()
+        store.checkout("digits", 2, force=True)
+        assert (folder / ".git" / "HEAD").is_file() and (folder / ".DS_Store").is_file()
+
+
+def test_version_rows_are_checked_against_the_ledger(store, folder, tmp_path):
+    store.commit(folder, message="v1")
+    change(folder)
+    store.commit(folder, message="v2")
+    store.release("train", 2, tag="2026-q1")
+    database = tmp_path / "home" / "bastion.db"
+    connection = sqlite3.connect(database)
+    with connection:  # move the tag to v1
+        connection.execute("UPDATE dataset_versions SET release_tag = NULL, status = 'committed' WHERE number = 2")
+        connection.execute("UPDATE dataset_versions SET release_tag = '2026-q1', status = 'released' WHERE number = 1")
+    connection.close()
+    with pytest.raises(InputError, match="does not match the ledger"):
+        store.checkout("train", "2026-q1", dest=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    result = bastion("ledger", "--verify", "--home", str(tmp_path / "home"))
+    assert result.exit_code == 1 and "train v1" in result.output and "release_tag" in result.output, result.output
+
+    connection = sqlite3.connect(database)
+    with connection:  # put the tag back, then copy v1's objects into v2
+        connection.execute("UPDATE dataset_versions SET release_tag = NULL, status = 'committed' WHERE number = 1")
+        connection.execute("UPDATE dataset_versions SET release_tag = '2026-q1', status = 'released' WHERE number = 2")
+        connection.execute("UPDATE dataset_versions SET (manifest_object, files_object, merkle_root) = (SELECT "
+                           "manifest_object, files_object, merkle_root FROM dataset_versions WHERE number = 1) "
+                           "WHERE number = 2")
+    connection.close()
+    for use in (lambda: store.checkout("train", "2026-q1", dest=tmp_path / "out"),
+                lambda: store.rollback("train", 2), lambda: store.release("train", 2, tag="again"),
+                lambda: store.version("train", 2) and store.checkout("train", 2, dest=tmp_path / "out2")):
+        with pytest.raises(InputError, match="v2"):
+            use()
+    result = bastion("ledger", "--verify", "--home", str(tmp_path / "home"))
+    assert result.exit_code == 1 and "train v2" in result.output and "merkle_root" in result.output
+
+
+def test_reading_commands_create_nothing_and_name_the_missing_store(tmp_path, monkeypatch):
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    missing = tmp_path / "nowhere"
+    for args in (("ledger",), ("ledger", "--verify"), ("log",), ("checkout", "1")):
+        result = bastion(*args, "--home", str(missing))
+        assert result.exit_code == 2 and "no bastion store at" in result.output, (args, result.output)
+        assert "bastion data commit" in result.output
+    assert not missing.exists()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for args in (("ledger",), ("commit", str(tmp_path), "-m", "x")):
+        result = bastion(*args, "--home", str(a_file))
+        assert result.exit_code == 2 and "is a file" in result.output and "Traceback" not in result.output
+
+
+def test_messages_say_what_to_do(store, folder, tmp_path):
+    store.commit(folder, message="v1")
+    change(folder)
+    store.commit(folder, message="v2")
+    (folder / "0" / "extra.png").write_bytes((folder / "1").iterdir().__next__().read_bytes())
+    with pytest.raises(InputError) as error:
+        store.rollback("train", 1)
+    assert "--out" not in str(error.value).replace("checkout 1 --out", "") and "--force" in str(error.value)
+    other = tmp_path / "other" / "second"
+    shutil.copytree(folder.parent / "train", other)
+    (other / "0" / "extra.png").unlink()
+    store.commit(other, message="second")
+    with pytest.raises(InputError, match="bastion data log NAME.*--name NAME"):
+        store.log()
+
+
+def test_reanchor_backwards_warns_that_entries_were_lost(folder, tmp_path):
+    home = tmp_path / "state"
+    assert bastion("commit", str(folder), "-m", "v1", "--home", str(home)).exit_code == 0
+    change(folder)
+    assert bastion("commit", str(folder), "-m", "v2", "--home", str(home)).exit_code == 0
+    connection = sqlite3.connect(home / "bastion.db")
+    with connection:
+        connection.execute("DELETE FROM ledger_entries WHERE seq = 2")
+    connection.close()
+    result = bastion("ledger", "--reanchor", "--home", str(home))
+    assert result.exit_code == 0 and "moved back from entry 2 to 1" in result.output
+    assert "entries 2..2 were lost" in result.output

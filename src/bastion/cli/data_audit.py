@@ -76,6 +76,13 @@ def audit_command(
     with user_errors():
         settings = AuditSettings(checks=_checks(checks), fp_budget=fp_budget, near_threshold=near_threshold,
                                  outlier_z=outlier_z, seed=seed)
+        if model is None and checks.strip() == "poison":
+            raise InputError("--checks poison needs --model (the poison detectors read the model's features)")
+        if model is not None and ":" in model and weights is None:
+            raise InputError(f"--model {model} is a factory: pass --weights with the weights trained on this data "
+                             "(an untrained network's features say nothing about the data)")
+        if known_poison is not None and not known_poison.is_file():
+            raise InputError(f"--known-poison {known_poison}: file not found")
         prepare_folder(out)
         dataset = load_data_from_options(path, label_column, schema)
         locations, root = _locations(path, dataset, schema, label_column)
@@ -88,6 +95,8 @@ def audit_command(
                            locations=locations, data_path=_data_path(path), manifest_root=root,
                            progress=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
         truth = _known_poison(known_poison, record) if known_poison else None
+        if truth is not None:
+            record.notes.append(_truth_note(known_poison, record, truth))
         paths = write_audit_reports(record, out, x=dataset.x, bounds=dataset.bounds)
     _print_summary(record, truth)
     console.print(f"reports: {', '.join(str(p) for p in paths.values())}", highlight=False)
@@ -169,7 +178,9 @@ def _locations(spec: str, dataset: Dataset, schema: Path | None,
 
     table_schema = load_schema(schema) if schema is not None else None
     table = Path(spec).suffix.lower() in (".csv", ".parquet")
-    listing = list_samples(Path(spec), schema=table_schema, label_column=label_column if table else None)
+    # As load_dataset does: the default 'label' gives way to the schema's label column.
+    explicit = label_column if not (table_schema is not None and label_column == "label") else None
+    listing = list_samples(Path(spec), schema=table_schema, label_column=explicit if table else None)
     where: dict[str, str] = {}
     for entry in listing.entries:
         where.setdefault(entry.id, entry.location)
@@ -195,13 +206,25 @@ def _known_poison(path: Path, record: AuditRecord) -> list[bool]:
         entries = json.loads(path.read_text(encoding="utf-8"))["poisoned"]
         locations = {entry["location"] for entry in entries}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"--known-poison {path}: not a .poison.json written by 'bastion data poison' ({error})") \
+        reason = "not valid JSON" if isinstance(error, ValueError) else f"no {error} field"
+        raise InputError(f"--known-poison {path}: not a .poison.json written by 'bastion data poison' ({reason})") \
             from None
     unknown = locations - set(record.locations)
     if unknown:
         raise InputError(f"--known-poison {path} names {len(unknown)} location(s) not in the audited data, e.g. "
                          f"{sorted(unknown)[0]}")
     return [location in locations for location in record.locations]
+
+
+def _truth_note(path: Path, record: AuditRecord, truth: list[bool]) -> str:
+    """One line per audit: how many of the known poisoned samples it flagged, and its false positives."""
+    poisoned = sum(truth)
+    parts = []
+    for column in record.audits:
+        if column.ids is None:
+            found = sum(f and t for f, t in zip(column.flags, truth, strict=True))
+            parts.append(f"{column.name} {found} of {poisoned} found, {column.flagged_count - found} false positives")
+    return f"Against the known poison in {path.name} ({poisoned} samples): " + "; ".join(parts) + "."
 
 
 def _print_summary(record: AuditRecord, truth: list[bool] | None) -> None:

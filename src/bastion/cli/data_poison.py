@@ -8,6 +8,7 @@ location): the ground truth against which ``bastion data audit`` can be judged.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -45,12 +46,23 @@ def poison_command(
         if out.exists():
             raise InputError(f"{out} already exists; choose a new --out (the clean data is never overwritten)")
         dataset = load_dataset(source)
+        if not 0 <= target < len(dataset.class_names):
+            raise InputError(f"--target must be a class index from 0 to {len(dataset.class_names) - 1}, got {target}")
         chosen = _attack(attack, target, patch_size, seed, dataset.bounds, len(dataset.class_names))
         poisoned = chosen.poison(dataset.x, dataset.y, rate=rate, seed=seed)
-        if out.suffix.lower() == ".npz":
-            locations = _write_npz(out, poisoned.x, poisoned.y, dataset.class_names)
-        else:
-            locations = _write_images(out, poisoned.x, poisoned.y, dataset.class_names, dataset.bounds)
+        staging = out.parent / f".{out.name}.partial"  # written aside, renamed into place when complete
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            if out.suffix.lower() == ".npz":
+                locations = _write_npz(staging, poisoned.x, poisoned.y, dataset.class_names)
+            else:
+                locations = _write_images(staging, poisoned.x, poisoned.y, dataset.class_names, dataset.bounds)
+            staging.rename(out)
+        finally:
+            if staging.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)
+            elif staging.exists():
+                staging.unlink()
         from bastion.data.listing import list_samples
 
         by_location = {entry.location: entry.id for entry in list_samples(out).entries}
@@ -101,5 +113,6 @@ def _write_npz(out: Path, x: np.ndarray, y: np.ndarray, class_names: list[str]) 
     import numpy as np
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, x=x, y=y, class_names=np.asarray(class_names))
+    with out.open("wb") as handle:  # np.savez would append .npz to the staging name
+        np.savez(handle, x=x, y=y, class_names=np.asarray(class_names))
     return [f"x[{i}]" for i in range(len(x))]

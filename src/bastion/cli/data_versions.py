@@ -34,10 +34,11 @@ Version = Annotated[str, typer.Argument(help="A version: 3 or v3, or a release t
 
 
 @contextmanager
-def _store(home: Path | None) -> Iterator[DatasetStore]:
+def _store(home: Path | None, *, create: bool = False) -> Iterator[DatasetStore]:
+    """The store in ``home``; only ``create=True`` (commit) makes one where there is none."""
     from bastion.workflows.dataset_store import open_dataset_store
 
-    store = open_dataset_store(home)
+    store = open_dataset_store(home, create=create)
     try:
         yield store
     finally:
@@ -59,7 +60,7 @@ def commit_command(
     home: Home = None,
 ) -> None:
     """Record the dataset at PATH as a new version: every file's bytes, its manifest, a ledger entry."""
-    with user_errors(), _store(home) as store:
+    with user_errors(), _store(home, create=True) as store:
         from bastion.data.schema import load_schema
 
         info = store.commit(path, message=message, actor=actor, name=name, label_column=label_column,
@@ -151,14 +152,22 @@ def ledger_command(
     with user_errors():
         if limit < 1:
             raise typer.BadParameter("must be at least 1", param_hint="--limit")
-        database = open_database(home=home)
+        database = open_database(home=home, create=False)
         try:
             with database.sessions() as session:
                 if reanchor:
+                    old = ledger.anchored_head(session)
                     seq = ledger.reanchor(session)
+                    if old is not None and (seq or 0) < old[0]:
+                        errors.print(f"[yellow]warning:[/] the head anchor moved back from entry {old[0]} to "
+                                     f"{seq or 0}: entries {(seq or 0) + 1}..{old[0]} were lost (cut off the end of "
+                                     "the ledger); restore the database from a backup if that was not intended",
+                                     highlight=False, soft_wrap=True)
                     console.print(f"head anchor set to entry {seq}" if seq else "the ledger is empty")
                 if verify:
-                    _report_check(ledger.verify(session))
+                    from bastion.workflows.dataset_catalog import all_version_problems
+
+                    _report_check(ledger.verify(session), all_version_problems(session))
                 elif not reanchor:
                     _print_entries(ledger.entries(session, subject=subject, limit=limit))
         finally:
@@ -178,9 +187,14 @@ def _print_entries(entries: list[LedgerEntry]) -> None:
                       highlight=False, soft_wrap=True, markup=True)
 
 
-def _report_check(check: LedgerCheck) -> None:
+def _report_check(check: LedgerCheck, versions: list[str]) -> None:
+    """Print the check; exit 1 when the chain is broken or a version row disagrees with the ledger."""
     for warning in check.warnings:
         errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for problem in versions:
+        errors.print(f"[bold red]version does not match the ledger:[/] {problem}", highlight=False, soft_wrap=True)
+    if check.ok and versions:
+        raise typer.Exit(1)
     if check.ok:
         anchored = f", head anchor at entry {check.anchored_seq}" if check.anchored_seq else ""
         console.print(f"ledger ok: {check.checked} entries, hash chain intact{anchored}", highlight=False)

@@ -98,7 +98,8 @@ class Database:
         self.dispose()
 
 
-def open_database(url: str | None = None, *, home: str | Path | None = None, upgrade: bool = True) -> Database:
+def open_database(url: str | None = None, *, home: str | Path | None = None, upgrade: bool = True,
+                  create: bool = True) -> Database:
     """Open (and create or upgrade, unless ``upgrade=False``) the database at ``url``.
 
     Args:
@@ -107,13 +108,20 @@ def open_database(url: str | None = None, *, home: str | Path | None = None, upg
             writer). ``sqlite://`` opens a private in-memory database (tests).
         home: bastion's home folder (default ``bastion_home()``): the ledger's head anchor lives there.
         upgrade: run the Alembic migrations up to the newest schema.
+        create: ``False`` to open for reading: nothing is created, and a SQLite database that is not
+            there is an ``InputError`` naming the home.
 
     Raises:
-        InputError: the URL cannot be parsed or names a driver that is not installed.
+        InputError: the URL cannot be parsed or names a driver that is not installed; the home is a
+            file; ``create=False`` and there is no database.
     """
     home_path = bastion_home(home)
+    if home_path.exists() and not home_path.is_dir():
+        raise InputError(f"bastion's home {home_path} is a file, not a folder: check --home or ${HOME_ENV}")
     url = url or database_url(home_path)
-    engine = _create_engine(url)
+    if not create:
+        _require_existing(url, home_path)
+    engine = _create_engine(url, create=create)
     in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
     anchor = None if in_memory else home_path / "ledger.head"  # an in-memory ledger dies with the process
     from bastion.storage.ledger import LedgerSession  # its listeners keep the anchor up to date
@@ -155,7 +163,19 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def _create_engine(url: str) -> Engine:
+def _require_existing(url: str, home: Path) -> None:
+    """Raise unless the SQLite file ``url`` names is there (other databases are checked by connecting)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # _create_engine says what is wrong with it
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).is_file():
+        raise InputError(f"no bastion store at {home}: check --home or ${HOME_ENV}; `bastion data commit` "
+                         "creates one")
+
+
+def _create_engine(url: str, *, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as error:
@@ -170,7 +190,12 @@ def _create_engine(url: str) -> Engine:
             options["poolclass"] = StaticPool  # one connection, so every session sees the same data
             options["connect_args"] = {"check_same_thread": False}
         else:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                try:
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    raise InputError(f"cannot create the database {database}: a file stands where its folder "
+                                     f"should be; check --home or ${HOME_ENV}") from None
             options["connect_args"] = {"timeout": 30}
     try:
         engine = create_engine(parsed, **options)

@@ -208,6 +208,12 @@ def reanchor(session: Session, *, anchor: Path | None = None) -> int | None:
     return last.seq
 
 
+def anchored_head(session: Session, *, anchor: Path | None = None) -> tuple[int, str] | None:
+    """The ``(seq, entry_hash)`` the head anchor records for the session's database (``None``: no anchor)."""
+    anchor = anchor if anchor is not None else session.info.get(LEDGER_HEAD_KEY)
+    return _read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor is not None else None
+
+
 def count(session: Session) -> int:
     """Number of entries in the ledger."""
     return session.scalar(select(func.count()).select_from(LedgerEntry)) or 0

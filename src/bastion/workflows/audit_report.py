@@ -134,7 +134,9 @@ def _per_class(record: AuditRecord, consensus: AuditColumn) -> list[dict[str, An
             for c, name in enumerate(record.class_names)]
 
 
-def _selection_counts(record: AuditRecord) -> list[tuple[str, int]]:
+def _selection_counts(record: AuditRecord) -> list[tuple[str, int | None]]:
+    """Samples per quarantine selection; ``None`` when none of the selection's audits ran."""
     from bastion.workflows.audit import SELECTIONS
 
-    return [(name, len(record.selection(name))) for name in SELECTIONS]
+    return [(name, len(record.selection(name)) if any(record.column(a) for a in audits) else None)
+            for name, audits in SELECTIONS.items()]

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bastion.core.errors import InputError
-from bastion.storage.tables import DatasetRow, DatasetVersionRow
+from bastion.storage.tables import DatasetRow, DatasetVersionRow, LedgerEntry
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _VERSION = re.compile(r"[vV]?(\d+)")
@@ -46,7 +46,8 @@ def find_dataset(session: Session, name: str | None) -> DatasetRow:
         if len(names) != 1:
             raise InputError("no dataset is under version control yet; commit one with 'bastion data commit "
                              "PATH -m MESSAGE'" if not names else
-                             f"several datasets are under version control ({', '.join(names)}); name one")
+                             f"several datasets are under version control ({', '.join(names)}); name one: "
+                             "`bastion data log NAME`, `--name NAME` for the other commands")
         name = names[0]
     dataset = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
     if dataset is None:
@@ -104,3 +105,80 @@ def next_version_number(session: Session, dataset: DatasetRow) -> int:
     """One more than the highest version number the dataset has had."""
     return (session.scalar(select(func.max(DatasetVersionRow.number))
                            .where(DatasetVersionRow.dataset_id == dataset.id)) or 0) + 1
+
+
+# --- versions against the ledger ------------------------------------------------------------------
+
+#: The fields of a version row the ledger records, as (row attribute, what messages call it).
+_RECORDED = ("manifest_object", "files_object", "merkle_root", "sample_count", "release_tag", "status")
+
+
+def recorded_versions(session: Session, dataset: str) -> dict[int, dict[str, object]]:
+    """What the ledger recorded for each version of ``dataset``: number -> the fields of its row.
+
+    Replays the ``dataset.commit`` and ``dataset.quarantine`` entries (a new version: its objects, root
+    and sample count) and ``dataset.release`` entries (its tag and status), oldest first.
+    """
+    versions: dict[int, dict[str, object]] = {}
+    query = (select(LedgerEntry).where(LedgerEntry.subject == f"dataset:{dataset}",
+                                       LedgerEntry.action.in_(("dataset.commit", "dataset.quarantine",
+                                                               "dataset.release")))
+             .order_by(LedgerEntry.seq))
+    for entry in session.scalars(query):
+        payload = entry.payload if isinstance(entry.payload, dict) else {}
+        number = payload.get("version")
+        if not isinstance(number, int):
+            continue
+        if entry.action == "dataset.release":
+            record = versions.setdefault(number, {})
+            record.update(release_tag=payload.get("tag"), status="released")
+        else:
+            versions[number] = {"manifest_object": payload.get("manifest_object"),
+                                "files_object": payload.get("files_object"),
+                                "merkle_root": payload.get("merkle_root"), "sample_count": payload.get("samples"),
+                                "release_tag": None, "status": "committed"}
+    return versions
+
+
+def version_problems(session: Session, dataset: DatasetRow, only: DatasetVersionRow | None = None) -> list[str]:
+    """Where the ``dataset_versions`` rows of ``dataset`` (or just ``only``) disagree with the ledger.
+
+    Each problem names the dataset and the version. An empty list: every row is what the ledger recorded.
+    """
+    recorded = recorded_versions(session, dataset.name)
+    rows = [only] if only is not None else list(dataset.versions)
+    problems = []
+    for row in rows:
+        expected = recorded.get(row.number)
+        if expected is None or "manifest_object" not in expected:
+            problems.append(f"{dataset.name} v{row.number}: no ledger entry records this version (the row was "
+                            "added or renumbered behind bastion's back)")
+            continue
+        wrong = [f"{field} is {getattr(row, field)!r} but the ledger recorded {expected.get(field)!r}"
+                 for field in _RECORDED if getattr(row, field) != expected.get(field)]
+        if wrong:
+            problems.append(f"{dataset.name} v{row.number}: the dataset_versions row was edited: {'; '.join(wrong)}")
+    if only is None:
+        numbers = {row.number for row in rows}
+        problems.extend(f"{dataset.name} v{number}: recorded in the ledger but its row is missing (deleted)"
+                        for number in sorted(recorded)
+                        if number not in numbers and "manifest_object" in recorded[number])
+    return problems
+
+
+def check_version(session: Session, dataset: DatasetRow, row: DatasetVersionRow) -> DatasetVersionRow:
+    """``row``, if it agrees with the ledger; raises ``InputError`` naming what was edited otherwise."""
+    problems = version_problems(session, dataset, row)
+    if problems:
+        raise InputError(f"refusing to use {dataset.name} v{row.number}: its record does not match the ledger "
+                         f"({'; '.join(problems)}). Run `bastion data ledger --verify` and restore the database "
+                         "from a backup")
+    return row
+
+
+def all_version_problems(session: Session) -> list[str]:
+    """``version_problems`` of every dataset, by name."""
+    problems: list[str] = []
+    for dataset in session.scalars(select(DatasetRow).order_by(DatasetRow.name)):
+        problems.extend(version_problems(session, dataset))
+    return problems

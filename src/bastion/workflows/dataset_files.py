@@ -92,15 +92,23 @@ def stage_files(objects: ObjectStore, index: FileIndex, target: Path) -> Path:
 
 
 class Swap:
-    """Replace ``target`` by ``staged`` with two renames, keeping the old one until ``discard``."""
+    """Replace ``target`` by ``staged`` with two renames, keeping the old one until ``discard``.
+
+    Hidden entries of a folder (names starting with ``.``, e.g. ``.git``), which listing and commit skip,
+    are left alone: they are moved into the new folder before the swap (and back on ``undo``), never
+    compared nor deleted.
+    """
 
     def __init__(self, staged: Path, target: Path) -> None:
         self.staged, self.target = staged, target
         self.old: Path | None = None
         self.applied = False
+        self.hidden: list[Path] = []
 
     def apply(self) -> Swap:
-        if self.target.exists():
+        if self.target.is_dir() and not self.target.is_symlink() and self.staged.is_dir():
+            self._carry_hidden()
+        if self.target.exists() or self.target.is_symlink():
             self.old = self.target.parent / f".{self.target.name}.bastion-old-{uuid.uuid4().hex[:12]}"
             os.replace(self.target, self.old)
         try:
@@ -109,13 +117,39 @@ class Swap:
             if self.old is not None:
                 os.replace(self.old, self.target)
                 self.old = None
+            self._return_hidden(self.staged, self.target)
             remove_path(self.staged)
             raise
         self.applied = True
         return self
 
+    def _carry_hidden(self) -> None:
+        """Move the target's hidden entries to the same places in the staged folder."""
+        try:
+            for relative in hidden_entries(self.target):
+                destination = self.staged / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if destination.exists() or destination.is_symlink():
+                    remove_path(destination)
+                os.replace(self.target / relative, destination)
+                self.hidden.append(relative)
+        except BaseException:
+            self._return_hidden(self.staged, self.target)
+            raise
+
+    def _return_hidden(self, holder: Path, home: Path) -> None:
+        """Move the carried hidden entries from ``holder`` back to ``home``."""
+        for relative in reversed(self.hidden):
+            source = holder / relative
+            if source.exists() or source.is_symlink():
+                (home / relative).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, home / relative)
+        self.hidden = []
+
     def undo(self) -> None:
         if self.applied:
+            if self.old is not None:
+                self._return_hidden(self.target, self.old)
             remove_path(self.target)
             if self.old is not None:
                 os.replace(self.old, self.target)
@@ -127,20 +161,41 @@ class Swap:
         if self.old is not None:
             remove_path(self.old)
         self.old = None
+        self.hidden = []
 
 
-def refuse_unsaved(target: Path, *, kind: str, name: str, versions: Iterable[FileIndex]) -> None:
+def hidden_entries(folder: Path) -> list[Path]:
+    """Paths, relative to ``folder``, of its hidden entries (name starting with ``.``), not looking inside them."""
+    found: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            found.append(entry.relative_to(folder))
+        elif entry.is_dir() and not entry.is_symlink():
+            found.extend(entry.relative_to(folder) / inner for inner in hidden_entries(entry))
+    return found
+
+
+def is_hidden(relative: Path) -> bool:
+    """Whether a relative path is hidden or lies in a hidden folder (listing skips it)."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def refuse_unsaved(target: Path, *, kind: str, name: str, versions: Iterable[FileIndex],
+                   instead: str = "choose another --out") -> None:
     """Raise unless ``target`` is absent, an empty folder, or exactly one of ``versions``.
 
     ``kind`` is the dataset's (``"file"`` or ``"folder"``), ``name`` its name for the message. ``versions``
     are the indexes of its committed versions, newest first; they are read only up to the first match.
+    Hidden entries (``.git``, ``.DS_Store``) are not compared: restores leave them alone. ``instead`` is
+    what the message offers besides ``--force`` (rollback has no ``--out``).
     """
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+    if not target.exists() or (target.is_dir() and not any(
+            not is_hidden(file.relative_to(target)) for file in target.iterdir())):
         return
     found = _fingerprint(target, kind)
     if found is None:
         raise InputError(f"{target} is a {'folder' if target.is_dir() else 'file'}, not the {kind} a version of "
-                         f"{name} is; pass --force to replace it, or choose another --out")
+                         f"{name} is; pass --force to replace it, or {instead}")
     committed: set[tuple[str, str]] = set()
     for index in versions:
         files = _comparable(index)
@@ -150,7 +205,8 @@ def refuse_unsaved(target: Path, *, kind: str, name: str, versions: Iterable[Fil
     unknown = sorted(set(found.items()) - committed)
     detail = f" (e.g. {', '.join(path or target.name for path, _ in unknown[:3])})" if unknown else ""
     raise InputError(f"{target} holds content that is not any committed version of {name}{detail}; "
-                     "it would be lost. Commit it first, choose another --out, or pass --force to overwrite it")
+                     f"it would be lost. Commit it first (bastion data commit), {instead}, or pass --force to "
+                     "overwrite it")
 
 
 def _fingerprint(target: Path, kind: str) -> dict[str, str] | None:
@@ -160,7 +216,7 @@ def _fingerprint(target: Path, kind: str) -> dict[str, str] | None:
     if not target.is_dir():
         return None
     return {file.relative_to(target).as_posix(): file_digest(str(file))
-            for file in sorted(target.rglob("*")) if file.is_file()}
+            for file in sorted(target.rglob("*")) if file.is_file() and not is_hidden(file.relative_to(target))}
 
 
 def _comparable(index: FileIndex) -> dict[str, str]:

@@ -55,6 +55,7 @@ from bastion.storage.tables import DatasetRow, DatasetVersionRow, QuarantinedSam
 from bastion.workflows.dataset_catalog import (
     check_dataset_name,
     check_release_tag,
+    check_version,
     current_version_row,
     dataset_for_commit,
     find_dataset,
@@ -251,8 +252,9 @@ class DatasetStore:
         """
         with self.database.sessions() as session:
             dataset = find_dataset(session, name)
-            row = find_version(dataset, version)
+            row = check_version(session, dataset, find_version(dataset, version))
             target = self._target(dataset, dest)
+            self._refuse_home(target)
             if not force:
                 self._refuse_unsaved(dataset, target)
             staged = stage_files(self.objects, self._index_of(row), target)
@@ -270,13 +272,15 @@ class DatasetStore:
         with _store_lock(self.database.home):
             with self.database.sessions() as session:
                 dataset = find_dataset(session, name)
-                row = find_version(dataset, version)
+                row = check_version(session, dataset, find_version(dataset, version))
                 if dataset.current_version == row.number:
                     raise InputError(f"{dataset.name} v{row.number} is already the current version; use checkout "
                                      "to restore its files")
                 root = Path(dataset.root)
+                self._refuse_home(root)
                 if not force:
-                    self._refuse_unsaved(dataset, root)
+                    self._refuse_unsaved(dataset, root, instead="check out the version elsewhere first "
+                                         f"(bastion data checkout {row.number} --out DIR)")
                 staged = stage_files(self.objects, self._index_of(row), root)
             swap = Swap(staged, root)
             try:
@@ -305,7 +309,7 @@ class DatasetStore:
         tag = check_release_tag(tag)
         with self.database.transaction() as session:
             dataset = find_dataset(session, name)
-            row = find_version(dataset, version)
+            row = check_version(session, dataset, find_version(dataset, version))
             if row.release_tag is not None:
                 raise InputError(f"{dataset.name} v{row.number} is already released as {row.release_tag!r}")
             taken = session.scalar(select(DatasetVersionRow).where(
@@ -357,6 +361,7 @@ class DatasetStore:
                 current = current_version_row(dataset)
                 if current is None:
                     raise InputError(f"{dataset.name} has no current version to quarantine samples from")
+                check_version(session, dataset, current)
                 number = next_version_number(session, dataset)
                 name, root = dataset.name, Path(dataset.root)
                 manifest = Manifest.model_validate_json(self.objects.get_bytes(current.manifest_object))
@@ -432,15 +437,30 @@ class DatasetStore:
             return target / root.name  # a folder to put the file in
         return target
 
-    def _refuse_unsaved(self, dataset: DatasetRow, target: Path) -> None:
+    def _refuse_unsaved(self, dataset: DatasetRow, target: Path, *, instead: str = "choose another --out") -> None:
         """Raise unless ``target`` is absent, an empty folder, or exactly one committed version."""
         refuse_unsaved(target, kind="file" if dataset.format in SINGLE_FILE_FORMATS else "folder", name=dataset.name,
-                       versions=(self._index_of(row) for row in reversed(dataset.versions)))
+                       versions=(self._index_of(row) for row in reversed(dataset.versions)), instead=instead)
+
+    def _refuse_home(self, target: Path) -> None:
+        """Raise when replacing ``target`` would replace or move the store's own home (or anything in it)."""
+        home = self.database.home.resolve()
+        resolved = target.resolve()
+        if resolved == home or home.is_relative_to(resolved) or resolved.is_relative_to(home):
+            where = "is inside" if resolved != home and resolved.is_relative_to(home) else "holds"
+            raise InputError(f"refusing to restore into {target}: it {where} "
+                             f"bastion's own store {home} (database, objects, ledger anchor), which the restore would "
+                             "replace. Keep the store outside the dataset (--home or $BASTION_HOME), or check the "
+                             "version out elsewhere with --out DIR")
 
 
-def open_dataset_store(home: str | Path | None = None, *, url: str | None = None) -> DatasetStore:
-    """A ``DatasetStore`` on the database at ``url`` (default: ``database_url(home)``) and ``<home>/objects``."""
-    return DatasetStore(open_database(url, home=home))
+def open_dataset_store(home: str | Path | None = None, *, url: str | None = None, create: bool = True
+                       ) -> DatasetStore:
+    """A ``DatasetStore`` on the database at ``url`` (default: ``database_url(home)``) and ``<home>/objects``.
+
+    ``create=False`` (reading, restoring): nothing is created; a home without a database is an ``InputError``.
+    """
+    return DatasetStore(open_database(url, home=home, create=create))
 
 
 # --- small helpers ------------------------------------------------------------------------------
