@@ -258,8 +258,8 @@ def run_poison_benchmark(args: argparse.Namespace) -> None:
     log = Log()
     results = run_poison(args, log)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "data_poison.json").write_text(json.dumps(results, indent=2))
-    log.write(RESULTS / "data_poison.log")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(results, indent=2))
+    log.write(RESULTS / f"{args.out}.log")
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {

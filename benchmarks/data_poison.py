@@ -45,6 +45,9 @@ def poison_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fp-budget", type=float, default=0.02)
     parser.add_argument("--no-art", action="store_true", help="skip ART's detectors")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="audit, quarantine and retrain this many times (each audit reads the last model)")
+    parser.add_argument("--out", default="data_poison", help="results name under benchmarks/results/")
 
 
 def train(x: np.ndarray, y: np.ndarray, epochs: int) -> tuple[TorchClassifier, float]:
@@ -135,16 +138,25 @@ def run_rate(args: argparse.Namespace, log: Any, rate: float, attack: BadNets, t
         log(f"| {name} | {row['flagged']:,} | {row['recall']:.1%} | {row['fpr']:.2%} | {seconds_text} |")
     log(f"the whole audit (features, label issues, detectors, consensus): {audit_seconds:.1f} s")
     keep = ~np.asarray(record.column("poison-consensus").flags)
-    retrained, retrain_seconds = train(poisoned.x[keep], np.asarray(poisoned.y)[keep], args.epochs)
-    figures["after_quarantine"] = {
-        "removed": int((~keep).sum()), "poison_left": int(mask[keep].sum()), "training_seconds": retrain_seconds,
-        "clean_accuracy": accuracy(retrained, test.x, test.y),
-        "asr": attack_success_rate(retrained, test.x, test.y, attack)}
-    after = figures["after_quarantine"]
-    log(f"after quarantining the consensus's {after['removed']:,} flagged samples ({after['poison_left']} poisoned "
-        f"left) and retraining: clean accuracy {after['clean_accuracy']:.2%} (unpoisoned model "
-        f"{baseline['clean_accuracy']:.2%}, difference "
-        f"{100 * (after['clean_accuracy'] - baseline['clean_accuracy']):+.2f} points), ASR {after['asr']:.2%}")
+    figures["after_quarantine"] = []
+    retrained = model  # the model the next audit reads
+    for round_number in range(1, args.rounds + 1):
+        if round_number > 1:  # audit what is left, with the model retrained on it
+            left = Dataset(x=poisoned.x[keep], y=np.asarray(poisoned.y)[keep], class_names=train_set.class_names,
+                           description=dataset.description)
+            again = run_audit(left, AuditSettings(checks=["label-issues", "poison"], fp_budget=args.fp_budget),
+                              classifier=retrained)
+            keep[np.flatnonzero(keep)[np.asarray(again.column("poison-consensus").flags)]] = False
+        retrained, retrain_seconds = train(poisoned.x[keep], np.asarray(poisoned.y)[keep], args.epochs)
+        after = {"round": round_number, "removed": int((~keep).sum()), "poison_left": int(mask[keep].sum()),
+                 "clean_removed": int((~keep & ~mask).sum()), "training_seconds": retrain_seconds,
+                 "clean_accuracy": accuracy(retrained, test.x, test.y),
+                 "asr": attack_success_rate(retrained, test.x, test.y, attack)}
+        figures["after_quarantine"].append(after)
+        log(f"round {round_number}: after quarantining {after['removed']:,} samples in all ({after['poison_left']} "
+            f"poisoned left, {after['clean_removed']} clean removed) and retraining: clean accuracy "
+            f"{after['clean_accuracy']:.2%} (unpoisoned model {baseline['clean_accuracy']:.2%}, difference "
+            f"{100 * (after['clean_accuracy'] - baseline['clean_accuracy']):+.2f} points), ASR {after['asr']:.2%}")
     figures["audit_seconds"] = audit_seconds
     return figures
 

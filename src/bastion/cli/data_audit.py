@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from bastion.workflows.audit import AuditRecord
 
 CHECK_NAMES = ("duplicates", "leakage", "outliers", "label-issues", "poison")
-SELECTION_NAMES = ("suspected", "label-issues", "outliers", "duplicates", "near-duplicates", "all")
+SELECTION_NAMES = ("suspected", "spectral-signatures", "activation-clustering", "label-issues", "outliers",
+                   "duplicates", "near-duplicates", "all")
 
 
 @data_app.command("audit")

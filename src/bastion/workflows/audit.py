@@ -42,6 +42,8 @@ CHECKS: tuple[Check, ...] = ("duplicates", "leakage", "outliers", "label-issues"
 #: What ``bastion data quarantine --select`` accepts, and the audit column each one reads.
 SELECTIONS: dict[str, tuple[str, ...]] = {
     "suspected": ("poison-consensus",),
+    "spectral-signatures": ("spectral-signatures",),
+    "activation-clustering": ("activation-clustering",),
     "label-issues": ("label-issues",),
     "outliers": ("outliers",),
     "duplicates": ("exact-duplicates",),
