@@ -217,15 +217,21 @@ def _known_poison(path: Path, record: AuditRecord) -> list[bool]:
     return [location in locations for location in record.locations]
 
 
-def _truth_note(path: Path, record: AuditRecord, truth: list[bool]) -> str:
-    """One line per audit: how many of the known poisoned samples it flagged, and its false positives."""
-    poisoned = sum(truth)
-    parts = []
+def _truth_counts(record: AuditRecord, truth: list[bool]) -> dict[str, tuple[int, int]]:
+    """Per audit over the training samples: (known poisoned samples it flagged, clean samples it flagged)."""
+    counts = {}
     for column in record.audits:
         if column.ids is None:
             found = sum(f and t for f, t in zip(column.flags, truth, strict=True))
-            parts.append(f"{column.name} {found} of {poisoned} found, {column.flagged_count - found} false positives")
-    return f"Against the known poison in {path.name} ({poisoned} samples): " + "; ".join(parts) + "."
+            counts[column.name] = (found, column.flagged_count - found)
+    return counts
+
+
+def _truth_note(path: Path, record: AuditRecord, truth: list[bool]) -> str:
+    """One line per audit: how many of the known poisoned samples it flagged, and its false positives."""
+    parts = [f"{name} {found} of {sum(truth)} found, {false} false positives"
+             for name, (found, false) in _truth_counts(record, truth).items()]
+    return f"Against the known poison in {path.name} ({sum(truth)} samples): " + "; ".join(parts) + "."
 
 
 def _print_summary(record: AuditRecord, truth: list[bool] | None) -> None:
@@ -233,12 +239,11 @@ def _print_summary(record: AuditRecord, truth: list[bool] | None) -> None:
 
     columns = ["audit", "flagged", "of"] + (["known poison found", "false positives"] if truth else [])
     table = Table(*columns, title=f"audit of {len(record.ids):,} samples ({record.seconds:.1f} s)")
+    counts = _truth_counts(record, truth) if truth else {}
     for column in record.audits:
-        over = len(column.ids) if column.ids is not None else len(record.ids)
-        row = [column.name, f"{column.flagged_count:,}", f"{over:,}"]
-        if truth and column.ids is None:
-            found = sum(f and t for f, t in zip(column.flags, truth, strict=True))
-            false = column.flagged_count - found
+        row = [column.name, f"{column.flagged_count:,}", f"{len(column.scores):,}"]
+        if column.name in counts:
+            found, false = counts[column.name]
             row += [f"{found} of {sum(truth)} ({found / max(sum(truth), 1):.0%})",
                     f"{false} ({false / max(len(truth) - sum(truth), 1):.1%})"]
         table.add_row(*row)

@@ -179,10 +179,10 @@ def _examples(eps: float, cascade: CascadeResult, x: torch.Tensor, ids: list[str
     )
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a result depends on, for evidence records."""
+def library_versions(*extra: str) -> dict[str, str]:
+    """Versions of Python and of the libraries a result depends on (plus ``extra`` ones), for evidence records."""
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
+    for name in (*_VERSIONED, *extra):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -35,6 +35,7 @@ from bastion.data.audit import (
     poison_audit,
 )
 from bastion.data.sources import Dataset
+from bastion.scan.runner import library_versions
 
 Check = Literal["duplicates", "leakage", "outliers", "label-issues", "poison"]
 CHECKS: tuple[Check, ...] = ("duplicates", "leakage", "outliers", "label-issues", "poison")
@@ -194,7 +195,7 @@ def run_audit(
         columns.extend(_run_check(check, dataset, test, features, settings, columns, notes, say))
     return AuditRecord(
         bastion_version=__version__,
-        library_versions=_library_versions(),
+        library_versions=library_versions("cleanlab"),
         config=settings,
         data=_dataset_ref(dataset, manifest_root),
         data_path=data_path,
@@ -283,20 +284,6 @@ def _dataset_ref(dataset: Dataset, manifest_root: str | None) -> DatasetRef:
     return DatasetRef(description=dataset.description, count=len(dataset), sha256=array_digest(dataset.x, dataset.y),
                       input_shape=list(dataset.input_shape), num_classes=len(dataset.class_names),
                       manifest_root=manifest_root)
-
-
-def _library_versions() -> dict[str, str]:
-    from bastion.scan.runner import library_versions
-
-    versions = library_versions()
-    import importlib.metadata
-
-    for name in ("cleanlab", "scikit-learn"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def read_audit(folder: str | Path) -> AuditRecord:

@@ -76,7 +76,7 @@ def _context(record: AuditRecord, folder: Path, x: np.ndarray | None, bounds: tu
         "record": record,
         "folder": str(folder),
         "total": len(record.ids),
-        "rows": [_audit_row(record, column) for column in record.audits],
+        "rows": [_audit_row(column) for column in record.audits],
         "sections": [(column, _MEANING.get(column.name, ""), _flagged_views(record, column, x, bounds))
                      for column in record.audits if column.flagged_count],
         "per_class": _per_class(record, consensus) if consensus is not None else [],
@@ -85,9 +85,8 @@ def _context(record: AuditRecord, folder: Path, x: np.ndarray | None, bounds: tu
     }
 
 
-def _audit_row(record: AuditRecord, column: AuditColumn) -> dict[str, Any]:
-    over = len(column.ids) if column.ids is not None else len(record.ids)
-    return {"name": column.name, "flagged": column.flagged_count, "over": over,
+def _audit_row(column: AuditColumn) -> dict[str, Any]:
+    return {"name": column.name, "flagged": column.flagged_count, "over": len(column.scores),
             "what": "test samples" if column.ids is not None else "training samples",
             "meaning": _MEANING.get(column.name, ""),
             "params": ", ".join(f"{k} {v}" for k, v in column.params.items() if not isinstance(v, dict | list))}
