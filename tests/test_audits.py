@@ -22,6 +22,7 @@ from bastion.data.audit import (
 )
 from bastion.data.sources import load_dataset
 from bastion.defenses.poison import ActivationClustering, PoisonConsensus, SpectralSignatures, penultimate_features
+from bastion.defenses.poison.sweep import sweep_suspected_class
 from bastion.defenses.training import CrossEntropy, fit
 from bastion.models.torch_adapter import TorchClassifier
 from bastion.models.zoo import digits_cnn
@@ -187,7 +188,28 @@ def test_consensus_keeps_the_budget_on_a_clean_model(digits_model, digits_arrays
     features = penultimate_features(digits_model, x[:1200])
     for budget in (0.02, 0.05):
         consensus = PoisonConsensus(fp_budget=budget).fit(features, y[:1200])
-        assert consensus.flags_.mean() <= budget
+        swept = consensus.sweep_.added if consensus.sweep_ is not None else 0
+        assert consensus.flags_.sum() - swept <= budget * 1200  # the sweep's additions are outside the budget
+        assert swept <= 0.01 * 1200
+
+
+def test_the_sweep_finishes_the_cluster_and_only_adds(poisoned_case):
+    features, labels, poisoned, _ = poisoned_case
+    plain = PoisonConsensus(sweep=False).fit(features, labels)
+    swept = PoisonConsensus().fit(features, labels)
+    assert plain.sweep_ is None and swept.sweep_ is not None
+    assert (swept.flags_ >= plain.flags_).all()
+    assert swept.sweep_.added == swept.flags_.sum() - plain.flags_.sum()
+    assert swept.sweep_.swept_class == int(labels[poisoned][0])
+    assert _rates(swept.flags_, poisoned)[0] >= _rates(plain.flags_, poisoned)[0]
+
+
+def test_no_sweep_without_a_standout_class():
+    flags = np.zeros(400, dtype=bool)
+    flags[np.arange(400) % 10 < 4] = True  # 10% of every class alike
+    labels = np.arange(400) % 4
+    sweep = sweep_suspected_class(np.random.default_rng(0).normal(size=(400, 3)), labels, flags)
+    assert sweep.swept_class is None and sweep.added == 0 and (sweep.flags == flags).all()
 
 
 def test_fisher_combination_and_label_scores(poisoned_case):

@@ -258,6 +258,12 @@ def _run_check(check: Check, dataset: Dataset, test: Dataset | None, features: n
     label_column = next((column for column in done if column.name == "label-issues"), None)
     label_scores = np.asarray(label_column.scores) if label_column is not None else None
     results = poison_audit(ids, features, y, label_scores=label_scores, fp_budget=settings.fp_budget)
+    sweep = results["poison-consensus"].summary.get("sweep", {})
+    if sweep.get("added"):
+        swept = dataset.class_names[sweep["class"]]
+        notes.append(f"The poison consensus swept class {swept!r}, whose flags stand out (binomial tail "
+                     f"10^{sweep['log10_tail']:.0f}): {sweep['added']} more of its samples lie on its flagged "
+                     "cluster's side and are flagged too, outside the false-positive estimate.")
     return [_column(result) for result in results.values()]
 
 

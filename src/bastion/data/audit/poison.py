@@ -33,6 +33,7 @@ def poison_audit(
     excluded_classes: int = 1,
     impute: Impute = "worst",
     label_weight: float = 0.5,
+    sweep: bool = True,
 ) -> dict[str, AuditResult]:
     """Run the poison detectors and their consensus on a model's features.
 
@@ -44,7 +45,7 @@ def poison_audit(
         label_scores: optional ``(N,)`` label-issue scores in [0, 1] (the ``scores`` of
             :func:`bastion.data.audit.label_issues`), added to the consensus.
         fp_budget: the false-positive budget, in (0, 1); default 0.02.
-        detectors, combine, excluded_classes, impute, label_weight: as for :class:`PoisonConsensus`.
+        detectors, combine, excluded_classes, impute, label_weight, sweep: as for :class:`PoisonConsensus`.
 
     Returns:
         ``{name: AuditResult}`` for each detector (``spectral-signatures``, ``activation-clustering``
@@ -55,7 +56,8 @@ def poison_audit(
     check_length(f, len(ids), "features")
     y = check_labels(labels, len(ids))
     consensus = PoisonConsensus(detectors, fp_budget=fp_budget, combine=combine,
-                                excluded_classes=excluded_classes, impute=impute, label_weight=label_weight)
+                                excluded_classes=excluded_classes, impute=impute, label_weight=label_weight,
+                                sweep=sweep)
     scores = None if label_scores is None else np.asarray(as_array(label_scores, "label_scores"), dtype=np.float64)
     consensus.fit(f, y, label_scores=scores)
     results: dict[str, AuditResult] = {}
@@ -72,6 +74,10 @@ def poison_audit(
             scores=np.asarray(detector.zscores_, dtype=np.float64).tolist(), flags=flags.tolist(), summary=summary)
     summary = _summary(consensus.flags_, consensus.pvalues_, y)
     summary["components"] = list(consensus.components_)
+    summary["estimated_fpr"] = consensus.estimated_fpr_  # of the budgeted flags; the sweep's are counted apart
+    if consensus.sweep_ is not None:
+        summary["sweep"] = {"class": consensus.sweep_.swept_class, "added": consensus.sweep_.added,
+                            "log10_tail": consensus.sweep_.log10_tail}
     results[consensus.name] = AuditResult(name=consensus.name, params=consensus.get_params(), ids=ids,
                                           scores=consensus.scores_.tolist(), flags=consensus.flags_.tolist(),
                                           summary=summary)

@@ -43,15 +43,22 @@ Notation: classes ``c`` with ``n_c`` samples (``N`` in all); for a score ``T`` a
    ``pvalues_ <= fp_budget``. Calibrating the combined score itself keeps the budget whatever the
    dependence between detectors.
 
+5. *Sweep* (``sweep=True``, the default; :mod:`bastion.defenses.poison.sweep`). In the one class
+   whose flags stand out most (binomial tail below 1e-6), the boundary between its flagged cluster
+   and the rest of the class is redrawn in feature space, and the samples on the cluster's side are
+   flagged too: the cross-class threshold of step 4 leaves the cluster's tail behind when other
+   classes have heavier-tailed natural outliers. Its additions (``sweep_.added``) are outside the
+   estimate of step 4. Only :meth:`PoisonConsensus.fit` sweeps (it needs the features).
+
 Assumptions behind the guarantee: the poison sits in at most ``excluded_classes`` classes, and the
 clean parts of those classes are no worse-tailed than the worst (``"worst"``) or the average
 (``"mean"``) of the others. Label flips spread over every class break the first assumption: find
 them with the label-issue audit instead.
 
 Outputs (arrays ``(N,)``): ``scores_`` = ``-log10(pvalues_)`` (higher = more suspicious),
-``pvalues_``, ``flags_``, and per component ``component_pvalues_[name]``; ``threshold_`` is the
-smallest combined score ``S`` that is flagged (``inf`` when nothing is), ``estimated_fpr_`` the
-rule's false-positive estimate at that threshold.
+``pvalues_``, ``flags_`` (after the sweep), and per component ``component_pvalues_[name]``;
+``threshold_`` is the smallest combined score ``S`` that step 4 flags (``inf`` when none), ``estimated_fpr_``
+the rule's false-positive estimate at that threshold; ``sweep_`` the :class:`Sweep` (``None`` when off).
 
 Example:
     >>> consensus = PoisonConsensus(fp_budget=0.02).fit(features, labels)
@@ -70,6 +77,7 @@ from bastion.core.errors import InputError
 from bastion.defenses.poison.activation_clustering import ActivationClustering
 from bastion.defenses.poison.robust import check_features, robust_zscores
 from bastion.defenses.poison.spectral import SpectralSignatures
+from bastion.defenses.poison.sweep import Sweep, sweep_suspected_class
 
 Combine = Literal["max", "fisher"]
 Impute = Literal["worst", "mean"]
@@ -140,6 +148,7 @@ class PoisonConsensus:
         excluded_classes: classes assumed to hold poison when estimating false positives, default 1.
         impute: ``"worst"`` (default) or ``"mean"``; see the module docstring.
         label_weight: the weight of the label-issue score in the combination, in (0, 1]; default 0.5.
+        sweep: finish the poison cluster of the most suspicious class (step 5), default True.
     """
 
     name = "poison-consensus"
@@ -153,6 +162,7 @@ class PoisonConsensus:
         excluded_classes: int = 1,
         impute: Impute = "worst",
         label_weight: float = 0.5,
+        sweep: bool = True,
     ) -> None:
         self.detectors = list(detectors) if detectors is not None else [SpectralSignatures(), ActivationClustering()]
         self.fp_budget = check_budget(fp_budget)
@@ -169,11 +179,12 @@ class PoisonConsensus:
         self.combine = combine
         self.excluded_classes = excluded_classes
         self.impute = impute
+        self.sweep = bool(sweep)
 
     def get_params(self) -> dict[str, Any]:
         return {"detectors": {d.name: d.get_params() for d in self.detectors}, "fp_budget": self.fp_budget,
                 "combine": self.combine, "excluded_classes": self.excluded_classes, "impute": self.impute,
-                "label_weight": self.label_weight}
+                "label_weight": self.label_weight, "sweep": self.sweep}
 
     def fit(
         self,
@@ -210,7 +221,11 @@ class PoisonConsensus:
             components[name] = robust_zscores(_score_array(values, len(y), name), y)
         if not components:
             raise InputError("the consensus needs at least one detector or score")
-        return self.fit_scores(components, y)
+        self.fit_scores(components, y)
+        if self.sweep:
+            self.sweep_ = sweep_suspected_class(f, y, self.flags_)
+            self.flags_ = self.sweep_.flags
+        return self
 
     def fit_scores(self, components: Mapping[str, np.ndarray], labels: np.ndarray) -> PoisonConsensus:
         """Combine already standardised per-sample scores (name -> ``(N,)``, higher = more suspicious).
@@ -234,6 +249,7 @@ class PoisonConsensus:
         self.combined_ = combined
         self.threshold_ = float(combined[self.flags_].min()) if self.flags_.any() else math.inf
         self.estimated_fpr_ = float(self.pvalues_[self.flags_].max()) if self.flags_.any() else 0.0
+        self.sweep_: Sweep | None = None
         return self
 
 
