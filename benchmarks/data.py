@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/data.py hashing
     .venv/bin/python benchmarks/data.py poison      # see benchmarks/data_poison.py
+    .venv/bin/python benchmarks/data.py consensus   # see benchmarks/data_consensus.py
 
 ``hashing``: manifest hashing throughput against ``sha256sum`` over the same files, and the time to
 verify them. The 70,000 Fashion-MNIST images (train + test, from ``apt-get install
@@ -255,8 +256,25 @@ def run_poison_benchmark(args: argparse.Namespace) -> None:
     """The ``poison`` sub-command (in ``benchmarks/data_poison.py``); results in ``data_poison.json`` and ``.log``."""
     from data_poison import run_poison  # this script's folder is on sys.path
 
+    _run_and_write(run_poison, args)
+
+
+def _consensus_arguments(parser: argparse.ArgumentParser) -> None:
+    from data_consensus import consensus_arguments
+
+    consensus_arguments(parser)
+
+
+def run_consensus_benchmark(args: argparse.Namespace) -> None:
+    """The ``consensus`` sub-command (in ``benchmarks/data_consensus.py``); results in ``data_consensus.*``."""
+    from data_consensus import run_consensus
+
+    _run_and_write(run_consensus, args)
+
+
+def _run_and_write(run: Callable[[argparse.Namespace, Log], dict[str, Any]], args: argparse.Namespace) -> None:
     log = Log()
-    results = run_poison(args, log)
+    results = run(args, log)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(results, indent=2))
     log.write(RESULTS / f"{args.out}.log")
@@ -267,6 +285,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                           hashing_arguments, run_hashing),
     "poison": Subcommand("BadNets at 1% and 5% of Fashion-MNIST: the audit against ART's detectors, quarantine "
                          "and retraining", _poison_arguments, run_poison_benchmark),
+    "consensus": Subcommand("the poison consensus on scikit-learn digits, clean and BadNets-poisoned, over seeds, "
+                            "with and without its sweep", _consensus_arguments, run_consensus_benchmark),
 }
 
 
