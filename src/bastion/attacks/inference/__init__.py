@@ -5,6 +5,8 @@
   Both need only the model's scores, so a remote endpoint can be the target.
 - Their measure (:mod:`.metrics`): ROC AUC and, above all, the true-positive rate at 1% and 0.1%
   false positives, in a :class:`MembershipResult` for the evidence record.
+- The privacy audit (:mod:`.epsilon`): an empirical lower bound on a training run's DP epsilon from
+  membership scores (Jagielski et al. 2020), to set beside the DP accountant's epsilon.
 - Model inversion (:mod:`.inversion`): MI-Face (Fredrikson et al. 2015) reconstructs a
   representative input per class by gradient descent; needs white-box access.
 
@@ -15,6 +17,7 @@ Example:
 """
 
 from bastion.attacks.inference.base import MembershipAttack, logit_confidence
+from bastion.attacks.inference.epsilon import EpsilonBound, clopper_pearson_upper, epsilon_lower_bound
 from bastion.attacks.inference.inversion import InversionResult, MIFace
 from bastion.attacks.inference.membership import LiRA, LossThreshold, evaluate_membership
 from bastion.attacks.inference.metrics import (
@@ -28,6 +31,7 @@ from bastion.attacks.inference.metrics import (
 from bastion.attacks.inference.shadows import ShadowTrainer, shadow_membership, shadow_trainer
 
 __all__ = [
+    "EpsilonBound",
     "InversionResult",
     "LiRA",
     "LossThreshold",
@@ -35,6 +39,8 @@ __all__ = [
     "MembershipAttack",
     "MembershipResult",
     "ShadowTrainer",
+    "clopper_pearson_upper",
+    "epsilon_lower_bound",
     "evaluate_membership",
     "logit_confidence",
     "membership_result",
