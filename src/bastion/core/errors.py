@@ -25,3 +25,25 @@ class CapabilityError(BastionError):
 
 class ConfigError(BastionError, ValueError):
     """An unknown suite, attack, norm or option."""
+
+
+class QueryBudgetExceeded(BastionError):
+    """A query would take a classifier past its query budget; it is refused before anything is sent.
+
+    From an extraction attack's oracle it means a bug in the attack; from a remote endpoint it means
+    the budget given for that endpoint is spent (raise it, or resume later from the answer journal).
+    """
+
+
+class RemoteError(BastionError):
+    """A remote model endpoint failed: unreachable, refusing, or answering something that is no valid answer.
+
+    Attributes:
+        url: the endpoint URL the request went to (never with credentials).
+        status: the last HTTP status received, ``None`` when no answer came (timeout, refused connection).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status

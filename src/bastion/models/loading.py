@@ -1,13 +1,15 @@
 """Turn a ``--model`` spec into a :class:`Classifier`, refusing files that could run code on load.
 
 Accepted specs: ``pkg.module:factory`` (optionally with ``--weights file.safetensors``), TorchScript
-archives (``.pt``, ``.pth``, ``.ts``), ONNX (``.onnx``) and skops (``.skops``). Pickles, including
-``torch.save`` checkpoints, are refused: unpickling runs whatever code the file names.
+archives (``.pt``, ``.pth``, ``.ts``), ONNX (``.onnx``), skops (``.skops``) and live endpoints
+(``https://host/v2/models/NAME``, Open Inference Protocol v2). Pickles, including ``torch.save``
+checkpoints, are refused: unpickling runs whatever code the file names.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import zipfile
 from collections.abc import Callable, Sequence
@@ -30,8 +32,10 @@ TRUSTED_SKOPS_PACKAGES = frozenset({"sklearn", "numpy", "scipy"})
 ACCEPTED_MODELS = (
     "pkg.module:factory (returning an nn.Module or a Classifier; weights via --weights "
     "file.safetensors), a TorchScript archive (.pt, .pth, .ts), an ONNX file (.onnx), "
-    "a skops file (.skops)"
+    "a skops file (.skops), a live endpoint (http(s)://host/v2/models/NAME, Open Inference Protocol v2)"
 )
+#: The environment variable an endpoint's API key is read from when none is passed.
+API_KEY_ENV = "BASTION_API_KEY"
 PICKLE_ADVICE = (
     "Pickle files can run arbitrary code when they are loaded, so bastion refuses them. Export "
     "the weights as safetensors with safetensors.torch.save_file(model.state_dict(), "
@@ -50,7 +54,7 @@ class LoadedModel:
         description: the spec and files it was loaded from, for reports.
         sha256: hex SHA-256 of the model file (the weights file for a factory), ``None`` when
             the model is only code (a factory without weights).
-        kind: ``torch``, ``torchscript``, ``onnx``, ``sklearn`` or a ready classifier's own kind.
+        kind: ``torch``, ``torchscript``, ``onnx``, ``sklearn``, ``remote`` or a ready classifier's own kind.
     """
 
     classifier: Classifier
@@ -77,21 +81,31 @@ def load_classifier(
     bounds: tuple[float, float] = (0.0, 1.0),
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    api_key: str | None = None,
+    budget: int | None = None,
+    journal: str | Path | None = None,
 ) -> LoadedModel:
     """Load the model named by ``spec`` (see ``ACCEPTED_MODELS``).
 
     Args:
-        spec: ``pkg.module:factory`` or a model file path.
+        spec: ``pkg.module:factory``, a model file path, or an endpoint URL ``http(s)://host/v2/models/NAME``
+            (a :class:`~bastion.models.remote.RemoteClassifier`; ``kind="remote"``, ``sha256=None``).
         weights: a ``.safetensors`` state dict for a factory's module (strict key/shape match).
         input_shape: per-sample shape, e.g. ``(1, 28, 28)``; needed when the model cannot say.
         num_classes: ``C``; needed when the model cannot say.
         bounds: valid input range, default ``(0, 1)``.
         mean, std: per-channel normalisation for torch modules, applied inside the adapter.
+        api_key: an endpoint's API key (sent as ``Authorization: Bearer KEY``); default: the
+            ``BASTION_API_KEY`` environment variable, if set. Endpoints only.
+        budget: the most samples the endpoint may be sent (``None``: no limit). Endpoints only.
+        journal: a JSON-lines file keeping the endpoint's answers, so that an interrupted attack resumes
+            without asking again. Endpoints only.
 
     Raises:
         InputError: a missing file, an unknown form, or a model that does not fit its arguments.
         UnsafeFileError: a pickle (``.pkl``, ``torch.save`` checkpoint) or a skops file with
             types from outside scikit-learn, numpy and scipy.
+        RemoteError: an endpoint whose metadata cannot be read.
     """
     options = _Options(
         input_shape=None if input_shape is None else tuple(int(d) for d in input_shape),
@@ -100,6 +114,10 @@ def load_classifier(
         mean=mean,
         std=std,
     )
+    if spec.lower().startswith(("http://", "https://")):
+        return _load_remote(spec, weights, options, api_key=api_key, budget=budget, journal=journal)
+    if api_key is not None or budget is not None or journal is not None:
+        raise InputError(f"api_key, budget and journal apply to http(s) endpoints only, not to {spec}")
     if _FACTORY_SPEC.match(spec) and not Path(spec).exists():
         return _load_factory(spec, weights, options)
     if weights is not None:
@@ -379,6 +397,26 @@ def _load_skops(path: Path, options: _Options) -> LoadedModel:
     classifier = SklearnClassifier(estimator, input_shape=input_shape, bounds=options.bounds)
     _agree("num_classes", options.num_classes, classifier.num_classes, str(path))
     return LoadedModel(classifier, f"scikit-learn {path}", file_digest(str(path)), "sklearn")
+
+
+def _load_remote(spec: str, weights: str | None, options: _Options, *, api_key: str | None, budget: int | None,
+                 journal: str | Path | None) -> LoadedModel:
+    """A :class:`RemoteClassifier` for an endpoint URL; the key comes from ``api_key`` or ``BASTION_API_KEY``."""
+    if weights is not None or options.mean is not None or options.std is not None:
+        raise InputError("--weights, mean and std do not apply to a remote endpoint: it serves its own model")
+    from bastion.models.remote import RemoteClassifier
+
+    classifier = RemoteClassifier(
+        spec,
+        input_shape=options.input_shape,
+        num_classes=options.num_classes,
+        bounds=options.bounds,
+        api_key=api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None,
+        budget=budget,
+        journal=journal,
+    )
+    description = f"remote endpoint {classifier.endpoint.infer_url} ({classifier.access})"
+    return LoadedModel(classifier, description, None, "remote")
 
 
 _FILE_LOADERS: dict[str, Callable[[Path, _Options], LoadedModel]] = {

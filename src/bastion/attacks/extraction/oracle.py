@@ -19,15 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from bastion.attacks.extraction.base import TargetKind
-from bastion.core.errors import BastionError
+from bastion.core.errors import QueryBudgetExceeded
 from bastion.models.base import Classifier, QueryCounter
 
 #: Samples per victim call; a larger query is split into batches of this size.
 QUERY_BATCH = 256
 
-
-class QueryBudgetExceeded(BastionError):
-    """An attack tried to query the victim past its budget (a bug in the attack, never the user's input)."""
+# QueryBudgetExceeded lives in core.errors (remote endpoints raise it too); it is re-exported here.
+__all__ = ["QUERY_BATCH", "BudgetedOracle", "QueryBudgetExceeded"]
 
 
 class BudgetedOracle:
