@@ -79,12 +79,12 @@ def test_no_step_changes_a_predicted_label_or_the_accuracy(model, held_out, step
 def test_top_k_keeps_the_k_largest_probabilities_and_renormalises(model, held_out):
     x, _ = held_out
     raw = torch.softmax(model.logits(x), dim=1)
-    kept = TopK(k=3).wrap(model).probabilities(x)
+    kept = TopK(k=3, renormalise=True).wrap(model).probabilities(x)
     assert bool(((kept > 0).sum(dim=1) == 3).all())
     torch.testing.assert_close(kept.sum(dim=1), torch.ones(len(x)))
     top3 = raw.topk(3, dim=1).indices
     torch.testing.assert_close(kept.gather(1, top3), raw.gather(1, top3) / raw.gather(1, top3).sum(1, keepdim=True))
-    unnormalised = TopK(k=3, renormalise=False).wrap(model).probabilities(x)
+    unnormalised = TopK(k=3).wrap(model).probabilities(x)
     torch.testing.assert_close(unnormalised.gather(1, top3), raw.gather(1, top3))
 
 
@@ -132,7 +132,7 @@ def test_hardened_models_offer_scores_without_gradients(model, held_out):
     hardened = PostprocessedClassifier(model, steps)
     assert model.access == "white" and hardened.access == "scores"
     assert not hardened.logits(x.clone().requires_grad_(True)).requires_grad
-    assert hardened.get_params() == {"steps": [{"name": "top-k", "params": {"k": 2, "renormalise": True}},
+    assert hardened.get_params() == {"steps": [{"name": "top-k", "params": {"k": 2, "renormalise": False}},
                                                {"name": "rounding", "params": {"decimals": 2}}],
                                      "access": "scores"}
     assert PostprocessedClassifier(model, [LabelOnly(), Rounding()]).access == "labels"

@@ -1,4 +1,5 @@
-"""``bastion scan``: red-team a model with a cascade of evasion attacks and write reports."""
+"""``bastion scan``: red-team a model with a cascade of evasion attacks, or with the privacy or extraction suite,
+and write reports. The privacy and extraction suites live in :mod:`bastion.cli.scan_suites`."""
 
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ from bastion.cli.model_options import (
     InputShape,
     LabelColumn,
     Mean,
-    ModelSpec,
     NumClasses,
     SchemaFile,
     Std,
     WeightsFile,
     load_data_from_options,
-    load_model_from_options,
 )
 from bastion.cli.options import floats, names
+from bastion.cli.scan_suites import (
+    DATA_SUITES,
+    TargetOptions,
+    data_suite_conflicts,
+    run_extraction_suite,
+    run_privacy_suite,
+)
 from bastion.core.errors import InputError
 from bastion.core.literals import Access, Norm
 from bastion.scan.defaults import EOT_SAMPLES
@@ -34,22 +40,46 @@ if TYPE_CHECKING:  # the scan machinery (torch) is imported when a scan runs, no
     from bastion.scan.defense_record import DefenseScanRecord, PassComparison
 
 
+_DEFAULT_EPS = "0.1"
+OptionalModelSpec = Annotated[str | None, typer.Option(
+    "--model", "-m",
+    help="pkg.module:factory (with --weights), a TorchScript file, an ONNX file or a .skops file. Or --endpoint.",
+    show_default=False,
+)]
+
+
 def scan_command(
-    model: ModelSpec,
+    model: OptionalModelSpec = None,
+    *,
     data: DataSpec,
     weights: WeightsFile = None,
+    endpoint: Annotated[str | None, typer.Option(
+        help="A live model served over HTTP (Open Inference Protocol v2: KServe, Triton, bastion's gateway), "
+        "https://host/v2/models/NAME, instead of --model.", show_default=False)] = None,
+    api_key: Annotated[str | None, typer.Option(
+        help="The endpoint's API key, sent as 'Authorization: Bearer KEY' (default: $BASTION_API_KEY). Never "
+        "printed or written to a report.", show_default=False)] = None,
+    journal: Annotated[Path | None, typer.Option(
+        help="A file keeping the endpoint's answers (JSON lines), so an interrupted scan resumes without paying "
+        "for them again.", show_default=False)] = None,
+    budget: Annotated[int | None, typer.Option(
+        help="Queries: for --suite extraction, the most of each extraction run (default 5000); otherwise the most "
+        "samples sent to an --endpoint (default: no limit).", show_default=False)] = None,
     norm: Annotated[Norm, typer.Option(help="Perturbation norm: linf or l2.")] = "linf",
     eps: Annotated[str, typer.Option(help="Budget(s), comma-separated; the first is the headline, "
-                                     "e.g. 0.1 or 0.05,0.1,0.2 for a curve.")] = "0.1",
-    suite: Annotated[str, typer.Option(help="quick (FGSM+PGD), standard (APGD-CE, APGD-T, Square) "
-                                       "or full (every attack).")] = "standard",
+                                     "e.g. 0.1 or 0.05,0.1,0.2 for a curve.")] = _DEFAULT_EPS,
+    suite: Annotated[str, typer.Option(help="Evasion: quick (FGSM+PGD), standard (APGD-CE, APGD-T, Square) or full "
+                                       "(every attack). privacy: membership inference, model inversion and output "
+                                       "defenses (needs --train-data). extraction: model stealing (Knockoff Nets) "
+                                       "within --budget queries, and output defenses.")] = "standard",
     attacks: Annotated[str | None, typer.Option(help="Comma-separated attack names instead of a "
                                                 "suite (see 'bastion attacks').")] = None,
     targeted: Annotated[bool, typer.Option(help="Targeted threat: random wrong target per sample.")] = False,
     access: Annotated[Access | None, typer.Option(help="Limit the attacker to white, scores or labels "
                                                  "access (default: what the model offers).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for scan.json, scan.html, scan.sarif, junit.xml "
-                                      "(and defense.json with --preprocess).")] = Path("report"),
+                                      "(and defense.json with --preprocess); privacy.json and privacy.html, or "
+                                      "extraction.json and extraction.html, for those suites.")] = Path("report"),
     fail_under: Annotated[float | None, typer.Option(help="Exit 1 (and fail the JUnit test) when robust "
                                                      "accuracy at the first eps is below this (0..1).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for every random choice of the attacks.")] = 0,
@@ -63,6 +93,27 @@ def scan_command(
     eot_samples: Annotated[int | None, typer.Option(
         help=f"With --preprocess: random draws averaged per gradient (EOT) through random steps "
         f"(noise, resize). Default {EOT_SAMPLES}.")] = None,
+    train_data: Annotated[str | None, typer.Option(
+        help="--suite privacy: the data the model was trained on (the members); --data is then data it was not "
+        "trained on (the non-members). Same formats as --data.", show_default=False)] = None,
+    shadows: Annotated[int | None, typer.Option(
+        help="--suite privacy: shadow models LiRA trains, each on half of members and non-members together "
+        "(default 16).", show_default=False)] = None,
+    shadow_epochs: Annotated[int | None, typer.Option(
+        help="--suite privacy: epochs of each shadow (default 10, as 'bastion train'); match the model's training.",
+        show_default=False)] = None,
+    shadow_model: Annotated[str | None, typer.Option(
+        help="--suite privacy: pkg.module:factory building the shadows (default: the --model factory; without "
+        "one LiRA is skipped).", show_default=False)] = None,
+    copy_model: Annotated[str | None, typer.Option(
+        help="--suite extraction: pkg.module:factory building the attacker's copies (default: the --model "
+        "factory, else a built-in network for the input shape).", show_default=False)] = None,
+    copy_epochs: Annotated[int | None, typer.Option(
+        help="--suite extraction: train each copy exactly this many epochs (default 30, and at least 1000 "
+        "optimiser steps for copies trained on few queries).", show_default=False)] = None,
+    eval_data: Annotated[str | None, typer.Option(
+        help="--suite extraction: held-out data for fidelity and accuracy (default: 20% of --data, chosen by "
+        "sample id; the rest is the attacker's pool).", show_default=False)] = None,
     label_column: LabelColumn = "label",
     schema: SchemaFile = None,
     input_shape: InputShape = None,
@@ -71,7 +122,41 @@ def scan_command(
     mean: Mean = None,
     std: Std = None,
 ) -> None:
-    """Red-team a classifier with evasion attacks; write JSON evidence and HTML, SARIF, JUnit reports."""
+    """Red-team a classifier or a live endpoint: evasion suites, privacy (membership inference, inversion) or
+    extraction; write JSON evidence and HTML reports (and SARIF, JUnit for evasion)."""
+    target = TargetOptions(model=model, endpoint=endpoint, weights=weights, api_key=api_key, journal=journal,
+                           input_shape=input_shape, num_classes=num_classes, bounds=bounds, mean=mean, std=std)
+    with user_errors():
+        data_suite_conflicts(suite, {
+            "--train-data": train_data, "--shadows": shadows, "--shadow-epochs": shadow_epochs,
+            "--shadow-model": shadow_model, "--copy-model": copy_model, "--copy-epochs": copy_epochs,
+            "--eval-data": eval_data,
+            "--attacks": attacks, "--preprocess": preprocess, "--eot-samples": eot_samples,
+            "--fail-under": fail_under, "--targeted": targeted, "--access": access,
+            "--eps": None if eps == _DEFAULT_EPS else eps, "--norm": None if norm == "linf" else norm})
+    if suite not in DATA_SUITES:
+        _evasion_scan(target, data, budget, norm, eps, suite, attacks, targeted, access, out, fail_under, seed,
+                      batch_size, limit, preprocess, eot_samples, label_column, schema)
+        return
+    with user_errors():
+        if suite == "privacy":
+            paths = run_privacy_suite(target, data=data, train_data=train_data, out=out, seed=seed,
+                                      batch_size=batch_size, limit=limit, budget=budget, shadows=shadows,
+                                      shadow_epochs=shadow_epochs, shadow_model=shadow_model,
+                                      label_column=label_column, schema=schema)
+        else:
+            paths = run_extraction_suite(target, data=data, eval_data=eval_data, out=out, seed=seed, limit=limit,
+                                         budget=budget, copy_model=copy_model, copy_epochs=copy_epochs,
+                                         label_column=label_column, schema=schema)
+    console.print(f"reports: {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+def _evasion_scan(
+    target: TargetOptions, data: str, budget: int | None, norm: Norm, eps: str, suite: str, attacks: str | None,
+    targeted: bool, access: Access | None, out: Path, fail_under: float | None, seed: int, batch_size: int,
+    limit: int | None, preprocess: str | None, eot_samples: int | None, label_column: str, schema: Path | None,
+) -> None:
+    """The evasion suites: a cascade per eps, optionally through preprocessing defenses."""
     from bastion.scan.adaptive import run_defended_scan
     from bastion.scan.report.writer import prepare_folder, write_reports
     from bastion.scan.runner import ScanSettings, run_scan
@@ -81,8 +166,9 @@ def scan_command(
                                 targeted=targeted, access=access, seed=seed, batch_size=batch_size,
                                 fail_under=fail_under)
         defense = _defense_settings(preprocess, eot_samples, seed)
+        target.check(budget, budget_for_extraction=False)
         prepare_folder(out)
-        loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
+        loaded = target.load(endpoint_budget=budget)
         dataset = load_data_from_options(data, label_column, schema, limit)
         with progress_bars() as progress:
             if defense is None:

@@ -3,9 +3,10 @@
 Paper: Tramèr, Zhang, Juels, Reiter, Ristenpart, "Stealing Machine Learning Models via Prediction
 APIs", USENIX Security 2016 (section 8, rounding and class-label-only outputs as countermeasures);
 top-k is the usual API form (Orekondy et al. 2019 evaluate it against Knockoff Nets).
-The other ``C - k`` probabilities become 0; with ``renormalise`` (the default) the kept ones are
-divided by their sum, so every row still sums to 1. The top class is always kept and stays on top.
-Default: ``k = 1`` (the top class and its confidence). Shapes: ``(N, C)`` in and out, ``k <= C``.
+The other ``C - k`` probabilities become 0, and the kept ones keep their values (default), or with
+``renormalise=True`` are divided by their sum so that every row sums to 1 (at ``k = 1`` that is
+label-only). The top class is always kept and stays on top. Default: ``k = 1``, unnormalised (the
+top class and its confidence). Shapes: ``(N, C)`` in and out, ``k <= C``.
 
 Example:
     >>> hardened = TopK(k=3).wrap(model)
@@ -20,11 +21,11 @@ from bastion.defenses.output.base import PostProcessor, check_int
 
 
 class TopK(PostProcessor):
-    """Keep the ``k`` (>= 1, default 1) largest probabilities, zero the rest, and renormalise unless told not to."""
+    """Keep the ``k`` (>= 1, default 1) largest probabilities and zero the rest; ``renormalise`` (default False)."""
 
     name = "top-k"
 
-    def __init__(self, k: int = 1, *, renormalise: bool = True) -> None:
+    def __init__(self, k: int = 1, *, renormalise: bool = False) -> None:
         self.k = check_int(k, "k", 1)
         self.renormalise = bool(renormalise)
 

@@ -1,6 +1,6 @@
 """Names of the MITRE ATLAS and OWASP ML Top 10 entries a scan report cites.
 
-Only the ids bastion's evasion scan maps to are named here; an unknown id is still shown, with
+Only the ids bastion's scans (evasion, privacy, extraction) map to are named here; an unknown id is still shown, with
 a neutral name, so a record written by a newer bastion renders without error.
 """
 
@@ -11,10 +11,16 @@ from dataclasses import dataclass
 ATLAS_NAMES: dict[str, str] = {
     "AML.T0043": "Craft Adversarial Data",
     "AML.T0015": "Evade ML Model",
+    "AML.T0024.000": "Infer Training Data Membership",
+    "AML.T0024.001": "Invert ML Model",
+    "AML.T0024.002": "Extract ML Model",
 }
 
 OWASP_NAMES: dict[str, str] = {
     "ML01:2023": "Input Manipulation Attack",
+    "ML03:2023": "Model Inversion Attack",
+    "ML04:2023": "Membership Inference Attack",
+    "ML05:2023": "Model Theft",
 }
 
 _UNKNOWN_NAME = "(name not known to this bastion version)"

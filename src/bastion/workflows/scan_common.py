@@ -1,0 +1,53 @@
+"""What the privacy and extraction workflows share: progress lines, dataset references, endpoint facts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bastion.core.errors import InputError
+from bastion.core.ids import array_digest
+from bastion.core.records import DatasetRef
+from bastion.data.sources import Dataset
+from bastion.models.base import Classifier
+
+#: ``progress(line)``: called with a line of text before each step of a workflow (the CLI prints it).
+Progress = Callable[[str], None]
+
+
+def no_progress(line: str) -> None:
+    """The default progress callback: does nothing."""
+
+
+def dataset_ref(dataset: Dataset) -> DatasetRef:
+    """The record's reference to ``dataset``: description, size, hash of ``x`` then ``y``, shape, classes."""
+    return DatasetRef(description=dataset.description, count=len(dataset), sha256=array_digest(dataset.x, dataset.y),
+                      input_shape=list(dataset.input_shape), num_classes=len(dataset.class_names))
+
+
+def endpoint_facts(classifier: Classifier) -> dict[str, Any] | None:
+    """A remote endpoint's settings (API key redacted) and the samples it was sent; ``None`` for a local model."""
+    if classifier.kind != "remote":
+        return None
+    from bastion.models.remote import RemoteClassifier
+
+    if not isinstance(classifier, RemoteClassifier):
+        return None
+    return {**classifier.get_params(), "samples_sent": classifier.used,
+            "served_from_cache": classifier.served_from_cache}
+
+
+def check_fits(dataset: Dataset, model: Classifier, option: str) -> None:
+    """Refuse data whose per-sample shape or labels do not fit ``model``; ``option`` names it in the message.
+
+    Raises:
+        InputError: an empty dataset, another per-sample shape, or labels outside ``0 .. C-1``.
+    """
+    if not len(dataset):
+        raise InputError(f"{option} is empty")
+    if tuple(dataset.input_shape) != tuple(model.input_shape):
+        raise InputError(f"{option} has per-sample shape {tuple(dataset.input_shape)}; the model expects "
+                         f"{tuple(model.input_shape)}")
+    if int(dataset.y.max()) >= model.num_classes:
+        raise InputError(f"{option} has labels up to {int(dataset.y.max())}; the model has {model.num_classes} "
+                         f"classes (0..{model.num_classes - 1})")
