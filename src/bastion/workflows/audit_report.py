@@ -6,17 +6,13 @@ import base64
 import io
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import Environment
 
-from bastion.scan.report._common import write_text_atomically
-from bastion.scan.report.html import report_environment
-from bastion.scan.report.writer import prepare_folder
 from bastion.workflows.audit import AuditColumn, AuditRecord
+from bastion.workflows.pages import write_record_and_page
 
 #: Samples shown per audit in the HTML; the JSON record has every score.
 SHOWN_PER_AUDIT = 24
@@ -57,17 +53,8 @@ def write_audit_reports(record: AuditRecord, out_dir: str | Path, *, x: np.ndarr
     ``x``: the audited inputs ``(N, ...)``, aligned with ``record.ids``; image inputs (``(N, C, H, W)``
     with 1 or 3 channels) are shown as thumbnails next to the flagged samples.
     """
-    folder = prepare_folder(out_dir)
-    paths = {"json": folder / "audit.json", "html": folder / "audit.html"}
-    write_text_atomically(paths["json"], record.model_dump_json())
-    html = _environment().get_template("audit.html").render(**_context(record, folder, x, bounds))
-    write_text_atomically(paths["html"], html)
-    return paths
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return report_environment("bastion.workflows")
+    return write_record_and_page(record, out_dir, "audit", lambda folder: _context(record, folder, x, bounds),
+                                 indent=None)
 
 
 def _context(record: AuditRecord, folder: Path, x: np.ndarray | None, bounds: tuple[float, float]) -> dict[str, Any]:

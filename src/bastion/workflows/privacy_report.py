@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment
-
-from bastion.scan.report._common import write_text_atomically
-from bastion.scan.report.html import report_environment
 from bastion.scan.report.plots import png_data_uri
 from bastion.scan.report.taxonomy import taxonomy_entries
-from bastion.scan.report.writer import prepare_folder
+from bastion.workflows.pages import write_record_and_page
 from bastion.workflows.privacy_plots import extraction_curve_plot, inversion_plot, roc_plot
 from bastion.workflows.privacy_records import ExtractionScanRecord, PrivacyDefenseRow, PrivacyRecord
 
@@ -38,27 +33,12 @@ class Advice:
 
 def write_privacy_reports(record: PrivacyRecord, out_dir: str | Path) -> dict[str, Path]:
     """Write ``privacy.json`` (canonical) and ``privacy.html`` into ``out_dir``; returns both paths, keyed json/html."""
-    folder = prepare_folder(out_dir)
-    paths = {"json": folder / "privacy.json", "html": folder / "privacy.html"}
-    write_text_atomically(paths["json"], record.model_dump_json(indent=2))
-    html = _environment().get_template("privacy.html").render(**_privacy_context(record))
-    write_text_atomically(paths["html"], html)
-    return paths
+    return write_record_and_page(record, out_dir, "privacy", lambda folder: _privacy_context(record))
 
 
 def write_extraction_reports(record: ExtractionScanRecord, out_dir: str | Path) -> dict[str, Path]:
     """Write ``extraction.json`` (canonical) and ``extraction.html`` into ``out_dir``; returns both paths."""
-    folder = prepare_folder(out_dir)
-    paths = {"json": folder / "extraction.json", "html": folder / "extraction.html"}
-    write_text_atomically(paths["json"], record.model_dump_json(indent=2))
-    html = _environment().get_template("extraction.html").render(**_extraction_context(record))
-    write_text_atomically(paths["html"], html)
-    return paths
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return report_environment("bastion.workflows")
+    return write_record_and_page(record, out_dir, "extraction", lambda folder: _extraction_context(record))
 
 
 def _privacy_context(record: PrivacyRecord) -> dict[str, Any]:

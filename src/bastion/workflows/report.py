@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment
-
 from bastion.core.evidence import CertifiedSample, CertifyRecord, HardenRecord
-from bastion.scan.report._common import norm_symbol, write_text_atomically
-from bastion.scan.report.html import report_environment
+from bastion.scan.report._common import norm_symbol
 from bastion.scan.report.plots import png_data_uri
-from bastion.scan.report.writer import prepare_folder
+from bastion.workflows.pages import write_record_and_page
 from bastion.workflows.plots import certified_curve_plot, training_history_plot
 
 #: Uncertified samples listed in the HTML; the JSON record has all of them.
@@ -32,27 +28,12 @@ _METHOD_TITLES = {
 
 def write_certify_reports(record: CertifyRecord, out_dir: str | Path) -> dict[str, Path]:
     """Write ``certify.json`` (canonical) and ``certify.html`` into ``out_dir``; returns both paths."""
-    folder = prepare_folder(out_dir)
-    paths = {"json": folder / "certify.json", "html": folder / "certify.html"}
-    write_text_atomically(paths["json"], record.model_dump_json(indent=2))
-    html = _environment().get_template("certify.html").render(**_certify_context(record))
-    write_text_atomically(paths["html"], html)
-    return paths
+    return write_record_and_page(record, out_dir, "certify", lambda folder: _certify_context(record))
 
 
 def write_harden_reports(record: HardenRecord, out_dir: str | Path) -> dict[str, Path]:
     """Write ``harden.json`` (canonical) and ``harden.html`` into ``out_dir``; returns both paths."""
-    folder = prepare_folder(out_dir)
-    paths = {"json": folder / "harden.json", "html": folder / "harden.html"}
-    write_text_atomically(paths["json"], record.model_dump_json(indent=2))
-    html = _environment().get_template("harden.html").render(**_harden_context(record))
-    write_text_atomically(paths["html"], html)
-    return paths
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
-    return report_environment("bastion.workflows")
+    return write_record_and_page(record, out_dir, "harden", lambda folder: _harden_context(record))
 
 
 def _certify_context(record: CertifyRecord) -> dict[str, Any]:
