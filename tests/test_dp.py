@@ -344,3 +344,21 @@ def test_bound_refuses_bad_settings(options, message):
 def test_bound_refuses_a_truth_without_non_members():
     with pytest.raises(InputError, match="both members and non-members"):
         epsilon_lower_bound(SEPARATED, np.ones(20, bool), delta=0.0)
+
+
+def test_bastion_train_with_dp_writes_the_accountants_record(tmp_path):
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "dp.safetensors"
+    args = ["train", "--model", "bastion.models.zoo:digits_cnn", "--data", "digits:train", "--limit", "300",
+            "--epochs", "1", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--dp-noise", "1.0"])
+    assert result.exit_code == 0, result.output
+    record = DPTrainingRecord.model_validate_json(out.with_suffix(".privacy.json").read_text())
+    assert record.privacy.noise_multiplier == 1.0 and 0 < record.privacy.epsilon < float("inf")
+    assert "epsilon" in result.output and out.exists()
+    refused = runner.invoke(app, [*args, "--dp-noise", "1.0", "--adversarial-eps", "0.1"])
+    assert refused.exit_code != 0 and "cannot be combined" in refused.output

@@ -27,7 +27,6 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 from typing import Any, Literal, get_args
@@ -41,6 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bastion.core.errors import CapabilityError, InputError
 from bastion.core.seeding import derive_seed, seed_everything
 from bastion.defenses.training.data import ArrayLike, labelled_tensors
+from bastion.defenses.training.loop import EpochCallback
 from bastion.defenses.training.optim import build_optimiser, optimiser_settings
 from bastion.defenses.training.record import EpochRecord, TrainingRecord
 from bastion.models.base import predict_in_batches
@@ -80,10 +80,6 @@ class DPTrainingRecord(TrainingRecord):
     """A :class:`TrainingRecord` (``method="dp-sgd"``) plus the accountant's guarantee in ``privacy``."""
 
     privacy: PrivacyAccounting
-
-
-#: ``on_epoch(epoch, epochs, record)`` after each epoch (1-based), as in :func:`~bastion.defenses.training.fit`.
-EpochCallback = Callable[[int, int, EpochRecord], None]
 
 
 def default_delta(train_samples: int) -> float:
