@@ -110,6 +110,23 @@ def test_privacy_suite_reports_membership_inversion_and_defenses(trained, tmp_pa
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 2  # the ROC curves and the reconstructions
 
 
+def test_a_dp_trained_model_shows_its_accountants_epsilon_beside_the_bound(trained, tmp_path) -> None:
+    weights = tmp_path / "dp.safetensors"
+    result = runner.invoke(app, ["train", "--model", FACTORY, "--data", trained.members, "--epochs", "3",
+                                 "--dp-noise", "1.0", "--out", str(weights)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["scan", "--model", FACTORY, "--weights", str(weights), "--suite", "privacy",
+                                 "--data", trained.non_members, "--train-data", trained.members, "--shadows", "2",
+                                 "--shadow-epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = PrivacyRecord.model_validate_json((out / "privacy.json").read_text())
+    assert record.accountant is not None and record.accountant.noise_multiplier == 1.0
+    assert record.epsilon is not None and record.epsilon.delta == record.accountant.delta
+    assert "DP accountant's epsilon" in _text(result)
+    assert "its accountant" in (out / "privacy.html").read_text()
+
+
 def test_privacy_suite_without_a_trainable_factory_skips_lira_with_a_note(trained, tmp_path) -> None:
     import torch
 

@@ -31,6 +31,7 @@ from bastion.cli.options import floats, ints, pair
 from bastion.core.errors import InputError
 
 if TYPE_CHECKING:
+    from bastion.defenses.training.dp import PrivacyAccounting
     from bastion.models.loading import LoadedModel
     from bastion.workflows.privacy_records import ExtractionScanRecord, PrivacyRecord
 
@@ -131,16 +132,35 @@ def run_privacy_suite(
     _at_least(shadows, 2, "--shadows", "LiRA needs one shadow trained with and one without each example")
     _at_least(shadow_epochs, 1, "--shadow-epochs", "")
     _at_least(batch_size, 1, "--batch-size", "")
+    accountant = _dp_accounting(target.weights)
     settings = PrivacySettings(seed=seed, batch_size=batch_size, shadow_model=shadow_model,
+                               delta=accountant.delta if accountant is not None else None,
                                **_given(shadows=shadows, shadow_epochs=shadow_epochs))
     prepare_folder(out)
     members = load_data_from_options(train_data, label_column, schema, limit)
     non_members = load_data_from_options(data, label_column, schema, limit)
     loaded = target.load(endpoint_budget=budget)
     record = run_privacy_scan(loaded, members, non_members, settings, model_spec=target.model, progress=_say)
+    record = record.model_copy(update={"accountant": accountant})
     paths = write_privacy_reports(record, out)
     print_privacy_summary(record)
     return paths
+
+
+def _dp_accounting(weights: str | None) -> PrivacyAccounting | None:
+    """The DP accountant's guarantee ``bastion train --dp-*`` wrote beside ``weights``, if any."""
+    from pydantic import ValidationError
+
+    from bastion.defenses.training.dp import DPTrainingRecord
+
+    if weights is None or not Path(weights).with_suffix(".privacy.json").is_file():
+        return None
+    sidecar = Path(weights).with_suffix(".privacy.json")
+    try:
+        return DPTrainingRecord.model_validate_json(sidecar.read_text()).privacy
+    except (ValidationError, ValueError) as error:
+        raise InputError(f"{sidecar} is not a DP training record written by 'bastion train --dp-*' ({error}); "
+                         "move it away or fix it") from error
 
 
 def run_extraction_suite(
@@ -207,6 +227,10 @@ def print_privacy_summary(record: PrivacyRecord) -> None:
     if record.epsilon is not None:
         console.print(f"empirical epsilon lower bound: {record.epsilon.epsilon:.2f} at delta {record.epsilon.delta:g} "
                       f"({record.epsilon_attack})", highlight=False)
+    if record.accountant is not None:
+        console.print(f"DP accountant's epsilon of the training: {record.accountant.epsilon:.2f} at delta "
+                      f"{record.accountant.delta:g} ({record.accountant.accountant}; from the weights' "
+                      ".privacy.json)", highlight=False)
     if record.inversion is not None:
         console.print(f"model inversion: {len(record.inversion.classes)} classes reconstructed, mean confidence "
                       f"{sum(record.inversion.confidences) / len(record.inversion.confidences):.3f}", highlight=False)

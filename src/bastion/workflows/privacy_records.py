@@ -17,6 +17,7 @@ from bastion.attacks.extraction import ExtractionRecord
 from bastion.attacks.inference import EpsilonBound, MembershipResult
 from bastion.core.records import ArtifactRef, DatasetRef
 from bastion.defenses.output import AccuracyCost
+from bastion.defenses.training.dp import PrivacyAccounting
 from bastion.workflows.output_defenses import OUTPUT_DEFENSES
 
 #: MITRE ATLAS and OWASP ML Top 10 ids of each suite's threats.
@@ -126,7 +127,9 @@ class PrivacyRecord(_Record):
     """The evidence record of one privacy scan (``privacy.json``).
 
     ``attacks`` holds the undefended membership attacks in full (scores, truth, ROC curve);
-    ``epsilon`` the empirical lower bound on a DP epsilon from the strongest of them.
+    ``epsilon`` the empirical lower bound on a DP epsilon from the strongest of them; ``accountant``
+    the DP accountant's guarantee of the model's training, when ``bastion train --dp-*`` left one
+    beside the weights (``<weights>.privacy.json``).
     """
 
     kind: Literal["privacy"] = "privacy"
@@ -146,6 +149,7 @@ class PrivacyRecord(_Record):
     attacks: list[MembershipResult]
     epsilon: EpsilonBound | None = None
     epsilon_attack: str | None = None
+    accountant: PrivacyAccounting | None = None
     inversion: InversionRecord | None = None
     defenses: list[PrivacyDefenseRow]
     endpoint: dict[str, Any] | None = Field(default=None, description="the remote endpoint's settings and "
