@@ -17,7 +17,7 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -224,6 +224,25 @@ def _comparable(index: FileIndex) -> dict[str, str]:
     if index.kind == "file":
         return {"": next(iter(index.files.values())).object}
     return index.digests()
+
+
+class Undoable(Protocol):
+    """A file change made in steps: ``undo`` puts everything back, ``discard`` drops what undo would need."""
+
+    def undo(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+@contextlib.contextmanager
+def undone_on_failure(change: Undoable) -> Iterator[None]:
+    """Run the block; if it raises, ``change.undo()`` and re-raise; if it ends, ``change.discard()``."""
+    try:
+        yield
+    except BaseException:
+        change.undo()
+        raise
+    change.discard()
 
 
 @contextlib.contextmanager

@@ -70,6 +70,7 @@ from bastion.workflows.dataset_files import (
     stage_files,
     store_files,
     undo_new_objects,
+    undone_on_failure,
 )
 from bastion.workflows.dataset_quarantine import FolderRemoval, RowRemoval, check_removed, select_entries
 
@@ -283,22 +284,17 @@ class DatasetStore:
                                          f"(bastion data checkout {row.number} --out DIR)")
                 staged = stage_files(self.objects, self._index_of(row), root)
             swap = Swap(staged, root)
-            try:
-                with self.database.transaction() as session:
-                    dataset = find_dataset(session, name)
-                    row = find_version(dataset, version)
-                    previous = dataset.current_version
-                    dataset.current_version = row.number
-                    append_entry(session, action="dataset.rollback", subject=f"dataset:{dataset.name}", actor=actor,
-                                 payload={"dataset": dataset.name, "version": row.number, "from_version": previous,
-                                          "merkle_root": row.merkle_root})
-                    session.flush()
-                    swap.apply()
-                    info = _version_info(dataset, row)
-            except BaseException:
-                swap.undo()
-                raise
-            swap.discard()
+            with undone_on_failure(swap), self.database.transaction() as session:
+                dataset = find_dataset(session, name)
+                row = find_version(dataset, version)
+                previous = dataset.current_version
+                dataset.current_version = row.number
+                append_entry(session, action="dataset.rollback", subject=f"dataset:{dataset.name}", actor=actor,
+                             payload={"dataset": dataset.name, "version": row.number, "from_version": previous,
+                                      "merkle_root": row.merkle_root})
+                session.flush()
+                swap.apply()
+                info = _version_info(dataset, row)
         return info
 
     # --- release --------------------------------------------------------------------------------
@@ -375,7 +371,7 @@ class DatasetStore:
             provenance = manifest.provenance.model_copy(update={
                 "transforms": [*manifest.provenance.transforms, removal], "created_at": _now(), "created_by": actor})
             move = (FolderRemoval if index.kind == "folder" else RowRemoval)(root, kept_root, chosen, index)
-            try:
+            with undone_on_failure(move):
                 new_manifest = move.apply(lambda path: build_manifest(
                     path, provenance=provenance, schema=manifest.table_schema, label_column=manifest.label_column))
                 check_removed(manifest, new_manifest, chosen, name, current.number)
@@ -395,10 +391,6 @@ class DatasetStore:
                     session.flush()
                     move.commit_files()
                     info = _version_info(dataset, row)
-            except BaseException:
-                move.undo()
-                raise
-            move.discard()
         return info
 
     # --- internals ------------------------------------------------------------------------------
