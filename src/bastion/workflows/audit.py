@@ -13,7 +13,7 @@ quarantines a selection (:meth:`AuditRecord.selection`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bastion import __version__
 from bastion.core.errors import InputError
-from bastion.core.ids import array_digest
 from bastion.core.records import ArtifactRef, DatasetRef
 from bastion.data.audit import (
     AuditResult,
@@ -36,6 +35,8 @@ from bastion.data.audit import (
 )
 from bastion.data.sources import Dataset
 from bastion.scan.runner import library_versions
+from bastion.workflows.refs import dataset_ref
+from bastion.workflows.scan_common import Progress
 
 Check = Literal["duplicates", "leakage", "outliers", "label-issues", "poison"]
 CHECKS: tuple[Check, ...] = ("duplicates", "leakage", "outliers", "label-issues", "poison")
@@ -51,9 +52,6 @@ SELECTIONS: dict[str, tuple[str, ...]] = {
     "near-duplicates": ("near-duplicates",),
     "all": ("poison-consensus", "label-issues", "outliers", "exact-duplicates", "near-duplicates"),
 }
-
-Progress = Callable[[str], None]
-
 
 class AuditSettings(BaseModel):
     """What to audit and how.
@@ -197,9 +195,9 @@ def run_audit(
         bastion_version=__version__,
         library_versions=library_versions("cleanlab"),
         config=settings,
-        data=_dataset_ref(dataset, manifest_root),
+        data=dataset_ref(dataset, manifest_root),
         data_path=data_path,
-        test_data=_dataset_ref(test, None) if test is not None else None,
+        test_data=dataset_ref(test) if test is not None else None,
         model=model_ref,
         features="the model's penultimate-layer features" if features is not None
         else "pixels, average-pooled to at most 16x16",
@@ -284,12 +282,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def _dataset_ref(dataset: Dataset, manifest_root: str | None) -> DatasetRef:
-    return DatasetRef(description=dataset.description, count=len(dataset), sha256=array_digest(dataset.x, dataset.y),
-                      input_shape=list(dataset.input_shape), num_classes=len(dataset.class_names),
-                      manifest_root=manifest_root)
 
 
 def read_audit(folder: str | Path) -> AuditRecord:

@@ -29,7 +29,6 @@ from bastion.attacks.extraction import CopyTraining, ExtractionResult, KnockoffN
 from bastion.attacks.extraction.knockoff import Strategy
 from bastion.attacks.extraction.substitute import agreement
 from bastion.core.errors import InputError
-from bastion.core.records import ArtifactRef
 from bastion.data.sources import Dataset
 from bastion.defenses.output import PostprocessedClassifier, accuracy_cost
 from bastion.models.base import Classifier
@@ -49,7 +48,8 @@ from bastion.workflows.privacy_records import (
     ExtractionScanRecord,
     ExtractionSettings,
 )
-from bastion.workflows.scan_common import Progress, check_fits, dataset_ref, endpoint_facts, no_progress
+from bastion.workflows.refs import dataset_ref, model_ref
+from bastion.workflows.scan_common import Progress, check_fits, endpoint_facts, no_progress
 
 #: Without separate evaluation data, this share of the data is held out for fidelity (by sample id).
 HELD_OUT_FRACTION = 0.2
@@ -168,8 +168,7 @@ def run_extraction_scan(
         bastion_version=__version__,
         library_versions=library_versions(),
         config=settings,
-        model=ArtifactRef(description=victim.description, sha256=victim.sha256, kind=victim.kind,
-                          access=classifier.access),
+        model=model_ref(victim),
         pool=dataset_ref(pool),
         eval_data=dataset_ref(eval_data),
         eval_source=eval_source,

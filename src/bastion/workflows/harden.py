@@ -33,6 +33,7 @@ from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.report.writer import prepare_folder, write_reports
 from bastion.scan.runner import ScanSettings, library_versions, run_scan
 from bastion.workflows.certify import CertifySettings, run_certify
+from bastion.workflows.refs import model_ref
 from bastion.workflows.report import write_certify_reports
 
 #: Methods ``harden`` accepts (``bastion.defenses.training.METHODS``); these two are certified training.
@@ -219,8 +220,7 @@ def _certify(loaded: LoadedModel, data: Dataset, settings: HardenSettings, folde
 def _artifact(loaded: LoadedModel | None) -> ArtifactRef | None:
     if loaded is None:
         return None
-    return ArtifactRef(description=loaded.description, sha256=loaded.sha256, kind=loaded.kind,
-                       access=loaded.classifier.access)
+    return model_ref(loaded)
 
 
 def _dataset_ref(data: Dataset, classifier: TorchClassifier) -> DatasetRef:

@@ -42,7 +42,6 @@ from bastion.attacks.inference import (
 )
 from bastion.core.errors import InputError
 from bastion.core.ids import sample_ids
-from bastion.core.records import ArtifactRef
 from bastion.data.sources import Dataset
 from bastion.defenses.training.dp import default_delta
 from bastion.models.base import Classifier
@@ -51,7 +50,8 @@ from bastion.scan.runner import library_versions
 from bastion.workflows.factories import ModelFactory, check_factory, factory_from_spec, torch_factory_spec
 from bastion.workflows.privacy_defenses import GapAttack, defense_rows
 from bastion.workflows.privacy_records import InversionRecord, PrivacyRecord, PrivacySettings
-from bastion.workflows.scan_common import Progress, check_fits, dataset_ref, endpoint_facts, no_progress
+from bastion.workflows.refs import dataset_ref, model_ref
+from bastion.workflows.scan_common import Progress, check_fits, endpoint_facts, no_progress
 
 
 def run_privacy_scan(
@@ -125,8 +125,7 @@ def run_privacy_scan(
         bastion_version=__version__,
         library_versions=library_versions(),
         config=settings,
-        model=ArtifactRef(description=model.description, sha256=model.sha256, kind=model.kind,
-                          access=classifier.access),
+        model=model_ref(model),
         members=dataset_ref(members),
         non_members=dataset_ref(non_members),
         class_names=_class_names(members, classifier.num_classes),

@@ -1,4 +1,4 @@
-"""What the privacy and extraction workflows share: progress lines, dataset references, endpoint facts."""
+"""What the workflows share: progress lines, endpoint facts, the check that data fits a model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from bastion.core.errors import InputError
-from bastion.core.ids import array_digest
-from bastion.core.records import DatasetRef
 from bastion.data.sources import Dataset
 from bastion.models.base import Classifier
 
@@ -17,12 +15,6 @@ Progress = Callable[[str], None]
 
 def no_progress(line: str) -> None:
     """The default progress callback: does nothing."""
-
-
-def dataset_ref(dataset: Dataset) -> DatasetRef:
-    """The record's reference to ``dataset``: description, size, hash of ``x`` then ``y``, shape, classes."""
-    return DatasetRef(description=dataset.description, count=len(dataset), sha256=array_digest(dataset.x, dataset.y),
-                      input_shape=list(dataset.input_shape), num_classes=len(dataset.class_names))
 
 
 def endpoint_facts(classifier: Classifier) -> dict[str, Any] | None:
