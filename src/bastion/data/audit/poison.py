@@ -64,7 +64,7 @@ def poison_audit(
     for detector in consensus.detectors_:
         pvalues = consensus.component_pvalues_[detector.name]
         flags = pvalues <= consensus.fp_budget
-        summary = _summary(flags, pvalues, y)
+        summary = _summary(flags, y, float(pvalues[flags].max()) if flags.any() else 0.0)
         summary["paper_rule_flagged"] = int(np.asarray(detector.flags_).sum())
         clusters = getattr(detector, "clusters_", None)
         if clusters is not None:
@@ -72,9 +72,8 @@ def poison_audit(
         results[detector.name] = AuditResult(
             name=detector.name, params={**detector.get_params(), "fp_budget": consensus.fp_budget}, ids=ids,
             scores=np.asarray(detector.zscores_, dtype=np.float64).tolist(), flags=flags.tolist(), summary=summary)
-    summary = _summary(consensus.flags_, consensus.pvalues_, y)
+    summary = _summary(consensus.flags_, y, consensus.estimated_fpr_)  # the sweep's additions are not in the estimate
     summary["components"] = list(consensus.components_)
-    summary["estimated_fpr"] = consensus.estimated_fpr_  # of the budgeted flags; the sweep's are counted apart
     if consensus.sweep_ is not None:
         summary["sweep"] = {"class": consensus.sweep_.swept_class, "added": consensus.sweep_.added,
                             "log10_tail": consensus.sweep_.log10_tail}
@@ -84,10 +83,10 @@ def poison_audit(
     return results
 
 
-def _summary(flags: np.ndarray, pvalues: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def _summary(flags: np.ndarray, labels: np.ndarray, estimated_fpr: float) -> dict[str, Any]:
     """Flag counts overall and per label, and the rule's estimated false-positive rate at the threshold."""
     return {
         "flagged": int(flags.sum()),
         "per_label": {str(int(c)): int(flags[labels == c].sum()) for c in np.unique(labels)},
-        "estimated_fpr": float(pvalues[flags].max()) if flags.any() else 0.0,
+        "estimated_fpr": estimated_fpr,
     }
