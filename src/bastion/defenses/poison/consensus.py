@@ -42,7 +42,6 @@ Notation: classes ``c`` with ``n_c`` samples (``N`` in all); for a score ``T`` a
    sample its final tail probability ``pvalues_ = FPR(S)``; a sample is flagged when
    ``pvalues_ <= fp_budget``. Calibrating the combined score itself keeps the budget whatever the
    dependence between detectors.
-
 5. *Sweep* (``sweep=True``, the default; :mod:`bastion.defenses.poison.sweep`). In the one class
    whose flags stand out most (binomial tail below 1e-6), the boundary between its flagged cluster
    and the rest of the class is redrawn in feature space, and the samples on the cluster's side are
