@@ -362,3 +362,6 @@ def test_bastion_train_with_dp_writes_the_accountants_record(tmp_path):
     assert "epsilon" in result.output and out.exists()
     refused = runner.invoke(app, [*args, "--dp-noise", "1.0", "--adversarial-eps", "0.1"])
     assert refused.exit_code != 0 and "cannot be combined" in refused.output
+    plain = runner.invoke(app, args)  # plain weights over the DP ones: their accountant's record goes
+    assert plain.exit_code == 0, plain.output
+    assert not out.with_suffix(".privacy.json").exists()

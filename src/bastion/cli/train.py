@@ -95,8 +95,11 @@ def train_command(
                     on_epoch=lambda epoch, total, _loss: progress("epochs", epoch, total))
         out.parent.mkdir(parents=True, exist_ok=True)
         save_file(classifier.state_tensors(), str(out))
+        accounting = out.with_suffix(".privacy.json")
+        if not private and accounting.exists():
+            accounting.unlink()  # it described the weights just overwritten; a privacy scan would read it
+            console.print(f"removed {accounting}: the new weights are not DP-trained")
         if private:
-            accounting = out.with_suffix(".privacy.json")
             accounting.write_text(record.model_dump_json(indent=2))
             privacy = record.privacy  # type: ignore[attr-defined]
             console.print(f"DP-SGD: epsilon {privacy.epsilon:.2f} at delta {privacy.delta:g} ({privacy.accountant} "
