@@ -127,6 +127,19 @@ def test_a_dp_trained_model_shows_its_accountants_epsilon_beside_the_bound(train
     assert "its accountant" in (out / "privacy.html").read_text()
 
 
+def test_a_damaged_dp_record_beside_the_weights_is_refused(trained, tmp_path) -> None:
+    import shutil
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(trained.weights, weights)
+    weights.with_suffix(".privacy.json").write_text("{not json")
+    result = runner.invoke(app, ["scan", "--model", FACTORY, "--weights", str(weights), "--suite", "privacy",
+                                 "--data", trained.non_members, "--train-data", trained.members,
+                                 "--out", str(tmp_path / "report")])
+    assert result.exit_code == 2, result.output
+    assert "is not a DP training record" in _text(result) and "move it away" in _text(result)
+
+
 def test_privacy_suite_without_a_trainable_factory_skips_lira_with_a_note(trained, tmp_path) -> None:
     import torch
 
