@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 # (demo/report/), harden it with TRADES and scan it before and after (demo/hardened/), certify the
 # hardened model by randomized smoothing (demo/certify/); then guard the data (demo/data/): plant a
 # backdoor in a copy of the digits, record its manifest and a version, train on it, audit it and
-# quarantine what the audit suspects. Each step prints a summary.
+# quarantine what the audit suspects; then serve the model behind the gateway (demo/gateway/): keys,
+# ordinary, noisy, adversarial and ambiguous requests through the policy, a review, a replay, the audit
+# chain and the drift report. Each step prints a summary.
 demo: install
 	$(VENV)/bin/bastion train --model bastion.models.zoo:digits_cnn --data digits:train \
 		--epochs 20 --out demo/digits_cnn.safetensors
@@ -44,6 +46,7 @@ demo: install
 	$(VENV)/bin/bastion data quarantine demo/data/audit --select suspected --approve --as demo \
 		--home demo/data/.bastion
 	$(VENV)/bin/bastion data log --home demo/data/.bastion
+	$(PYTHON) examples/gateway_demo.py --weights demo/digits_cnn.safetensors --out demo/gateway
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -10,15 +10,19 @@ from bastion import __version__
 from bastion.cli.certify import certify_command
 from bastion.cli.console import console
 from bastion.cli.data import register_data_commands
+from bastion.cli.gateway import audit_app, keys_app, replay_command, review_app
 from bastion.cli.harden import harden_command
+from bastion.cli.monitor import monitor_app
 from bastion.cli.scan import scan_command
+from bastion.cli.serve import serve_command
 from bastion.cli.train import train_command
 
 app = typer.Typer(
     name="bastion",
     help="Secure machine-learning models against adversarial attack: red-team a model with "
     "'bastion scan', make it robust with 'bastion harden', prove it with 'bastion certify', train one "
-    "with 'bastion train', guard its training data with 'bastion data', list attacks with 'bastion attacks'.",
+    "with 'bastion train', guard its training data with 'bastion data', serve it behind a hardened gateway with "
+    "'bastion serve' (keys, review, replay, audit), list attacks with 'bastion attacks'.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,6 +32,12 @@ app.command("train")(train_command)
 app.command("harden")(harden_command)
 app.command("certify")(certify_command)
 app.add_typer(register_data_commands(), name="data")
+app.add_typer(monitor_app, name="monitor")
+app.command("serve")(serve_command)
+app.command("replay")(replay_command)
+app.add_typer(keys_app, name="keys")
+app.add_typer(review_app, name="review")
+app.add_typer(audit_app, name="audit")
 
 
 @app.command("attacks")

@@ -278,6 +278,7 @@ def _wrap_module(
                 "attribute or pass --num-classes"
             )
         num_classes = _probe_num_classes(module, input_shape, source)
+    module.eval()  # a loaded model answers queries; trainers switch it to training mode themselves
     return TorchClassifier(
         module, input_shape, num_classes,
         bounds=options.bounds, mean=options.mean, std=options.std, kind=kind,

@@ -71,6 +71,11 @@ class TorchClassifier:
 
     @contextmanager
     def _eval_mode(self) -> Iterator[None]:
+        if not self.module.training:
+            # Already in eval mode (loaded models are): switching costs more than a small model's forward pass.
+            # A module set to eval with some child switched back to training is run as it is.
+            yield
+            return
         was_training = self.module.training
         self.module.eval()
         try:

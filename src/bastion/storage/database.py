@@ -99,7 +99,7 @@ class Database:
 
 
 def open_database(url: str | None = None, *, home: str | Path | None = None, upgrade: bool = True,
-                  create: bool = True) -> Database:
+                  create: bool = True, sync_every_commit: bool = True) -> Database:
     """Open (and create or upgrade, unless ``upgrade=False``) the database at ``url``.
 
     Args:
@@ -110,6 +110,9 @@ def open_database(url: str | None = None, *, home: str | Path | None = None, upg
         upgrade: run the Alembic migrations up to the newest schema.
         create: ``False`` to open for reading: nothing is created, and a SQLite database that is not
             there is an ``InputError`` naming the home.
+        sync_every_commit: SQLite only. ``True`` (default) flushes every commit to the disk; ``False``
+            (``PRAGMA synchronous=NORMAL``, the gateway's audit log) leaves that to WAL checkpoints: a commit
+            survives the process being killed, but not the machine losing power.
 
     Raises:
         InputError: the URL cannot be parsed or names a driver that is not installed; the home is a
@@ -121,7 +124,7 @@ def open_database(url: str | None = None, *, home: str | Path | None = None, upg
     url = url or database_url(home_path)
     if not create:
         _require_existing(url, home_path)
-    engine = _create_engine(url, create=create)
+    engine = _create_engine(url, create=create, sync_every_commit=sync_every_commit)
     in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
     anchor = None if in_memory else home_path / "ledger.head"  # an in-memory ledger dies with the process
     from bastion.storage.ledger import LedgerSession  # its listeners keep the anchor up to date
@@ -175,7 +178,7 @@ def _require_existing(url: str, home: Path) -> None:
                          "creates one")
 
 
-def _create_engine(url: str, *, create: bool = True) -> Engine:
+def _create_engine(url: str, *, create: bool = True, sync_every_commit: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as error:
@@ -206,6 +209,8 @@ def _create_engine(url: str, *, create: bool = True) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if not sync_every_commit:
+            event.listen(engine, "connect", _sqlite_sync_at_checkpoints)
     return engine
 
 
@@ -213,6 +218,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def _sqlite_sync_at_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -180,14 +180,14 @@ def verify(session: Session, *, anchor: Path | None = None) -> LedgerCheck:
         expected_seq, prev_hash = row.seq + 1, row.entry_hash
     last_seq = expected_seq - 1 if checked else None
     check = LedgerCheck(checked=checked, last_seq=last_seq)
-    head = _read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor else None
+    head = read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor else None
     if head is None:
         if checked:
             check.warnings.append("no head anchor for this database: entries cut off the end of the ledger "
                                   "cannot be detected")
     else:
         check.anchored_seq = head[0]
-        problems.extend(_anchor_problems(head, hashes, last_seq, anchor))
+        problems.extend(anchor_problems(head, hashes, last_seq, anchor))
     check.problems = sorted(problems, key=lambda p: p.seq)
     return check
 
@@ -204,14 +204,14 @@ def reanchor(session: Session, *, anchor: Path | None = None) -> int | None:
                            .order_by(LedgerEntry.seq.desc()).limit(1)).first()
     if last is None:
         return None
-    _write_anchor(anchor, session.info.get(DATABASE_KEY), last.seq, last.entry_hash, force=True)
+    write_anchor(anchor, session.info.get(DATABASE_KEY), last.seq, last.entry_hash, force=True)
     return last.seq
 
 
 def anchored_head(session: Session, *, anchor: Path | None = None) -> tuple[int, str] | None:
     """The ``(seq, entry_hash)`` the head anchor records for the session's database (``None``: no anchor)."""
     anchor = anchor if anchor is not None else session.info.get(LEDGER_HEAD_KEY)
-    return _read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor is not None else None
+    return read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor is not None else None
 
 
 def count(session: Session) -> int:
@@ -228,7 +228,7 @@ def _after_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, None)
     anchor = session.info.get(LEDGER_HEAD_KEY)
     if pending is not None and anchor is not None:
-        _write_anchor(anchor, session.info.get(DATABASE_KEY), *pending)
+        write_anchor(anchor, session.info.get(DATABASE_KEY), *pending)
 
 
 def _after_rollback(session: Session) -> None:
@@ -264,7 +264,7 @@ def _entry_problems(row: LedgerEntry, expected_seq: int, prev_hash: str) -> list
     return problems
 
 
-def _anchor_problems(head: tuple[int, str], hashes: dict[int, str], last_seq: int | None,
+def anchor_problems(head: tuple[int, str], hashes: dict[int, str], last_seq: int | None,
                      anchor: Path) -> list[LedgerProblem]:
     anchored_seq, anchored_hash = head
     if last_seq is None or last_seq < anchored_seq:
@@ -283,7 +283,7 @@ def _anchor_problems(head: tuple[int, str], hashes: dict[int, str], last_seq: in
     return []
 
 
-def _read_anchor(anchor: Path, database: str | None) -> tuple[int, str] | None:
+def read_anchor(anchor: Path, database: str | None) -> tuple[int, str] | None:
     heads = _read_anchor_file(anchor)
     head = heads.get(database or "")
     if not isinstance(head, dict) or not isinstance(head.get("seq"), int) or not isinstance(head.get("hash"), str):
@@ -302,8 +302,10 @@ def _read_anchor_file(anchor: Path) -> dict[str, Any]:
     return heads if isinstance(heads, dict) else {}
 
 
-def _write_anchor(anchor: Path, database: str | None, seq: int, digest: str, *, force: bool = False) -> None:
-    """Write the head atomically (temp file + rename); never moves it back unless ``force``."""
+def write_anchor(anchor: Path, database: str | None, seq: int, digest: str, *, force: bool = False,
+                 sync: bool = True) -> None:
+    """Write the head atomically (temp file + rename); never moves it back unless ``force``. ``sync=False``
+    skips the flush to disk (the file then survives the process dying, not the machine losing power)."""
     heads = _read_anchor_file(anchor)
     key = database or ""
     old = heads.get(key)
@@ -316,7 +318,8 @@ def _write_anchor(anchor: Path, database: str | None, seq: int, digest: str, *, 
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             json.dump(heads, file, indent=1, sort_keys=True)
             file.flush()
-            os.fsync(file.fileno())
+            if sync:
+                os.fsync(file.fileno())
         os.replace(temp, anchor)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

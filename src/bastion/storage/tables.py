@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Constraint names that are stable across databases, so migrations can refer to them.
@@ -110,3 +110,98 @@ class QuarantinedSampleRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     version: Mapped[DatasetVersionRow] = relationship(back_populates="quarantined")
+
+
+# --- the gateway (bastion serve): API keys, the audit log of predictions, review cases -------------------
+
+
+class ApiKeyRow(Base):
+    """An API key of the gateway. Only a keyed hash of the secret is kept (``key_hash``), never the secret.
+
+    ``scopes`` lists the model names the key may query (``["*"]``: every model). ``rate`` and ``budget`` are
+    ``limits`` strings (``"100/minute"``, ``"50000/day"``); ``output`` is the key's output policy
+    (``full``, ``top-k``, ``rounded``, ``label``; ``None``: the policy file's default).
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, doc="public id, 'key_' + 16 hex digits")
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), doc="client, reviewer or admin")
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    key_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+    rate: Mapped[str | None] = mapped_column(String(64))
+    budget: Mapped[str | None] = mapped_column(String(64))
+    output: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditInputRow(Base):
+    """The exact input array of logged requests, stored once per content hash (for replay and drift)."""
+
+    __tablename__ = "audit_inputs"
+
+    sha256: Mapped[str] = mapped_column(String(HASH), primary_key=True, doc="SHA-256 of dtype, shape and bytes")
+    dtype: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[list[int]] = mapped_column(JSON)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PolicyRow(Base):
+    """A policy document the gateway ran under, by the SHA-256 of its canonical JSON (for replay)."""
+
+    __tablename__ = "gateway_policies"
+
+    sha256: Mapped[str] = mapped_column(String(HASH), primary_key=True)
+    document: Mapped[str] = mapped_column(Text, doc="canonical JSON of the policy")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditRecordRow(Base):
+    """One request to the gateway, append-only and hash-chained like the ledger.
+
+    ``entry_hash`` is the SHA-256 of the canonical JSON of every other column but ``seq``'s storage
+    details (see ``bastion.gateway.audit``); ``prev_hash`` is the previous record's ``entry_hash``.
+    ``probabilities`` is what the model said (before the output policy), ``response`` what the client got.
+    """
+
+    __tablename__ = "audit_records"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    request_id: Mapped[str] = mapped_column(String(40), unique=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_sha256: Mapped[str | None] = mapped_column(String(HASH))
+    policy_sha256: Mapped[str] = mapped_column(String(HASH))
+    input_sha256: Mapped[str | None] = mapped_column(String(HASH))
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON, doc="detector scores per instance")
+    probabilities: Mapped[list[Any] | None] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(20), doc="answer, flag, review, refuse or error")
+    status: Mapped[int] = mapped_column(Integer, doc="HTTP status returned")
+    review_id: Mapped[str | None] = mapped_column(String(40))
+    prev_hash: Mapped[str] = mapped_column(String(HASH))
+    entry_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+
+
+class ReviewCaseRow(Base):
+    """A request escalated to human review, and the reviewer's decision once made."""
+
+    __tablename__ = "review_cases"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, doc="'rev_' + 16 hex digits")
+    request_id: Mapped[str] = mapped_column(String(40), unique=True)
+    key_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), index=True, doc="pending, answered or refused")
+    labels: Mapped[list[int] | None] = mapped_column(JSON, doc="the classes the reviewer chose, one per instance")
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

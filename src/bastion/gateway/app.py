@@ -1,0 +1,105 @@
+"""The gateway's FastAPI app factory. Nothing is built at import: ``create_app`` makes the app, and its
+start-up opens the database, loads the model and fits the policy.
+
+Example::
+
+    app = create_app(GatewaySettings(model="bastion.models.zoo:digits_cnn", weights="digits.safetensors"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bastion import __version__
+from bastion.gateway import console
+from bastion.gateway.errors import GatewayError
+from bastion.gateway.metrics import GatewayMetrics
+from bastion.gateway.middleware import AccessLog, BodyLimits
+from bastion.gateway.policy import Policy
+from bastion.gateway.routes import admin, inference, reviews
+from bastion.gateway.settings import GatewaySettings
+from bastion.gateway.state import build_state
+from bastion.models.loading import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel | None = None,
+               policy: Policy | None = None) -> FastAPI:
+    """A gateway app.
+
+    Args:
+        settings: default ``GatewaySettings()`` (from ``BASTION_*`` environment variables).
+        loaded: the model to serve, already loaded (default: ``settings.model``).
+        policy: the policy (default: ``settings.policy``'s file, or the built-in defaults).
+    """
+    settings = settings if settings is not None else GatewaySettings()
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.gateway = build_state(settings, loaded=loaded, policy=policy, metrics=metrics)
+        try:
+            yield
+        finally:
+            app.state.gateway.close()
+
+    app = FastAPI(title="bastion gateway", version=__version__, lifespan=lifespan,
+                  description="A hardened inference gateway: API keys, limits, input policy, human review, "
+                              "output hardening, extraction monitoring and a hash-chained audit log.")
+    app.include_router(inference.router)
+    app.include_router(reviews.router)
+    app.include_router(admin.router)
+    _add_console(app)
+    _add_metrics(app, metrics)
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog, metrics=metrics)
+    return app
+
+
+def _add_console(app: FastAPI) -> None:
+    app.include_router(console.router)
+
+
+def _add_metrics(app: FastAPI, metrics: GatewayMetrics) -> None:
+    @app.get("/metrics", tags=["health"], include_in_schema=True)
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _error_response(status: int, code: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, error: GatewayError) -> JSONResponse:
+        return _error_response(error.status, error.code, error.detail, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        return _error_response(422, "invalid_request", "; ".join(problems) or "the request does not fit the schema")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        detail = f"no route {request.url.path}" if error.status_code == 404 else str(error.detail)
+        return _error_response(error.status_code, codes.get(error.status_code, "http_error"), detail,
+                               getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error", extra={"path": request.url.path})
+        return _error_response(500, "internal_error", "the gateway failed on this request; it is logged")

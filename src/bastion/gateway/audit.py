@@ -1,0 +1,321 @@
+"""The audit log: every request the gateway answers, append-only and hash-chained, with its exact input.
+
+Each record's ``entry_hash`` is the SHA-256 of the canonical JSON of its fields (everything but the
+hash itself), ``prev_hash`` the previous record's hash. After every commit the last ``seq`` and hash
+are written to ``<home>/audit.head`` (outside the database), so records cut off the end, or a rewritten
+last record, are detected too (see ``bastion.storage.ledger`` for what an anchor does and does not show).
+
+Writes are grouped: records queued while the event loop serves other requests are committed in one
+transaction, and only then are their requests answered. A request is acknowledged only after its record
+is committed, so a gateway killed at any moment has logged every answer it gave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bastion.storage.database import DATABASE_KEY, Database
+from bastion.storage.ledger import (
+    GENESIS_HASH,
+    LedgerCheck,
+    LedgerProblem,
+    anchor_problems,
+    canonical_json,
+    canonical_time,
+    read_anchor,
+    write_anchor,
+)
+from bastion.storage.tables import AuditInputRow, AuditRecordRow, PolicyRow, ReviewCaseRow
+
+logger = logging.getLogger(__name__)
+ANCHOR_NAME = "audit.head"
+HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version", "model_sha256", "policy_sha256",
+                 "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
+                 "prev_hash")
+
+
+def input_digest(array: np.ndarray) -> str:
+    """SHA-256 of an input's dtype, shape and little-endian bytes."""
+    array = np.ascontiguousarray(array)
+    header = f"{array.dtype.str}:{list(array.shape)}:".encode()
+    return hashlib.sha256(header + array.tobytes()).hexdigest()
+
+
+def record_hash(fields: dict[str, Any]) -> str:
+    """Hex SHA-256 of the canonical JSON of a record's hashed fields (``time`` in canonical form)."""
+    document = {name: fields[name] for name in HASHED_FIELDS}
+    document["time"] = canonical_time(document["time"])
+    return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class PendingRecord:
+    """A record waiting for the writer: the fields of ``AuditRecordRow`` but ``seq`` and the hashes, the
+    input array, and the review case to open with it (if the request was escalated)."""
+
+    request_id: str
+    key_id: str | None
+    model: str
+    model_version: str
+    model_sha256: str | None
+    policy_sha256: str
+    inputs: np.ndarray | None
+    scores: dict[str, Any]
+    probabilities: list[Any] | None
+    response: dict[str, Any]
+    decision: str
+    status: int
+    review: ReviewCaseRow | None = None
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @cached_property
+    def input_sha256(self) -> str | None:
+        return None if self.inputs is None else input_digest(self.inputs)
+
+
+class AuditLog:
+    """The writer of the audit log for one open database: ``start`` it, ``append`` records, ``close`` it.
+
+    Records are written on the event loop, in groups: ``append`` queues a record and, if no write is due,
+    schedules one for when the loop has run the other requests that are ready; that write commits every
+    queued record in one transaction and only then releases their requests. No thread: a writer thread
+    would wait for the interpreter lock behind the busy request loop (milliseconds per handover). The
+    head anchor is rewritten at most every ``anchor_seconds`` and when the log closes.
+
+    ``sync=False`` writes the head anchor without flushing it to disk (open the database with
+    ``sync_every_commit=False`` to match): records survive the process dying, not a power loss.
+    """
+
+    def __init__(self, database: Database, *, sync: bool = True, anchor_seconds: float = 1.0) -> None:
+        self.database = database
+        self.sync = sync
+        self.anchor_seconds = anchor_seconds
+        self.anchor: Path | None = None if _in_memory(database) else database.home / ANCHOR_NAME
+        self._pending: list[tuple[PendingRecord, asyncio.Future[int]]] = []
+        self._write_due = False
+        self._head: tuple[int, str] | None = None  # (seq, entry_hash) of the last record, once read
+        self._anchored: tuple[int, str] | None = None
+        self._anchored_at = 0.0
+        self._started = False
+        with database.sessions() as session:  # no connection is made: the key lives in the session's info
+            self._database_key: str = session.info.get(DATABASE_KEY, "")
+
+    def start(self) -> None:
+        """Adopt records committed after the last anchor update (a stop between commit and anchor)."""
+        self._adopt_unanchored_tail()
+        self._started = True
+
+    async def append(self, record: PendingRecord) -> int:
+        """Queue ``record`` and wait until it is committed; its ``seq``. Raises what stopped the write."""
+        if not self._started:
+            raise RuntimeError("the audit log is not started")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        self._pending.append((record, done))
+        if not self._write_due:
+            self._write_due = True
+            loop.call_soon(self._write_pending)
+        return await done
+
+    def write(self, records: list[PendingRecord]) -> list[int]:
+        """Commit ``records`` now, outside any event loop (scripts, tests); their ``seq``s."""
+        seqs = self._commit_with_retries(records)
+        self._anchor_head(force=True)
+        return seqs
+
+    def close(self) -> None:
+        """Write what is queued and anchor the head."""
+        if self._pending:
+            self._write_pending()
+        self._anchor_head(force=True)
+        self._started = False
+
+    def save_policy(self, document: str, sha256: str) -> None:
+        """Keep a policy document by its hash (once), so replay can find it."""
+        with self.database.transaction() as session:
+            if session.get(PolicyRow, sha256) is None:
+                session.add(PolicyRow(sha256=sha256, document=document, created_at=datetime.now(timezone.utc)))
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def _write_pending(self) -> None:
+        self._write_due = False
+        batch, self._pending = self._pending, []
+        try:
+            seqs = self._commit_with_retries([record for record, _ in batch])
+        except Exception as error:  # noqa: BLE001 - every waiting request must hear of the failure
+            logger.exception("audit log write failed")
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for (_, done), seq in zip(batch, seqs, strict=True):
+            if not done.done():  # a request cancelled while waiting (client gone) is still logged
+                done.set_result(seq)
+        self._anchor_head()
+
+    def _commit_with_retries(self, records: list[PendingRecord]) -> list[int]:
+        for attempt in range(3):
+            try:
+                return self._commit(records)
+            except IntegrityError:  # another gateway on the same database appended first: re-read the head
+                self._head = None
+                if attempt == 2:
+                    raise
+            except Exception:
+                self._head = None
+                raise
+        raise AssertionError("unreachable")
+
+    def _anchor_head(self, *, force: bool = False) -> None:
+        """Rewrite the head anchor (the anchor follows the commit: a gateway killed in between adopts the
+        tail when it starts again)."""
+        if self.anchor is None or self._head is None or self._head == self._anchored:
+            return
+        now = time.monotonic()
+        if not force and now - self._anchored_at < self.anchor_seconds:
+            return
+        try:
+            write_anchor(self.anchor, self._database_key, *self._head, sync=self.sync)
+        except OSError:
+            logger.exception("could not update the audit head anchor %s", self.anchor)
+            return
+        self._anchored, self._anchored_at = self._head, now
+
+    def _commit(self, records: list[PendingRecord]) -> list[int]:
+        """Insert ``records`` (and their inputs and review cases) in one transaction, through SQLAlchemy Core:
+        the ORM's unit of work costs more than the insert itself here."""
+        with self.database.engine.begin() as connection:
+            if self._head is None:  # once, and after a conflict: the writer owns the head otherwise
+                last = connection.execute(select(AuditRecordRow.seq, AuditRecordRow.entry_hash)
+                                          .order_by(AuditRecordRow.seq.desc()).limit(1)).first()
+                self._head = (last.seq, last.entry_hash) if last else (0, GENESIS_HASH)
+            seq, prev_hash = self._head
+            _store_inputs(connection, records)
+            rows, reviews, seqs = [], [], []
+            for record in records:
+                seq += 1
+                row = _row(record, seq, prev_hash)
+                rows.append(row)
+                if record.review is not None:
+                    reviews.append({c.name: getattr(record.review, c.name) for c in ReviewCaseRow.__table__.columns})
+                prev_hash = row["entry_hash"]
+                seqs.append(seq)
+            connection.execute(insert(AuditRecordRow), rows)
+            if reviews:
+                connection.execute(insert(ReviewCaseRow), reviews)
+        self._head = (seq, prev_hash)
+        return seqs
+
+    def _adopt_unanchored_tail(self) -> None:
+        if self.anchor is None:
+            return
+        with self.database.sessions() as session:
+            check = verify_audit(session, anchor=self.anchor, accept_unanchored=True)
+            if not check.ok or check.last_seq is None or check.last_seq == check.anchored_seq:
+                return  # tampering stays visible to `bastion audit verify`; nothing to adopt otherwise
+            last = session.get(AuditRecordRow, check.last_seq)
+            write_anchor(self.anchor, self._database_key, last.seq, last.entry_hash)
+        logger.warning("audit log: records after %s were committed but not anchored (the gateway stopped between "
+                       "the two); their chain is intact, anchored now at %d", check.anchored_seq, check.last_seq)
+
+
+def _store_inputs(connection: Connection, records: list[PendingRecord]) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for record in records:
+        if record.inputs is not None:
+            arrays.setdefault(record.input_sha256, record.inputs)
+    if not arrays:
+        return
+    present = set(connection.scalars(select(AuditInputRow.sha256).where(AuditInputRow.sha256.in_(list(arrays)))))
+    rows = [{"sha256": digest, "dtype": array.dtype.str, "shape": list(array.shape),
+             "data": np.ascontiguousarray(array).tobytes()}
+            for digest, array in arrays.items() if digest not in present]
+    if rows:
+        connection.execute(insert(AuditInputRow), rows)
+
+
+def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "seq": seq, "request_id": record.request_id, "time": record.time, "key_id": record.key_id,
+        "model": record.model, "model_version": record.model_version, "model_sha256": record.model_sha256,
+        "policy_sha256": record.policy_sha256, "input_sha256": record.input_sha256,
+        "scores": record.scores, "probabilities": record.probabilities, "response": record.response,
+        "decision": record.decision, "status": record.status,
+        "review_id": None if record.review is None else record.review.id, "prev_hash": prev_hash,
+    }
+    return {**fields, "entry_hash": record_hash(fields)}
+
+
+def _in_memory(database: Database) -> bool:
+    url = database.engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def audit_anchor(database: Database) -> Path | None:
+    """The head anchor file of ``database``'s audit log (``None`` for an in-memory database)."""
+    return None if _in_memory(database) else database.home / ANCHOR_NAME
+
+
+def verify_audit(session: Session, *, anchor: Path | None, accept_unanchored: bool = False) -> LedgerCheck:
+    """Recompute the audit chain and compare its end with the head anchor.
+
+    Args:
+        anchor: ``<home>/audit.head`` (see :func:`audit_anchor`); ``None`` checks the chain alone.
+        accept_unanchored: do not count records after the anchored one as a problem (the gateway's own
+            start-up check; ``bastion audit verify`` reports them).
+
+    Returns:
+        A ``LedgerCheck`` naming every record where the chain breaks, in order.
+    """
+    problems: list[LedgerProblem] = []
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    hashes: dict[int, str] = {}
+    query = select(AuditRecordRow).order_by(AuditRecordRow.seq).execution_options(yield_per=2000)
+    for row in session.scalars(query):
+        checked += 1
+        problems.extend(_record_problems(row, expected_seq, prev_hash))
+        hashes[row.seq] = row.entry_hash
+        expected_seq, prev_hash = row.seq + 1, row.entry_hash
+    last_seq = expected_seq - 1 if checked else None
+    check = LedgerCheck(checked=checked, last_seq=last_seq)
+    head = read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor is not None else None
+    if head is None:
+        if checked:
+            check.warnings.append("no head anchor for this audit log: records cut off its end cannot be detected")
+    else:
+        check.anchored_seq = head[0]
+        found = anchor_problems(head, hashes, last_seq, anchor)
+        if accept_unanchored:
+            found = [p for p in found if not (last_seq is not None and p.seq == head[0] + 1 and last_seq > head[0])]
+        problems.extend(found)
+    check.problems = sorted(problems, key=lambda p: p.seq)
+    return check
+
+
+def _record_problems(row: AuditRecordRow, expected_seq: int, prev_hash: str) -> list[LedgerProblem]:
+    problems = []
+    if row.seq != expected_seq:
+        problems.append(LedgerProblem(seq=min(row.seq, expected_seq), problem=f"record {row.seq} where {expected_seq} "
+                                      "was expected: records were deleted or renumbered"))
+    fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+    if record_hash(fields) != row.entry_hash:
+        problems.append(LedgerProblem(seq=row.seq, problem="the record's contents do not match its entry_hash: a "
+                                      "field (input hash, scores, output, decision...) was edited"))
+    if row.prev_hash != prev_hash:
+        problems.append(LedgerProblem(seq=row.seq, problem="prev_hash does not match the previous record's hash: "
+                                      "the record before it was rewritten or removed, or this one was inserted"))
+    return problems

@@ -1,0 +1,198 @@
+"""One inference request through the policy: limits, validation, model and detectors, extraction monitor,
+decision, output policy, audit record. Routes call :func:`infer`; nothing here knows about HTTP routing.
+
+Every request that passes authentication and the limits is written to the audit log before it is
+answered, refused and invalid ones included (``decision`` ``refuse`` or ``invalid``). Requests stopped
+earlier (401, 403, 413, 429) appear in the logs and metrics only, so a flood of them cannot fill the
+database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bastion.gateway.audit import PendingRecord
+from bastion.gateway.errors import GatewayError, invalid_input
+from bastion.gateway.keys import KeyInfo
+from bastion.gateway.outputs import render_outputs
+from bastion.gateway.pipeline import Evaluation
+from bastion.gateway.review import new_case
+from bastion.gateway.state import GatewayState
+
+logger = logging.getLogger(__name__)
+_background: set[asyncio.Task[Any]] = set()
+
+
+@dataclass(frozen=True)
+class TensorIn:
+    """The request's tensor as sent: ``shape``, ``datatype`` and flat (or nested) ``data``."""
+
+    shape: Any
+    datatype: Any
+    data: Any
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """What the route answers: the HTTP status and JSON body, and the request's id."""
+
+    status: int
+    body: dict[str, Any]
+    request_id: str
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+def output_policy(state: GatewayState, key: KeyInfo) -> str:
+    """The key's own output policy, else the policy file's default."""
+    return key.output or state.served.pipeline.policy.output.default
+
+
+async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_id: str | None = None
+                ) -> InferenceResult:
+    """Run one request for ``key`` and log it.
+
+    Raises:
+        GatewayError: 422 for an invalid tensor or a refused input (logged), 429 for a limit (not logged).
+    """
+    served = state.served
+    request_id = new_request_id()
+    _admit(state, key, _instance_count(tensor, served.pipeline.policy.input.max_instances))
+    try:
+        x = served.pipeline.tensor(tensor.shape, tensor.datatype, tensor.data)
+    except GatewayError as error:
+        body = {"error": error.code, "detail": error.detail, "request_id": request_id}
+        await state.audit.append(_record(state, key, request_id, None, None, body, "invalid", error.status))
+        raise GatewayError(error.status, error.code, error.detail, headers={"X-Request-Id": request_id}) from None
+    evaluation = served.pipeline.evaluate(x)
+    _count(state, evaluation)
+    if state.monitor is not None:
+        _watch(state, key, x.numpy(), evaluation)
+    result = _answer(state, key, request_id, evaluation, client_id)
+    review = None
+    if evaluation.decision == "review":
+        review = new_case(request_id=request_id, key_id=key.id, model=served.name, reasons=evaluation.reasons)
+        result = _pending(state, request_id, review.id, client_id)
+    record = _record(state, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision, result.status)
+    record.review = review
+    await state.audit.append(record)
+    if review is not None:
+        state.metrics.pending_reviews.inc()
+    if result.status >= 400:
+        raise GatewayError(result.status, result.body["error"], result.body["detail"],
+                           headers={"X-Request-Id": request_id})
+    return result
+
+
+def _instance_count(tensor: TensorIn, most: int) -> int:
+    """The instances the request claims, for the budget (1 when the shape is malformed: validation says why)."""
+    shape = tensor.shape
+    first = shape[0] if isinstance(shape, list) and shape else None
+    return first if isinstance(first, int) and not isinstance(first, bool) and 1 <= first <= most else 1
+
+
+def _admit(state: GatewayState, key: KeyInfo, instances: int) -> None:
+    if key.id in state.throttled_keys:
+        state.metrics.throttled.labels("extraction").inc()
+        raise GatewayError(429, "throttled", f"key {key.id} is throttled after an extraction alert; an admin can "
+                           "lift it with DELETE /admin/keys/{id}/throttle", headers={"Retry-After": "3600"})
+    refusal = state.throttle.admit(key, instances)
+    if refusal is not None:
+        state.metrics.throttled.labels(refusal.scope).inc()
+        raise GatewayError(429, "rate_limited", f"{refusal.scope} of {refusal.limit} reached; retry in "
+                           f"{refusal.retry_after} s", headers={"Retry-After": str(refusal.retry_after)})
+
+
+def _answer(state: GatewayState, key: KeyInfo, request_id: str, evaluation: Evaluation,
+            client_id: str | None) -> InferenceResult:
+    served = state.served
+    if evaluation.decision == "refuse":
+        detail = "the input was refused by the gateway's policy: " + "; ".join(evaluation.reasons)
+        return InferenceResult(422, {"error": "refused", "detail": detail, "request_id": request_id}, request_id)
+    policy = output_policy(state, key)
+    parameters: dict[str, Any] = {"request_id": request_id, "decision": evaluation.decision, "output_policy": policy}
+    if evaluation.decision == "flag":
+        parameters["flags"] = evaluation.reasons
+    body = {"model_name": served.name, "model_version": served.version, "id": client_id,
+            "outputs": render_outputs(evaluation.probabilities, policy, served.pipeline.policy.output),
+            "parameters": parameters}
+    return InferenceResult(200, body, request_id)
+
+
+def _pending(state: GatewayState, request_id: str, review_id: str, client_id: str | None) -> InferenceResult:
+    body = {"model_name": state.served.name, "model_version": state.served.version, "id": client_id,
+            "request_id": request_id, "review_id": review_id, "status": "pending",
+            "review_url": f"/v2/reviews/{review_id}"}
+    return InferenceResult(202, body, request_id)
+
+
+def _record(state: GatewayState, key: KeyInfo, request_id: str, inputs: np.ndarray | None,
+            evaluation: Evaluation | None, body: dict[str, Any], decision: str, status: int) -> PendingRecord:
+    served = state.served
+    return PendingRecord(
+        request_id=request_id, key_id=key.id, model=served.name, model_version=served.version,
+        model_sha256=served.sha256, policy_sha256=served.policy_sha256, inputs=inputs,
+        scores={} if evaluation is None else evaluation.scores,
+        probabilities=None if evaluation is None else evaluation.probabilities.tolist(),
+        response=body, decision=decision, status=status)
+
+
+def _count(state: GatewayState, evaluation: Evaluation) -> None:
+    state.metrics.decisions.labels(evaluation.decision).inc()
+    for name, flags in evaluation.flagged.items():
+        flagged = sum(flags)
+        if flagged:
+            state.metrics.flags.labels(name).inc(flagged)
+
+
+def _watch(state: GatewayState, key: KeyInfo, x: np.ndarray, evaluation: Evaluation) -> None:
+    predicted = evaluation.probabilities.argmax(dim=1).numpy()
+    ood = evaluation.any_flagged if evaluation.flagged else None
+    alerts = state.monitor.observe(key.id, x, predicted, ood=ood)
+    rules = state.served.pipeline.policy.extraction
+    for alert in alerts:
+        state.metrics.alerts.labels(alert.signal).inc()
+        logger.warning("extraction alert", extra={"event": "extraction_alert", "key_id": key.id,
+                                                  "signal": alert.signal, "queries": alert.queries,
+                                                  "value": alert.value, "threshold": alert.threshold,
+                                                  "detail": alert.message})
+        if rules.throttle:
+            state.throttled_keys.add(key.id)
+        if rules.webhook:
+            _post_webhook(rules.webhook, {"event": "extraction_alert", "model": state.served.name,
+                                          **alert.model_dump(mode="json")})
+
+
+def _post_webhook(url: str, payload: dict[str, Any]) -> None:
+    async def post() -> None:
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                await client.post(url, json=payload)
+        except httpx.HTTPError as error:
+            logger.warning("webhook failed", extra={"event": "webhook_failed", "url": url, "error": str(error)})
+
+    task = asyncio.get_running_loop().create_task(post())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def nested_tensor(instances: list[Any], datatype: str) -> TensorIn:
+    """The ``/predict`` route's ``instances`` as a tensor: shape from the nesting, data flattened.
+
+    Raises:
+        GatewayError: 422 when the instances are ragged or hold something other than numbers.
+    """
+    try:
+        array = np.asarray(instances, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise invalid_input("instances must be equally shaped nested lists of numbers, one per input") from None
+    return TensorIn(shape=list(array.shape), datatype=datatype, data=array.reshape(-1).tolist())

@@ -1,0 +1,93 @@
+"""Replay a logged prediction: the same model file, the policy it ran under and its exact input, run again
+and compared bit for bit with what the audit log recorded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bastion.core.errors import InputError
+from bastion.gateway.outputs import render_outputs
+from bastion.gateway.policy import policy_from_dict
+from bastion.gateway.state import serve_model
+from bastion.models.loading import LoadedModel
+from bastion.storage.tables import AuditInputRow, AuditRecordRow, PolicyRow
+
+
+class ReplayResult(BaseModel):
+    """The comparison of a replayed prediction with its record.
+
+    ``checks`` maps ``probabilities``, ``scores``, ``decision`` and ``outputs`` to whether the replay gave
+    exactly the recorded value; ``identical`` is true when all hold.
+    """
+
+    request_id: str
+    model: str
+    model_sha256: str | None
+    policy_sha256: str
+    decision: str
+    replayed_decision: str
+    checks: dict[str, bool]
+    max_abs_difference: float
+
+    @property
+    def identical(self) -> bool:
+        return all(self.checks.values())
+
+
+def logged_input(session: Session, record: AuditRecordRow) -> np.ndarray:
+    """The exact input array of a logged request."""
+    if record.input_sha256 is None:
+        raise InputError(f"request {record.request_id} was stopped before the model ran ({record.decision}, "
+                         f"HTTP {record.status}): there is no prediction to replay")
+    row = session.get(AuditInputRow, record.input_sha256)
+    if row is None:
+        raise InputError(f"the input {record.input_sha256} of request {record.request_id} is missing from the "
+                         "audit log's inputs: the database was tampered with or partly restored")
+    return np.frombuffer(row.data, dtype=np.dtype(row.dtype)).reshape(row.shape).copy()
+
+
+def find_record(session: Session, request_id: str) -> AuditRecordRow:
+    """The audit record of ``request_id`` (``InputError`` if there is none)."""
+    record = session.scalars(select(AuditRecordRow).where(AuditRecordRow.request_id == request_id)).first()
+    if record is None:
+        raise InputError(f"no audit record for request {request_id!r}; request ids start with 'req_' and come "
+                         "back in the X-Request-Id header and the answer's parameters")
+    return record
+
+
+def replay(session: Session, request_id: str, *, loaded: LoadedModel) -> ReplayResult:
+    """Re-run request ``request_id`` with ``loaded`` under the policy it was logged with.
+
+    Raises:
+        InputError: no such request, no input to replay, a policy missing from the log, or a model file
+            whose hash is not the one the request was answered with.
+    """
+    record = find_record(session, request_id)
+    if loaded.sha256 != record.model_sha256:
+        raise InputError(f"request {request_id} was answered by model file {record.model_sha256}; the model given "
+                         f"has {loaded.sha256}. Pass the same --model/--weights the gateway served then")
+    x = torch.from_numpy(logged_input(session, record).astype(np.float32, copy=False))
+    policy_row = session.get(PolicyRow, record.policy_sha256)
+    if policy_row is None:
+        raise InputError(f"the policy {record.policy_sha256} of request {request_id} is not in the database")
+    policy = policy_from_dict(json.loads(policy_row.document), source=f"policy {record.policy_sha256}")
+    served = serve_model(loaded, policy, name=record.model, version=record.model_version)
+    evaluation = served.pipeline.evaluate(x)
+    replayed = evaluation.probabilities.tolist()
+    recorded = record.probabilities or []
+    difference = float(np.max(np.abs(np.asarray(replayed) - np.asarray(recorded)))) if recorded else float("inf")
+    checks = {"probabilities": replayed == recorded, "scores": evaluation.scores == record.scores,
+              "decision": evaluation.decision == record.decision}
+    parameters = record.response.get("parameters") or {}
+    if "outputs" in record.response and "output_policy" in parameters:
+        outputs = render_outputs(evaluation.probabilities, parameters["output_policy"], policy.output)
+        checks["outputs"] = outputs == record.response["outputs"]
+    return ReplayResult(request_id=request_id, model=record.model, model_sha256=record.model_sha256,
+                        policy_sha256=record.policy_sha256, decision=record.decision,
+                        replayed_decision=evaluation.decision, checks=checks, max_abs_difference=difference)

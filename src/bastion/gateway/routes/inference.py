@@ -1,0 +1,137 @@
+"""Open Inference Protocol v2 (health, ready, server and model metadata, infer) and the simple ``/predict``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from bastion import __version__
+from bastion.gateway.deps import Caller, State
+from bastion.gateway.errors import ErrorResponses, forbidden, not_found
+from bastion.gateway.inference import TensorIn, infer, nested_tensor
+from bastion.gateway.keys import KeyInfo
+from bastion.gateway.schemas import (
+    InferRequest,
+    InferResponse,
+    PendingResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+)
+from bastion.gateway.state import GatewayState
+
+router = APIRouter()
+
+
+@router.get("/v2/health/live", tags=["health"])
+def live() -> dict[str, bool]:
+    """The process answers."""
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", tags=["health"])
+def ready(state: State) -> dict[str, bool]:
+    """The model is loaded and the audit log is open."""
+    return {"ready": state.audit is not None}
+
+
+@router.get("/v2", tags=["metadata"])
+def server_metadata() -> dict[str, Any]:
+    """Server metadata (OIP v2)."""
+    return {"name": "bastion", "version": __version__, "extensions": ["bastion-policy", "bastion-review"]}
+
+
+def _served(state: GatewayState, name: str, key: KeyInfo | None, version: str | None = None):
+    served = state.served
+    if name != served.name or (version is not None and version != served.version):
+        wanted = name if version is None else f"{name} version {version}"
+        raise not_found(f"no model {wanted!r}; this gateway serves {served.name!r} version {served.version!r}")
+    if key is not None and not key.may_query(name):
+        raise forbidden(f"key {key.id} may not query model {name!r} (its scopes: {', '.join(key.scopes)})")
+    return served
+
+
+@router.get("/v2/models/{name}/ready", tags=["health"], responses=ErrorResponses)
+def model_ready(name: str, state: State) -> dict[str, Any]:
+    """Whether model ``name`` is ready."""
+    _served(state, name, None)
+    return {"name": name, "ready": True}
+
+
+def _metadata(state: GatewayState, name: str, key: KeyInfo, version: str | None) -> dict[str, Any]:
+    served = _served(state, name, key, version)
+    pipeline = served.pipeline
+    return {
+        "name": served.name, "versions": [served.version], "platform": f"bastion-{served.kind}",
+        "inputs": [{"name": "input", "datatype": pipeline.dtype, "shape": [-1, *pipeline.input_shape]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, served.num_classes]},
+                    {"name": "label", "datatype": "INT64", "shape": [-1]}],
+        "parameters": {"sha256": served.sha256, "policy_sha256": served.policy_sha256,
+                       "bounds": [pipeline.low, pipeline.high], "max_instances": pipeline.policy.input.max_instances},
+    }
+
+
+@router.get("/v2/models/{name}", tags=["metadata"], responses=ErrorResponses)
+def model_metadata(name: str, state: State, key: Caller) -> dict[str, Any]:
+    """Model metadata (OIP v2): input and output tensors, the model file's hash and the policy's."""
+    return _metadata(state, name, key, None)
+
+
+@router.get("/v2/models/{name}/versions/{version}", tags=["metadata"], responses=ErrorResponses)
+def model_version_metadata(name: str, version: str, state: State, key: Caller) -> dict[str, Any]:
+    """Metadata of one version of the model."""
+    return _metadata(state, name, key, version)
+
+
+async def _infer(name: str, version: str | None, body: InferRequest, state: GatewayState, key: KeyInfo):
+    _served(state, name, key, version)
+    tensor = body.inputs[0]
+    result = await infer(state, key, TensorIn(tensor.shape, tensor.datatype, tensor.data), client_id=body.id)
+    return JSONResponse(result.body, status_code=result.status, headers={"X-Request-Id": result.request_id})
+
+
+_INFER_RESPONSES = {**ErrorResponses, 202: {"model": PendingResponse, "description": "escalated to human review"}}
+
+
+@router.post("/v2/models/{name}/infer", tags=["inference"], response_model=InferResponse,
+             responses=_INFER_RESPONSES)
+async def model_infer(name: str, body: InferRequest, state: State, key: Caller):
+    """Inference (OIP v2). 200 with the outputs the key's output policy allows; 202 with a review id when the
+    policy escalates the request to a human reviewer; 422 when the input breaks the rules or is refused."""
+    return await _infer(name, None, body, state, key)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", tags=["inference"], response_model=InferResponse,
+             responses=_INFER_RESPONSES)
+async def model_version_infer(name: str, version: str, body: InferRequest, state: State, key: Caller):
+    """Inference on one version of the model."""
+    return await _infer(name, version, body, state, key)
+
+
+@router.post("/predict", tags=["inference"], response_model=PredictResponse, responses=ErrorResponses)
+async def predict(body: PredictRequest, state: State, key: Caller):
+    """Simple JSON inference: ``{"instances": [input, ...]}`` with each input nested lists of the model's shape."""
+    served = _served(state, state.served.name, key)
+    result = await infer(state, key, nested_tensor(body.instances, served.pipeline.dtype))
+    answer = result.body
+    if result.status == 202:
+        simple = PredictResponse(request_id=result.request_id, decision="review", review_id=answer["review_id"],
+                                 review_url=answer["review_url"])
+    else:
+        simple = PredictResponse(request_id=result.request_id, decision=answer["parameters"]["decision"],
+                                 predictions=_predictions(answer["outputs"]))
+    return JSONResponse(simple.model_dump(mode="json", exclude_none=True), status_code=result.status,
+                        headers={"X-Request-Id": result.request_id})
+
+
+def _predictions(outputs: list[dict[str, Any]]) -> list[Prediction]:
+    by_name = {o["name"]: o for o in outputs}
+    labels = by_name["label"]["data"]
+    scores = by_name.get("probabilities")
+    if scores is None:
+        return [Prediction(label=label) for label in labels]
+    classes = scores["shape"][1]
+    rows = [scores["data"][i * classes:(i + 1) * classes] for i in range(len(labels))]
+    return [Prediction(label=label, probabilities=row) for label, row in zip(labels, rows, strict=True)]

@@ -1,0 +1,77 @@
+"""The gateway's settings, read from ``BASTION_*`` environment variables (or given in code).
+
+A gateway outside development refuses to start with the default secret: the secret keys the hashes
+of the API keys, so whoever knows it can test guessed keys offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The secret a development gateway runs with when none is set. Never accepted elsewhere.
+DEVELOPMENT_SECRET = "development-only-secret-do-not-deploy"
+MIN_SECRET_CHARS = 32
+
+Environment = Literal["development", "test", "production"]
+
+
+class GatewaySettings(BaseSettings):
+    """How ``bastion serve`` runs. Every field can be set as ``BASTION_<FIELD>`` in the environment.
+
+    Attributes:
+        environment: ``development`` (default) accepts the default secret; ``test`` and
+            ``production`` need ``BASTION_SECRET_KEY`` of at least 32 characters.
+        secret_key: keys the HMAC-SHA256 of every API key; the same secret must be given to
+            ``bastion keys`` and ``bastion serve``.
+        home: bastion's state folder (SQLite database, ledger anchor), default ``.bastion``.
+        database_url: a SQLAlchemy URL; default the SQLite file in ``home``.
+        limits_url: where rate limits and budgets are counted: ``memory://`` (default, one process)
+            or ``redis://host:port`` (shared by several gateways).
+        global_rate: a limit on all requests together, a ``limits`` string such as ``"2000/second"``.
+        default_rate, default_budget: apply to keys created without their own.
+        max_body_bytes: larger request bodies are refused with 413 (default 4 MiB).
+        model, weights, model_name, model_version: the model served (see ``bastion.models.load_classifier``).
+        policy: the YAML policy file (default: the built-in policy, see ``bastion.gateway.policy``).
+        audit_sync: flush every audit commit to the disk. Off (default), a committed record survives the
+            gateway being killed at any moment but not the machine losing power; on, it survives both, at
+            the cost of a disk flush per commit (commits are grouped under load).
+        key_cache_seconds: how long a key lookup is cached; a revocation takes effect within this time
+            on other processes (at once on the process that revokes).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    environment: Environment = "development"
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    home: Path = Path(".bastion")
+    database_url: str | None = None
+    limits_url: str = "memory://"
+    global_rate: str | None = None
+    default_rate: str | None = "600/minute"
+    default_budget: str | None = "100000/day"
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    model: str | None = None
+    weights: str | None = None
+    model_name: str = "model"
+    model_version: str = "1"
+    policy: Path | None = None
+    audit_sync: bool = False
+    key_cache_seconds: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> GatewaySettings:
+        secret = self.secret_key.get_secret_value()
+        if self.environment == "development":
+            return self
+        if secret == DEVELOPMENT_SECRET:
+            raise ValueError(f"BASTION_SECRET_KEY is the development default; a {self.environment} gateway needs "
+                             f"its own secret of at least {MIN_SECRET_CHARS} characters (for example from "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"BASTION_SECRET_KEY has {len(secret)} characters; a {self.environment} gateway needs "
+                             f"at least {MIN_SECRET_CHARS}")
+        return self

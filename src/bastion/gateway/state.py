@@ -1,0 +1,123 @@
+"""Everything one running gateway holds: database, keys, limits, audit log, the served model under its
+policy, the extraction monitor and metrics. Built when the app starts, never at import."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from bastion.core.errors import ConfigError
+from bastion.data.sources import load_dataset
+from bastion.gateway.audit import AuditLog
+from bastion.gateway.keys import KeyCache
+from bastion.gateway.metrics import GatewayMetrics
+from bastion.gateway.pipeline import PolicyPipeline
+from bastion.gateway.policy import Policy, load_policy
+from bastion.gateway.settings import GatewaySettings
+from bastion.gateway.throttle import Throttle
+from bastion.models.loading import LoadedModel, load_classifier
+from bastion.monitor.extraction import ExtractionMonitor
+from bastion.storage.database import Database, open_database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedModel:
+    """The model behind ``/v2/models/{name}``: its name, version, file hash and the policy pipeline."""
+
+    name: str
+    version: str
+    sha256: str | None
+    description: str
+    kind: str
+    pipeline: PolicyPipeline
+    policy_sha256: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.pipeline.model.num_classes)
+
+
+@dataclass
+class GatewayState:
+    """The running gateway (``app.state.gateway``)."""
+
+    settings: GatewaySettings
+    database: Database
+    keys: KeyCache
+    throttle: Throttle
+    audit: AuditLog
+    served: ServedModel
+    monitor: ExtractionMonitor | None
+    metrics: GatewayMetrics
+    throttled_keys: set[str] = field(default_factory=set)
+
+    def close(self) -> None:
+        """Flush the audit log and close the database."""
+        self.audit.close()
+        self.database.dispose()
+
+
+def load_reference(policy: Policy, input_shape: tuple[int, ...]) -> torch.Tensor | None:
+    """The policy's reference inputs ``(R, *input_shape)`` (its first ``reference_limit`` samples), or ``None``."""
+    if policy.reference is None:
+        return None
+    dataset = load_dataset(policy.reference, limit=policy.reference_limit)
+    if tuple(dataset.input_shape) != tuple(input_shape):
+        raise ConfigError(f"the policy's reference {policy.reference} has inputs of shape {list(dataset.input_shape)}"
+                          f", the model takes {list(input_shape)}")
+    return torch.from_numpy(dataset.x)
+
+
+def serve_model(loaded: LoadedModel, policy: Policy, *, name: str, version: str) -> ServedModel:
+    """Fit the policy's detectors for ``loaded`` and wrap both as the served model."""
+    reference = load_reference(policy, tuple(loaded.classifier.input_shape))
+    pipeline = PolicyPipeline(loaded.classifier, policy, reference=reference)
+    return ServedModel(name=name, version=version, sha256=loaded.sha256, description=loaded.description,
+                       kind=loaded.kind, pipeline=pipeline, policy_sha256=policy.sha256())
+
+
+def extraction_monitor(policy: Policy) -> ExtractionMonitor | None:
+    """The policy's extraction monitor (``None`` when off). Its expected out-of-distribution rate is the sum of
+    the detectors' false-positive rates: a bound on how often ordinary traffic is flagged by any of them."""
+    rules = policy.extraction
+    if not rules.enabled:
+        return None
+    expected = min(sum(rule.false_positive_rate for rule in policy.detectors), 0.5) or 0.05
+    return ExtractionMonitor(shapiro_threshold=rules.shapiro_threshold, min_queries=rules.min_queries,
+                             ood_rate_expected=expected, coverage=rules.coverage, budget=rules.budget)
+
+
+def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None, policy: Policy | None = None,
+                metrics: GatewayMetrics | None = None) -> GatewayState:
+    """Open the database, load the model (``loaded`` if given, else ``settings.model``), fit the policy and
+    start the audit writer.
+
+    Raises:
+        ConfigError: no model given, a bad policy or limit; InputError from the loaders.
+    """
+    if loaded is None:
+        if settings.model is None:
+            raise ConfigError("no model to serve: pass --model (or set BASTION_MODEL)")
+        loaded = load_classifier(settings.model, weights=settings.weights)
+    policy = policy if policy is not None else load_policy(settings.policy)
+    served = serve_model(loaded, policy, name=settings.model_name, version=settings.model_version)
+    throttle = Throttle(settings.limits_url, global_rate=settings.global_rate, default_rate=settings.default_rate,
+                        default_budget=settings.default_budget)
+    database = open_database(settings.database_url, home=settings.home, sync_every_commit=settings.audit_sync)
+    try:
+        audit = AuditLog(database, sync=settings.audit_sync)
+        audit.save_policy(policy.document(), served.policy_sha256)
+        audit.start()
+    except BaseException:
+        database.dispose()
+        raise
+    keys = KeyCache(database.sessions, secret=settings.secret_key.get_secret_value(), ttl=settings.key_cache_seconds)
+    monitor = extraction_monitor(policy)
+    logger.info("gateway ready", extra={"model": served.name, "version": served.version, "sha256": served.sha256,
+                                        "policy": served.policy_sha256, "database": database.display_url})
+    return GatewayState(settings=settings, database=database, keys=keys, throttle=throttle, audit=audit,
+                        served=served, monitor=monitor, metrics=metrics or GatewayMetrics())
