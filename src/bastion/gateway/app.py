@@ -59,16 +59,12 @@ def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel |
     app.include_router(inference.router)
     app.include_router(reviews.router)
     app.include_router(admin.router)
-    _add_console(app)
+    app.include_router(console.router)
     _add_metrics(app, metrics)
     _add_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog, metrics=metrics)
     return app
-
-
-def _add_console(app: FastAPI) -> None:
-    app.include_router(console.router)
 
 
 def _add_metrics(app: FastAPI, metrics: GatewayMetrics) -> None:

@@ -224,7 +224,7 @@ class AuditLog:
         if self.anchor is None:
             return
         with self.database.sessions() as session:
-            check = verify_audit(session, anchor=self.anchor, accept_unanchored=True)
+            check = verify_audit(session, anchor=self.anchor)
             if not check.ok or check.last_seq is None or check.last_seq == check.anchored_seq:
                 return  # tampering stays visible to `bastion audit verify`; nothing to adopt otherwise
             last = session.get(AuditRecordRow, check.last_seq)
@@ -270,13 +270,15 @@ def audit_anchor(database: Database) -> Path | None:
     return None if _in_memory(database) else database.home / ANCHOR_NAME
 
 
-def verify_audit(session: Session, *, anchor: Path | None, accept_unanchored: bool = False) -> LedgerCheck:
+def verify_audit(session: Session, *, anchor: Path | None) -> LedgerCheck:
     """Recompute the audit chain and compare its end with the head anchor.
+
+    Records after the anchored one, chained correctly, are a warning, not a problem: a running gateway
+    rewrites the anchor at most once a second, so its newest records are always past it. Edited, removed,
+    reordered or cut-off records are problems.
 
     Args:
         anchor: ``<home>/audit.head`` (see :func:`audit_anchor`); ``None`` checks the chain alone.
-        accept_unanchored: do not count records after the anchored one as a problem (the gateway's own
-            start-up check; ``bastion audit verify`` reports them).
 
     Returns:
         A ``LedgerCheck`` naming every record where the chain breaks, in order.
@@ -298,10 +300,13 @@ def verify_audit(session: Session, *, anchor: Path | None, accept_unanchored: bo
             check.warnings.append("no head anchor for this audit log: records cut off its end cannot be detected")
     else:
         check.anchored_seq = head[0]
-        found = anchor_problems(head, hashes, last_seq, anchor)
-        if accept_unanchored:
-            found = [p for p in found if not (last_seq is not None and p.seq == head[0] + 1 and last_seq > head[0])]
-        problems.extend(found)
+        for problem in anchor_problems(head, hashes, last_seq, anchor):
+            if last_seq is not None and last_seq > head[0] and problem.seq == head[0] + 1:
+                check.warnings.append(f"records {head[0] + 1}..{last_seq} are newer than the head anchor (record "
+                                      f"{head[0]}): written since a running gateway last updated it, or inserted "
+                                      "into the table; their chain is intact")
+            else:
+                problems.append(problem)
     check.problems = sorted(problems, key=lambda p: p.seq)
     return check
 
