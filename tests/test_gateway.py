@@ -293,3 +293,19 @@ def test_throttle_counts_exactly_without_starting_threads():
         Throttle("memory://", global_rate="lots")
     with pytest.raises(ConfigError, match="rate limits"):
         Throttle("nosuch://host")
+
+
+@pytest.mark.parametrize("policy, message", [
+    ("detectors: [{kind: energy}]\n", "add `reference:`"),
+    ("reference: digits:train\ndetectors: [{kind: nope}]\n", "unknown detector 'nope'"),
+    ("decision: {flag_at: 3, review_at: 1}\n", "thresholds must grow"),
+    ("reference: digits:train\nreference_limit: 5\n", "reference_limit"),
+    ("input: [1, 2]\n", "input"),
+    ("{not yaml", "not valid YAML"),
+])
+def test_serve_refuses_a_bad_policy_with_what_to_fix(tmp_path, digits_weights, policy, message):
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    run = CliRunner().invoke(cli, ["serve", "--model", "bastion.models.zoo:digits_cnn", "--weights", digits_weights,
+                                   "--policy", str(path), "--home", str(tmp_path)])
+    assert run.exit_code == 2 and message in run.output, run.output

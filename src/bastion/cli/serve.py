@@ -33,17 +33,39 @@ def serve_command(
 
     from bastion.gateway.app import create_app
     from bastion.gateway.logs import configure_json_logs
-    from bastion.gateway.settings import GatewaySettings
+    from bastion.gateway.policy import load_policy
+    from bastion.gateway.state import check_policy
+    from bastion.models.loading import load_classifier
 
     with user_errors():
         overrides = {"model": model, "weights": weights, "policy": policy, "model_name": name,
                      "model_version": version}
         if home is not None:
             overrides["home"] = home
-        settings = GatewaySettings(**overrides)
+        settings = _settings(overrides)
         torch.set_num_threads(threads)
+        # Load and check everything a user can get wrong here, so that a mistake is a one-line error rather
+        # than uvicorn's "Application startup failed".
+        loaded = load_classifier(model, weights=weights)
+        rules = load_policy(policy)
+        check_policy(rules, tuple(loaded.classifier.input_shape))
         configure_json_logs()
-        app = create_app(settings)
+        app = create_app(settings, loaded=loaded, policy=rules)
     errors.print(f"bastion gateway: serving {name} version {version} on http://{host}:{port} "
                  f"(OpenAPI at /docs, console at /console)")
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+
+
+def _settings(overrides: dict):
+    """``GatewaySettings`` from the options and the environment; a refused setting is a ``ConfigError``."""
+    from pydantic import ValidationError
+
+    from bastion.core.errors import ConfigError
+    from bastion.gateway.settings import GatewaySettings
+
+    try:
+        return GatewaySettings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in error.errors())
+        raise ConfigError(problems) from None

@@ -161,5 +161,6 @@ def policy_from_dict(raw: Any, *, source: str = "policy") -> Policy:
     try:
         return Policy.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
         raise ConfigError(f"{source}: {problems}") from None

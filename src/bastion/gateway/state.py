@@ -10,6 +10,7 @@ import torch
 
 from bastion.core.errors import ConfigError
 from bastion.data.sources import load_dataset
+from bastion.defenses.detectors import build_detector
 from bastion.gateway.audit import AuditLog
 from bastion.gateway.keys import KeyCache
 from bastion.gateway.metrics import GatewayMetrics
@@ -70,6 +71,14 @@ def load_reference(policy: Policy, input_shape: tuple[int, ...]) -> torch.Tensor
         raise ConfigError(f"the policy's reference {policy.reference} has inputs of shape {list(dataset.input_shape)}"
                           f", the model takes {list(input_shape)}")
     return torch.from_numpy(dataset.x)
+
+
+def check_policy(policy: Policy, input_shape: tuple[int, ...]) -> None:
+    """Fail early on what the policy names: unknown detectors or parameters, an unreadable or misshapen
+    reference (``InputError``/``ConfigError`` saying which)."""
+    for rule in policy.detectors:
+        build_detector(rule.kind, **rule.params)
+    load_reference(policy, input_shape)
 
 
 def serve_model(loaded: LoadedModel, policy: Policy, *, name: str, version: str) -> ServedModel:
