@@ -309,3 +309,22 @@ def test_serve_refuses_a_bad_policy_with_what_to_fix(tmp_path, digits_weights, p
     run = CliRunner().invoke(cli, ["serve", "--model", "bastion.models.zoo:digits_cnn", "--weights", digits_weights,
                                    "--policy", str(path), "--home", str(tmp_path)])
     assert run.exit_code == 2 and message in run.output, run.output
+
+
+def test_serve_refuses_the_default_secret_in_production(tmp_path, digits_weights, monkeypatch):
+    monkeypatch.setenv("BASTION_ENVIRONMENT", "production")
+    run = CliRunner().invoke(cli, ["serve", "--model", "bastion.models.zoo:digits_cnn", "--weights", digits_weights,
+                                   "--home", str(tmp_path)])
+    assert run.exit_code == 2 and "BASTION_SECRET_KEY is the development default" in run.output, run.output
+
+
+def test_sanitising_is_the_bit_depth_defense(loaded, digits_arrays):
+    import torch
+
+    from bastion.defenses.preprocess import BitDepthReduction
+    from bastion.gateway.pipeline import PolicyPipeline
+
+    x = torch.from_numpy(digits_arrays[0][:50])
+    pipeline = PolicyPipeline(loaded.classifier, policy_from_dict({"sanitise": {"bit_depth": 3}}))
+    assert torch.equal(pipeline.sanitise(x), BitDepthReduction(3).fit(bounds=(0.0, 1.0)).transform(x))
+    assert len(torch.unique(pipeline.sanitise(x))) <= 8

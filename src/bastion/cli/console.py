@@ -41,10 +41,15 @@ def user_errors() -> Iterator[None]:
         errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValidationError as error:
-        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in error.errors())
+        problems = "; ".join(_validation_problem(e) for e in error.errors())
         errors.print(f"[bold red]error:[/] {problems}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
+
+
+def _validation_problem(error: dict) -> str:
+    """One pydantic error as ``--field: message``, or the message alone for a check of the whole model."""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"--{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message

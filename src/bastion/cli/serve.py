@@ -34,6 +34,7 @@ def serve_command(
     from bastion.gateway.app import create_app
     from bastion.gateway.logs import configure_json_logs
     from bastion.gateway.policy import load_policy
+    from bastion.gateway.settings import GatewaySettings
     from bastion.gateway.state import check_policy
     from bastion.models.loading import load_classifier
 
@@ -42,7 +43,7 @@ def serve_command(
                      "model_version": version}
         if home is not None:
             overrides["home"] = home
-        settings = _settings(overrides)
+        settings = GatewaySettings(**overrides)
         torch.set_num_threads(threads)
         # Load and check everything a user can get wrong here, so that a mistake is a one-line error rather
         # than uvicorn's "Application startup failed".
@@ -55,17 +56,3 @@ def serve_command(
                  f"(OpenAPI at /docs, console at /console)")
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
-
-def _settings(overrides: dict):
-    """``GatewaySettings`` from the options and the environment; a refused setting is a ``ConfigError``."""
-    from pydantic import ValidationError
-
-    from bastion.core.errors import ConfigError
-    from bastion.gateway.settings import GatewaySettings
-
-    try:
-        return GatewaySettings(**overrides)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in error.errors())
-        raise ConfigError(problems) from None

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bastion.core.ids import array_digest
 from bastion.storage.database import DATABASE_KEY, Database
 from bastion.storage.ledger import (
     GENESIS_HASH,
@@ -45,13 +46,6 @@ ANCHOR_NAME = "audit.head"
 HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version", "model_sha256", "policy_sha256",
                  "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
                  "prev_hash")
-
-
-def input_digest(array: np.ndarray) -> str:
-    """SHA-256 of an input's dtype, shape and little-endian bytes."""
-    array = np.ascontiguousarray(array)
-    header = f"{array.dtype.str}:{list(array.shape)}:".encode()
-    return hashlib.sha256(header + array.tobytes()).hexdigest()
 
 
 def record_hash(fields: dict[str, Any]) -> str:
@@ -83,7 +77,7 @@ class PendingRecord:
 
     @cached_property
     def input_sha256(self) -> str | None:
-        return None if self.inputs is None else input_digest(self.inputs)
+        return None if self.inputs is None else array_digest(self.inputs)
 
 
 class AuditLog:
@@ -103,7 +97,7 @@ class AuditLog:
         self.database = database
         self.sync = sync
         self.anchor_seconds = anchor_seconds
-        self.anchor: Path | None = None if _in_memory(database) else database.home / ANCHOR_NAME
+        self.anchor: Path | None = None if database.in_memory else database.home / ANCHOR_NAME
         self._pending: list[tuple[PendingRecord, asyncio.Future[int]]] = []
         self._write_due = False
         self._head: tuple[int, str] | None = None  # (seq, entry_hash) of the last record, once read
@@ -260,14 +254,9 @@ def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
     return {**fields, "entry_hash": record_hash(fields)}
 
 
-def _in_memory(database: Database) -> bool:
-    url = database.engine.url
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
-
 def audit_anchor(database: Database) -> Path | None:
     """The head anchor file of ``database``'s audit log (``None`` for an in-memory database)."""
-    return None if _in_memory(database) else database.home / ANCHOR_NAME
+    return None if database.in_memory else database.home / ANCHOR_NAME
 
 
 def verify_audit(session: Session, *, anchor: Path | None) -> LedgerCheck:

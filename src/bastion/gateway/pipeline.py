@@ -14,6 +14,7 @@ import torch
 
 from bastion.core.errors import ConfigError
 from bastion.defenses.detectors import InputDetector, build_detector
+from bastion.defenses.preprocess import BitDepthReduction
 from bastion.gateway.errors import invalid_input
 from bastion.gateway.policy import Decision, Policy
 from bastion.models.base import Classifier
@@ -72,6 +73,8 @@ class PolicyPipeline:
                               f"{list(model.input_shape)}")
         self.low, self.high = rules.range if rules.range is not None else tuple(model.bounds)
         self.dtype = rules.dtype
+        bits = policy.sanitise.bit_depth
+        self._squeezer = None if bits is None else BitDepthReduction(bits).fit(bounds=(self.low, self.high))
         self.detectors = self._fit_detectors(reference)
 
     def _fit_detectors(self, reference: torch.Tensor | None) -> list[InputDetector]:
@@ -125,12 +128,7 @@ class PolicyPipeline:
 
     def sanitise(self, x: torch.Tensor) -> torch.Tensor:
         """Feature squeezing (bit-depth reduction within the input range) when the policy asks for it."""
-        bits = self.policy.sanitise.bit_depth
-        if bits is None:
-            return x
-        levels = 2**bits - 1
-        span = self.high - self.low
-        return torch.round((x - self.low) / span * levels) / levels * span + self.low
+        return x if self._squeezer is None else self._squeezer.transform(x)
 
     def evaluate(self, x: torch.Tensor) -> Evaluation:
         """Run the model and the detectors on ``x`` ``(N, *input_shape)`` float32 and decide."""

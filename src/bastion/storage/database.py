@@ -81,6 +81,11 @@ class Database:
         """The URL with any password hidden, for messages."""
         return make_url(self.url).render_as_string(hide_password=True)
 
+    @property
+    def in_memory(self) -> bool:
+        """A private in-memory SQLite database (``sqlite://``): it dies with the process, so it has no anchors."""
+        return _in_memory(self.engine)
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed when the block ends, rolled back if it raises."""
@@ -125,8 +130,7 @@ def open_database(url: str | None = None, *, home: str | Path | None = None, upg
     if not create:
         _require_existing(url, home_path)
     engine = _create_engine(url, create=create, sync_every_commit=sync_every_commit)
-    in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
-    anchor = None if in_memory else home_path / "ledger.head"  # an in-memory ledger dies with the process
+    anchor = None if _in_memory(engine) else home_path / "ledger.head"  # an in-memory ledger dies with the process
     from bastion.storage.ledger import LedgerSession  # its listeners keep the anchor up to date
 
     sessions: sessionmaker[Session] = sessionmaker(
@@ -212,6 +216,10 @@ def _create_engine(url: str, *, create: bool = True, sync_every_commit: bool = T
         if not sync_every_commit:
             event.listen(engine, "connect", _sqlite_sync_at_checkpoints)
     return engine
+
+
+def _in_memory(engine: Engine) -> bool:
+    return engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

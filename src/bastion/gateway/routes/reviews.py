@@ -8,6 +8,8 @@ from fastapi import APIRouter
 from bastion.core.errors import InputError
 from bastion.gateway.deps import Caller, Reviewer, State
 from bastion.gateway.errors import ErrorResponses, invalid_input, not_found
+from bastion.gateway.inference import output_policy
+from bastion.gateway.keys import key_info
 from bastion.gateway.outputs import render_outputs
 from bastion.gateway.review import decide, get_case, list_cases
 from bastion.gateway.schemas import InferOutput, ReviewDecision, ReviewStatus
@@ -36,7 +38,7 @@ def review_status(state: GatewayState, case: ReviewCaseRow, record: AuditRecordR
 def _client_policy(state: GatewayState, case: ReviewCaseRow) -> str:
     with state.database.sessions() as session:
         row = session.get(ApiKeyRow, case.key_id) if case.key_id else None
-    return (row.output if row is not None and row.output else None) or state.served.pipeline.policy.output.default
+    return state.served.pipeline.policy.output.default if row is None else output_policy(state, key_info(row))
 
 
 @router.get("/v2/reviews/{review_id}", response_model=ReviewStatus, responses=ErrorResponses)
