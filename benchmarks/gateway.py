@@ -29,6 +29,9 @@ Setup:
      review at 2), the ``full`` output policy, the extraction monitor, the JSON access log (to a
      file) and the SQLite audit log (hash-chained, every record committed before the answer).
      Detectors fitted on training images 50,000..51,999 (never trained on) at 1% false positives.
+   - ``gateway-unbatched``: ``gateway-shared`` with micro-batching off (``BASTION_BATCH_INSTANCES=1``): every
+     request its own forward pass, as the bare endpoint does. ``gateway-shared`` batches the requests
+     that arrive while the event loop serves others (at most 64 instances a pass).
    - ``gateway-squeeze``: the same plus the ``squeeze`` detector, which runs a second forward pass on
      two squeezed copies of each input.
 
@@ -38,8 +41,10 @@ Setup:
    are dealt round-robin to ``--keys`` API keys. Throughput = timed requests / wall time.
    Sequential latency: ``--sequential`` requests at concurrency 1.
 4. Rounds: all servers run side by side (an idle one costs nothing) and are loaded one at a time,
-   ``--rounds`` rounds, the order rotating each round; figures are the median over rounds, because
-   this machine's speed drifts from minute to minute.
+   ``--rounds`` rounds, the order rotating each round. This machine's speed drifts by a third from
+   minute to minute, so the ratio to bare and the added latencies are compared within each round
+   (each server against the bare endpoint loaded in the same round) and the median over rounds is
+   reported; absolute figures are medians over rounds.
 5. Where the gateway's time goes: every stage of one request timed in-process on the
    ``gateway-shared`` state (``--profile-requests`` requests, median per stage), and a cProfile of
    the live gateway's event-loop thread under load (top functions by own time).
@@ -80,13 +85,14 @@ BASE_POLICY: dict[str, Any] = {
     "output": {"default": "full"},
     "extraction": {"enabled": True, "throttle": False},
 }
+SHARED = [{"kind": "energy", "false_positive_rate": 0.01}, {"kind": "confidence", "false_positive_rate": 0.01}]
 DETECTORS = {
-    "gateway-shared": [{"kind": "energy", "false_positive_rate": 0.01},
-                       {"kind": "confidence", "false_positive_rate": 0.01}],
-    "gateway-squeeze": [{"kind": "energy", "false_positive_rate": 0.01},
-                        {"kind": "confidence", "false_positive_rate": 0.01},
-                        {"kind": "squeeze", "false_positive_rate": 0.01}],
+    "gateway-shared": SHARED,
+    "gateway-squeeze": [*SHARED, {"kind": "squeeze", "false_positive_rate": 0.01}],
+    "gateway-unbatched": SHARED,
 }
+#: BASTION_BATCH_INSTANCES per variant (the gateway's default, 64, where absent).
+BATCH_INSTANCES = {"gateway-unbatched": 1}
 QUICK = {"epochs": 1, "rounds": 1, "requests": 300, "warmup": 50, "sequential": 100, "profile_requests": 100}
 
 
@@ -173,12 +179,13 @@ def server_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def bare_server(weights: Path, work: Path) -> Server:
-    command = [sys.executable, str(Path(__file__).resolve()), "bare-server", "--weights", str(weights)]
+def bare_server(factory: str, weights: Path, work: Path) -> Server:
+    command = [sys.executable, str(Path(__file__).resolve()), "bare-server", "--factory", factory, "--weights",
+               str(weights)]
     return Server("bare", command, server_env(), work / "bare.log", [])
 
 
-def gateway_server(name: str, weights: Path, reference: Path, work: Path, keys: int, *,
+def gateway_server(name: str, factory: str, weights: Path, reference: Path, work: Path, keys: int, *,
                    profile: Path | None = None) -> Server:
     """``bastion serve`` for ``name``'s policy on a fresh home, with ``keys`` client keys created in its database."""
     import yaml
@@ -198,8 +205,8 @@ def gateway_server(name: str, weights: Path, reference: Path, work: Path, keys: 
                                   budget="100000000/day", actor="benchmark")
             tokens.append(token)
     env = {**server_env(), "BASTION_ENVIRONMENT": "production", "BASTION_SECRET_KEY": SECRET,
-           "BASTION_GLOBAL_RATE": "1000000/second"}
-    options = ["--model", FACTORY, "--weights", str(weights), "--policy", str(policy), "--name", NAME,
+           "BASTION_GLOBAL_RATE": "1000000/second", "BASTION_BATCH_INSTANCES": str(BATCH_INSTANCES.get(name, 64))}
+    options = ["--model", factory, "--weights", str(weights), "--policy", str(policy), "--name", NAME,
                "--home", str(home), "--threads", "1"]
     if profile is None:
         command = [str(Path(sys.executable).with_name("bastion")), "serve", *options]
@@ -234,7 +241,7 @@ def run_bare_server(args: argparse.Namespace) -> None:
     from bastion.models.loading import load_classifier
 
     torch.set_num_threads(1)
-    model = load_classifier(FACTORY, weights=args.weights).classifier
+    model = load_classifier(args.factory, weights=args.weights).classifier
     app = FastAPI()
 
     @app.post(PATH)
@@ -369,15 +376,17 @@ def load(server: Server, *, requests: int, warmup: int, concurrency: int, offset
 # ------------------------------------------------------------------------------------------------ profile
 
 
-def stage_profile(weights: Path, reference: Path, work: Path, requests: int) -> dict[str, Any]:
+def stage_profile(factory: str, weights: Path, reference: Path, work: Path, requests: int) -> dict[str, Any]:
     """Each stage of one gateway request, timed in-process on the gateway-shared policy (median microseconds),
     with the bare endpoint's own steps for comparison."""
     import logging
 
+    import orjson
     import torch
     from fastapi.responses import JSONResponse
 
     from bastion.gateway.inference import _answer, _count, _record, _watch, new_request_id
+    from bastion.gateway.jsonio import FastJSONResponse
     from bastion.gateway.keys import create_key
     from bastion.gateway.logs import configure_json_logs
     from bastion.gateway.policy import policy_from_dict
@@ -393,7 +402,7 @@ def stage_profile(weights: Path, reference: Path, work: Path, requests: int) -> 
         _, token = create_key(session, secret=SECRET, name="stages", rate="1000000/minute", budget="100000000/day",
                               actor="benchmark")
     policy = policy_from_dict({**BASE_POLICY, "reference": str(reference), "detectors": DETECTORS["gateway-shared"]})
-    settings = GatewaySettings(environment="production", secret_key=SECRET, home=home, model=FACTORY,
+    settings = GatewaySettings(environment="production", secret_key=SECRET, home=home, model=factory,
                                weights=str(weights), model_name=NAME, global_rate="1000000/second")
     state = build_state(settings, policy=policy)
     configure_json_logs()
@@ -410,11 +419,12 @@ def stage_profile(weights: Path, reference: Path, work: Path, requests: int) -> 
         times.setdefault(stage, []).append(time.perf_counter() - started)
         return value
 
-    def new_record(key, request_id, x, evaluation, result):
-        record = _record(state, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision,
-                         result.status)
-        record.input_sha256  # noqa: B018 - computed here, where the route computes it (cached)
-        return record
+    def new_record(key, request_id, x, evaluation, result):  # the input hash is computed here
+        return _record(state, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision,
+                       result.status)
+
+    def parse_body(body: bytes) -> InferRequest:
+        return InferRequest.model_validate(orjson.loads(body))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -432,7 +442,7 @@ def stage_profile(weights: Path, reference: Path, work: Path, requests: int) -> 
 
     try:
         for body in bodies:
-            request = timed("parse JSON + pydantic body", InferRequest.model_validate_json, body)
+            request = timed("parse JSON (orjson) + pydantic body", parse_body, body)
             tensor = request.inputs[0]
             key = timed("key lookup (HMAC, cache)", state.keys.lookup, token)
             timed("limits (global, rate, budget)", state.throttle.admit, key, 1)
@@ -445,7 +455,7 @@ def stage_profile(weights: Path, reference: Path, work: Path, requests: int) -> 
             result = timed("answer + output policy", _answer, state, key, request_id, evaluation, None)
             record = timed("audit record (fields, input hash)", new_record, key, request_id, x, evaluation, result)
             timed("audit commit + head anchor (one record)", commit, record)
-            timed("response JSON", JSONResponse, result.body, status_code=result.status,
+            timed("response JSON (orjson)", FastJSONResponse, result.body, status_code=result.status,
                   headers={"X-Request-Id": request_id})
             timed("access log line", access.info, "request", extra={
                 "method": "POST", "path": PATH, "route": "/v2/models/{name}/infer", "status": result.status,
@@ -475,21 +485,31 @@ def median_of(rounds: list[dict[str, Any]], field: str) -> float:
     return float(statistics.median(r[field] for r in rounds))
 
 
+def paired_median(figures: dict[str, list[dict[str, Any]]], name: str, field: str, compare) -> float:
+    """The median over rounds of ``compare(server's figure, bare's figure)`` within each round: this machine's
+    speed drifts by a third from minute to minute, and a round's servers run minutes apart at most."""
+    return float(statistics.median(compare(mine[field], bare[field])
+                                   for mine, bare in zip(figures[name], figures["bare"], strict=True)))
+
+
 def run(args: argparse.Namespace) -> None:
     import tempfile
 
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
-    weights, how = prepare_model(args.epochs)
+    if args.weights is None:
+        weights, how = prepare_model(args.epochs)
+    else:
+        weights, how = Path(args.weights), f"given {args.weights}"
     reference = prepare_reference()
-    print(f"model: {FACTORY}, {how}", flush=True)
+    print(f"model: {args.factory}, {how}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bastion-gateway-bench-") as folder:
         work = Path(folder)
-        servers = [bare_server(weights, work)] + [gateway_server(name, weights, reference, work, args.keys)
-                                                 for name in args.variants]
+        servers = [bare_server(args.factory, weights, work)] + [
+            gateway_server(name, args.factory, weights, reference, work, args.keys) for name in args.variants]
         for server in servers:
             server.start()
         throughput: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
@@ -516,7 +536,7 @@ def run(args: argparse.Namespace) -> None:
                 server.stop()
         profile = None
         if args.profile_requests:
-            profile = {"stages_us": stage_profile(weights, reference, work, args.profile_requests),
+            profile = {"stages_us": stage_profile(args.factory, weights, reference, work, args.profile_requests),
                        "cprofile_top": live_profile(args, weights, reference, work)}
     write_results(args, how, throughput, sequential, profile, load_before)
 
@@ -524,7 +544,8 @@ def run(args: argparse.Namespace) -> None:
 def live_profile(args: argparse.Namespace, weights: Path, reference: Path, work: Path) -> list[dict[str, Any]]:
     """cProfile of the gateway-shared server's event-loop thread over ``--requests`` requests after a warm-up."""
     stats = work / "gateway.prof"
-    server = gateway_server("gateway-shared", weights, reference, work / "profiled", args.keys, profile=stats)
+    server = gateway_server("gateway-shared", args.factory, weights, reference, work / "profiled", args.keys,
+                            profile=stats)
     server.start()
     try:
         load(server, requests=args.warmup, warmup=0, concurrency=args.concurrency, offset=0)
@@ -546,18 +567,16 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
     import torch
 
     summary: dict[str, dict[str, float]] = {}
-    bare_rate = median_of(throughput["bare"], "throughput")
-    bare_p99, bare_p50 = median_of(sequential["bare"], "p99_ms"), median_of(sequential["bare"], "p50_ms")
     for name in throughput:
-        rate = median_of(throughput[name], "throughput")
         summary[name] = {
-            "throughput_rps": round(rate, 1), "ratio_to_bare": round(rate / bare_rate, 3),
+            "throughput_rps": round(median_of(throughput[name], "throughput"), 1),
+            "ratio_to_bare": round(paired_median(throughput, name, "throughput", lambda a, b: a / b), 3),
             "loaded_p50_ms": round(median_of(throughput[name], "p50_ms"), 2),
             "loaded_p99_ms": round(median_of(throughput[name], "p99_ms"), 2),
             "sequential_p50_ms": round(median_of(sequential[name], "p50_ms"), 3),
             "sequential_p99_ms": round(median_of(sequential[name], "p99_ms"), 3),
-            "added_p99_ms": round(median_of(sequential[name], "p99_ms") - bare_p99, 3),
-            "added_p50_ms": round(median_of(sequential[name], "p50_ms") - bare_p50, 3),
+            "added_p99_ms": round(paired_median(sequential, name, "p99_ms", lambda a, b: a - b), 3),
+            "added_p50_ms": round(paired_median(sequential, name, "p50_ms", lambda a, b: a - b), 3),
         }
         summary[name]["meets_targets"] = bool(name == "bare" or (summary[name]["ratio_to_bare"] >= 0.8
                                                                   and summary[name]["added_p99_ms"] < 5.0))
@@ -566,7 +585,7 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                     "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "model": {"factory": FACTORY, "weights": how, "epochs": args.epochs},
+        "model": {"factory": args.factory, "weights": how, "epochs": None if args.weights else args.epochs},
         "settings": {"rounds": args.rounds, "requests": args.requests, "warmup": args.warmup,
                      "concurrency": args.concurrency, "sequential": args.sequential, "keys": args.keys,
                      "policy": BASE_POLICY, "detectors": {name: DETECTORS[name] for name in args.variants}},
@@ -594,12 +613,14 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command")
+    parser.add_argument("--factory", default=FACTORY, help="the served model's factory (default %(default)s)")
+    parser.add_argument("--weights", help="its weights; default: fashion_cnn trained for --epochs (cached)")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs of the model (cached)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=2000, help="timed requests per server per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1200, help="timed requests per server per round")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--sequential", type=int, default=500, help="requests at concurrency 1 per round")
+    parser.add_argument("--sequential", type=int, default=400, help="requests at concurrency 1 per round")
     parser.add_argument("--keys", type=int, default=4, help="API keys the gateway's load is dealt to")
     parser.add_argument("--variants", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     parser.add_argument("--profile-requests", type=int, default=500, help="0: no profile")
@@ -608,6 +629,7 @@ def main() -> None:
     parser.add_argument("--out", default="gateway_throughput")
 
     bare = commands.add_parser("bare-server", help="(internal) the bare FastAPI endpoint")
+    bare.add_argument("--factory", required=True)
     bare.add_argument("--weights", required=True)
     bare.add_argument("--port", type=int, required=True)
     profiled = commands.add_parser("profile-server", help="(internal) bastion serve under cProfile")

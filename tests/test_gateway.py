@@ -151,7 +151,9 @@ def test_size_type_and_input_rules(gateway, clean):
         nan_body = b'{"inputs":[{"name":"input","shape":[1,1,8,8],"datatype":"FP32","data":[' + b",".join(
             [b"NaN"] * 64) + b"]}]}"
         nan = client.post(INFER, content=nan_body, headers={"Content-Type": "application/json"})
-        assert nan.status_code == 422 and "NaN" in nan.json()["detail"]
+        assert nan.status_code == 422 and "NaN" in nan.json()["detail"] and "not valid JSON" in nan.json()["detail"]
+        broken = client.post(INFER, content=b'{"inputs": [', headers={"Content-Type": "application/json"})
+        assert broken.status_code == 422 and broken.json()["detail"].startswith("the body is not valid JSON")
 
 
 def test_rate_limit_and_budget_give_429(gateway, clean):

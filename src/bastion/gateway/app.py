@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,11 @@ def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = build_state(settings, loaded=loaded, policy=policy, metrics=metrics)
+        # What was built at start lives as long as the gateway: kept out of the collector's full passes,
+        # which otherwise walk the model, the ORM and the schemas every few thousand requests (a pause of
+        # several milliseconds; the sequential p99 fell from 13-23 ms to 11 ms with this).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -78,6 +84,14 @@ def _error_response(status: int, code: str, detail: object, headers: dict[str, s
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
+def _json_problem(problem: dict, body: object) -> str:
+    """What is wrong with a body that is not JSON, and where."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    hint = " (NaN and Infinity are not JSON numbers; send finite numbers)" if "NaN" in text or "Infinity" in text \
+        else ""
+    return f"the body is not valid JSON: {problem.get('ctx', {}).get('error', problem['msg'])}{hint}"
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, error: GatewayError) -> JSONResponse:
@@ -85,7 +99,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        problems = [_json_problem(e, error.body) if e["type"] == "json_invalid" else
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return _error_response(422, "invalid_request", "; ".join(problems) or "the request does not fit the schema")
 
     @app.exception_handler(StarletteHTTPException)

@@ -13,12 +13,12 @@ is committed, so a gateway killed at any moment has logged every answer it gave.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,14 @@ ANCHOR_NAME = "audit.head"
 HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version", "model_sha256", "policy_sha256",
                  "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
                  "prev_hash")
+#: Hashed only when set, so records written before the field existed keep their hashes.
+OPTIONAL_HASHED_FIELDS = ("batch",)
 
 
 def record_hash(fields: dict[str, Any]) -> str:
     """Hex SHA-256 of the canonical JSON of a record's hashed fields (``time`` in canonical form)."""
     document = {name: fields[name] for name in HASHED_FIELDS}
+    document.update({name: fields[name] for name in OPTIONAL_HASHED_FIELDS if fields.get(name) is not None})
     document["time"] = canonical_time(document["time"])
     return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
 
@@ -58,7 +61,9 @@ def record_hash(fields: dict[str, Any]) -> str:
 @dataclass
 class PendingRecord:
     """A record waiting for the writer: the fields of ``AuditRecordRow`` but ``seq`` and the hashes, the
-    input array, and the review case to open with it (if the request was escalated)."""
+    input array, and the review case to open with it (if the request was escalated). ``input_sha256`` is
+    computed from ``inputs`` unless given; ``batch`` is the request's ``BatchSlot`` as JSON when it
+    shared a forward pass."""
 
     request_id: str
     key_id: str | None
@@ -73,11 +78,13 @@ class PendingRecord:
     decision: str
     status: int
     review: ReviewCaseRow | None = None
+    batch: dict[str, Any] | None = None
+    input_sha256: str | None = None
     time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
-    @cached_property
-    def input_sha256(self) -> str | None:
-        return None if self.inputs is None else array_digest(self.inputs)
+    def __post_init__(self) -> None:
+        if self.input_sha256 is None and self.inputs is not None:
+            self.input_sha256 = array_digest(self.inputs)
 
 
 class AuditLog:
@@ -228,18 +235,34 @@ class AuditLog:
 
 
 def _store_inputs(connection: Connection, records: list[PendingRecord]) -> None:
+    """Insert the records' input arrays, each content once: one ``INSERT ... ON CONFLICT DO NOTHING`` where the
+    database has it (SQLite, PostgreSQL), else a query for the stored ones first."""
     arrays: dict[str, np.ndarray] = {}
     for record in records:
         if record.inputs is not None:
             arrays.setdefault(record.input_sha256, record.inputs)
     if not arrays:
         return
-    present = set(connection.scalars(select(AuditInputRow.sha256).where(AuditInputRow.sha256.in_(list(arrays)))))
+    ignoring = _insert_ignoring_duplicates(connection.dialect.name)
+    if ignoring is None:
+        present = set(connection.scalars(select(AuditInputRow.sha256).where(AuditInputRow.sha256.in_(list(arrays)))))
+        arrays = {digest: array for digest, array in arrays.items() if digest not in present}
     rows = [{"sha256": digest, "dtype": array.dtype.str, "shape": list(array.shape),
-             "data": np.ascontiguousarray(array).tobytes()}
-            for digest, array in arrays.items() if digest not in present]
+             "data": np.ascontiguousarray(array).tobytes()} for digest, array in arrays.items()]
     if rows:
-        connection.execute(insert(AuditInputRow), rows)
+        connection.execute(ignoring if ignoring is not None else insert(AuditInputRow), rows)
+
+
+@functools.cache
+def _insert_ignoring_duplicates(dialect: str):
+    """An insert into ``audit_inputs`` that skips rows already there, for ``dialect``; ``None`` if unsupported."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        return None
+    return dialect_insert(AuditInputRow).on_conflict_do_nothing(index_elements=[AuditInputRow.sha256])
 
 
 def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
@@ -249,7 +272,8 @@ def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
         "policy_sha256": record.policy_sha256, "input_sha256": record.input_sha256,
         "scores": record.scores, "probabilities": record.probabilities, "response": record.response,
         "decision": record.decision, "status": record.status,
-        "review_id": None if record.review is None else record.review.id, "prev_hash": prev_hash,
+        "review_id": None if record.review is None else record.review.id, "batch": record.batch,
+        "prev_hash": prev_hash,
     }
     return {**fields, "entry_hash": record_hash(fields)}
 
@@ -305,7 +329,7 @@ def _record_problems(row: AuditRecordRow, expected_seq: int, prev_hash: str) -> 
     if row.seq != expected_seq:
         problems.append(LedgerProblem(seq=min(row.seq, expected_seq), problem=f"record {row.seq} where {expected_seq} "
                                       "was expected: records were deleted or renumbered"))
-    fields = {name: getattr(row, name) for name in HASHED_FIELDS}
+    fields = {name: getattr(row, name) for name in HASHED_FIELDS + OPTIONAL_HASHED_FIELDS}
     if record_hash(fields) != row.entry_hash:
         problems.append(LedgerProblem(seq=row.seq, problem="the record's contents do not match its entry_hash: a "
                                       "field (input hash, scores, output, decision...) was edited"))

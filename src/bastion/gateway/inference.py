@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bastion.core.ids import array_digest
 from bastion.gateway.audit import PendingRecord
 from bastion.gateway.errors import GatewayError, invalid_input
 from bastion.gateway.keys import KeyInfo
@@ -73,17 +74,24 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
         body = {"error": error.code, "detail": error.detail, "request_id": request_id}
         await state.audit.append(_record(state, key, request_id, None, None, body, "invalid", error.status))
         raise GatewayError(error.status, error.code, error.detail, headers={"X-Request-Id": request_id}) from None
-    evaluation = served.pipeline.evaluate(x)
+    inputs = x.numpy()
+    digest = array_digest(inputs)
+    if state.batcher is None:
+        evaluation, batch = served.pipeline.evaluate(x), None
+    else:
+        evaluation, batch = await state.batcher.evaluate(x, digest)
     _count(state, evaluation)
     if state.monitor is not None:
-        _watch(state, key, x.numpy(), evaluation)
+        _watch(state, key, inputs, evaluation)
     result = _answer(state, key, request_id, evaluation, client_id)
     review = None
     if evaluation.decision == "review":
         review = new_case(request_id=request_id, key_id=key.id, model=served.name, reasons=evaluation.reasons)
         result = _pending(state, request_id, review.id, client_id)
-    record = _record(state, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision, result.status)
+    record = _record(state, key, request_id, inputs, evaluation, result.body, evaluation.decision, result.status,
+                     digest=digest)
     record.review = review
+    record.batch = None if batch is None else batch.to_json()
     await state.audit.append(record)
     if review is not None:
         state.metrics.pending_reviews.inc()
@@ -136,11 +144,12 @@ def _pending(state: GatewayState, request_id: str, review_id: str, client_id: st
 
 
 def _record(state: GatewayState, key: KeyInfo, request_id: str, inputs: np.ndarray | None,
-            evaluation: Evaluation | None, body: dict[str, Any], decision: str, status: int) -> PendingRecord:
+            evaluation: Evaluation | None, body: dict[str, Any], decision: str, status: int, *,
+            digest: str | None = None) -> PendingRecord:
     served = state.served
     return PendingRecord(
         request_id=request_id, key_id=key.id, model=served.name, model_version=served.version,
-        model_sha256=served.sha256, policy_sha256=served.policy_sha256, inputs=inputs,
+        model_sha256=served.sha256, policy_sha256=served.policy_sha256, inputs=inputs, input_sha256=digest,
         scores={} if evaluation is None else evaluation.scores,
         probabilities=None if evaluation is None else evaluation.probabilities.tolist(),
         response=body, decision=decision, status=status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 _HANDLER_NAME = "bastion-gateway-json"
 
@@ -19,7 +19,7 @@ def configure_json_logs(level: int = logging.INFO) -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
-                                       rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    handler.setFormatter(OrjsonFormatter("{asctime}{levelname}{name}{message}", style="{",
+                                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
     logger.addHandler(handler)
     logger.propagate = False

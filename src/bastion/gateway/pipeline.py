@@ -6,6 +6,7 @@ the same probabilities, scores and decision bit for bit (``bastion replay`` reli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,15 @@ from bastion.gateway.policy import Decision, Policy
 from bastion.models.base import Classifier
 
 NUMPY_DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The model's probabilities ``(N, C)`` and each detector's scores and flags ``(N,)`` for ``N`` rows."""
+
+    probabilities: torch.Tensor
+    scores: dict[str, torch.Tensor]
+    flagged: dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,27 @@ class PolicyPipeline:
 
     def evaluate(self, x: torch.Tensor) -> Evaluation:
         """Run the model and the detectors on ``x`` ``(N, *input_shape)`` float32 and decide."""
+        return self._evaluation(self.score(x), 0, x.shape[0])
+
+    def evaluate_batch(self, inputs: Sequence[torch.Tensor]) -> list[Evaluation]:
+        """Evaluate several requests in one forward pass: ``inputs`` are their ``(N_i, *input_shape)`` tensors,
+        concatenated in order; each request is decided on its own rows. One request is :meth:`evaluate`.
+
+        The probabilities of a row may differ in the last bits from those of the same input evaluated
+        alone (the kernels block a batch differently); the same batch always gives the same bits, so
+        ``bastion replay`` re-runs the whole batch a request was answered in.
+        """
+        if len(inputs) == 1:
+            return [self.evaluate(inputs[0])]
+        scored = self.score(torch.cat(list(inputs)))
+        evaluations, start = [], 0
+        for x in inputs:
+            evaluations.append(self._evaluation(scored, start, start + x.shape[0]))
+            start += x.shape[0]
+        return evaluations
+
+    def score(self, x: torch.Tensor) -> Scored:
+        """Sanitise ``x`` ``(N, *input_shape)``, run the model once and score every row with the detectors."""
         x = self.sanitise(x)
         with torch.no_grad():
             logits = self.model.logits(x)
@@ -139,8 +170,14 @@ class PolicyPipeline:
             scores, flagged = {}, {}
             for detector in self.detectors:  # the tensor was validated by `tensor`; the logits are the model's
                 values = detector.score_checked(self.model, x, logits=logits)
-                scores[detector.name] = values.tolist()
-                flagged[detector.name] = (values > detector.threshold_).tolist()
+                scores[detector.name] = values
+                flagged[detector.name] = values > detector.threshold_
+        return Scored(probabilities=probabilities, scores=scores, flagged=flagged)
+
+    def _evaluation(self, scored: Scored, start: int, stop: int) -> Evaluation:
+        probabilities = scored.probabilities[start:stop]
+        scores = {name: values[start:stop].tolist() for name, values in scored.scores.items()}
+        flagged = {name: values[start:stop].tolist() for name, values in scored.flagged.items()}
         decision, reasons = self._decide(probabilities, flagged)
         return Evaluation(probabilities=probabilities, scores=scores, flagged=flagged, decision=decision,
                           reasons=reasons)

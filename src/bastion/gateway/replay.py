@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from bastion.core.errors import InputError
 from bastion.gateway.outputs import render_outputs
+from bastion.gateway.pipeline import Evaluation, PolicyPipeline
 from bastion.gateway.policy import policy_from_dict
 from bastion.gateway.state import serve_model
 from bastion.models.loading import LoadedModel
@@ -45,11 +46,33 @@ def logged_input(session: Session, record: AuditRecordRow) -> np.ndarray:
     if record.input_sha256 is None:
         raise InputError(f"request {record.request_id} was stopped before the model ran ({record.decision}, "
                          f"HTTP {record.status}): there is no prediction to replay")
-    row = session.get(AuditInputRow, record.input_sha256)
+    return _stored_input(session, record.input_sha256, record.request_id)
+
+
+def _stored_input(session: Session, digest: str, request_id: str) -> np.ndarray:
+    row = session.get(AuditInputRow, digest)
     if row is None:
-        raise InputError(f"the input {record.input_sha256} of request {record.request_id} is missing from the "
-                         "audit log's inputs: the database was tampered with or partly restored")
+        raise InputError(f"the input {digest} of request {request_id} is missing from the audit log's inputs: the "
+                         "database was tampered with or partly restored")
     return np.frombuffer(row.data, dtype=np.dtype(row.dtype)).reshape(row.shape).copy()
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.astype(np.float32, copy=False))
+
+
+def _evaluate_as_logged(session: Session, record: AuditRecordRow, pipeline: PolicyPipeline) -> Evaluation:
+    """The request evaluated as it was: alone, or in its batch (every input of the batch, in order)."""
+    x = _tensor(logged_input(session, record))
+    batch = record.batch
+    if batch is None:
+        return pipeline.evaluate(x)
+    digests, index = batch["inputs"], batch["index"]
+    if digests[index] != record.input_sha256:
+        raise InputError(f"request {record.request_id}'s batch does not hold its input at place {index}: the "
+                         "record was tampered with (`bastion audit verify` names it)")
+    inputs = [_tensor(_stored_input(session, digest, record.request_id)) for digest in digests]
+    return pipeline.evaluate_batch(inputs)[index]
 
 
 def find_record(session: Session, request_id: str) -> AuditRecordRow:
@@ -72,13 +95,12 @@ def replay(session: Session, request_id: str, *, loaded: LoadedModel) -> ReplayR
     if loaded.sha256 != record.model_sha256:
         raise InputError(f"request {request_id} was answered by model file {record.model_sha256}; the model given "
                          f"has {loaded.sha256}. Pass the same --model/--weights the gateway served then")
-    x = torch.from_numpy(logged_input(session, record).astype(np.float32, copy=False))
     policy_row = session.get(PolicyRow, record.policy_sha256)
     if policy_row is None:
         raise InputError(f"the policy {record.policy_sha256} of request {request_id} is not in the database")
     policy = policy_from_dict(json.loads(policy_row.document), source=f"policy {record.policy_sha256}")
     served = serve_model(loaded, policy, name=record.model, version=record.model_version)
-    evaluation = served.pipeline.evaluate(x)
+    evaluation = _evaluate_as_logged(session, record, served.pipeline)
     replayed = evaluation.probabilities.tolist()
     recorded = record.probabilities or []
     difference = float(np.max(np.abs(np.asarray(replayed) - np.asarray(recorded)))) if recorded else float("inf")

@@ -12,6 +12,7 @@ from bastion.core.errors import ConfigError
 from bastion.data.sources import load_dataset
 from bastion.defenses.detectors import build_detector
 from bastion.gateway.audit import AuditLog
+from bastion.gateway.batching import MicroBatcher
 from bastion.gateway.keys import KeyCache
 from bastion.gateway.metrics import GatewayMetrics
 from bastion.gateway.pipeline import PolicyPipeline
@@ -20,6 +21,7 @@ from bastion.gateway.settings import GatewaySettings
 from bastion.gateway.throttle import Throttle
 from bastion.models.loading import LoadedModel, load_classifier
 from bastion.monitor.extraction import ExtractionMonitor
+from bastion.storage.checkpoints import BackgroundCheckpoints
 from bastion.storage.database import Database, open_database
 
 logger = logging.getLogger(__name__)
@@ -54,11 +56,15 @@ class GatewayState:
     served: ServedModel
     monitor: ExtractionMonitor | None
     metrics: GatewayMetrics
+    batcher: MicroBatcher | None = None
+    checkpoints: BackgroundCheckpoints | None = None
     throttled_keys: set[str] = field(default_factory=set)
 
     def close(self) -> None:
         """Flush the audit log and close the database."""
         self.audit.close()
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
         self.database.dispose()
 
 
@@ -117,16 +123,21 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
     throttle = Throttle(settings.limits_url, global_rate=settings.global_rate, default_rate=settings.default_rate,
                         default_budget=settings.default_budget)
     database = open_database(settings.database_url, home=settings.home, sync_every_commit=settings.audit_sync)
+    checkpoints = BackgroundCheckpoints(database)  # SQLite's checkpoints off the answering thread
     try:
         audit = AuditLog(database, sync=settings.audit_sync)
         audit.save_policy(policy.document(), served.policy_sha256)
         audit.start()
+        checkpoints.start()
     except BaseException:
         database.dispose()
         raise
     keys = KeyCache(database.sessions, secret=settings.secret_key.get_secret_value(), ttl=settings.key_cache_seconds)
     monitor = extraction_monitor(policy)
+    batcher = None if settings.batch_instances < 2 else MicroBatcher(served.pipeline,
+                                                                      max_instances=settings.batch_instances)
     logger.info("gateway ready", extra={"model": served.name, "version": served.version, "sha256": served.sha256,
                                         "policy": served.policy_sha256, "database": database.display_url})
     return GatewayState(settings=settings, database=database, keys=keys, throttle=throttle, audit=audit,
-                        served=served, monitor=monitor, metrics=metrics or GatewayMetrics())
+                        served=served, monitor=monitor, metrics=metrics or GatewayMetrics(), batcher=batcher,
+                        checkpoints=checkpoints)

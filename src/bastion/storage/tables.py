@@ -185,6 +185,8 @@ class AuditRecordRow(Base):
     decision: Mapped[str] = mapped_column(String(20), doc="answer, flag, review, refuse or error")
     status: Mapped[int] = mapped_column(Integer, doc="HTTP status returned")
     review_id: Mapped[str | None] = mapped_column(String(40))
+    batch: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="when the request shared a forward pass: the input hashes of the batch in order and its index")
     prev_hash: Mapped[str] = mapped_column(String(HASH))
     entry_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
 

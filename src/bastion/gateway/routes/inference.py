@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from bastion import __version__
 from bastion.gateway.deps import Caller, State
 from bastion.gateway.errors import ErrorResponses, forbidden, not_found
 from bastion.gateway.inference import TensorIn, infer, nested_tensor
+from bastion.gateway.jsonio import FastJSONResponse, FastJSONRoute
 from bastion.gateway.keys import KeyInfo
 from bastion.gateway.schemas import (
     InferRequest,
@@ -22,7 +22,7 @@ from bastion.gateway.schemas import (
 )
 from bastion.gateway.state import GatewayState
 
-router = APIRouter()
+router = APIRouter(route_class=FastJSONRoute)
 
 
 @router.get("/v2/health/live", tags=["health"])
@@ -89,7 +89,7 @@ async def _infer(name: str, version: str | None, body: InferRequest, state: Gate
     _served(state, name, key, version)
     tensor = body.inputs[0]
     result = await infer(state, key, TensorIn(tensor.shape, tensor.datatype, tensor.data), client_id=body.id)
-    return JSONResponse(result.body, status_code=result.status, headers={"X-Request-Id": result.request_id})
+    return FastJSONResponse(result.body, status_code=result.status, headers={"X-Request-Id": result.request_id})
 
 
 _INFER_RESPONSES = {**ErrorResponses, 202: {"model": PendingResponse, "description": "escalated to human review"}}
@@ -122,7 +122,7 @@ async def predict(body: PredictRequest, state: State, key: Caller):
     else:
         simple = PredictResponse(request_id=result.request_id, decision=answer["parameters"]["decision"],
                                  predictions=_predictions(answer["outputs"]))
-    return JSONResponse(simple.model_dump(mode="json", exclude_none=True), status_code=result.status,
+    return FastJSONResponse(simple.model_dump(mode="json", exclude_none=True), status_code=result.status,
                         headers={"X-Request-Id": result.request_id})
 
 

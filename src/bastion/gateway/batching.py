@@ -1,0 +1,123 @@
+"""Micro-batching: requests that reach the model while the event loop serves others share one forward pass.
+
+A small model spends most of a one-image forward pass in per-call overhead, so evaluating the images of
+eight concurrent requests together costs little more than one. Nothing waits for a batch to fill: the
+first request to arrive schedules the pass for when the loop has run the other requests that are ready,
+so a lone request goes through at once and a busy gateway batches what is already there.
+
+Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
+row can differ in the last bits from those of the same input evaluated alone, so the audit record of a
+batched request names its batch (the input hashes in order and its place): ``bastion replay`` re-runs
+that batch and compares bit for bit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bastion.gateway.pipeline import Evaluation, PolicyPipeline
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchSlot:
+    """Where a request sat in the forward pass that answered it.
+
+    Attributes:
+        inputs: the SHA-256 of each request's input in the batch, in order of concatenation.
+        index: this request's place in ``inputs``.
+    """
+
+    inputs: list[str]
+    index: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "index": self.index}
+
+
+@dataclass
+class _Waiting:
+    x: torch.Tensor
+    digest: str
+    done: asyncio.Future[tuple[Evaluation, BatchSlot | None]]
+
+
+class MicroBatcher:
+    """Evaluates the requests queued during one turn of the event loop together.
+
+    Args:
+        pipeline: the served model's policy pipeline.
+        max_instances: the most instances (rows) in one forward pass, at least 2 (default 64); a queue
+            holding more is split, in arrival order, into several passes.
+    """
+
+    def __init__(self, pipeline: PolicyPipeline, *, max_instances: int = 64) -> None:
+        if max_instances < 2:
+            raise ValueError(f"max_instances must be at least 2 to batch anything, got {max_instances}")
+        self.pipeline = pipeline
+        self.max_instances = max_instances
+        self._waiting: list[_Waiting] = []
+        self._due = False
+
+    async def evaluate(self, x: torch.Tensor, digest: str) -> tuple[Evaluation, BatchSlot | None]:
+        """Evaluate ``x`` ``(N, *input_shape)`` (validated) whose input hash is ``digest``; its evaluation, and
+        its batch (``None`` when it ran alone)."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(x, digest, loop.create_future())
+        self._waiting.append(waiting)
+        if not self._due:
+            self._due = True
+            loop.call_soon(self._run)
+        return await waiting.done
+
+    def _run(self) -> None:
+        self._due = False
+        queue, self._waiting = self._waiting, []
+        for group in _groups(queue, self.max_instances):
+            for waiting, answer in zip(group, self._evaluate(group), strict=True):
+                if waiting.done.done():  # the client went away while it waited
+                    continue
+                if isinstance(answer, BaseException):
+                    waiting.done.set_exception(answer)
+                else:
+                    waiting.done.set_result(answer)
+
+    def _evaluate(self, group: list[_Waiting]) -> list[tuple[Evaluation, BatchSlot | None] | BaseException]:
+        if len(group) == 1:
+            return [_alone(self.pipeline, group[0])]
+        try:
+            evaluations = self.pipeline.evaluate_batch([waiting.x for waiting in group])
+        except Exception:  # noqa: BLE001 - one request's failure must not fail the others: run each alone
+            logger.exception("a batch of %d requests failed; evaluating them one by one", len(group))
+            return [_alone(self.pipeline, waiting) for waiting in group]
+        digests = [waiting.digest for waiting in group]
+        return [(evaluation, BatchSlot(digests, index)) for index, evaluation in enumerate(evaluations)]
+
+
+def _alone(pipeline: PolicyPipeline, waiting: _Waiting) -> tuple[Evaluation, None] | BaseException:
+    try:
+        return pipeline.evaluate(waiting.x), None
+    except Exception as error:  # noqa: BLE001 - handed to the request that sent this input
+        return error
+
+
+def _groups(queue: list[_Waiting], most: int) -> Iterator[list[_Waiting]]:
+    """``queue`` cut, in order, into groups of at most ``most`` rows (a request larger than that alone)."""
+    group: list[_Waiting] = []
+    rows = 0
+    for waiting in queue:
+        size = waiting.x.shape[0]
+        if group and rows + size > most:
+            yield group
+            group, rows = [], 0
+        group.append(waiting)
+        rows += size
+    if group:
+        yield group

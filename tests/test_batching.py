@@ -1,0 +1,147 @@
+"""Micro-batching: concurrent requests share a forward pass, each is decided on its own rows, a failed batch
+fails no one else, and a batched request replays bit for bit from its logged batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import httpx
+import pytest
+import torch
+
+from bastion.gateway.app import create_app
+from bastion.gateway.audit import audit_anchor, verify_audit
+from bastion.gateway.batching import MicroBatcher
+from bastion.gateway.pipeline import PolicyPipeline
+from bastion.gateway.policy import policy_from_dict
+from bastion.gateway.replay import replay
+from bastion.gateway.settings import GatewaySettings
+from bastion.models.loading import load_classifier
+from bastion.storage.database import open_database
+from bastion.storage.tables import AuditRecordRow
+from gateway_support import POLICY, SECRET, LiveServer, infer_body, make_key
+
+INFER = "/v2/models/digits/infer"
+
+
+@pytest.fixture(scope="module")
+def loaded(digits_weights):
+    return load_classifier("bastion.models.zoo:digits_cnn", weights=digits_weights)
+
+
+@pytest.fixture(scope="module")
+def pipeline(loaded, digits_arrays):
+    x, _ = digits_arrays
+    return PolicyPipeline(loaded.classifier, policy_from_dict(POLICY), reference=torch.from_numpy(x[:600]))
+
+
+def test_a_batch_decides_each_request_on_its_own_rows(pipeline, digits_arrays):
+    x, _ = digits_arrays
+    noise = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 16
+    inputs = [torch.from_numpy(x[1500:1502]), noise, torch.from_numpy(x[1502:1503])]
+    batched = pipeline.evaluate_batch(inputs)
+    alone = [pipeline.evaluate(tensor) for tensor in inputs]
+    assert [e.probabilities.shape[0] for e in batched] == [2, 1, 1]
+    for together, single in zip(batched, alone, strict=True):
+        assert together.decision == single.decision and together.flagged == single.flagged
+        assert torch.allclose(together.probabilities, single.probabilities, atol=1e-5)
+    assert batched[1].decision != "answer" and batched[0].decision == "answer"
+    assert pipeline.evaluate_batch(inputs)[1].probabilities.equal(batched[1].probabilities)  # same batch, same bits
+
+
+def test_the_batcher_groups_one_loop_turn_and_splits_at_max_instances(pipeline, digits_arrays):
+    x, _ = digits_arrays
+    batcher = MicroBatcher(pipeline, max_instances=4)
+
+    async def send_all():
+        tensors = [torch.from_numpy(x[i:i + 1]) for i in range(6)]
+        return await asyncio.gather(*(batcher.evaluate(t, f"digest-{i}") for i, t in enumerate(tensors)))
+
+    answers = asyncio.run(send_all())
+    slots = [slot for _, slot in answers]
+    assert [s.inputs for s in slots[:4]] == [[f"digest-{i}" for i in range(4)]] * 4
+    assert [s.index for s in slots] == [0, 1, 2, 3, 0, 1]
+    assert slots[4].inputs == ["digest-4", "digest-5"]
+    with pytest.raises(ValueError, match="at least 2"):
+        MicroBatcher(pipeline, max_instances=1)
+
+
+def test_a_failed_batch_runs_each_request_alone(pipeline, digits_arrays, monkeypatch):
+    x, _ = digits_arrays
+    batcher = MicroBatcher(pipeline)
+
+    def broken(inputs):
+        raise RuntimeError("the batched pass broke")
+
+    monkeypatch.setattr(pipeline, "evaluate_batch", broken)
+
+    async def send_two():
+        return await asyncio.gather(batcher.evaluate(torch.from_numpy(x[:1]), "a"),
+                                    batcher.evaluate(torch.from_numpy(x[1:2]), "b"))
+
+    answers = asyncio.run(send_two())
+    assert [slot for _, slot in answers] == [None, None]
+    assert all(evaluation.probabilities.shape == (1, 10) for evaluation, _ in answers)
+
+
+def test_concurrent_requests_share_a_pass_and_replay_bit_for_bit(tmp_path, loaded, digits_arrays):
+    x, _ = digits_arrays
+    settings = GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, model_name="digits",
+                               default_rate=None, default_budget=None, key_cache_seconds=0)
+    with LiveServer(create_app(settings, loaded=loaded, policy=policy_from_dict(POLICY))) as server:
+        _, key = make_key(tmp_path)
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {key}"},
+                                         timeout=30) as client:
+                return await asyncio.gather(*(client.post(INFER, json=infer_body(x[1500 + i:1501 + i]))
+                                              for i in range(24)))
+
+        answers = asyncio.run(burst())
+    assert {a.status_code for a in answers} <= {200, 202}
+    with open_database(home=tmp_path) as database, database.sessions() as session:
+        records = session.query(AuditRecordRow).order_by(AuditRecordRow.seq).all()
+        batched = [r for r in records if r.batch is not None]
+        assert batched and max(len(r.batch["inputs"]) for r in batched) > 1
+        for record in batched[:6]:
+            assert record.batch["inputs"][record.batch["index"]] == record.input_sha256
+            assert replay(session, record.request_id, loaded=loaded).identical
+        assert verify_audit(session, anchor=audit_anchor(database)).ok
+        target = batched[0]
+    with sqlite3.connect(tmp_path / "bastion.db") as connection:  # move the request to another place in its batch
+        index = (target.batch["index"] + 1) % len(target.batch["inputs"])
+        connection.execute("UPDATE audit_records SET batch = json_set(batch, '$.index', ?) WHERE seq = ?",
+                           (index, target.seq))
+    with open_database(home=tmp_path) as database, database.sessions() as session:
+        problems = verify_audit(session, anchor=audit_anchor(database)).problems
+    assert [p.seq for p in problems] == [target.seq]
+
+
+def test_records_written_before_the_batch_column_still_verify(tmp_path):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import text
+
+    from bastion.gateway.audit import HASHED_FIELDS, record_hash
+    from bastion.storage.database import upgrade_schema
+    from bastion.storage.ledger import GENESIS_HASH
+
+    database = open_database(home=tmp_path, upgrade=False)
+    upgrade_schema(database.engine, "0002")
+    fields = {"seq": 1, "request_id": "req_old", "time": datetime(2026, 11, 1, tzinfo=timezone.utc), "key_id": None,
+              "model": "m", "model_version": "1", "model_sha256": None, "policy_sha256": "p" * 64,
+              "input_sha256": None, "scores": {}, "probabilities": None, "response": {"error": "invalid_input"},
+              "decision": "invalid", "status": 422, "review_id": None, "prev_hash": GENESIS_HASH}
+    row = {**fields, "entry_hash": record_hash(fields)}
+    with database.engine.begin() as connection:
+        columns = [*HASHED_FIELDS, "entry_hash"]
+        values = {k: (json.dumps(v) if k in ("scores", "probabilities", "response") else v) for k, v in row.items()}
+        values["time"] = "2026-11-01 00:00:00.000000"
+        connection.execute(text(f"INSERT INTO audit_records ({', '.join(columns)}) VALUES "
+                                f"({', '.join(':' + c for c in columns)})"), values)
+    database.dispose()
+    with open_database(home=tmp_path) as upgraded, upgraded.sessions() as session:  # upgrades to the newest schema
+        assert session.get(AuditRecordRow, 1).batch is None
+        assert verify_audit(session, anchor=None).ok
