@@ -420,7 +420,7 @@ def stage_profile(factory: str, weights: Path, reference: Path, work: Path, requ
         return value
 
     def new_record(key, request_id, x, evaluation, result):  # the input hash is computed here
-        return _record(state, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision,
+        return _record(state.served, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision,
                        result.status)
 
     def parse_body(body: bytes) -> InferRequest:
@@ -451,8 +451,8 @@ def stage_profile(factory: str, weights: Path, reference: Path, work: Path, requ
             timed("  (model forward alone)", forward, x)
             evaluation = timed("evaluate: sanitise + model + detectors + decision", pipeline.evaluate, x)
             timed("metrics", _count, state, evaluation)
-            timed("extraction monitor", _watch, state, key, x.numpy(), evaluation)
-            result = timed("answer + output policy", _answer, state, key, request_id, evaluation, None)
+            timed("extraction monitor", _watch, state, state.served, key, x.numpy(), evaluation)
+            result = timed("answer + output policy", _answer, state.served, key, request_id, evaluation, None)
             record = timed("audit record (fields, input hash)", new_record, key, request_id, x, evaluation, result)
             timed("audit commit + head anchor (one record)", commit, record)
             timed("response JSON (orjson)", FastJSONResponse, result.body, status_code=result.status,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,22 @@ def digits_weights(digits_model, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("weights") / "digits.safetensors"
     save_file({k: v.contiguous() for k, v in digits_model.module.state_dict().items()}, str(path))
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, through Playwright); the test skips with the reason when it is missing."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not on PATH (apt-get install chromium)")
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError as error:
+        pytest.skip(f"playwright is not installed: {error}")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        except Error as error:
+            pytest.skip(f"Playwright cannot launch {chromium}: {error}")
+        yield launched
+        launched.close()

@@ -53,11 +53,11 @@ def test_a_batch_decides_each_request_on_its_own_rows(pipeline, digits_arrays):
 
 def test_the_batcher_groups_one_loop_turn_and_splits_at_max_instances(pipeline, digits_arrays):
     x, _ = digits_arrays
-    batcher = MicroBatcher(pipeline, max_instances=4)
+    batcher = MicroBatcher(max_instances=4)
 
     async def send_all():
         tensors = [torch.from_numpy(x[i:i + 1]) for i in range(6)]
-        return await asyncio.gather(*(batcher.evaluate(t, f"digest-{i}") for i, t in enumerate(tensors)))
+        return await asyncio.gather(*(batcher.evaluate(pipeline, t, f"digest-{i}") for i, t in enumerate(tensors)))
 
     answers = asyncio.run(send_all())
     slots = [slot for _, slot in answers]
@@ -65,12 +65,12 @@ def test_the_batcher_groups_one_loop_turn_and_splits_at_max_instances(pipeline, 
     assert [s.index for s in slots] == [0, 1, 2, 3, 0, 1]
     assert slots[4].inputs == ["digest-4", "digest-5"]
     with pytest.raises(ValueError, match="at least 2"):
-        MicroBatcher(pipeline, max_instances=1)
+        MicroBatcher(max_instances=1)
 
 
 def test_a_failed_batch_runs_each_request_alone(pipeline, digits_arrays, monkeypatch):
     x, _ = digits_arrays
-    batcher = MicroBatcher(pipeline)
+    batcher = MicroBatcher()
 
     def broken(inputs):
         raise RuntimeError("the batched pass broke")
@@ -78,8 +78,8 @@ def test_a_failed_batch_runs_each_request_alone(pipeline, digits_arrays, monkeyp
     monkeypatch.setattr(pipeline, "evaluate_batch", broken)
 
     async def send_two():
-        return await asyncio.gather(batcher.evaluate(torch.from_numpy(x[:1]), "a"),
-                                    batcher.evaluate(torch.from_numpy(x[1:2]), "b"))
+        return await asyncio.gather(batcher.evaluate(pipeline, torch.from_numpy(x[:1]), "a"),
+                                    batcher.evaluate(pipeline, torch.from_numpy(x[1:2]), "b"))
 
     answers = asyncio.run(send_two())
     assert [slot for _, slot in answers] == [None, None]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -201,24 +200,6 @@ def test_input_image_draws_image_shaped_inputs_only():
 
 
 # --- headless Chromium ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not on PATH (apt-get install chromium)")
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError as error:
-        pytest.skip(f"playwright is not installed: {error}")
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        except Error as error:
-            pytest.skip(f"Playwright cannot launch {chromium}: {error}")
-        yield launched
-        launched.close()
 
 
 def test_a_reviewer_relabels_a_case_in_the_browser(browser, gateway, loaded, digits_arrays):

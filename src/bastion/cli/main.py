@@ -7,14 +7,18 @@ from typing import Annotated
 import typer
 
 from bastion import __version__
+from bastion.cli.artifact import artifact_app
 from bastion.cli.certify import certify_command
 from bastion.cli.console import console
 from bastion.cli.data import register_data_commands
 from bastion.cli.gateway import audit_app, keys_app, replay_command, review_app
 from bastion.cli.harden import harden_command
+from bastion.cli.incident import incident_app
 from bastion.cli.monitor import monitor_app
+from bastion.cli.registry import registry_app
 from bastion.cli.scan import scan_command
 from bastion.cli.serve import serve_command
+from bastion.cli.threat import threat_app
 from bastion.cli.train import train_command
 
 app = typer.Typer(
@@ -38,6 +42,10 @@ app.command("replay")(replay_command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
+app.add_typer(artifact_app, name="artifact")
+app.add_typer(registry_app, name="registry")
+app.add_typer(incident_app, name="incident")
+app.add_typer(threat_app, name="threat")
 
 
 @app.command("attacks")

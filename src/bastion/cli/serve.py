@@ -11,8 +11,11 @@ from bastion.cli.console import errors, user_errors
 
 
 def serve_command(
-    model: Annotated[str, typer.Option(help="The model: pkg.module:factory (with --weights), or a model file "
-                                            "(.pt2/.ts TorchScript, .onnx, .skops).")],
+    model: Annotated[str | None, typer.Option(help="The model: pkg.module:factory (with --weights), or a model "
+                                                   "file (.pt2/.ts TorchScript, .onnx, .skops).")] = None,
+    registry: Annotated[str | None, typer.Option(help="Serve the registry version NAME:ALIAS points to (e.g. "
+                                                      "fraud-cnn:production) and follow promotes and rollbacks "
+                                                      "without a restart; instead of --model.")] = None,
     weights: Annotated[str | None, typer.Option(help="safetensors weights for a factory model.")] = None,
     policy: Annotated[Path | None, typer.Option(help="YAML policy (input rules, detectors, decisions, output); "
                                                      "default: built-in, no detectors.")] = None,
@@ -31,23 +34,30 @@ def serve_command(
     import torch
     import uvicorn
 
+    from bastion.core.errors import InputError
     from bastion.gateway.app import create_app
     from bastion.gateway.logs import configure_json_logs
     from bastion.gateway.policy import load_policy
     from bastion.gateway.settings import GatewaySettings
-    from bastion.gateway.state import check_policy
+    from bastion.gateway.state import check_policy, load_registry_version
     from bastion.models.loading import load_classifier
 
     with user_errors():
         overrides = {"model": model, "weights": weights, "policy": policy, "model_name": name,
-                     "model_version": version}
+                     "model_version": version, "registry": registry}
         if home is not None:
             overrides["home"] = home
         settings = GatewaySettings(**overrides)
         torch.set_num_threads(threads)
         # Load and check everything a user can get wrong here, so that a mistake is a one-line error rather
         # than uvicorn's "Application startup failed".
-        loaded = load_classifier(model, weights=weights)
+        if (model is None) == (registry is None):
+            raise InputError("pass either --model (with --weights for a factory) or --registry NAME:ALIAS")
+        if registry is not None:
+            loaded, name, version = load_registry_version(settings)
+            settings = settings.model_copy(update={"model_name": name, "model_version": version})
+        else:
+            loaded = load_classifier(model, weights=weights)
         rules = load_policy(policy)
         check_policy(rules, tuple(loaded.classifier.input_shape))
         configure_json_logs()

@@ -44,6 +44,7 @@ class BatchSlot:
 
 @dataclass
 class _Waiting:
+    pipeline: PolicyPipeline
     x: torch.Tensor
     digest: str
     done: asyncio.Future[tuple[Evaluation, BatchSlot | None]]
@@ -53,24 +54,24 @@ class MicroBatcher:
     """Evaluates the requests queued during one turn of the event loop together.
 
     Args:
-        pipeline: the served model's policy pipeline.
         max_instances: the most instances (rows) in one forward pass, at least 2 (default 64); a queue
-            holding more is split, in arrival order, into several passes.
+            holding more is split, in arrival order, into several passes. Requests for different
+            pipelines (a gateway that switched models while some were queued) never share a pass.
     """
 
-    def __init__(self, pipeline: PolicyPipeline, *, max_instances: int = 64) -> None:
+    def __init__(self, *, max_instances: int = 64) -> None:
         if max_instances < 2:
             raise ValueError(f"max_instances must be at least 2 to batch anything, got {max_instances}")
-        self.pipeline = pipeline
         self.max_instances = max_instances
         self._waiting: list[_Waiting] = []
         self._due = False
 
-    async def evaluate(self, x: torch.Tensor, digest: str) -> tuple[Evaluation, BatchSlot | None]:
-        """Evaluate ``x`` ``(N, *input_shape)`` (validated) whose input hash is ``digest``; its evaluation, and
-        its batch (``None`` when it ran alone)."""
+    async def evaluate(self, pipeline: PolicyPipeline, x: torch.Tensor, digest: str
+                       ) -> tuple[Evaluation, BatchSlot | None]:
+        """Evaluate ``x`` ``(N, *input_shape)`` (validated by ``pipeline``) whose input hash is ``digest``; its
+        evaluation, and its batch (``None`` when it ran alone)."""
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(x, digest, loop.create_future())
+        waiting = _Waiting(pipeline, x, digest, loop.create_future())
         self._waiting.append(waiting)
         if not self._due:
             self._due = True
@@ -91,30 +92,31 @@ class MicroBatcher:
 
     def _evaluate(self, group: list[_Waiting]) -> list[tuple[Evaluation, BatchSlot | None] | BaseException]:
         if len(group) == 1:
-            return [_alone(self.pipeline, group[0])]
+            return [_alone(group[0])]
         try:
-            evaluations = self.pipeline.evaluate_batch([waiting.x for waiting in group])
+            evaluations = group[0].pipeline.evaluate_batch([waiting.x for waiting in group])
         except Exception:  # noqa: BLE001 - one request's failure must not fail the others: run each alone
             logger.exception("a batch of %d requests failed; evaluating them one by one", len(group))
-            return [_alone(self.pipeline, waiting) for waiting in group]
+            return [_alone(waiting) for waiting in group]
         digests = [waiting.digest for waiting in group]
         return [(evaluation, BatchSlot(digests, index)) for index, evaluation in enumerate(evaluations)]
 
 
-def _alone(pipeline: PolicyPipeline, waiting: _Waiting) -> tuple[Evaluation, None] | BaseException:
+def _alone(waiting: _Waiting) -> tuple[Evaluation, None] | BaseException:
     try:
-        return pipeline.evaluate(waiting.x), None
+        return waiting.pipeline.evaluate(waiting.x), None
     except Exception as error:  # noqa: BLE001 - handed to the request that sent this input
         return error
 
 
 def _groups(queue: list[_Waiting], most: int) -> Iterator[list[_Waiting]]:
-    """``queue`` cut, in order, into groups of at most ``most`` rows (a request larger than that alone)."""
+    """``queue`` cut, in order, into groups of one pipeline and at most ``most`` rows (a request larger than
+    that alone)."""
     group: list[_Waiting] = []
     rows = 0
     for waiting in queue:
         size = waiting.x.shape[0]
-        if group and rows + size > most:
+        if group and (rows + size > most or waiting.pipeline is not group[0].pipeline):
             yield group
             group, rows = [], 0
         group.append(waiting)

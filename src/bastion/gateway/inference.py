@@ -25,7 +25,7 @@ from bastion.gateway.keys import KeyInfo
 from bastion.gateway.outputs import render_outputs
 from bastion.gateway.pipeline import Evaluation
 from bastion.gateway.review import new_case
-from bastion.gateway.state import GatewayState
+from bastion.gateway.state import GatewayState, ServedModel
 
 logger = logging.getLogger(__name__)
 _background: set[asyncio.Task[Any]] = set()
@@ -55,7 +55,11 @@ def new_request_id() -> str:
 
 def output_policy(state: GatewayState, key: KeyInfo) -> str:
     """The key's own output policy, else the policy file's default."""
-    return key.output or state.served.pipeline.policy.output.default
+    return _output_policy(state.served, key)
+
+
+def _output_policy(served: ServedModel, key: KeyInfo) -> str:
+    return key.output or served.pipeline.policy.output.default
 
 
 async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_id: str | None = None
@@ -72,23 +76,23 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
         x = served.pipeline.tensor(tensor.shape, tensor.datatype, tensor.data)
     except GatewayError as error:
         body = {"error": error.code, "detail": error.detail, "request_id": request_id}
-        await state.audit.append(_record(state, key, request_id, None, None, body, "invalid", error.status))
+        await state.audit.append(_record(served, key, request_id, None, None, body, "invalid", error.status))
         raise GatewayError(error.status, error.code, error.detail, headers={"X-Request-Id": request_id}) from None
     inputs = x.numpy()
     digest = array_digest(inputs)
     if state.batcher is None:
         evaluation, batch = served.pipeline.evaluate(x), None
     else:
-        evaluation, batch = await state.batcher.evaluate(x, digest)
+        evaluation, batch = await state.batcher.evaluate(served.pipeline, x, digest)
     _count(state, evaluation)
     if state.monitor is not None:
-        _watch(state, key, inputs, evaluation)
-    result = _answer(state, key, request_id, evaluation, client_id)
+        _watch(state, served, key, inputs, evaluation)
+    result = _answer(served, key, request_id, evaluation, client_id)
     review = None
     if evaluation.decision == "review":
         review = new_case(request_id=request_id, key_id=key.id, model=served.name, reasons=evaluation.reasons)
-        result = _pending(state, request_id, review.id, client_id)
-    record = _record(state, key, request_id, inputs, evaluation, result.body, evaluation.decision, result.status,
+        result = _pending(served, request_id, review.id, client_id)
+    record = _record(served, key, request_id, inputs, evaluation, result.body, evaluation.decision, result.status,
                      digest=digest)
     record.review = review
     record.batch = None if batch is None else batch.to_json()
@@ -120,13 +124,12 @@ def _admit(state: GatewayState, key: KeyInfo, instances: int) -> None:
                            f"{refusal.retry_after} s", headers={"Retry-After": str(refusal.retry_after)})
 
 
-def _answer(state: GatewayState, key: KeyInfo, request_id: str, evaluation: Evaluation,
+def _answer(served: ServedModel, key: KeyInfo, request_id: str, evaluation: Evaluation,
             client_id: str | None) -> InferenceResult:
-    served = state.served
     if evaluation.decision == "refuse":
         detail = "the input was refused by the gateway's policy: " + "; ".join(evaluation.reasons)
         return InferenceResult(422, {"error": "refused", "detail": detail, "request_id": request_id}, request_id)
-    policy = output_policy(state, key)
+    policy = _output_policy(served, key)
     parameters: dict[str, Any] = {"request_id": request_id, "decision": evaluation.decision, "output_policy": policy}
     if evaluation.decision == "flag":
         parameters["flags"] = evaluation.reasons
@@ -136,17 +139,16 @@ def _answer(state: GatewayState, key: KeyInfo, request_id: str, evaluation: Eval
     return InferenceResult(200, body, request_id)
 
 
-def _pending(state: GatewayState, request_id: str, review_id: str, client_id: str | None) -> InferenceResult:
-    body = {"model_name": state.served.name, "model_version": state.served.version, "id": client_id,
+def _pending(served: ServedModel, request_id: str, review_id: str, client_id: str | None) -> InferenceResult:
+    body = {"model_name": served.name, "model_version": served.version, "id": client_id,
             "request_id": request_id, "review_id": review_id, "status": "pending",
             "review_url": f"/v2/reviews/{review_id}"}
     return InferenceResult(202, body, request_id)
 
 
-def _record(state: GatewayState, key: KeyInfo, request_id: str, inputs: np.ndarray | None,
+def _record(served: ServedModel, key: KeyInfo, request_id: str, inputs: np.ndarray | None,
             evaluation: Evaluation | None, body: dict[str, Any], decision: str, status: int, *,
             digest: str | None = None) -> PendingRecord:
-    served = state.served
     return PendingRecord(
         request_id=request_id, key_id=key.id, model=served.name, model_version=served.version,
         model_sha256=served.sha256, policy_sha256=served.policy_sha256, inputs=inputs, input_sha256=digest,
@@ -163,11 +165,11 @@ def _count(state: GatewayState, evaluation: Evaluation) -> None:
             state.metrics.flags.labels(name).inc(flagged)
 
 
-def _watch(state: GatewayState, key: KeyInfo, x: np.ndarray, evaluation: Evaluation) -> None:
+def _watch(state: GatewayState, served: ServedModel, key: KeyInfo, x: np.ndarray, evaluation: Evaluation) -> None:
     predicted = evaluation.probabilities.argmax(dim=1).numpy()
     ood = evaluation.any_flagged if evaluation.flagged else None
     alerts = state.monitor.observe(key.id, x, predicted, ood=ood)
-    rules = state.served.pipeline.policy.extraction
+    rules = served.pipeline.policy.extraction
     for alert in alerts:
         state.metrics.alerts.labels(alert.signal).inc()
         logger.warning("extraction alert", extra={"event": "extraction_alert", "key_id": key.id,
@@ -177,7 +179,7 @@ def _watch(state: GatewayState, key: KeyInfo, x: np.ndarray, evaluation: Evaluat
         if rules.throttle:
             state.throttled_keys.add(key.id)
         if rules.webhook:
-            _post_webhook(rules.webhook, {"event": "extraction_alert", "model": state.served.name,
+            _post_webhook(rules.webhook, {"event": "extraction_alert", "model": served.name,
                                           **alert.model_dump(mode="json")})
 
 

@@ -39,6 +39,9 @@ class GatewaySettings(BaseSettings):
         audit_sync: flush every audit commit to the disk. Off (default), a committed record survives the
             gateway being killed at any moment but not the machine losing power; on, it survives both, at
             the cost of a disk flush per commit (commits are grouped under load).
+        registry: ``NAME:ALIAS`` (e.g. ``fraud-cnn:production``): serve the registry version that alias
+            points to, and follow it when a promote or rollback moves it (polled every
+            ``registry_poll_seconds``, default 2). ``model``/``weights`` are then not needed.
         batch_instances: the most instances evaluated in one forward pass when concurrent requests are
             batched (default 64); 1 evaluates every request alone. See ``bastion.gateway.batching``.
         key_cache_seconds: how long a key lookup is cached; a revocation takes effect within this time
@@ -63,6 +66,8 @@ class GatewaySettings(BaseSettings):
     policy: Path | None = None
     audit_sync: bool = False
     batch_instances: int = Field(64, ge=1)
+    registry: str | None = Field(None, pattern=r"^[^:]+:[^:]+$")
+    registry_poll_seconds: float = Field(2.0, gt=0)
     key_cache_seconds: float = Field(2.0, ge=0)
 
     @model_validator(mode="after")

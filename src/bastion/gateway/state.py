@@ -106,6 +106,16 @@ def extraction_monitor(policy: Policy) -> ExtractionMonitor | None:
                              ood_rate_expected=expected, coverage=rules.coverage, budget=rules.budget)
 
 
+def load_registry_version(settings: GatewaySettings) -> tuple[LoadedModel, str, str]:
+    """The model ``settings.registry`` (``NAME:ALIAS``) points to, loaded from the registry's stored artifacts,
+    with the name and version it is served under (the model's name, the version's number)."""
+    from bastion.governance.registry import open_registry
+
+    with open_registry(settings.home, url=settings.database_url, create=False) as registry:
+        loaded, info = registry.load(settings.registry)
+    return loaded, info.name, str(info.number)
+
+
 def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None, policy: Policy | None = None,
                 metrics: GatewayMetrics | None = None) -> GatewayState:
     """Open the database, load the model (``loaded`` if given, else ``settings.model``), fit the policy and
@@ -114,12 +124,15 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
     Raises:
         ConfigError: no model given, a bad policy or limit; InputError from the loaders.
     """
+    name, version = settings.model_name, settings.model_version
+    if settings.registry is not None and loaded is None:
+        loaded, name, version = load_registry_version(settings)
     if loaded is None:
         if settings.model is None:
-            raise ConfigError("no model to serve: pass --model (or set BASTION_MODEL)")
+            raise ConfigError("no model to serve: pass --model or --registry (or set BASTION_MODEL)")
         loaded = load_classifier(settings.model, weights=settings.weights)
     policy = policy if policy is not None else load_policy(settings.policy)
-    served = serve_model(loaded, policy, name=settings.model_name, version=settings.model_version)
+    served = serve_model(loaded, policy, name=name, version=version)
     throttle = Throttle(settings.limits_url, global_rate=settings.global_rate, default_rate=settings.default_rate,
                         default_budget=settings.default_budget)
     database = open_database(settings.database_url, home=settings.home, sync_every_commit=settings.audit_sync)
@@ -134,8 +147,7 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
         raise
     keys = KeyCache(database.sessions, secret=settings.secret_key.get_secret_value(), ttl=settings.key_cache_seconds)
     monitor = extraction_monitor(policy)
-    batcher = None if settings.batch_instances < 2 else MicroBatcher(served.pipeline,
-                                                                      max_instances=settings.batch_instances)
+    batcher = None if settings.batch_instances < 2 else MicroBatcher(max_instances=settings.batch_instances)
     logger.info("gateway ready", extra={"model": served.name, "version": served.version, "sha256": served.sha256,
                                         "policy": served.policy_sha256, "database": database.display_url})
     return GatewayState(settings=settings, database=database, keys=keys, throttle=throttle, audit=audit,

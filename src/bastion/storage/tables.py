@@ -207,3 +207,152 @@ class ReviewCaseRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RegisteredModelRow(Base):
+    """A model under the registry: its versions and its aliases (``production``, ``staging``, ...)."""
+
+    __tablename__ = "registry_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    versions: Mapped[list[ModelVersionRow]] = relationship(back_populates="model", order_by="ModelVersionRow.number")
+
+
+class ModelVersionRow(Base):
+    """One registered version: how to load it, its artifacts, threat model, evidence and approvals.
+
+    ``status`` is ``registered`` until enough approvers approve it (``approved``).
+    """
+
+    __tablename__ = "registry_versions"
+    __table_args__ = (UniqueConstraint("model_id", "number", name="uq_registry_versions_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registry_models.id", ondelete="RESTRICT"), index=True)
+    number: Mapped[int] = mapped_column(Integer, doc="1, 2, ... per model")
+    model_spec: Mapped[str] = mapped_column(String(500), doc="the --model given: a factory or a model file's name")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32))
+    threat_sha256: Mapped[str | None] = mapped_column(String(HASH))
+    threat_document: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    model: Mapped[RegisteredModelRow] = relationship(back_populates="versions")
+    artifacts: Mapped[list[ModelArtifactRow]] = relationship(back_populates="version", order_by="ModelArtifactRow.id")
+    evidence: Mapped[list[EvidenceRow]] = relationship(back_populates="version", order_by="EvidenceRow.id")
+    approvals: Mapped[list[ApprovalRow]] = relationship(back_populates="version", order_by="ApprovalRow.id")
+
+
+class ModelArtifactRow(Base):
+    """A file of a version (model, weights, data manifest, threat model), stored in the object store."""
+
+    __tablename__ = "registry_artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("registry_versions.id", ondelete="RESTRICT"), index=True)
+    role: Mapped[str] = mapped_column(String(32), doc="model, weights, data-manifest or threat")
+    name: Mapped[str] = mapped_column(String(500), doc="the file's name as registered")
+    sha256: Mapped[str] = mapped_column(String(HASH), doc="also its id in the object store")
+    size: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="ed25519: key_id, signer, signature (hex)")
+    scan: Mapped[dict[str, Any] | None] = mapped_column(JSON, doc="the artifact scanner's verdict and findings")
+
+    version: Mapped[ModelVersionRow] = relationship(back_populates="artifacts")
+
+
+class EvidenceRow(Base):
+    """An evidence record (scan, audit, privacy... JSON) attached to a version."""
+
+    __tablename__ = "registry_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("registry_versions.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(HASH), doc="of the record's file as attached")
+    source: Mapped[str] = mapped_column(String(500), doc="the file's name as attached")
+    attached_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attached_by: Mapped[str] = mapped_column(String(200))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    version: Mapped[ModelVersionRow] = relationship(back_populates="evidence")
+
+
+class ApprovalRow(Base):
+    """One approver's approval of a version, with the gates as they stood."""
+
+    __tablename__ = "registry_approvals"
+    __table_args__ = (UniqueConstraint("version_id", "approver", name="uq_registry_approvals_version_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("registry_versions.id", ondelete="RESTRICT"), index=True)
+    approver: Mapped[str] = mapped_column(String(200))
+    approved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    gates: Mapped[list[Any]] = mapped_column(JSON)
+
+    version: Mapped[ModelVersionRow] = relationship(back_populates="approvals")
+
+
+class AliasMoveRow(Base):
+    """A move of an alias to a version (promote or rollback); the newest move of an alias is where it points."""
+
+    __tablename__ = "registry_alias_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registry_models.id", ondelete="RESTRICT"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    version_number: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16), doc="promote or rollback")
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    moved_by: Mapped[str] = mapped_column(String(200))
+
+
+class RegistryRoleRow(Base):
+    """Who may approve versions (``approver``) and grant roles (``admin``)."""
+
+    __tablename__ = "registry_roles"
+
+    actor: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[str] = mapped_column(String(200))
+
+
+class IncidentRow(Base):
+    """Something that went wrong with a served model: opened, linked to what it touched, closed with a
+    resolution."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    version_number: Mapped[int | None] = mapped_column(Integer, doc="the version it was opened on, if one")
+    summary: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), doc="open or closed")
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    opened_by: Mapped[str] = mapped_column(String(200))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+
+    links: Mapped[list[IncidentLinkRow]] = relationship(back_populates="incident", order_by="IncidentLinkRow.id")
+
+
+class IncidentLinkRow(Base):
+    """What an incident touched: a request (audit log), a model version, or an action taken."""
+
+    __tablename__ = "incident_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), doc="request, version or action")
+    target: Mapped[str] = mapped_column(String(500), doc="a request id, NAME:NUMBER, or the action in words")
+    linked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    linked_by: Mapped[str] = mapped_column(String(200))
+
+    incident: Mapped[IncidentRow] = relationship(back_populates="links")

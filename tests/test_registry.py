@@ -1,0 +1,250 @@
+"""The model registry end to end: register with a threat model, attach a real scan, approval refused without
+evidence, with failing gates or with one approver; promote and roll back, a running gateway following the
+alias; tampered artifacts, signatures and malicious pickles caught; every change in the ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import update
+from typer.testing import CliRunner
+
+from bastion.cli.main import app as cli
+from bastion.core.errors import InputError
+from bastion.gateway.app import create_app
+from bastion.gateway.settings import GatewaySettings
+from bastion.governance.registry import ModelRegistry, open_registry
+from bastion.storage.ledger import entries, verify
+from bastion.storage.tables import ModelArtifactRow
+from gateway_support import SECRET, LiveServer, infer_body, make_key
+
+FACTORY = "bastion.models.zoo:digits_cnn"
+EPS = 0.05
+
+
+@pytest.fixture(scope="module")
+def scan_json(digits_weights, tmp_path_factory) -> Path:
+    """A real scan of the digits model (quick suite, 40 samples)."""
+    out = tmp_path_factory.mktemp("scan")
+    run = CliRunner().invoke(cli, ["scan", "--model", FACTORY, "--weights", digits_weights, "--data", "digits",
+                                   "--eps", str(EPS), "--suite", "quick", "--limit", "40", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    return out / "scan.json"
+
+
+def _robust(scan_json: Path) -> float:
+    return json.loads(scan_json.read_text())["results"][0]["robust_accuracy"]
+
+
+def _threat(path: Path, minimum: float) -> Path:
+    document = {
+        "system": {"name": "digits-api", "exposure": "public", "output": "scores", "modality": "image"},
+        "assets": [{"id": "decisions", "description": "the digits the API reads"}],
+        "attackers": [{"id": "prankster", "goal": "flip the digit read", "capabilities": ["query-access"]}],
+        "attack_paths": [{"id": "evasion", "title": "small perturbations flip the digit", "attacker": "prankster",
+                          "assets": ["decisions"], "atlas": ["AML.T0043"], "likelihood": 4, "impact": 3,
+                          "requires": [{"evidence": "scan", "metric": "robust_accuracy", "eps": EPS,
+                                        "min": round(minimum, 4)}]}],
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def registry(tmp_path) -> ModelRegistry:
+    with open_registry(tmp_path) as opened:
+        opened.grant("root", "admin", actor="root")
+        opened.grant("alice", "approver", actor="root")
+        opened.grant("bob", "approver", actor="root")
+        yield opened
+
+
+def _register(registry, tmp_path, digits_weights, minimum: float, *, actor: str = "carol") -> str:
+    threat = _threat(tmp_path / f"threat-{minimum}.yaml", minimum)
+    info = registry.register("digits", model=FACTORY, weights=Path(digits_weights), threat=threat, actor=actor)
+    return info.ref
+
+
+def test_approval_needs_a_role_evidence_passing_gates_and_two_people(registry, tmp_path, digits_weights, scan_json):
+    robust = _robust(scan_json)
+    ref = _register(registry, tmp_path, digits_weights, minimum=max(robust - 0.1, 0.0))
+    with pytest.raises(InputError, match="may not approve"):
+        registry.approve(ref, actor="mallory")  # no role
+    with pytest.raises(InputError, match="registered"):
+        registry.grant("carol", "approver", actor="root")
+        registry.approve(ref, actor="carol")  # the registrant
+    with pytest.raises(InputError, match="no evidence"):
+        registry.approve(ref, actor="alice")
+    registry.attach(ref, [scan_json], actor="carol")
+    assert [g["status"] for g in registry.gates(ref)] == ["pass"]
+    with pytest.raises(InputError, match="not approved"):
+        registry.promote(ref, actor="root")
+    first = registry.approve(ref, comment="robust enough", actor="alice")
+    assert not first.approved and first.approvers == ["alice"]
+    with pytest.raises(InputError, match="already"):
+        registry.approve(ref, actor="alice")
+    with pytest.raises(InputError, match="not approved"):
+        registry.promote(ref, actor="root")  # one approver is not enough
+    assert registry.approve(ref, actor="bob").approved
+    assert registry.promote(ref, actor="root").aliases == ["production"]
+    assert registry.version("digits:production").number == 1
+
+    failing = _register(registry, tmp_path, digits_weights, minimum=min(robust + 0.2, 1.0))
+    registry.attach(failing, [scan_json], actor="carol")
+    with pytest.raises(InputError, match="fails 1 of 1 release gate"):
+        registry.approve(failing, actor="alice")
+    with open_registry(tmp_path) as again, again.database.sessions() as session:
+        assert verify(session).ok
+        actions = [e.action for e in entries(session)]
+    assert {"registry.register", "registry.attach", "registry.approve", "registry.promote"} <= set(actions)
+
+
+def test_gates_without_a_threat_model_or_with_missing_evidence(registry, tmp_path, digits_weights):
+    bare = registry.register("plain", model=FACTORY, weights=Path(digits_weights), actor="carol").ref
+    with pytest.raises(InputError, match="no threat model"):
+        registry.approve(bare, actor="alice")
+    ref = _register(registry, tmp_path, digits_weights, minimum=0.1)
+    audit = tmp_path / "other.json"
+    audit.write_text(json.dumps({"kind": "drift", "created_at": "2026-11-21T00:00:00Z"}))
+    registry.attach(ref, [audit], actor="carol")
+    assert [g["status"] for g in registry.gates(ref)] == ["missing"]
+    with pytest.raises(InputError, match="missing"):
+        registry.approve(ref, actor="alice")
+    not_evidence = tmp_path / "plain.json"
+    not_evidence.write_text("{}")
+    with pytest.raises(InputError, match="no 'kind'"):
+        registry.attach(ref, [not_evidence], actor="carol")
+
+
+def _approved_and_promoted(registry, tmp_path, digits_weights, scan_json) -> str:
+    ref = _register(registry, tmp_path, digits_weights, minimum=0.0)
+    registry.attach(ref, [scan_json], actor="carol")
+    registry.approve(ref, actor="alice")
+    registry.approve(ref, actor="bob")
+    registry.promote(ref, actor="root")
+    return ref
+
+
+def test_rollback_switches_the_version_a_running_gateway_serves(registry, tmp_path, digits_weights, scan_json,
+                                                                digits_arrays):
+    _approved_and_promoted(registry, tmp_path, digits_weights, scan_json)
+    settings = GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, registry="digits:production",
+                               registry_poll_seconds=0.1, default_rate=None, default_budget=None,
+                               key_cache_seconds=0)
+    x, _ = digits_arrays
+    with LiveServer(create_app(settings)) as server:
+        _, key = make_key(tmp_path)
+        with server.client(key) as client:
+            def served() -> str:
+                return client.get("/v2/models/digits").json()["versions"][0]
+
+            def wait_for(version: str) -> None:
+                deadline = time.monotonic() + 30
+                while served() != version and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert served() == version
+
+            assert served() == "1"
+            _approved_and_promoted(registry, tmp_path, digits_weights, scan_json)
+            wait_for("2")
+            answer = client.post("/v2/models/digits/infer", json=infer_body(x[:1]))
+            assert answer.json()["model_version"] == "2"
+            registry.rollback("digits", actor="root")
+            wait_for("1")
+            assert client.post("/v2/models/digits/infer", json=infer_body(x[:1])).json()["model_version"] == "1"
+    with pytest.raises(InputError, match="no earlier version"):
+        registry.rollback("digits", actor="root")
+
+
+def test_tampered_artifacts_and_signatures_are_detected(registry, tmp_path, digits_weights):
+    keys = tmp_path / "release.key"
+    assert CliRunner().invoke(cli, ["data", "keygen", "--out", str(keys)]).exit_code == 0
+    info = registry.register("digits", model=FACTORY, weights=Path(digits_weights), sign_key=keys, actor="carol")
+    assert info.artifacts[0].signed_by and registry.verify(info.ref) == []
+    with registry.database.transaction() as session:  # a forged signature
+        row = session.query(ModelArtifactRow).one()
+        session.execute(update(ModelArtifactRow).where(ModelArtifactRow.id == row.id).values(
+            signature={**row.signature, "signature": "00" * 64}))
+    assert any("signature" in problem for problem in registry.verify(info.ref))
+    stored = registry.objects.path(info.artifacts[0].sha256)
+    os.chmod(stored, 0o644)
+    stored.write_bytes(stored.read_bytes()[:-1] + b"\x00")  # a changed weights file
+    assert any("weights" in problem for problem in registry.verify(info.ref))
+    with pytest.raises(InputError, match="will not load"):
+        registry.load(info.ref)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+def test_a_malicious_pickle_is_refused(registry, tmp_path):
+    evil = tmp_path / "weights.pt"
+    evil.write_bytes(pickle.dumps(_Payload()))  # written, never loaded
+    with pytest.raises(InputError, match="failed the artifact scan"):
+        registry.register("digits", model=FACTORY, weights=evil, actor="carol")
+    assert registry.models() == []
+
+
+def test_the_cli_walks_the_whole_release(tmp_path, digits_weights, scan_json):
+    runner = CliRunner()
+
+    def run(*args: str, actor: str | None = "root") -> object:
+        who = [] if actor is None else ["--as", actor]
+        return runner.invoke(cli, ["registry", *args, "--home", str(tmp_path), *who])
+
+    assert run("grant", "root", "admin").exit_code == 0
+    assert run("grant", "alice", "approver").exit_code == 0
+    assert run("grant", "bob", "approver").exit_code == 0
+    assert run("grant", "eve", "admin", actor="eve").exit_code == 2  # only an admin grants once there is one
+    threat = _threat(tmp_path / "threat.yaml", 0.0)
+    registered = run("register", "--name", "digits", "--model", FACTORY, "--weights", digits_weights, "--threat",
+                     str(threat), actor="carol")
+    assert registered.exit_code == 0 and "registered digits:1" in registered.output
+    assert run("approve", "digits:1", actor="alice").exit_code == 2
+    assert run("gates", "digits:1", actor=None).exit_code == 1
+    assert run("attach", "digits:1", str(scan_json), actor="carol").exit_code == 0
+    assert run("gates", "digits:1", actor=None).exit_code == 0
+    assert "1 of 2" in run("approve", "digits:1", actor="alice").output
+    assert "approved" in run("approve", "digits:1", actor="bob").output
+    assert "production -> version 1" in run("promote", "digits:1").output
+    shown = run("show", "digits:production", "--json", actor=None)
+    assert json.loads(shown.output)["aliases"] == ["production"]
+    assert run("verify", "digits:1", actor=None).exit_code == 0
+    assert run("rollback", "digits").exit_code == 2
+    assert "no model 'nothing'" in run("show", "nothing:1", actor=None).output
+
+
+def test_model_cards_render_from_the_registry(registry, tmp_path, digits_weights, scan_json):
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    from bastion.governance.card import model_card, render_card
+
+    ref = _approved_and_promoted(registry, tmp_path, digits_weights, scan_json)
+    card = model_card(registry, ref)
+    markdown = render_card(card, "md")
+    robust = _robust(scan_json)
+    assert "# Model card: digits:1" in markdown and "serving as production" in markdown
+    assert f"robust accuracy {robust:.1%} at eps {EPS}" in markdown and "alice, bob" in markdown
+    assert "AML.T0043" in markdown and "| pass |" in markdown
+    html = render_card(card, "html")
+    assert html.startswith("<!DOCTYPE html>") and "small perturbations flip the digit" in html
+    bom = render_card(card, "cyclonedx")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(bom) is None
+    document = json.loads(bom)
+    model = document["components"][0]
+    assert model["type"] == "machine-learning-model"
+    assert model["hashes"][0]["content"] == registry.version(ref).artifacts[0].sha256
+    out = tmp_path / "card.html"
+    run = CliRunner().invoke(cli, ["registry", "card", ref, "--format", "html", "--out", str(out), "--home",
+                                   str(tmp_path)])
+    assert run.exit_code == 0 and out.read_text().startswith("<!DOCTYPE html>")
+    assert CliRunner().invoke(cli, ["registry", "card", ref, "--format", "pdf", "--home", str(tmp_path)]).exit_code == 2
