@@ -335,6 +335,11 @@ def test_clean_files_pass(case, tmp_path):
     ("torch.hub", "load", "critical"),
     ("torch", "os.system", "critical"),
     ("sklearn.base", "BaseEstimator.__init__.__globals__", "critical"),
+    ("pip", "main", "critical"),
+    ("pydoc", "pipepager", "critical"),
+    ("venv", "create", "critical"),
+    ("torch._inductor.codecache", "compile_file", "critical"),
+    ("http.client", "HTTPSConnection", "critical"),
     ("torch.storage", "_load_from_bytes", "high"),
     ("codecs", "encode", "medium"),  # not the code module
     ("functools", "partial", "medium"),
@@ -385,3 +390,26 @@ def test_cli_exit_codes_and_json(tmp_path):
     result = runner.invoke(app, ["artifact", "scan", str(clean), str(tmp_path / "missing.pt")])
     assert result.exit_code == 2
     assert "not found" in result.output
+
+
+# Callables public scanners' test suites (picklescan, modelscan, fickling) build their malicious samples
+# around, each written here as a protocol-2 pickle that imports it and calls it with one string.
+PUBLIC_SCANNER_CASES = [
+    ("builtins", "eval"), ("__builtin__", "exec"), ("os", "system"), ("posix", "system"), ("nt", "system"),
+    ("subprocess", "Popen"), ("subprocess", "run"), ("runpy", "_run_code"), ("webbrowser", "open"),
+    ("socket", "create_connection"), ("requests.api", "get"), ("aiohttp.client", "ClientSession"),
+    ("http.client", "HTTPSConnection"), ("urllib.request", "urlopen"), ("bdb", "Bdb.run"), ("pdb", "run"),
+    ("timeit", "timeit"), ("pip", "main"), ("pydoc", "pipepager"), ("venv", "create"), ("shutil", "rmtree"),
+    ("importlib", "import_module"), ("code", "InteractiveInterpreter.runcode"), ("pickle", "loads"),
+    ("_pickle", "loads"), ("marshal", "loads"), ("ctypes", "CDLL"), ("torch", "load"),
+    ("torch._inductor.codecache", "compile_file"), ("numpy", "load"), ("sys", "exit"),
+]
+
+
+@pytest.mark.parametrize(("module", "name"), PUBLIC_SCANNER_CASES)
+def test_public_scanners_cases_are_flagged(module, name):
+    argument = b"payload"
+    data = (b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n" + b"U" + bytes([len(argument)])
+            + argument + b"\x85R.")
+    scan = scan_bytes(data, name=f"{module}.{name}.pkl")
+    assert not scan.safe and scan.findings[0].severity == "critical", scan.findings

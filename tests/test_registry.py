@@ -248,3 +248,17 @@ def test_model_cards_render_from_the_registry(registry, tmp_path, digits_weights
                                    str(tmp_path)])
     assert run.exit_code == 0 and out.read_text().startswith("<!DOCTYPE html>")
     assert CliRunner().invoke(cli, ["registry", "card", ref, "--format", "pdf", "--home", str(tmp_path)]).exit_code == 2
+
+
+def test_a_rewritten_registry_ledger_entry_is_detected(registry, tmp_path, digits_weights, scan_json):
+    import sqlite3
+
+    _approved_and_promoted(registry, tmp_path, digits_weights, scan_json)
+    with sqlite3.connect(tmp_path / "bastion.db") as connection:  # someone pretends carol approved too
+        connection.execute("UPDATE ledger_entries SET actor = 'carol' WHERE action = 'registry.approve' AND "
+                           "actor = 'bob'")
+    with open_registry(tmp_path) as again, again.database.sessions() as session:
+        check = verify(session)
+    assert not check.ok
+    run = CliRunner().invoke(cli, ["data", "ledger", "--verify", "--home", str(tmp_path)])
+    assert run.exit_code == 1

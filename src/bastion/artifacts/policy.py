@@ -19,6 +19,9 @@ DENIED_MODULES = frozenset({
     "cProfile", "pickle", "_pickle", "cloudpickle", "dill", "marshal", "ctypes", "_ctypes", "multiprocessing",
     "asyncio", "requests", "urllib", "urllib3", "httpx", "aiohttp", "http", "ftplib", "smtplib", "telnetlib",
     "torch.hub", "commands", "popen2",
+    # installers and tools that run code or commands (cases public scanners test: pip.main, pydoc.pipepager,
+    # venv.create, torch._inductor's compile_file)
+    "pip", "ensurepip", "pydoc", "venv", "distutils", "setuptools", "torch._inductor", "torch.utils.cpp_extension",
 })
 
 _DANGEROUS_BUILTINS = frozenset({

@@ -17,7 +17,6 @@ Versions are named ``name:3`` (number) or ``name:production`` (an alias).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -578,17 +577,12 @@ def _signature_valid(digest: str, signature: dict[str, Any]) -> bool:
 
 
 def _evidence_file(path: Path) -> tuple[Path, str, dict[str, Any]]:
+    """``path``, the SHA-256 of its bytes, and the evidence record it holds (``gates.load_evidence`` checks it)."""
+    from bastion.governance.gates import load_evidence
+
     if not path.is_file():
         raise InputError(f"the evidence file {path} does not exist")
-    data = path.read_bytes()
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path} is not JSON ({error}); attach the .json record a bastion command wrote") from None
-    if not isinstance(document, dict) or not isinstance(document.get("kind"), str):
-        raise InputError(f"{path} has no 'kind': attach an evidence record written by bastion (scan, audit, "
-                         "privacy, certify, harden...), not another JSON file")
-    return path, hashlib.sha256(data).hexdigest(), document
+    return path, file_digest(str(path)), load_evidence(path)
 
 
 def _checked_name(name: str) -> str:
