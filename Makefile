@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 # backdoor in a copy of the digits, record its manifest and a version, train on it, audit it and
 # quarantine what the audit suspects; then serve the model behind the gateway (demo/gateway/): keys,
 # ordinary, noisy, adversarial and ambiguous requests through the policy, a review, a replay, the audit
-# chain and the drift report. Each step prints a summary.
+# chain and the drift report; then govern the release (demo/registry/): scan the weights for malicious
+# pickles, register the hardened model with its threat model (examples/threat.yaml), attach its harden
+# and certify evidence, check the gates, approve it twice, promote it, write its model card (HTML and
+# CycloneDX) and verify its artifacts. Each step prints a summary.
 demo: install
 	$(VENV)/bin/bastion train --model bastion.models.zoo:digits_cnn --data digits:train \
 		--epochs 20 --out demo/digits_cnn.safetensors
@@ -47,6 +50,24 @@ demo: install
 		--home demo/data/.bastion
 	$(VENV)/bin/bastion data log --home demo/data/.bastion
 	$(PYTHON) examples/gateway_demo.py --weights demo/digits_cnn.safetensors --out demo/gateway
+	rm -rf demo/registry
+	$(VENV)/bin/bastion artifact scan demo/hardened/model.safetensors demo/digits_cnn.safetensors
+	$(VENV)/bin/bastion registry grant demo-admin admin --as demo-admin --home demo/registry
+	$(VENV)/bin/bastion registry grant alice approver --as demo-admin --home demo/registry
+	$(VENV)/bin/bastion registry grant bob approver --as demo-admin --home demo/registry
+	$(VENV)/bin/bastion registry register --name digits-cnn --model bastion.models.zoo:digits_cnn \
+		--weights demo/hardened/model.safetensors --threat examples/threat.yaml \
+		--note "TRADES at eps 0.1 (demo/hardened)" --as carol --home demo/registry
+	$(VENV)/bin/bastion registry attach digits-cnn:1 demo/hardened/harden.json demo/certify/certify.json \
+		--as carol --home demo/registry
+	$(VENV)/bin/bastion registry gates digits-cnn:1 --home demo/registry
+	$(VENV)/bin/bastion registry approve digits-cnn:1 --comment "gates pass" --as alice --home demo/registry
+	$(VENV)/bin/bastion registry approve digits-cnn:1 --comment "evidence current" --as bob --home demo/registry
+	$(VENV)/bin/bastion registry promote digits-cnn:1 --to production --as demo-admin --home demo/registry
+	$(VENV)/bin/bastion registry card digits-cnn:1 --format html --out demo/registry/card.html --home demo/registry
+	$(VENV)/bin/bastion registry card digits-cnn:1 --format cyclonedx --out demo/registry/card.cdx.json \
+		--home demo/registry
+	$(VENV)/bin/bastion registry verify digits-cnn:1 --home demo/registry
 
 test: install
 	$(VENV)/bin/pytest -q

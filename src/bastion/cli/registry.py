@@ -7,7 +7,6 @@ names who acts (default ``$BASTION_USER``, else the OS user name); every change 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -180,11 +179,13 @@ def verify_command(ref: Ref, home: Home = None) -> None:
     """Re-hash the version's stored artifacts and check their signatures; exit 1 when one was changed."""
     with user_errors(), _registry(home) as registry:
         problems = registry.verify(ref)
+        signed = any(a.signed_by for a in registry.version(ref).artifacts)
     for problem in problems:
         errors.print(f"[bold red]TAMPERED[/] {problem}", highlight=False)
     if problems:
         raise typer.Exit(1)
-    console.print(f"{ref}: every artifact matches its hash and signature", highlight=False)
+    console.print(f"{ref}: every artifact matches its hash" + (" and its signature" if signed else ""),
+                  highlight=False)
 
 
 def _print_gates(gates: list[dict]) -> None:
@@ -196,8 +197,12 @@ def _print_gates(gates: list[dict]) -> None:
         status = gate.get("status", "?")
         colour = {"pass": "green", "fail": "red"}.get(status, "yellow")
         table.add_row(str(gate.get("path", "")), str(gate.get("description") or gate.get("gate", "")),
-                      f"[{colour}]{status}[/]", json.dumps(gate.get("value")), json.dumps(gate.get("threshold")))
+                      f"[{colour}]{status}[/]", _number(gate.get("value")), _number(gate.get("threshold")))
     console.print(table)
+
+
+def _number(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "—" if value is None else str(value)
 
 
 def _print_version(info: VersionInfo) -> None:
