@@ -262,3 +262,33 @@ def test_a_rewritten_registry_ledger_entry_is_detected(registry, tmp_path, digit
     assert not check.ok
     run = CliRunner().invoke(cli, ["data", "ledger", "--verify", "--home", str(tmp_path)])
     assert run.exit_code == 1
+
+
+def test_the_mistakes_a_new_user_makes_are_refused_with_what_to_do(tmp_path, digits_weights, scan_json):
+    with open_registry(tmp_path) as registry:
+        with pytest.raises(InputError, match="first grant must make one"):
+            registry.grant("alice", "approver", actor="root")
+        registry.grant("root", "admin", actor="root")
+        registry.grant("alice", "approver", actor="root")
+        with pytest.raises(InputError, match="does not load"):
+            registry.register("digits", model="bastion.models.zoo:digits_cn", weights=Path(digits_weights),
+                              actor="carol")
+        other = tmp_path / "other.safetensors"
+        other.write_bytes(Path(digits_weights).read_bytes())
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(other))
+        first = next(iter(tensors))
+        tensors[first] = tensors[first] + 1.0
+        save_file(tensors, str(other))
+        ref = registry.register("digits", model=FACTORY, weights=other, actor="carol").ref
+        with pytest.raises(InputError, match="tested the model file"):
+            registry.attach(ref, [scan_json], actor="carol")  # the scan tested the other weights
+        with pytest.raises(InputError, match="is a folder"):
+            registry.attach(ref, [scan_json.parent], actor="carol")
+        with pytest.raises(InputError, match="may not promote"):
+            registry.promote(ref, actor="mallory")
+        with pytest.raises(InputError, match="may not roll back"):
+            registry.rollback("digits:production", actor="mallory")
+    run = CliRunner().invoke(cli, ["serve", "--registry", "digits", "--home", str(tmp_path)])
+    assert run.exit_code == 2 and "NAME:ALIAS" in run.output

@@ -80,7 +80,8 @@ def attach_command(ref: Ref, files: Annotated[list[Path], typer.Argument(help="E
 def grant_command(who: Annotated[str, typer.Argument(help="Who gets the role.", show_default=False)],
                   role: Annotated[str, typer.Argument(help="approver or admin.", show_default=False)],
                   actor: Actor = None, home: Home = None) -> None:
-    """Give someone the approver or admin role (the first grant in a registry sets up its first admin)."""
+    """Give someone the approver or admin role. A registry's first grant must make an admin
+    (`bastion registry grant root admin --as root`); after that only an admin grants."""
     with user_errors(), _registry(home, create=True) as registry:
         registry.grant(who, role, actor=actor)  # type: ignore[arg-type] - checked inside
     console.print(f"{who} is now a registry {role}", highlight=False)
@@ -115,7 +116,8 @@ def promote_command(ref: Ref, alias: Alias = "production", actor: Actor = None, 
 
 
 @registry_app.command("rollback")
-def rollback_command(name: Annotated[str, typer.Argument(help="The model.", show_default=False)],
+def rollback_command(name: Annotated[str, typer.Argument(help="The model (NAME, or NAME:ALIAS for another alias).",
+                                                         show_default=False)],
                      alias: Alias = "production", actor: Actor = None, home: Home = None) -> None:
     """Point an alias back at the version it named before its last promotion."""
     with user_errors(), _registry(home) as registry:
@@ -197,7 +199,8 @@ def _print_gates(gates: list[dict]) -> None:
         status = gate.get("status", "?")
         colour = {"pass": "green", "fail": "red"}.get(status, "yellow")
         table.add_row(str(gate.get("path", "")), str(gate.get("description") or gate.get("gate", "")),
-                      f"[{colour}]{status}[/]", _number(gate.get("value")), _number(gate.get("threshold")))
+                      f"[{colour}]{status}[/]", _number(gate.get("value")),
+                      f"{'≥' if gate.get('bound') == 'min' else '≤'} {_number(gate.get('threshold'))}")
     console.print(table)
 
 
@@ -208,7 +211,8 @@ def _number(value: object) -> str:
 def _print_version(info: VersionInfo) -> None:
     console.print(f"[bold]{info.ref}[/] {info.status}  aliases: {', '.join(info.aliases) or '-'}  "
                   f"registered by {info.created_by} at {info.created_at:%Y-%m-%d %H:%M}", highlight=False)
-    console.print(f"model: {info.model_spec}  threat model: {info.threat_sha256 or '-'}", highlight=False)
+    console.print(f"model: {info.model_spec}  threat model (document sha256): {info.threat_sha256 or '-'}",
+                  highlight=False)
     for artifact in info.artifacts:
         signed = f", signed by {artifact.signed_by[:16]}" if artifact.signed_by else ""
         console.print(f"  {artifact.role:14s} {artifact.name}  sha256 {artifact.sha256}{signed}", highlight=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The secret a development gateway runs with when none is set. Never accepted elsewhere.
@@ -66,9 +66,16 @@ class GatewaySettings(BaseSettings):
     policy: Path | None = None
     audit_sync: bool = False
     batch_instances: int = Field(64, ge=1)
-    registry: str | None = Field(None, pattern=r"^[^:]+:[^:]+$")
+    registry: str | None = None
     registry_poll_seconds: float = Field(2.0, gt=0)
     key_cache_seconds: float = Field(2.0, ge=0)
+
+    @field_validator("registry")
+    @classmethod
+    def _name_and_alias(cls, registry: str | None) -> str | None:
+        if registry is not None and (registry.count(":") != 1 or not all(registry.split(":"))):
+            raise ValueError(f"{registry!r}: name a registry alias as NAME:ALIAS, e.g. fraud-cnn:production")
+        return registry
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> GatewaySettings:

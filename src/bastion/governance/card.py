@@ -89,6 +89,14 @@ def _pct(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) else "—"
 
 
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "—" if value is None else str(value)
+
+
+def _threshold(gate: dict[str, Any]) -> str:
+    return f"{'≥' if gate.get('bound') == 'min' else '≤'} {_number(gate.get('threshold'))}"
+
+
 def _headline(document: dict[str, Any]) -> list[str]:
     """A few figures of an evidence record a reader looks for first (by its ``kind``)."""
     kind = document.get("kind")
@@ -138,8 +146,8 @@ def render_markdown(card: ModelCard) -> str:
     lines += ["## Release gates", ""]
     if card.gates:
         lines += ["| gate | status | value | threshold |", "|---|---|---|---|"]
-        lines += [f"| {g.get('description') or g.get('gate')} | {g.get('status')} | {g.get('value', '—')} | "
-                  f"{g.get('threshold', '—')} |" for g in card.gates]
+        lines += [f"| {g.get('description') or g.get('gate')} | {g.get('status')} | {_number(g.get('value'))} | "
+                  f"{_threshold(g)} |" for g in card.gates]
     else:
         lines.append("No threat model, so no gates.")
     lines += ["", "## Evidence", ""]
@@ -195,8 +203,8 @@ def cyclonedx_bom(card: ModelCard) -> dict[str, Any]:
 def _cyclonedx_model_card(card: ModelCard) -> dict[str, Any]:
     metrics = [{"type": line.kind, "value": figure, "slice": line.source}
                for line in card.evidence for figure in line.headline]
-    gates = [{"type": f"gate {g.get('gate')}", "value": str(g.get("status")),
-              "slice": str(g.get("value"))} for g in card.gates]
+    gates = [{"type": f"gate {g.get('gate')}", "value": _number(g.get("value")),
+              "slice": f"{g.get('status')}; threshold {_threshold(g)}"} for g in card.gates]
     model_card: dict[str, Any] = {"modelParameters": {"task": "classification"}}
     if metrics or gates:
         model_card["quantitativeAnalysis"] = {"performanceMetrics": metrics + gates}

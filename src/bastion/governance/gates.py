@@ -38,13 +38,13 @@ SELECTORS: tuple[str, ...] = get_args(Selector)
 
 #: How each kind of evidence is produced (said when a gate finds none).
 PRODUCED_BY: dict[str, str] = {
-    "scan": "'bastion scan MODEL DATA --eps ... --out DIR' (DIR/scan.json)",
-    "defense-scan": "'bastion scan MODEL DATA --preprocess SPEC --out DIR' (DIR/defense.json)",
-    "certify": "'bastion certify MODEL DATA --out DIR' (DIR/certify.json)",
+    "scan": "'bastion scan --model M --data D --eps ... --out DIR' (DIR/scan.json)",
+    "defense-scan": "'bastion scan --model M --data D --preprocess SPEC --out DIR' (DIR/defense.json)",
+    "certify": "'bastion certify --model M --data D --out DIR' (DIR/certify.json)",
     "harden": "'bastion harden ... --out DIR' (DIR/harden.json)",
     "training": "a training record, e.g. 'bastion train --dp-*' (WEIGHTS.privacy.json)",
-    "privacy": "'bastion scan MODEL DATA --suite privacy --out DIR' (DIR/privacy.json)",
-    "extraction": "'bastion scan MODEL DATA --suite extraction --out DIR' (DIR/extraction.json)",
+    "privacy": "'bastion scan --model M --data D --suite privacy --train-data T --out DIR' (DIR/privacy.json)",
+    "extraction": "'bastion scan --model M --data D --suite extraction --out DIR' (DIR/extraction.json)",
     "audit": "'bastion data audit DATA --out DIR' (DIR/audit.json)",
     "drift": "'bastion monitor report --out DIR' (DIR/drift.json)",
 }

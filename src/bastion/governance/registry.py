@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bastion.core.errors import InputError
+from bastion.core.errors import BastionError, InputError
 from bastion.core.ids import file_digest
 from bastion.storage.database import Database, open_database
 from bastion.storage.ledger import append, current_actor
@@ -255,7 +255,12 @@ class ModelRegistry:
                  if path is not None]
         document = _threat_document(threat) if threat is not None else None
         key = _private_key(sign_key) if sign_key is not None else None
-        artifacts = [_artifact_row(role, path, self.objects, key) for role, path in files]
+        for role, path in files:
+            if not path.is_file():
+                raise InputError(f"the {role} file {path} does not exist")
+        scans = {role: _scan(path) for role, path in files}  # before anything loads them
+        _check_loads(model, weights)
+        artifacts = [_artifact_row(role, path, self.objects, key, scans[role]) for role, path in files]
         now = datetime.now(timezone.utc)
         with self.database.transaction() as session:
             registered = session.scalar(select(RegisteredModelRow).where(RegisteredModelRow.name == name))
@@ -285,6 +290,8 @@ class ModelRegistry:
         now = datetime.now(timezone.utc)
         with self.database.transaction() as session:
             version = _version(session, ref)
+            for path, _, document in records:
+                _check_tested_model(version, path, document)
             for path, digest, document in records:
                 version.evidence.append(EvidenceRow(kind=document["kind"], sha256=digest, source=path.name,
                                                     attached_at=now, attached_by=actor, document=document))
@@ -294,8 +301,8 @@ class ModelRegistry:
             return _info(session, version)
 
     def grant(self, who: str, role: Role, *, actor: str | None = None) -> None:
-        """Give ``who`` the ``approver`` or ``admin`` role. The first grant in a registry is open (it sets up
-        the first admin); after that only an admin may grant."""
+        """Give ``who`` the ``approver`` or ``admin`` role. A registry's first grant must make an admin (anyone
+        may make it: it sets the registry up); after that only an admin may grant."""
         actor = current_actor(actor)
         if role not in ROLES:
             raise InputError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
@@ -304,6 +311,9 @@ class ModelRegistry:
         with self.database.transaction() as session:
             holders = session.scalar(select(func.count()).select_from(RegistryRoleRow))
             granter = session.get(RegistryRoleRow, actor)
+            if not holders and role != "admin":
+                raise InputError(f"this registry has no admin yet: its first grant must make one (`bastion registry "
+                                 f"grant {actor} admin --as {actor}`); the admin then grants {who} the {role} role")
             if holders and (granter is None or granter.role != "admin"):
                 raise InputError(f"{actor} is not a registry admin; only an admin can grant roles")
             row = session.get(RegistryRoleRow, who)
@@ -344,6 +354,7 @@ class ModelRegistry:
         actor = current_actor(actor)
         alias = _checked_alias(alias)
         with self.database.transaction() as session:
+            _check_releaser(session, actor, "promote")
             version = _version(session, ref)
             if version.status != "approved":
                 raise InputError(f"{_subject(version)[6:]} is {version.status}, not approved: only an approved "
@@ -354,8 +365,11 @@ class ModelRegistry:
     def rollback(self, name: str, *, alias: str = "production", actor: str | None = None) -> VersionInfo:
         """Point ``alias`` back at the version it named before its last promotion."""
         actor = current_actor(actor)
+        if ":" in name:  # NAME:ALIAS, as every other command names a version
+            name, alias = name.split(":", 1)
         alias = _checked_alias(alias)
         with self.database.transaction() as session:
+            _check_releaser(session, actor, "roll back")
             model = _model(session, name)
             stack = _alias_stack(session, model, alias)
             if len(stack) < 2:
@@ -461,6 +475,13 @@ def _subject(version: ModelVersionRow) -> str:
 # --- approval ------------------------------------------------------------------------------------------
 
 
+def _check_releaser(session: Session, actor: str, what: str) -> None:
+    role = session.get(RegistryRoleRow, actor)
+    if role is None or role.role not in APPROVING_ROLES:
+        raise InputError(f"{actor} may not {what}: moving an alias takes the approver or admin role (an admin grants "
+                         "it with `bastion registry grant NAME approver`)")
+
+
 def _check_approver(session: Session, version: ModelVersionRow, actor: str) -> None:
     role = session.get(RegistryRoleRow, actor)
     if role is None or role.role not in APPROVING_ROLES:
@@ -511,10 +532,35 @@ def _model_file(model: str) -> Path | None:
     raise InputError(f"--model {model!r} is neither a file nor a factory 'module:function'")
 
 
-def _artifact_row(role: str, path: Path, objects: ObjectStore, key: Any | None) -> ModelArtifactRow:
-    if not path.is_file():
-        raise InputError(f"the {role} file {path} does not exist")
-    scan = _scan(path)
+#: Where each kind of evidence record names the model it tested (``ArtifactRef``); other kinds test data.
+TESTED_MODEL_FIELD = {"scan": "model", "defense-scan": "model", "certify": "model", "privacy": "model",
+                      "extraction": "model", "harden": "model_after"}
+
+
+def _check_tested_model(version: ModelVersionRow, path: Path, document: dict[str, Any]) -> None:
+    """Refuse a record that tested another model than this version's weights (or model file)."""
+    field = TESTED_MODEL_FIELD.get(document.get("kind", ""))
+    tested = ((document.get(field) or {}) if field else {}).get("sha256")
+    files = {a.role: a.sha256 for a in version.artifacts}
+    own = files.get("weights") or files.get("model")
+    if tested and own and tested != own:
+        raise InputError(f"{path} tested the model file {tested[:16]}…, but {_subject(version)[6:]}'s "
+                         f"{'weights' if 'weights' in files else 'model file'} are {own[:16]}…: attach evidence "
+                         "produced with this version's files")
+
+
+def _check_loads(model: str, weights: Path | None) -> None:
+    """Load the model once, so that a version that cannot be served is never registered."""
+    from bastion.models.loading import load_classifier
+
+    try:
+        load_classifier(model, weights=None if weights is None else str(weights))
+    except BastionError as error:
+        raise InputError(f"the model does not load, so it was not registered: {error}") from None
+
+
+def _artifact_row(role: str, path: Path, objects: ObjectStore, key: Any | None, scan: dict[str, Any] | None
+                  ) -> ModelArtifactRow:
     digest = objects.put_file(path)
     signature = None if key is None else _sign(digest, key)
     return ModelArtifactRow(role=role, name=path.name, sha256=digest, size=path.stat().st_size,
@@ -580,6 +626,8 @@ def _evidence_file(path: Path) -> tuple[Path, str, dict[str, Any]]:
     """``path``, the SHA-256 of its bytes, and the evidence record it holds (``gates.load_evidence`` checks it)."""
     from bastion.governance.gates import load_evidence
 
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; attach the .json record inside it (e.g. {path / 'scan.json'})")
     if not path.is_file():
         raise InputError(f"the evidence file {path} does not exist")
     return path, file_digest(str(path)), load_evidence(path)
