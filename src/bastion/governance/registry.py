@@ -17,8 +17,6 @@ Versions are named ``name:3`` (number) or ``name:production`` (an alias).
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,8 +27,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bastion.core.errors import BastionError, InputError
+from bastion.core.errors import InputError
 from bastion.core.ids import file_digest
+from bastion.governance.version_files import (
+    artifact_row,
+    check_loads,
+    check_tested_model,
+    evidence_file,
+    model_file,
+    private_key,
+    scan_file,
+    signature_valid,
+    threat_document,
+)
 from bastion.storage.database import Database, open_database
 from bastion.storage.ledger import append, current_actor
 from bastion.storage.objects import ObjectStore
@@ -38,7 +47,6 @@ from bastion.storage.tables import (
     AliasMoveRow,
     ApprovalRow,
     EvidenceRow,
-    ModelArtifactRow,
     ModelVersionRow,
     RegisteredModelRow,
     RegistryRoleRow,
@@ -229,7 +237,7 @@ class ModelRegistry:
             except Exception as error:  # noqa: BLE001 - missing or corrupt: both are findings
                 problems.append(f"{role}: {error}")
                 continue
-            if signature is not None and not _signature_valid(digest, signature):
+            if signature is not None and not signature_valid(digest, signature):
                 problems.append(f"{role}: the ed25519 signature does not match the artifact's hash")
         return problems
 
@@ -250,17 +258,17 @@ class ModelRegistry:
             InputError: a missing file, an artifact the scanner flags, an invalid threat model.
         """
         actor = current_actor(actor)
-        files = [(role, Path(path)) for role, path in (("model", _model_file(model)), ("weights", weights),
+        files = [(role, Path(path)) for role, path in (("model", model_file(model)), ("weights", weights),
                                                        ("data-manifest", data_manifest), ("threat", threat))
                  if path is not None]
-        document = _threat_document(threat) if threat is not None else None
-        key = _private_key(sign_key) if sign_key is not None else None
+        document = threat_document(threat) if threat is not None else None
+        key = private_key(sign_key) if sign_key is not None else None
         for role, path in files:
             if not path.is_file():
                 raise InputError(f"the {role} file {path} does not exist")
-        scans = {role: _scan(path) for role, path in files}  # before anything loads them
-        _check_loads(model, weights)
-        artifacts = [_artifact_row(role, path, self.objects, key, scans[role]) for role, path in files]
+        scans = {role: scan_file(path) for role, path in files}  # before anything loads them
+        check_loads(model, weights)
+        artifacts = [artifact_row(role, path, self.objects, key, scans[role]) for role, path in files]
         now = datetime.now(timezone.utc)
         with self.database.transaction() as session:
             registered = session.scalar(select(RegisteredModelRow).where(RegisteredModelRow.name == name))
@@ -284,14 +292,14 @@ class ModelRegistry:
     def attach(self, ref: str, files: list[Path], *, actor: str | None = None) -> VersionInfo:
         """Attach evidence records (JSON files with a ``kind``, as bastion's commands write them) to ``ref``."""
         actor = current_actor(actor)
-        records = [_evidence_file(Path(path)) for path in files]
+        records = [evidence_file(Path(path)) for path in files]
         if not records:
             raise InputError("name at least one evidence file (the JSON of bastion scan, data audit, privacy...)")
         now = datetime.now(timezone.utc)
         with self.database.transaction() as session:
             version = _version(session, ref)
             for path, _, document in records:
-                _check_tested_model(version, path, document)
+                check_tested_model(version, path, document)
             for path, digest, document in records:
                 version.evidence.append(EvidenceRow(kind=document["kind"], sha256=digest, source=path.name,
                                                     attached_at=now, attached_by=actor, document=document))
@@ -517,120 +525,6 @@ def _check_gates(version: ModelVersionRow, gates: list[dict[str, Any]]) -> None:
         lines = "; ".join(f"{g.get('description') or g.get('gate')}: {g.get('status')}"
                           + (f" ({g['reason']})" if g.get("reason") else "") for g in open_gates)
         raise InputError(f"{ref} fails {len(open_gates)} of {len(gates)} release gate(s): {lines}")
-
-
-# --- files -------------------------------------------------------------------------------------------
-
-
-def _model_file(model: str) -> Path | None:
-    """The model file ``--model`` names, or ``None`` for a factory (``module:function``)."""
-    path = Path(model)
-    if path.is_file():
-        return path
-    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", model):
-        return None
-    raise InputError(f"--model {model!r} is neither a file nor a factory 'module:function'")
-
-
-#: Where each kind of evidence record names the model it tested (``ArtifactRef``); other kinds test data.
-TESTED_MODEL_FIELD = {"scan": "model", "defense-scan": "model", "certify": "model", "privacy": "model",
-                      "extraction": "model", "harden": "model_after"}
-
-
-def _check_tested_model(version: ModelVersionRow, path: Path, document: dict[str, Any]) -> None:
-    """Refuse a record that tested another model than this version's weights (or model file)."""
-    field = TESTED_MODEL_FIELD.get(document.get("kind", ""))
-    tested = ((document.get(field) or {}) if field else {}).get("sha256")
-    files = {a.role: a.sha256 for a in version.artifacts}
-    own = files.get("weights") or files.get("model")
-    if tested and own and tested != own:
-        raise InputError(f"{path} tested the model file {tested[:16]}…, but {_subject(version)[6:]}'s "
-                         f"{'weights' if 'weights' in files else 'model file'} are {own[:16]}…: attach evidence "
-                         "produced with this version's files")
-
-
-def _check_loads(model: str, weights: Path | None) -> None:
-    """Load the model once, so that a version that cannot be served is never registered."""
-    from bastion.models.loading import load_classifier
-
-    try:
-        load_classifier(model, weights=None if weights is None else str(weights))
-    except BastionError as error:
-        raise InputError(f"the model does not load, so it was not registered: {error}") from None
-
-
-def _artifact_row(role: str, path: Path, objects: ObjectStore, key: Any | None, scan: dict[str, Any] | None
-                  ) -> ModelArtifactRow:
-    digest = objects.put_file(path)
-    signature = None if key is None else _sign(digest, key)
-    return ModelArtifactRow(role=role, name=path.name, sha256=digest, size=path.stat().st_size,
-                            signature=signature, scan=scan)
-
-
-def _scan(path: Path) -> dict[str, Any] | None:
-    """The artifact scanner's verdict on ``path``; refuses a file with a high or critical finding."""
-    if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        return None  # manifests and threat models are data, validated where they are read
-    from bastion.artifacts import scan_artifact
-
-    result = scan_artifact(path)
-    summary = json.loads(result.model_dump_json())
-    if not result.safe:
-        worst = [f for f in summary.get("findings", []) if f.get("severity") in ("critical", "high")]
-        listed = "; ".join(f"{f.get('severity')}: {f.get('message')}" for f in worst[:5])
-        raise InputError(f"{path} failed the artifact scan and was not registered: {listed}. Inspect it with "
-                         f"`bastion artifact scan {path}`; prefer safetensors for weights")
-    summary["verdict"] = "safe"
-    return summary
-
-
-def _threat_document(path: Path):
-    from bastion.governance.threat_model import load_threat_document
-
-    return load_threat_document(path)
-
-
-def _private_key(path: Path):
-    from bastion.data.signing import load_private_key
-
-    return load_private_key(Path(path))
-
-
-def _sign(digest: str, key: Any) -> dict[str, Any]:
-    from bastion.data.signing import key_id
-
-    public = key.public_key()
-    return {"algorithm": "ed25519", "key_id": key_id(public), "public_key": _raw_public(public).hex(),
-            "signature": key.sign(bytes.fromhex(digest)).hex()}
-
-
-def _raw_public(public: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def _signature_valid(digest: str, signature: dict[str, Any]) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signature["public_key"]))
-        public.verify(bytes.fromhex(signature["signature"]), bytes.fromhex(digest))
-    except (InvalidSignature, ValueError, KeyError):
-        return False
-    return True
-
-
-def _evidence_file(path: Path) -> tuple[Path, str, dict[str, Any]]:
-    """``path``, the SHA-256 of its bytes, and the evidence record it holds (``gates.load_evidence`` checks it)."""
-    from bastion.governance.gates import load_evidence
-
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; attach the .json record inside it (e.g. {path / 'scan.json'})")
-    if not path.is_file():
-        raise InputError(f"the evidence file {path} does not exist")
-    return path, file_digest(str(path)), load_evidence(path)
 
 
 def _checked_name(name: str) -> str:

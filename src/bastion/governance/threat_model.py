@@ -16,7 +16,7 @@ risk = likelihood x impact) and the **gates** that must hold before a version of
         requires:
           - {evidence: scan, metric: robust_accuracy, eps: 0.03, min: 0.5}
 
-A gate reads one metric of one kind of evidence record (:data:`bastion.governance.gates.METRICS` lists
+A gate reads one metric of one kind of evidence record (:data:`bastion.governance.metrics.METRICS` lists
 them with the selectors each needs) and holds it against exactly one of ``min`` or ``max``. Every
 reference must resolve: a bad document raises :class:`~bastion.core.errors.InputError` whose message
 names the YAML path of each problem (``attack_paths[0].requires[1].metric``) and what to write instead.
@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from bastion.core.errors import ConfigError, InputError
-from bastion.governance.gates import AUDIT_CHECKS, METRICS, SELECTORS, EvidenceKind
+from bastion.governance.metrics import AUDIT_CHECKS, METRICS, SELECTORS, EvidenceKind
 from bastion.storage.ledger import canonical_json
 
 Exposure = Literal["public", "partner", "internal"]
@@ -117,7 +117,7 @@ class Gate(_Model):
     """A release gate: one metric of one kind of evidence, held against ``min`` or ``max``.
 
     Selectors (``eps``, ``suite``, ``radius``, ``attack``, ``fpr``, ``check``) say which value of the
-    record to read; each metric needs some and accepts others (``gates.METRICS``), and others are refused.
+    record to read; each metric needs some and accepts others (``metrics.METRICS``), and others are refused.
     """
 
     id: Identifier | None = Field(default=None, description="default: evidence.metric@selector=value, "

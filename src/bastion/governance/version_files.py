@@ -1,0 +1,128 @@
+"""The files of a registered version: checking them (the artifact scanner, loading the model once,
+evidence that names the model it tested), storing them in the object store, and signing their hashes
+with ed25519. ``bastion.governance.registry`` calls these; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from bastion.core.errors import BastionError, InputError
+from bastion.core.ids import file_digest
+from bastion.storage.objects import ObjectStore
+from bastion.storage.tables import ModelArtifactRow, ModelVersionRow
+
+
+def model_file(model: str) -> Path | None:
+    """The model file ``--model`` names, or ``None`` for a factory (``module:function``)."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", model):
+        return None
+    raise InputError(f"--model {model!r} is neither a file nor a factory 'module:function'")
+
+
+#: Where each kind of evidence record names the model it tested (``ArtifactRef``); other kinds test data.
+TESTED_MODEL_FIELD = {"scan": "model", "defense-scan": "model", "certify": "model", "privacy": "model",
+                      "extraction": "model", "harden": "model_after"}
+
+
+def check_tested_model(version: ModelVersionRow, path: Path, document: dict[str, Any]) -> None:
+    """Refuse a record that tested another model than this version's weights (or model file)."""
+    field = TESTED_MODEL_FIELD.get(document.get("kind", ""))
+    tested = ((document.get(field) or {}) if field else {}).get("sha256")
+    files = {a.role: a.sha256 for a in version.artifacts}
+    own = files.get("weights") or files.get("model")
+    if tested and own and tested != own:
+        ref = f"{version.model.name}:{version.number}"
+        raise InputError(f"{path} tested the model file {tested[:16]}…, but {ref}'s "
+                         f"{'weights' if 'weights' in files else 'model file'} are {own[:16]}…: attach evidence "
+                         "produced with this version's files")
+
+
+def check_loads(model: str, weights: Path | None) -> None:
+    """Load the model once, so that a version that cannot be served is never registered."""
+    from bastion.models.loading import load_classifier
+
+    try:
+        load_classifier(model, weights=None if weights is None else str(weights))
+    except BastionError as error:
+        raise InputError(f"the model does not load, so it was not registered: {error}") from None
+
+
+def artifact_row(role: str, path: Path, objects: ObjectStore, key: Any | None, scan: dict[str, Any] | None
+                  ) -> ModelArtifactRow:
+    digest = objects.put_file(path)
+    signature = None if key is None else _sign(digest, key)
+    return ModelArtifactRow(role=role, name=path.name, sha256=digest, size=path.stat().st_size,
+                            signature=signature, scan=scan)
+
+
+def scan_file(path: Path) -> dict[str, Any] | None:
+    """The artifact scanner's verdict on ``path``; refuses a file with a high or critical finding."""
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        return None  # manifests and threat models are data, validated where they are read
+    from bastion.artifacts import scan_artifact
+
+    result = scan_artifact(path)
+    summary = json.loads(result.model_dump_json())
+    if not result.safe:
+        worst = [f for f in summary.get("findings", []) if f.get("severity") in ("critical", "high")]
+        listed = "; ".join(f"{f.get('severity')}: {f.get('message')}" for f in worst[:5])
+        raise InputError(f"{path} failed the artifact scan and was not registered: {listed}. Inspect it with "
+                         f"`bastion artifact scan {path}`; prefer safetensors for weights")
+    summary["verdict"] = "safe"
+    return summary
+
+
+def threat_document(path: Path):
+    from bastion.governance.threat_model import load_threat_document
+
+    return load_threat_document(path)
+
+
+def private_key(path: Path):
+    from bastion.data.signing import load_private_key
+
+    return load_private_key(Path(path))
+
+
+def _sign(digest: str, key: Any) -> dict[str, Any]:
+    from bastion.data.signing import key_id
+
+    public = key.public_key()
+    return {"algorithm": "ed25519", "key_id": key_id(public), "public_key": _raw_public(public).hex(),
+            "signature": key.sign(bytes.fromhex(digest)).hex()}
+
+
+def _raw_public(public: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def signature_valid(digest: str, signature: dict[str, Any]) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signature["public_key"]))
+        public.verify(bytes.fromhex(signature["signature"]), bytes.fromhex(digest))
+    except (InvalidSignature, ValueError, KeyError):
+        return False
+    return True
+
+
+def evidence_file(path: Path) -> tuple[Path, str, dict[str, Any]]:
+    """``path``, the SHA-256 of its bytes, and the evidence record it holds (``gates.load_evidence`` checks it)."""
+    from bastion.governance.gates import load_evidence
+
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; attach the .json record inside it (e.g. {path / 'scan.json'})")
+    if not path.is_file():
+        raise InputError(f"the evidence file {path} does not exist")
+    return path, file_digest(str(path)), load_evidence(path)
