@@ -67,7 +67,7 @@ class SignatureReport(BaseModel):
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """SHA-256 (hex) of the raw 32-byte public key."""
-    return hashlib.sha256(_raw(public_key)).hexdigest()
+    return hashlib.sha256(raw_public_key(public_key)).hexdigest()
 
 
 def public_key_path(private_key: Path) -> Path:
@@ -165,7 +165,7 @@ def sign_manifest(manifest: Manifest, private_key: Ed25519PrivateKey, *, signer:
     signature = Signature(
         signer=signer or default_creator(),
         key_id=key_id(public),
-        public_key=base64.b64encode(_raw(public)).decode("ascii"),
+        public_key=base64.b64encode(raw_public_key(public)).decode("ascii"),
         signed_at=datetime.now(UTC),
         signature=base64.b64encode(private_key.sign(manifest.signed_bytes())).decode("ascii"),
     )
@@ -206,5 +206,5 @@ def _check(signature: Signature, payload: bytes, trusted: str | None) -> Signatu
     return verdict("untrusted", "valid, but by another key than the trusted one")
 
 
-def _raw(public_key: Ed25519PublicKey) -> bytes:
+def raw_public_key(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

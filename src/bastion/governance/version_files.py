@@ -92,17 +92,11 @@ def private_key(path: Path):
 
 
 def _sign(digest: str, key: Any) -> dict[str, Any]:
-    from bastion.data.signing import key_id
+    from bastion.data.signing import key_id, raw_public_key
 
     public = key.public_key()
-    return {"algorithm": "ed25519", "key_id": key_id(public), "public_key": _raw_public(public).hex(),
+    return {"algorithm": "ed25519", "key_id": key_id(public), "public_key": raw_public_key(public).hex(),
             "signature": key.sign(bytes.fromhex(digest)).hex()}
-
-
-def _raw_public(public: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def signature_valid(digest: str, signature: dict[str, Any]) -> bool:
