@@ -280,6 +280,24 @@ def test_early_stop_restores_the_best_epoch(digits_arrays, val_data):
     assert record.early_stop is not None and record.early_stop.patience == 2
 
 
+def test_an_early_stopped_run_resumes_with_more_patience(digits_arrays, val_data, tmp_path):
+    x, y = digits_arrays
+    options = dict(epochs=9, optimizer="adam", lr=1e-2, batch_size=100, validation=val_data,
+                   checkpoint_dir=tmp_path)
+    first = fit(tiny_mlp(), x[:1200], y[:1200], Sabotage(),
+                early_stop=EarlyStop(ThreatModel(eps=0.05), patience=2, attack_steps=3, points=100), **options)
+    assert first.stopped_early and first.epochs < 9
+    same = fit(tiny_mlp(), x[:1200], y[:1200], Sabotage(), resume=True,
+               early_stop=EarlyStop(ThreatModel(eps=0.05), patience=2, attack_steps=3, points=100), **options)
+    assert same.stopped_early and same.epochs == first.epochs  # the same patience: nothing more to do
+    longer = fit(tiny_mlp(), x[:1200], y[:1200], Sabotage(), resume=True,
+                 early_stop=EarlyStop(ThreatModel(eps=0.05), patience=20, attack_steps=3, points=100), **options)
+    assert longer.resumed_from == first.epochs and longer.epochs == 9 and not longer.stopped_early
+    with pytest.raises(InputError, match="attack_steps"):  # anything but the patience must still agree
+        fit(tiny_mlp(), x[:1200], y[:1200], Sabotage(), resume=True,
+            early_stop=EarlyStop(ThreatModel(eps=0.05), patience=20, attack_steps=5, points=100), **options)
+
+
 # --- checkpoints and resume -------------------------------------------------------------------
 
 

@@ -184,12 +184,15 @@ def has_checkpoint(folder: Path) -> bool:
 def load_checkpoint(folder: Path, config: dict[str, Any]) -> Checkpoint:
     """Read and verify the checkpoint in ``folder``, refusing one written by a different run configuration.
 
+    The early stop's ``patience`` may differ: it decides when training stops, not what it computes, so a
+    run that stopped early can be resumed with more patience (see ``bastion.defenses.training.loop.fit``).
+
     Raises:
         InputError: an unreadable or corrupt checkpoint, or one whose configuration differs from
             ``config`` (the message names the differing settings).
     """
     document = _read_document(folder)
-    differences = config_differences(document["config"], config)
+    differences = config_differences(_without_patience(document["config"]), _without_patience(config))
     if differences:
         raise InputError(
             f"the checkpoint in {folder} was written by a different run ({'; '.join(differences)}). Resume with the "
@@ -237,6 +240,15 @@ def _read_tensors(folder: Path, reference: dict[str, Any]) -> dict[str, torch.Te
 
 def _corrupt(folder: Path, why: str) -> InputError:
     return InputError(f"the checkpoint in {folder} is corrupt: {why}. Delete the folder to start afresh")
+
+
+def _without_patience(config: Any) -> Any:
+    """``config`` without ``validation.early_stop.patience`` (a copy; anything else is left as it is)."""
+    early_stop = ((config.get("validation") or {}).get("early_stop") if isinstance(config, dict) else None)
+    if not isinstance(early_stop, dict) or "patience" not in early_stop:
+        return config
+    return {**config, "validation": {**config["validation"],
+                                     "early_stop": {k: v for k, v in early_stop.items() if k != "patience"}}}
 
 
 def config_differences(saved: Any, current: Any, path: str = "") -> list[str]:

@@ -105,7 +105,8 @@ def fit(
             ``patience`` epochs without improvement (needs ``validation``); see :mod:`.validation`.
         checkpoint_dir: write a checkpoint there after every epoch (see :mod:`.checkpoint`).
         resume: continue from the checkpoint in ``checkpoint_dir`` (a fresh start when it holds none);
-            the checkpoint must come from the same model, data, objective and settings.
+            the checkpoint must come from the same model, data, objective and settings. Only the early
+            stop's patience may change: a run that stopped early goes on when the new patience allows.
         on_epoch, on_step: progress callbacks (see :data:`EpochCallback`, :data:`StepCallback`).
 
     Returns:
@@ -129,6 +130,8 @@ def fit(
         run = _Run(classifier, module, objective, optimiser, settings, inputs, labels, generator, seed,
                    epochs * steps_per_epoch, on_step)
         state, best_weights, resumed_from = _start(run, folder, resume, config)
+        if early_stop is not None and state.stopped_early and state.best_epoch is not None:
+            state.stopped_early = state.epoch - state.best_epoch >= early_stop.patience  # resumed with more patience
         try:
             while state.epoch < epochs and not state.stopped_early:
                 best_weights = _run_epoch(run, state, validator, best_weights)
