@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--crown-points", type=int, default=1000)
     parser.add_argument("--no-early-stop", action="store_true")
     parser.add_argument("--patience", type=int, default=5,
-                        help="epochs without a better validation robust accuracy before stopping (may change on --resume)")
+                        help="epochs without a better validation robust accuracy before stopping "
+                             "(may change on --resume)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--factory", default=None, help="model factory, default: " + ", ".join(
         f"{kind}: {factory}" for kind, factory in FACTORIES.items()))
@@ -73,7 +74,8 @@ def main() -> None:
         key, _, value = item.partition("=")
         options[key] = _number(value)
     settings = HardenSettings(method=method, eps=args.eps, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
-                              schedule=args.schedule, options=options, early_stop=not args.no_early_stop, patience=args.patience,
+                              schedule=args.schedule, options=options, early_stop=not args.no_early_stop,
+                              patience=args.patience,
                               eval_limit=args.eval_points, resume=args.resume)
     train = load_dataset("fashion-mnist:train")
     test = load_dataset("fashion-mnist")

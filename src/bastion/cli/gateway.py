@@ -147,12 +147,14 @@ def audit_verify(home: Home = None) -> None:
 
 def replay_command(
     request_id: Annotated[str, typer.Argument(help="The request's id (req_..., from X-Request-Id).")],
-    model: Annotated[str, typer.Option(help="The model the gateway served (same spec as bastion serve).")],
+    model: Annotated[str | None, typer.Option(help="The model the gateway served (same spec as bastion serve); "
+                                                    "not needed for a text-guard call.")] = None,
     weights: Annotated[str | None, typer.Option(help="Its weights.")] = None,
     home: Home = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """Re-run a logged prediction with the same model file, policy and input; exit 1 unless bit-for-bit equal."""
+    """Re-run a logged prediction (or text-guard call) with the same model file, policy and input; exit 1 unless
+    bit-for-bit equal."""
     import torch
 
     from bastion.gateway.replay import replay
@@ -160,7 +162,7 @@ def replay_command(
 
     torch.set_num_threads(1)
     with user_errors():
-        loaded = load_classifier(model, weights=weights)
+        loaded = None if model is None else load_classifier(model, weights=weights)
         with _database(_settings(home).home) as database, database.sessions() as session:
             result = replay(session, request_id, loaded=loaded)
     if as_json:

@@ -12,6 +12,7 @@ from bastion.cli.certify import certify_command
 from bastion.cli.console import console
 from bastion.cli.data import register_data_commands
 from bastion.cli.gateway import audit_app, keys_app, replay_command, review_app
+from bastion.cli.guard import guard_app
 from bastion.cli.harden import harden_command
 from bastion.cli.incident import incident_app
 from bastion.cli.monitor import monitor_app
@@ -26,7 +27,8 @@ app = typer.Typer(
     help="Secure machine-learning models against adversarial attack: red-team a model with "
     "'bastion scan', make it robust with 'bastion harden', prove it with 'bastion certify', train one "
     "with 'bastion train', guard its training data with 'bastion data', serve it behind a hardened gateway with "
-    "'bastion serve' (keys, review, replay, audit), list attacks with 'bastion attacks'.",
+    "'bastion serve' (keys, review, replay, audit), screen text prompts and replies with 'bastion guard', list "
+    "attacks with 'bastion attacks'.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,6 +48,7 @@ app.add_typer(artifact_app, name="artifact")
 app.add_typer(registry_app, name="registry")
 app.add_typer(incident_app, name="incident")
 app.add_typer(threat_app, name="threat")
+app.add_typer(guard_app, name="guard")
 
 
 @app.command("attacks")

@@ -59,7 +59,8 @@ def serve_command(
         else:
             loaded = load_classifier(model, weights=weights)
         rules = load_policy(policy)
-        check_policy(rules, tuple(loaded.classifier.input_shape))
+        shape = getattr(loaded.classifier, "input_shape", None)  # None: a text model (strings in)
+        check_policy(rules, None if shape is None else tuple(shape))
         configure_json_logs()
         app = create_app(settings, loaded=loaded, policy=rules)
     errors.print(f"bastion gateway: serving {name} version {version} on http://{host}:{port} "

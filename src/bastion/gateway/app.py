@@ -27,7 +27,7 @@ from bastion.gateway.follow import RegistryFollower
 from bastion.gateway.metrics import GatewayMetrics
 from bastion.gateway.middleware import AccessLog, BodyLimits
 from bastion.gateway.policy import Policy
-from bastion.gateway.routes import admin, inference, reviews
+from bastion.gateway.routes import admin, guard, inference, reviews
 from bastion.gateway.settings import GatewaySettings
 from bastion.gateway.state import build_state
 from bastion.models.loading import LoadedModel
@@ -69,9 +69,11 @@ def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel |
 
     app = FastAPI(title="bastion gateway", version=__version__, lifespan=lifespan,
                   description="A hardened inference gateway: API keys, limits, input policy, human review, "
-                              "output hardening, extraction monitoring and a hash-chained audit log.")
+                              "output hardening, extraction monitoring, a text guard for prompts and replies, "
+                              "and a hash-chained audit log.")
     app.include_router(inference.router)
     app.include_router(reviews.router)
+    app.include_router(guard.router)
     app.include_router(admin.router)
     app.include_router(console.router)
     app.include_router(console_governance.router)

@@ -38,6 +38,7 @@ from bastion.gateway.review import REVIEW_ACTIONS, get_case, list_cases
 from bastion.gateway.routes.reviews import decide_case
 from bastion.gateway.schemas import ReviewDecision
 from bastion.gateway.state import GatewayState
+from bastion.gateway.text_pipeline import TextPipeline, texts_from_array
 from bastion.monitor.drift import DriftThresholds, drift_report
 from bastion.monitor.report import class_plot, confidence_plot, feature_plot
 from bastion.monitor.traffic import count_records, split_windows
@@ -193,6 +194,7 @@ class InstanceView:
     scores: list[tuple[str, float]]
     probabilities: list[tuple[int, float]]
     predicted: int
+    text: str | None = None  # a text model's instance
 
 
 def input_image(sample: np.ndarray, *, low: float, high: float) -> str | None:
@@ -220,6 +222,8 @@ def input_image(sample: np.ndarray, *, low: float, high: float) -> str | None:
 
 def _instances(state: GatewayState, record: AuditRecordRow, inputs: np.ndarray) -> list[InstanceView]:
     pipeline = state.served.pipeline
+    if isinstance(pipeline, TextPipeline):
+        return _text_instances(record, texts_from_array(inputs))
     views = []
     for index, sample in enumerate(inputs):
         probabilities = [float(p) for p in (record.probabilities or [])[index]] if record.probabilities else []
@@ -232,6 +236,19 @@ def _instances(state: GatewayState, record: AuditRecordRow, inputs: np.ndarray) 
                                   value_count=int(flat.size), scores=scores,
                                   probabilities=list(enumerate(probabilities)),
                                   predicted=int(np.argmax(probabilities)) if probabilities else -1))
+    return views
+
+
+def _text_instances(record: AuditRecordRow, texts: list[str]) -> list[InstanceView]:
+    """A text model's instances: the strings as sent, with their scores and probabilities."""
+    views = []
+    for index, text in enumerate(texts):
+        probabilities = [float(p) for p in (record.probabilities or [])[index]] if record.probabilities else []
+        scores = [(name, float(per_instance[index])) for name, per_instance in sorted((record.scores or {}).items())
+                  if index < len(per_instance)]
+        views.append(InstanceView(index=index, shape=[len(text)], image=None, values=[], value_count=0,
+                                  scores=scores, probabilities=list(enumerate(probabilities)),
+                                  predicted=int(np.argmax(probabilities)) if probabilities else -1, text=text))
     return views
 
 

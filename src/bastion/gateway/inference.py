@@ -20,12 +20,14 @@ import numpy as np
 
 from bastion.core.ids import array_digest
 from bastion.gateway.audit import PendingRecord
+from bastion.gateway.batching import BatchSlot
 from bastion.gateway.errors import GatewayError, invalid_input
 from bastion.gateway.keys import KeyInfo
 from bastion.gateway.outputs import render_outputs
 from bastion.gateway.pipeline import Evaluation
 from bastion.gateway.review import new_case
 from bastion.gateway.state import GatewayState, ServedModel
+from bastion.gateway.text_pipeline import TextPipeline, text_array
 
 logger = logging.getLogger(__name__)
 _background: set[asyncio.Task[Any]] = set()
@@ -71,21 +73,15 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
     """
     served = state.served
     request_id = new_request_id()
-    _admit(state, key, _instance_count(tensor, served.pipeline.policy.input.max_instances))
+    admit(state, key, _instance_count(tensor, served.pipeline.policy.input.max_instances))
     try:
-        x = served.pipeline.tensor(tensor.shape, tensor.datatype, tensor.data)
+        inputs, digest, evaluation, batch = await _evaluate(state, served, tensor)
     except GatewayError as error:
         body = {"error": error.code, "detail": error.detail, "request_id": request_id}
         await state.audit.append(_record(served, key, request_id, None, None, body, "invalid", error.status))
         raise GatewayError(error.status, error.code, error.detail, headers={"X-Request-Id": request_id}) from None
-    inputs = x.numpy()
-    digest = array_digest(inputs)
-    if state.batcher is None:
-        evaluation, batch = served.pipeline.evaluate(x), None
-    else:
-        evaluation, batch = await state.batcher.evaluate(served.pipeline, x, digest)
     _count(state, evaluation)
-    if state.monitor is not None:
+    if state.monitor is not None and not served.takes_text:  # the monitor measures distances between tensors
         _watch(state, served, key, inputs, evaluation)
     result = _answer(served, key, request_id, evaluation, client_id)
     review = None
@@ -105,6 +101,24 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
     return result
 
 
+async def _evaluate(state: GatewayState, served: ServedModel, tensor: TensorIn
+                    ) -> tuple[np.ndarray, str, Evaluation, BatchSlot | None]:
+    """Validate the request's tensor (422 ``GatewayError``) and evaluate it: the input as logged, its hash, the
+    evaluation and the batch it shared. A text model's strings are screened on the guard's worker thread."""
+    pipeline = served.pipeline
+    if isinstance(pipeline, TextPipeline):
+        texts = pipeline.texts(tensor.shape, tensor.datatype, tensor.data)
+        inputs = text_array(texts)
+        return inputs, array_digest(inputs), await state.guards.run(pipeline.evaluate, texts), None
+    x = pipeline.tensor(tensor.shape, tensor.datatype, tensor.data)
+    inputs = x.numpy()
+    digest = array_digest(inputs)
+    if state.batcher is None:
+        return inputs, digest, pipeline.evaluate(x), None
+    evaluation, batch = await state.batcher.evaluate(pipeline, x, digest)
+    return inputs, digest, evaluation, batch
+
+
 def _instance_count(tensor: TensorIn, most: int) -> int:
     """The instances the request claims, for the budget (1 when the shape is malformed: validation says why)."""
     shape = tensor.shape
@@ -112,7 +126,9 @@ def _instance_count(tensor: TensorIn, most: int) -> int:
     return first if isinstance(first, int) and not isinstance(first, bool) and 1 <= first <= most else 1
 
 
-def _admit(state: GatewayState, key: KeyInfo, instances: int) -> None:
+def admit(state: GatewayState, key: KeyInfo, instances: int) -> None:
+    """Count a request of ``instances`` samples against the key's limits; 429 with ``Retry-After`` when one is
+    reached, or when the key is throttled after an extraction alert."""
     if key.id in state.throttled_keys:
         state.metrics.throttled.labels("extraction").inc()
         raise GatewayError(429, "throttled", f"key {key.id} is throttled after an extraction alert; an admin can "

@@ -23,5 +23,8 @@ class GatewayMetrics:
                               ["signal"], registry=self.registry)
         self.throttled = Counter("bastion_gateway_throttled", "Requests refused by a limit", ["scope"],
                                  registry=self.registry)
+        self.guard_verdicts = Counter("bastion_gateway_guard_verdicts", "Text-guard verdicts, by route (prompt, "
+                                      "output) and whether the text was flagged", ["route", "flagged"],
+                                      registry=self.registry)
         self.pending_reviews = Gauge("bastion_gateway_pending_reviews", "Review cases opened by this process and "
                                      "not yet decided through it", registry=self.registry)

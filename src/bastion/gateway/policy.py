@@ -20,6 +20,15 @@ Example (``policy.yaml``)::
     output: {default: full, top_k: 3, decimals: 2}
     extraction: {enabled: true, throttle: false, webhook: null}
 
+A text model (a scikit-learn pipeline on raw strings, OIP v2 ``BYTES`` inputs) takes a ``text:`` section
+instead of detectors, reference and sanitising; every instance is screened by the prompt guard first::
+
+    text:
+      max_chars: 20000          # the longest instance, in characters
+      guard: {enabled: true, action: refuse, threshold: null, rules_only: false}
+      # action for a flagged instance: refuse (422 with the guard's reasons), review (202, human review)
+      # or flag (answered, with the reasons in the answer's flags)
+
 The policy's version is the SHA-256 of its canonical JSON (defaults filled in), kept with every
 audit record so a prediction can be replayed under exactly the policy it was made under.
 """
@@ -107,6 +116,23 @@ class ExtractionRules(_Strict):
     budget: int | None = Field(None, ge=1)
 
 
+class TextGuardRules(_Strict):
+    """The prompt guard in front of a text model: on or off, what a flagged instance leads to, the classifier
+    probability that flags (``None``: the classifier's own) and whether to screen with the rules alone."""
+
+    enabled: bool = True
+    action: Literal["refuse", "review", "flag"] = "refuse"
+    threshold: float | None = Field(None, gt=0, lt=1)
+    rules_only: bool = False
+
+
+class TextRules(_Strict):
+    """What a text model accepts: instances of at most ``max_chars`` characters, screened by ``guard``."""
+
+    max_chars: int = Field(20_000, ge=1, le=1_048_576)
+    guard: TextGuardRules = TextGuardRules()
+
+
 class Policy(_Strict):
     """A whole policy; see the module docstring for the YAML form."""
 
@@ -118,6 +144,7 @@ class Policy(_Strict):
     decision: DecisionRules = DecisionRules()
     output: OutputRules = OutputRules()
     extraction: ExtractionRules = ExtractionRules()
+    text: TextRules | None = None
 
     @model_validator(mode="after")
     def _detectors_need_reference(self) -> Policy:
@@ -126,9 +153,18 @@ class Policy(_Strict):
                              "dataset folder) or remove `detectors:`")
         return self
 
+    @property
+    def text_rules(self) -> TextRules:
+        """The ``text`` section, or its defaults when the policy has none."""
+        return self.text if self.text is not None else TextRules()
+
     def document(self) -> str:
-        """Canonical JSON of the whole policy, defaults included."""
-        return canonical_json(self.model_dump(mode="json"))
+        """Canonical JSON of the whole policy, defaults included (``text`` only when given, so that the hash of a
+        policy written before text models existed is unchanged)."""
+        document = self.model_dump(mode="json")
+        if document["text"] is None:
+            del document["text"]
+        return canonical_json(document)
 
     def sha256(self) -> str:
         """The policy's version: SHA-256 of ``document()``."""

@@ -1,5 +1,6 @@
 """Replay a logged prediction: the same model file, the policy it ran under and its exact input, run again
-and compared bit for bit with what the audit log recorded."""
+and compared bit for bit with what the audit log recorded. A text-guard call (``model`` ``guard-prompt`` or
+``guard-output``) is repeated with the guard parameters it was logged under and compared the same way."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bastion.core.errors import InputError
+from bastion.gateway.guard import GUARD_MODELS, rerun
 from bastion.gateway.outputs import render_outputs
 from bastion.gateway.pipeline import Evaluation, PolicyPipeline
 from bastion.gateway.policy import policy_from_dict
 from bastion.gateway.state import serve_model
+from bastion.gateway.text_pipeline import TextPipeline, texts_from_array
 from bastion.models.loading import LoadedModel
 from bastion.storage.tables import AuditInputRow, AuditRecordRow, PolicyRow
 
@@ -23,8 +26,9 @@ from bastion.storage.tables import AuditInputRow, AuditRecordRow, PolicyRow
 class ReplayResult(BaseModel):
     """The comparison of a replayed prediction with its record.
 
-    ``checks`` maps ``probabilities``, ``scores``, ``decision`` and ``outputs`` to whether the replay gave
-    exactly the recorded value; ``identical`` is true when all hold.
+    ``checks`` maps ``probabilities``, ``scores``, ``decision`` and ``outputs`` (for a guard call: ``verdict``,
+    ``scores`` and ``decision``) to whether the replay gave exactly the recorded value; ``identical`` is true
+    when all hold.
     """
 
     request_id: str
@@ -61,8 +65,11 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32, copy=False))
 
 
-def _evaluate_as_logged(session: Session, record: AuditRecordRow, pipeline: PolicyPipeline) -> Evaluation:
+def _evaluate_as_logged(session: Session, record: AuditRecordRow, pipeline: PolicyPipeline | TextPipeline
+                        ) -> Evaluation:
     """The request evaluated as it was: alone, or in its batch (every input of the batch, in order)."""
+    if isinstance(pipeline, TextPipeline):  # never batched
+        return pipeline.evaluate(texts_from_array(logged_input(session, record)))
     x = _tensor(logged_input(session, record))
     batch = record.batch
     if batch is None:
@@ -84,21 +91,24 @@ def find_record(session: Session, request_id: str) -> AuditRecordRow:
     return record
 
 
-def replay(session: Session, request_id: str, *, loaded: LoadedModel) -> ReplayResult:
-    """Re-run request ``request_id`` with ``loaded`` under the policy it was logged with.
+def replay(session: Session, request_id: str, *, loaded: LoadedModel | None = None) -> ReplayResult:
+    """Re-run request ``request_id`` with ``loaded`` under the policy it was logged with (a guard call needs
+    no model: ``loaded`` may be ``None``).
 
     Raises:
         InputError: no such request, no input to replay, a policy missing from the log, or a model file
             whose hash is not the one the request was answered with.
     """
     record = find_record(session, request_id)
+    if record.model in GUARD_MODELS.values():
+        return _replay_guard(session, record)
+    if loaded is None:
+        raise InputError(f"request {request_id} was answered by model {record.model!r}: give the model it served "
+                         "(--model, --weights)")
     if loaded.sha256 != record.model_sha256:
         raise InputError(f"request {request_id} was answered by model file {record.model_sha256}; the model given "
                          f"has {loaded.sha256}. Pass the same --model/--weights the gateway served then")
-    policy_row = session.get(PolicyRow, record.policy_sha256)
-    if policy_row is None:
-        raise InputError(f"the policy {record.policy_sha256} of request {request_id} is not in the database")
-    policy = policy_from_dict(json.loads(policy_row.document), source=f"policy {record.policy_sha256}")
+    policy = policy_from_dict(_policy_document(session, record), source=f"policy {record.policy_sha256}")
     served = serve_model(loaded, policy, name=record.model, version=record.model_version)
     evaluation = _evaluate_as_logged(session, record, served.pipeline)
     replayed = evaluation.probabilities.tolist()
@@ -113,3 +123,23 @@ def replay(session: Session, request_id: str, *, loaded: LoadedModel) -> ReplayR
     return ReplayResult(request_id=request_id, model=record.model, model_sha256=record.model_sha256,
                         policy_sha256=record.policy_sha256, decision=record.decision,
                         replayed_decision=evaluation.decision, checks=checks, max_abs_difference=difference)
+
+
+def _policy_document(session: Session, record: AuditRecordRow) -> dict:
+    row = session.get(PolicyRow, record.policy_sha256)
+    if row is None:
+        raise InputError(f"the policy {record.policy_sha256} of request {record.request_id} is not in the database")
+    return json.loads(row.document)
+
+
+def _replay_guard(session: Session, record: AuditRecordRow) -> ReplayResult:
+    """Repeat a logged text-guard call and compare its verdict, score and decision with the record's."""
+    kind = "prompt" if record.model == GUARD_MODELS["prompt"] else "output"
+    again = rerun(kind, _policy_document(session, record), logged_input(session, record),
+                  model_sha256=record.model_sha256)
+    checks = {"verdict": again.response == record.response, "scores": again.scores == record.scores,
+              "decision": again.decision == record.decision}
+    difference = abs(again.scores["score"] - record.scores.get("score", float("inf")))
+    return ReplayResult(request_id=record.request_id, model=record.model, model_sha256=record.model_sha256,
+                        policy_sha256=record.policy_sha256, decision=record.decision,
+                        replayed_decision=again.decision, checks=checks, max_abs_difference=difference)

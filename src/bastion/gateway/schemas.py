@@ -128,6 +128,28 @@ class KeyCreated(KeyRead):
     key: str = Field(description="the API key itself; shown once, never stored")
 
 
+class GuardPromptRequest(BaseModel):
+    """A prompt (or a retrieved document) to screen for injected instructions."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+class GuardOutputRequest(BaseModel):
+    """A model's reply to screen for secrets, personal data and system-prompt leaks.
+
+    ``canaries`` are tokens planted in the system prompt (at least 8 letters or digits each); with
+    ``system_prompt``, a long run of it repeated in the reply is a leak; ``redact`` asks for the reply with every
+    finding masked (``redacted`` in the verdict).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    canaries: list[str] = Field(default_factory=list, max_length=100)
+    system_prompt: str | None = None
+    redact: bool = False
+
+
 class ErrorBody(BaseModel):
     error: str
     detail: Any

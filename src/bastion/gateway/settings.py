@@ -44,6 +44,12 @@ class GatewaySettings(BaseSettings):
             ``registry_poll_seconds``, default 2). ``model``/``weights`` are then not needed.
         batch_instances: the most instances evaluated in one forward pass when concurrent requests are
             batched (default 64); 1 evaluates every request alone. See ``bastion.gateway.batching``.
+        guard_max_chars: the longest text (and system prompt) ``/v1/guard/prompt`` and ``/v1/guard/output``
+            screen, in characters (default 1,048,576); longer is refused with 422. The body limit applies
+            first: a text of ``guard_max_chars`` ASCII characters fits the default 4 MiB body, one of as
+            many characters of 3 or 4 UTF-8 bytes (or JSON ``\\uXXXX`` escapes) gets 413.
+        guard_threshold: the classifier probability that flags a prompt (default: the classifier's own).
+        guard_rules_only: screen prompts with the rules alone, without loading the learned classifier.
         key_cache_seconds: how long a key lookup is cached; a revocation takes effect within this time
             on other processes (at once on the process that revokes).
     """
@@ -69,6 +75,9 @@ class GatewaySettings(BaseSettings):
     registry: str | None = None
     registry_poll_seconds: float = Field(2.0, gt=0)
     key_cache_seconds: float = Field(2.0, ge=0)
+    guard_max_chars: int = Field(1_048_576, ge=1)
+    guard_threshold: float | None = Field(None, gt=0, lt=1)
+    guard_rules_only: bool = False
 
     @field_validator("registry")
     @classmethod

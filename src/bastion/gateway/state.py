@@ -13,13 +13,16 @@ from bastion.data.sources import load_dataset
 from bastion.defenses.detectors import build_detector
 from bastion.gateway.audit import AuditLog
 from bastion.gateway.batching import MicroBatcher
+from bastion.gateway.guard import TextGuards
 from bastion.gateway.keys import KeyCache
 from bastion.gateway.metrics import GatewayMetrics
 from bastion.gateway.pipeline import PolicyPipeline
 from bastion.gateway.policy import Policy, load_policy
 from bastion.gateway.settings import GatewaySettings
+from bastion.gateway.text_pipeline import TextPipeline, check_text_policy
 from bastion.gateway.throttle import Throttle
 from bastion.models.loading import LoadedModel, load_classifier
+from bastion.models.text_adapter import TextClassifier
 from bastion.monitor.extraction import ExtractionMonitor
 from bastion.storage.checkpoints import BackgroundCheckpoints
 from bastion.storage.database import Database, open_database
@@ -36,8 +39,13 @@ class ServedModel:
     sha256: str | None
     description: str
     kind: str
-    pipeline: PolicyPipeline
+    pipeline: PolicyPipeline | TextPipeline
     policy_sha256: str
+
+    @property
+    def takes_text(self) -> bool:
+        """Whether the model takes strings (OIP v2 ``BYTES``) rather than tensors."""
+        return isinstance(self.pipeline, TextPipeline)
 
     @property
     def num_classes(self) -> int:
@@ -56,13 +64,17 @@ class GatewayState:
     served: ServedModel
     monitor: ExtractionMonitor | None
     metrics: GatewayMetrics
+    guards: TextGuards
     batcher: MicroBatcher | None = None
     checkpoints: BackgroundCheckpoints | None = None
     throttled_keys: set[str] = field(default_factory=set)
 
     def close(self) -> None:
-        """Flush the audit log and close the database."""
+        """Flush the audit log, stop the batching and guard threads and close the database."""
         self.audit.close()
+        self.guards.close()
+        if self.batcher is not None:
+            self.batcher.close()
         if self.checkpoints is not None:
             self.checkpoints.stop()
         self.database.dispose()
@@ -79,18 +91,35 @@ def load_reference(policy: Policy, input_shape: tuple[int, ...]) -> torch.Tensor
     return torch.from_numpy(dataset.x)
 
 
-def check_policy(policy: Policy, input_shape: tuple[int, ...]) -> None:
+def check_policy(policy: Policy, input_shape: tuple[int, ...] | None) -> None:
     """Fail early on what the policy names: unknown detectors or parameters, an unreadable or misshapen
-    reference (``InputError``/``ConfigError`` saying which)."""
+    reference, tensor rules for a text model (``input_shape`` ``None``) or text rules for a tensor model
+    (``InputError``/``ConfigError`` saying which)."""
+    if input_shape is None:
+        check_text_policy(policy)
+        return
+    _refuse_text_section(policy)
     for rule in policy.detectors:
         build_detector(rule.kind, **rule.params)
     load_reference(policy, input_shape)
 
 
+def _refuse_text_section(policy: Policy) -> None:
+    if policy.text is not None:
+        raise ConfigError("the policy has a `text:` section, which applies to text models (scikit-learn pipelines "
+                          "on strings); this model takes tensors: remove it")
+
+
 def serve_model(loaded: LoadedModel, policy: Policy, *, name: str, version: str) -> ServedModel:
-    """Fit the policy's detectors for ``loaded`` and wrap both as the served model."""
-    reference = load_reference(policy, tuple(loaded.classifier.input_shape))
-    pipeline = PolicyPipeline(loaded.classifier, policy, reference=reference)
+    """Fit the policy's detectors for ``loaded`` and wrap both as the served model (a text model gets a
+    :class:`TextPipeline`)."""
+    pipeline: PolicyPipeline | TextPipeline
+    if isinstance(loaded.classifier, TextClassifier):
+        pipeline = TextPipeline(loaded.classifier, policy)
+    else:
+        _refuse_text_section(policy)
+        reference = load_reference(policy, tuple(loaded.classifier.input_shape))
+        pipeline = PolicyPipeline(loaded.classifier, policy, reference=reference)
     return ServedModel(name=name, version=version, sha256=loaded.sha256, description=loaded.description,
                        kind=loaded.kind, pipeline=pipeline, policy_sha256=policy.sha256())
 
@@ -137,12 +166,16 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
                         default_budget=settings.default_budget)
     database = open_database(settings.database_url, home=settings.home, sync_every_commit=settings.audit_sync)
     checkpoints = BackgroundCheckpoints(database)  # SQLite's checkpoints off the answering thread
+    guards = TextGuards(max_chars=settings.guard_max_chars, threshold=settings.guard_threshold,
+                        rules_only=settings.guard_rules_only)
     try:
         audit = AuditLog(database, sync=settings.audit_sync)
         audit.save_policy(policy.document(), served.policy_sha256)
+        guards.save_parameters(audit)
         audit.start()
         checkpoints.start()
     except BaseException:
+        guards.close()
         database.dispose()
         raise
     keys = KeyCache(database.sessions, secret=settings.secret_key.get_secret_value(), ttl=settings.key_cache_seconds)
@@ -151,5 +184,6 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
     logger.info("gateway ready", extra={"model": served.name, "version": served.version, "sha256": served.sha256,
                                         "policy": served.policy_sha256, "database": database.display_url})
     return GatewayState(settings=settings, database=database, keys=keys, throttle=throttle, audit=audit,
-                        served=served, monitor=monitor, metrics=metrics or GatewayMetrics(), batcher=batcher,
+                        served=served, monitor=monitor, metrics=metrics or GatewayMetrics(), guards=guards,
+                        batcher=batcher,
                         checkpoints=checkpoints)

@@ -54,7 +54,10 @@ class LoadedModel:
         description: the spec and files it was loaded from, for reports.
         sha256: hex SHA-256 of the model file (the weights file for a factory), ``None`` when
             the model is only code (a factory without weights).
-        kind: ``torch``, ``torchscript``, ``onnx``, ``sklearn``, ``remote`` or a ready classifier's own kind.
+        kind: ``torch``, ``torchscript``, ``onnx``, ``sklearn``, ``remote`` or a ready classifier's own kind;
+            ``sklearn-text`` for a scikit-learn pipeline on raw strings, whose ``classifier`` is then a
+            :class:`~bastion.models.text_adapter.TextClassifier` (strings in, not tensors: served by the
+            gateway, not attacked).
     """
 
     classifier: Classifier
@@ -378,6 +381,7 @@ def _load_skops(path: Path, options: _Options) -> LoadedModel:
     except ImportError as exc:
         raise InputError("skops files need skops: pip install 'bastion[sklearn]'") from exc
     from bastion.models.sklearn_adapter import SklearnClassifier
+    from bastion.models.text_adapter import TextClassifier, is_text_estimator
 
     try:
         untrusted = skops_io.get_untrusted_types(file=path)
@@ -391,6 +395,9 @@ def _load_skops(path: Path, options: _Options) -> LoadedModel:
             "model with standard scikit-learn components"
         )
     estimator = skops_io.load(path, trusted=untrusted)
+    if is_text_estimator(estimator):  # strings in: served with BYTES inputs, not a tensor classifier
+        return LoadedModel(TextClassifier(estimator), f"scikit-learn text {path}", file_digest(str(path)),
+                           "sklearn-text")
     features = getattr(estimator, "n_features_in_", None)
     input_shape = options.input_shape or (None if features is None else (int(features),))
     if input_shape is None:

@@ -43,7 +43,7 @@ class SklearnClassifier:
         self.estimator = estimator
         self.input_shape = tuple(int(d) for d in input_shape)
         self.bounds = (float(bounds[0]), float(bounds[1]))
-        self.num_classes = _check_classes(estimator)
+        self.num_classes = check_classes(estimator)
         _check_features(estimator, self.input_shape)
         self.access: Access = "scores" if hasattr(estimator, "predict_proba") else "labels"
 
@@ -69,7 +69,7 @@ class SklearnClassifier:
         return self.logits(x).argmax(dim=1)
 
 
-def _check_classes(estimator: Any) -> int:
+def check_classes(estimator: Any) -> int:
     """``C`` when ``estimator.classes_`` is exactly ``0 .. C-1``; a clear error otherwise."""
     classes = getattr(estimator, "classes_", None)
     if classes is None:

@@ -21,6 +21,7 @@ from bastion.gateway.schemas import (
     PredictResponse,
 )
 from bastion.gateway.state import GatewayState
+from bastion.gateway.text_pipeline import TextPipeline
 
 router = APIRouter(route_class=FastJSONRoute)
 
@@ -63,13 +64,20 @@ def model_ready(name: str, state: State) -> dict[str, Any]:
 def _metadata(state: GatewayState, name: str, key: KeyInfo, version: str | None) -> dict[str, Any]:
     served = _served(state, name, key, version)
     pipeline = served.pipeline
+    parameters: dict[str, Any] = {"sha256": served.sha256, "policy_sha256": served.policy_sha256,
+                                  "max_instances": pipeline.policy.input.max_instances}
+    if isinstance(pipeline, TextPipeline):  # N strings
+        inputs = {"name": "input", "datatype": pipeline.dtype, "shape": [-1]}
+        parameters.update(max_chars=pipeline.rules.max_chars, guard=pipeline.rules.guard.model_dump(mode="json"))
+    else:
+        inputs = {"name": "input", "datatype": pipeline.dtype, "shape": [-1, *pipeline.input_shape]}
+        parameters["bounds"] = [pipeline.low, pipeline.high]
     return {
         "name": served.name, "versions": [served.version], "platform": f"bastion-{served.kind}",
-        "inputs": [{"name": "input", "datatype": pipeline.dtype, "shape": [-1, *pipeline.input_shape]}],
+        "inputs": [inputs],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, served.num_classes]},
                     {"name": "label", "datatype": "INT64", "shape": [-1]}],
-        "parameters": {"sha256": served.sha256, "policy_sha256": served.policy_sha256,
-                       "bounds": [pipeline.low, pipeline.high], "max_instances": pipeline.policy.input.max_instances},
+        "parameters": parameters,
     }
 
 
@@ -112,9 +120,12 @@ async def model_version_infer(name: str, version: str, body: InferRequest, state
 
 @router.post("/predict", tags=["inference"], response_model=PredictResponse, responses=ErrorResponses)
 async def predict(body: PredictRequest, state: State, key: Caller):
-    """Simple JSON inference: ``{"instances": [input, ...]}`` with each input nested lists of the model's shape."""
+    """Simple JSON inference: ``{"instances": [input, ...]}`` with each input nested lists of the model's shape
+    (for a text model: each input a string)."""
     served = _served(state, state.served.name, key)
-    result = await infer(state, key, nested_tensor(body.instances, served.pipeline.dtype))
+    tensor = TensorIn([len(body.instances)], "BYTES", body.instances) if served.takes_text \
+        else nested_tensor(body.instances, served.pipeline.dtype)
+    result = await infer(state, key, tensor)
     answer = result.body
     if result.status == 202:
         simple = PredictResponse(request_id=result.request_id, decision="review", review_id=answer["review_id"],

