@@ -3,8 +3,9 @@
 A text's score is the highest injection probability over its pieces: its windows (see
 :meth:`~bastion.defenses.text.embedding.SentenceEncoder.window_spans`) and the sentences in them, so an
 instruction planted in a document or after an innocent request is scored on its own rather than diluted
-by the prose around it. (Scoring sentences as well as windows raised the recall at 3% false positives in
-family-held-out cross-validation from 77% to 91%, and on planted instructions from 27% to 96%.) The model is a JSON
+by the prose around it. (In family-held-out cross-validation on the training split, scoring sentences as
+well as windows raised the recall at a 3% false-positive rate from 77% to 91%; the shipped file records both
+under ``training.cross_validation``.) The model is a JSON
 file (coefficients, intercept, threshold, the training corpus's SHA-256 and size, library versions); the
 one shipped in ``data/injection_classifier.json`` is made by :func:`train_default` (``bastion guard train``).
 """
