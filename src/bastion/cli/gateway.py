@@ -36,8 +36,9 @@ def _settings(home: Path | None):
 def keys_create(
     name: Annotated[str, typer.Option(help="Who the key is for.")],
     role: Annotated[str, typer.Option(help="client, reviewer or admin.")] = "client",
-    scope: Annotated[list[str] | None, typer.Option(help="A model name the key may query (repeat); "
-                                                         "default every model.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="A model name the key may query, or 'guard' "
+                                                         "for /v1/guard/* (repeat); default every model and the "
+                                                         "guard.")] = None,
     rate: Annotated[str | None, typer.Option(help="Request rate, e.g. 100/minute (default: the gateway's).")] = None,
     budget: Annotated[str | None, typer.Option(help="Query budget, e.g. 50000/day (default: the gateway's).")] = None,
     output: Annotated[str | None, typer.Option(help="Output policy: full, top-k, rounded or label "
