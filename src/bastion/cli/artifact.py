@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bastion.cli.console import console, user_errors
+from bastion.cli.console import console, printable, user_errors
 from bastion.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _print_scan(scan: ArtifactScan) -> None:
     from rich.text import Text
 
     verdict = Text("SAFE", style="bold green") if scan.safe else Text("UNSAFE", style="bold red")
-    console.print(Text.assemble((_printable(scan.path), "bold"), f"  {scan.format}  sha256 {scan.sha256[:16]}  ",
+    console.print(Text.assemble((printable(scan.path), "bold"), f"  {scan.format}  sha256 {scan.sha256[:16]}  ",
                                 verdict))
     if not scan.findings:
         allowed = f" ({len(scan.imports)} imports, all on the allowlist)" if scan.imports else ""
@@ -80,10 +80,5 @@ def _print_scan(scan: ArtifactScan) -> None:
     table = Table("severity", "kind", "where", "finding")
     for finding in scan.findings:
         table.add_row(Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), finding.kind,
-                      Text(_printable(finding.location)), Text(_printable(finding.message)))
+                      Text(printable(finding.location)), Text(printable(finding.message)))
     console.print(table)
-
-
-def _printable(text: str) -> str:
-    """Escape control characters: member and import names come from the scanned (untrusted) file."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -53,3 +53,9 @@ def _validation_problem(error: dict) -> str:
     """One pydantic error as ``--field: message``, or the message alone for a check of the whole model."""
     message = error["msg"].removeprefix("Value error, ")
     return f"--{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (``\\x1b``, ``\\u200b``): for names and
+    text that come from untrusted files or prompts, so they cannot drive the terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bastion.cli.console import console, user_errors
+from bastion.cli.console import console, printable, user_errors
 from bastion.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -101,13 +101,15 @@ def eval_command(
     from bastion.defenses.text.corpus import assemble, read_labelled_jsonl
     from bastion.defenses.text.evaluate import evaluate, render_html
     from bastion.defenses.text.guard import PromptGuard
+    from bastion.scan.report._common import write_text_atomically
 
     with user_errors():
         examples = ([example for example in assemble() if example.split == "eval"] if data is None
                     else read_labelled_jsonl(data))
         guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold)
         evaluation = evaluate(guard.screen, examples)
-        _write(out / "guard_eval.json", evaluation.model_dump_json(indent=2) + "\n")
+        _make_folder(out)
+        write_text_atomically(out / "guard_eval.json", evaluation.model_dump_json(indent=2) + "\n")
         render_html(evaluation, out / "guard_eval.html")
     _print_evaluation(evaluation)
     console.print(f"wrote {out / 'guard_eval.json'} and {out / 'guard_eval.html'}", highlight=False)
@@ -163,12 +165,11 @@ def _read_file(path: Path, option: str) -> str:
         raise InputError(f"cannot read {option} {path}: {error.strerror or error}") from None
 
 
-def _write(path: Path, content: str) -> None:
+def _make_folder(path: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"cannot write {path}: {error.strerror or error}") from error
+        raise InputError(f"cannot create the folder {path}: {error.strerror or error}") from error
 
 
 def _report(verdict: Verdict, as_json: bool, what: str) -> None:
@@ -192,7 +193,7 @@ def _print_verdict(verdict: Verdict, what: str) -> None:
         where = "after " + " > ".join(finding.path) if finding.path else "as sent"
         evidence = f" {finding.evidence!r}" if finding.evidence else ""
         console.print(Text.assemble("  ", (f"{finding.layer}/{finding.rule}", "bold"), f" ({finding.category}, "
-                                    f"{where}): ", _printable(finding.reason.rstrip(".") + "." + evidence)))
+                                    f"{where}): ", printable(finding.reason.rstrip(".") + "." + evidence)))
     counts = {key: value for key, value in verdict.stats.items() if value and key != "chars"}
     if counts:
         console.print("  normalisation: " + ", ".join(f"{key} {value}" for key, value in counts.items()),
@@ -211,8 +212,3 @@ def _print_evaluation(evaluation: object) -> None:
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _printable(text: str) -> str:
-    """Escape control characters: the text comes from an untrusted prompt."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
