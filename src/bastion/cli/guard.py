@@ -122,7 +122,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the corpus and the fit.")] = 0,
 ) -> None:
     """Retrain the learned layer on bastion's own labelled corpus (its training split) and write it."""
-    from bastion.defenses.text.classifier import train_default
+    from bastion.defenses.text.training import train_default
 
     with user_errors():
         metrics = train_default(out, seed=seed)

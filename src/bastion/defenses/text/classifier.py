@@ -1,26 +1,35 @@
-"""The text guard's learned layer: logistic regression on all-MiniLM-L6-v2 sentence embeddings.
+"""The text guard's learned layer: two logistic regressions on all-MiniLM-L6-v2 embeddings, combined.
 
-A text's score is the highest injection probability over its pieces: its windows (see
+* **lexical**: on the mean of the model's input token vectors (:mod:`bastion.defenses.text.lexical`), nearly
+  free; it recognises injection phrasings it never saw well, and mistakes imperative documents for them.
+* **contextual**: on the model's sentence embeddings (:mod:`bastion.defenses.text.embedding`); it tells
+  documents from injections well, and misses phrasings far from its training data.
+
+Each layer's score for a text is its highest probability over the text's pieces: its windows (see
 :meth:`~bastion.defenses.text.embedding.SentenceEncoder.window_spans`) and the sentences in them, so an
-instruction planted in a document or after an innocent request is scored on its own rather than diluted
-by the prose around it. (In family-held-out cross-validation on the training split, scoring sentences as
-well as windows raised the recall at a 3% false-positive rate from 77% to 91%; the shipped file records both
-under ``training.cross_validation``.) The model is a JSON
-file (coefficients, intercept, threshold, the training corpus's SHA-256 and size, library versions); the
-one shipped in ``data/injection_classifier.json`` is made by :func:`train_default` (``bastion guard train``).
+instruction planted in a document or after an innocent request is scored on its own rather than diluted by
+the prose around it. The two scores are combined by a third logistic regression on their logits (fitted on
+out-of-fold scores), whose probability is the classifier's. The contextual pass, which costs nearly all the
+time, is skipped for a text whose lexical probability is under a cut-off chosen out of fold so that at most
+:data:`GATE_RECALL_LOSS` of the injections the classifier flags fall under it: such a text is not flagged,
+and its probability is the lexical one.
+
+The model is a JSON file (coefficients, intercepts, threshold, the training corpus's SHA-256 and size,
+cross-validation figures, library versions); the one shipped in ``data/injection_classifier.json`` is made by
+:func:`~bastion.defenses.text.training.train_default` (``bastion guard train``). A file of format version 1
+holds the contextual layer alone and is scored by it alone.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import platform
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,32 +37,53 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bastion import __version__
 from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import (
-    DOCSTRING_MODULES,
-    assemble,
     corpus_digest,
-    is_encoded,
-    split_examples,
-    summary,
 )
 from bastion.defenses.text.embedding import (
     DIMENSION,
     SentenceEncoder,
     model_info,
-    most_instruction_like,
     sentence_spans,
 )
 from bastion.defenses.text.findings import Finding, Verdict, quote
+from bastion.defenses.text.lexical import encode_lexical
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from bastion.defenses.text.training import TrainingPieces
 
 FILE_FORMAT = "bastion/injection-classifier"
-FILE_VERSION = 1
+FILE_VERSION = 2
+#: Versions this bastion reads (1: the contextual layer alone).
+READABLE_VERSIONS = (1, 2)
 DEFAULT_FILE = "injection_classifier.json"
 #: Regularisation strengths tried by :func:`train_default` (inverse, as in scikit-learn).
 C_GRID = (0.25, 1.0, 4.0, 16.0)
+#: Regularisation strengths tried for the lexical layer.
+LEXICAL_C_GRID = (1.0, 4.0, 16.0)
+#: The contextual pass may be skipped for at most this share of the injections the classifier flags (out of fold).
+GATE_RECALL_LOSS = 0.005
+#: Texts are never skipped at or above this lexical probability (a cap on the gate: the lexical layer alone
+#: misses some overt phrasings the contextual layer catches, e.g. a DAN persona scored 0.25 lexically).
+MAX_SKIP = 0.2
+#: Probabilities are clipped to [p, 1 - p] before taking logits.
+_CLIP = 1e-6
 #: :func:`train_default` picks the lowest threshold (not under 0.5) whose out-of-fold false-positive rate
 #: on the training negatives is at most this.
-THRESHOLD_FPR = 0.03
+THRESHOLD_FPR = 0.05
+
+
+class LexicalLayer(BaseModel):
+    """The lexical layer and the combination, as stored in a classifier file (format version 2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    C: float
+    coef: list[float]
+    intercept: float
+    #: Weights of the lexical and the contextual logit, and the intercept, of the combining regression.
+    combine: tuple[float, float, float]
+    #: Texts whose lexical probability is below this skip the contextual layer (0: none does).
+    skip_below: float
 
 
 class ClassifierFile(BaseModel):
@@ -72,24 +102,26 @@ class ClassifierFile(BaseModel):
     training: dict[str, Any]
     evaluation: dict[str, Any] | None = None
     versions: dict[str, str]
+    lexical: LexicalLayer | None = None
 
 
 class InjectionClassifier:
     """Probability that a text is a prompt injection, from its sentence embeddings.
 
     Args:
-        C: inverse regularisation strength of the logistic regression.
+        C: inverse regularisation strength of the contextual layer's logistic regression.
+        lexical_C: the same for the lexical layer.
         threshold: a text is flagged at or above this probability.
         max_tokens: tokens per embedding window (see :class:`~bastion.defenses.text.embedding.SentenceEncoder`).
         max_windows: windows scored per text.
-        sentences: score each sentence (and line) of those windows too; the text's score is the maximum
-            over windows and sentences. About doubles the embedding work.
-        max_sentences: sentences scored per text at most (those with the most instruction-like words).
+        sentences: score each sentence (and line) of those windows too, pooled from the window's pass; the
+            text's score is the maximum over windows and sentences.
         threads: BLAS threads while embedding (``None``: the process's setting).
         seed: seed of the solver (lbfgs is deterministic; kept for the record).
 
-    Fitted state: ``coef_`` (384,), ``intercept_``, ``training_`` (corpus SHA-256 and size, class counts),
-    ``evaluation_`` (metrics stored with the file, or ``None``).
+    Fitted state: ``coef_`` (384,) and ``intercept_`` (the contextual layer), ``lexical_`` (the lexical layer and
+    the combination, a :class:`LexicalLayer`, or ``None``: contextual layer alone), ``training_`` (corpus
+    SHA-256 and size, class counts), ``evaluation_`` (metrics stored with the file, or ``None``).
 
     Example:
         >>> classifier = load_default()
@@ -98,14 +130,15 @@ class InjectionClassifier:
         True
     """
 
-    def __init__(self, *, C: float = 1.0, threshold: float = 0.5, max_tokens: int = 256, max_windows: int = 8,
-                 sentences: bool = True, max_sentences: int = 24, threads: int | None = None, seed: int = 0) -> None:
+    def __init__(self, *, C: float = 1.0, lexical_C: float = 4.0, threshold: float = 0.5, max_tokens: int = 256,
+                 max_windows: int = 8, sentences: bool = True, threads: int | None = None,
+                 seed: int = 0) -> None:
         self.C = C
+        self.lexical_C = lexical_C
         self.threshold = threshold
         self.max_tokens = max_tokens
         self.max_windows = max_windows
         self.sentences = sentences
-        self.max_sentences = max_sentences
         self.threads = threads
         self.seed = seed
 
@@ -117,8 +150,8 @@ class InjectionClassifier:
         return self
 
     def get_params(self) -> dict[str, Any]:
-        return {"C": self.C, "threshold": self.threshold, "max_tokens": self.max_tokens,
-                "max_windows": self.max_windows, "sentences": self.sentences, "max_sentences": self.max_sentences,
+        return {"C": self.C, "lexical_C": self.lexical_C, "threshold": self.threshold, "max_tokens": self.max_tokens,
+                "max_windows": self.max_windows, "sentences": self.sentences,
                 "threads": self.threads, "seed": self.seed}
 
     @property
@@ -127,34 +160,87 @@ class InjectionClassifier:
 
     # ------------------------------------------------------------------------------------------ fitting
 
-    def fit(self, texts: Sequence[str], labels: Sequence[int]) -> InjectionClassifier:
-        """Fit on ``texts`` (each embedded by its first window) and ``labels`` (1 = injection, 0 = benign)."""
+    def fit(self, texts: Sequence[str], labels: Sequence[int], *, groups: Sequence[str] | None = None
+            ) -> InjectionClassifier:
+        """Fit both layers and their combination on ``texts`` and ``labels`` (1 = injection, 0 = benign).
+
+        The contextual layer is fitted on each text's first window, the lexical layer on each text's first
+        window and on every sentence of the benign texts (so that a benign sentence scored alone is known
+        benign); the combination on out-of-fold scores from 5 folds (stratified, or grouped by ``groups``,
+        e.g. template families, so the combination learns how each layer does on unseen phrasings). The
+        threshold is left as set.
+        """
+        from bastion.defenses.text.training import TrainingPieces, grouped_folds
+
         texts, labels_array = list(texts), _check_labels(labels, len(texts))
-        embeddings = self.encoder.encode(texts)
-        return self.fit_embeddings(embeddings, labels_array, corpus_sha256=corpus_digest(texts, labels_array))
+        self._check_params()
+        pieces = TrainingPieces.embed(self, texts)
+        folds = grouped_folds(labels_array, groups, self.seed)
+        contextual_oof = pieces.contextual_out_of_fold(labels_array, folds, self.C, self.seed)
+        lexical_oof = pieces.lexical_out_of_fold(labels_array, folds, self.lexical_C, self.seed)
+        return self.fit_pieces(pieces, labels_array, contextual_oof, lexical_oof,
+                               corpus_sha256=corpus_digest(texts, labels_array))
+
+    def fit_pieces(self, pieces: TrainingPieces, labels: np.ndarray, contextual_oof: np.ndarray,
+                   lexical_oof: np.ndarray, *, corpus_sha256: str | None = None) -> InjectionClassifier:
+        """Fit both layers on ``pieces`` and the combination on the out-of-fold scores ``(N,)`` of each layer."""
+        from sklearn.linear_model import LogisticRegression
+
+        self.fit_embeddings(pieces.contextual[pieces.contextual_heads], labels, corpus_sha256=corpus_sha256)
+        rows, targets = pieces.lexical_training_rows(labels)
+        lexical = logistic_regression(self.lexical_C, self.seed).fit(pieces.lexical[rows], targets)
+        stack_inputs = np.column_stack([_logit(lexical_oof), _logit(contextual_oof)])
+        combine = LogisticRegression(class_weight="balanced", max_iter=1000).fit(stack_inputs, labels)
+        self.lexical_ = LexicalLayer(C=self.lexical_C, coef=lexical.coef_[0].tolist(),
+                                     intercept=float(lexical.intercept_[0]),
+                                     combine=(*map(float, combine.coef_[0]), float(combine.intercept_[0])),
+                                     skip_below=0.0)
+        return self.set_gate(lexical_oof, contextual_oof, labels)
+
+    def combine(self, lexical: np.ndarray, contextual: np.ndarray) -> np.ndarray:
+        """The combination's probability for lexical and contextual probabilities ``(N,)`` each."""
+        if self.lexical_ is None:
+            raise InputError("this classifier has no lexical layer (a format-1 file, or fitted by fit_embeddings)")
+        w_lexical, w_contextual, bias = self.lexical_.combine
+        return 1.0 / (1.0 + np.exp(-(w_lexical * _logit(lexical) + w_contextual * _logit(contextual) + bias)))
+
+    def set_gate(self, lexical_oof: np.ndarray, contextual_oof: np.ndarray, labels: np.ndarray
+                 ) -> InjectionClassifier:
+        """Set ``lexical_.skip_below`` from out-of-fold scores ``(N,)``: the highest lexical probability (at most
+        :data:`MAX_SKIP`) under which at most :data:`GATE_RECALL_LOSS` of the injections the combination flags
+        at :attr:`threshold` fall. Call again after changing the threshold."""
+        if self.lexical_ is None:
+            raise InputError("this classifier has no lexical layer to gate with")
+        flagged = (self.combine(lexical_oof, contextual_oof) >= self.threshold) & (np.asarray(labels) == 1)
+        caught = np.sort(np.asarray(lexical_oof)[flagged])
+        allowed = int(np.floor(GATE_RECALL_LOSS * len(caught)))  # flagged injections the gate may let through
+        skip_below = float(min(caught[allowed], MAX_SKIP)) if len(caught) > allowed else 0.0
+        self.lexical_ = self.lexical_.model_copy(update={"skip_below": skip_below})
+        return self
 
     def fit_embeddings(self, embeddings: np.ndarray, labels: Sequence[int], *,
                        corpus_sha256: str | None = None) -> InjectionClassifier:
-        """Fit on embeddings already computed, shape ``(N, 384)``."""
-        from sklearn.linear_model import LogisticRegression
+        """Fit the contextual layer alone on embeddings already computed, shape ``(N, 384)``.
 
+        Drops any lexical layer: the classifier then scores with the contextual layer alone.
+        """
         self._check_params()
         embeddings = np.asarray(embeddings, dtype=np.float64)
         if embeddings.ndim != 2 or embeddings.shape[1] != DIMENSION:
             raise InputError(f"embeddings must have shape (N, {DIMENSION}), got {embeddings.shape}")
         labels_array = _check_labels(labels, len(embeddings))
-        model = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000, random_state=self.seed)
-        model.fit(embeddings, labels_array)
+        model = logistic_regression(self.C, self.seed).fit(embeddings, labels_array)
         self.coef_ = model.coef_[0].astype(np.float64)
         self.intercept_ = float(model.intercept_[0])
+        self.lexical_: LexicalLayer | None = None
         self.training_ = {"corpus_sha256": corpus_sha256, "corpus_size": int(len(labels_array)),
                           "positives": int(labels_array.sum()), "negatives": int((labels_array == 0).sum())}
         self.evaluation_: dict[str, Any] | None = None
         return self
 
     def _check_params(self) -> None:
-        if not self.C > 0:
-            raise InputError(f"C must be positive, got {self.C}")
+        if not self.C > 0 or not self.lexical_C > 0:
+            raise InputError(f"C and lexical_C must be positive, got {self.C} and {self.lexical_C}")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.max_windows < 1:
@@ -163,63 +249,118 @@ class InjectionClassifier:
     # ------------------------------------------------------------------------------------------ scoring
 
     def proba_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        """Injection probability of each embedding, ``(N,)``."""
+        """The contextual layer's injection probability of each sentence embedding, ``(N,)``."""
         self._check_fitted()
         logits = np.asarray(embeddings, dtype=np.float64) @ self.coef_ + self.intercept_
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def piece_spans(self, text: str) -> list[tuple[int, int]]:
-        """``(start, end)`` of the pieces of ``text`` that are scored: its windows, then their sentences."""
+    def lexical_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        """The lexical layer's injection probability of each lexical embedding, ``(N,)``."""
+        self._check_fitted()
+        if self.lexical_ is None:
+            raise InputError("this classifier has no lexical layer (a format-1 file, or fitted by fit_embeddings)")
+        logits = np.asarray(embeddings, dtype=np.float64) @ np.asarray(self.lexical_.coef) + self.lexical_.intercept
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def contextual_pieces(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """Sentence embeddings of the pieces of ``texts`` the contextual layer scores.
+
+        Returns ``(embeddings (P, 384), owner (P,), spans)``: for each text in turn, each of its windows (see
+        :meth:`~bastion.defenses.text.embedding.SentenceEncoder.window_spans`) followed, with ``sentences``,
+        by the sentences inside it, pooled from the window's own pass
+        (:meth:`~bastion.defenses.text.embedding.SentenceEncoder.encode_parts`); ``owner`` is the text of each
+        piece and ``spans`` its ``(start, end)`` characters in that text. A text's first piece is its first window.
+        """
+        windows, owners, parts = [], [], []
+        for index, text in enumerate(texts):
+            for start, end in self.encoder.window_spans(text, self.max_windows):
+                windows.append((start, end))
+                owners.append(index)
+                sentences = sentence_spans(text, start, end) if self.sentences else []
+                parts.append([(a - start, b - start) for a, b in sentences])
+        whole, pooled = self.encoder.encode_parts(
+            [texts[owner][start:end] for owner, (start, end) in zip(owners, windows, strict=True)], parts)
+        embeddings, owner, spans = [], [], []
+        for index, (start, end) in enumerate(windows):
+            embeddings += [whole[index][None], pooled[index]]
+            owner += [owners[index]] * (1 + len(parts[index]))
+            spans += [(start, end)] + [(a + start, b + start) for a, b in parts[index]]
+        return (np.concatenate(embeddings) if embeddings else np.empty((0, DIMENSION), np.float32),
+                np.asarray(owner, dtype=np.int64), spans)
+
+    def lexical_spans(self, text: str) -> list[tuple[int, int]]:
+        """``(start, end)`` of the pieces of ``text`` the lexical layer scores: its windows and all their sentences."""
         windows = self.encoder.window_spans(text, self.max_windows)
-        if not self.sentences:
-            return windows
         sentences = [span for start, end in windows for span in sentence_spans(text, start, end)]
-        sentences = most_instruction_like(text, sentences, self.max_sentences)
         return windows + [span for span in sentences if span not in windows]
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Probability that each text is an injection, ``(N,)``: the maximum over the text's pieces."""
+    def predict_proba(self, texts: Sequence[str], *, threshold: float | None = None) -> np.ndarray:
+        """Probability that each text is an injection, ``(N,)``.
+
+        With a lexical layer, the combination of both layers' scores, except for texts whose lexical
+        probability is under ``lexical_.skip_below`` (and under ``threshold``, default :attr:`threshold`):
+        those skip the contextual pass and their probability is the lexical one. Without a lexical layer,
+        the contextual layer's highest probability over the pieces.
+        """
+        return self.score(texts, threshold=threshold)[0]
+
+    def score(self, texts: Sequence[str], *, threshold: float | None = None
+              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(probabilities, parts)``: :meth:`predict_proba`'s probabilities and, in ``parts``, the ``lexical``
+        and ``contextual`` scores (NaN where a layer did not run) and which pieces scored highest
+        (``lexical_span``/``contextual_span``, ``(N, 2)`` character offsets, -1 where none)."""
         self._check_fitted()
-        if isinstance(texts, str):
-            raise InputError("texts must be a sequence of strings, got one string; wrap it in a list")
-        pieces, owner = [], []
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputError(f"texts[{index}] must be a string, got {type(text).__name__}")
-            spans = self.piece_spans(text)
-            pieces += [text[start:end] for start, end in spans]
-            owner += [index] * len(spans)
-        scores = np.zeros(len(texts), dtype=np.float64)
-        if pieces:
-            np.maximum.at(scores, np.asarray(owner), self.proba_embeddings(self.encoder.encode(pieces)))
-        return scores
+        texts = _check_texts(texts)
+        count = len(texts)
+        parts = {"lexical": np.full(count, np.nan), "contextual": np.full(count, np.nan),
+                 "lexical_span": np.full((count, 2), -1), "contextual_span": np.full((count, 2), -1)}
+        if self.lexical_ is None:
+            parts["contextual"] = self._best_pieces(texts, np.arange(count), parts["contextual_span"])
+            return parts["contextual"].copy(), parts
+        lexical = self._best_lexical(texts, parts["lexical_span"])
+        parts["lexical"] = lexical
+        gate = min(self.lexical_.skip_below, threshold if threshold is not None else self.threshold)
+        run = np.flatnonzero(lexical >= gate)
+        probabilities = lexical.copy()
+        if len(run):
+            contextual = self._best_pieces(texts, run, parts["contextual_span"])
+            parts["contextual"][run] = contextual[run]
+            probabilities[run] = self.combine(lexical[run], contextual[run])
+        return probabilities, parts
+
+    def _best_lexical(self, texts: list[str], best_spans: np.ndarray) -> np.ndarray:
+        spans = [self.lexical_spans(text) for text in texts]
+        owner = np.repeat(np.arange(len(texts)), [len(text_spans) for text_spans in spans])
+        flat = [span for text_spans in spans for span in text_spans]
+        scores = self.lexical_proba(encode_lexical([texts[o][a:b] for o, (a, b) in zip(owner, flat, strict=True)]))
+        return _max_by_owner(scores, owner, flat, len(texts), best_spans)
+
+    def _best_pieces(self, texts: list[str], rows: np.ndarray, best_spans: np.ndarray) -> np.ndarray:
+        """The contextual layer's highest probability over the pieces of ``texts[rows]`` (0 elsewhere)."""
+        embeddings, owner, spans = self.contextual_pieces([texts[row] for row in rows])
+        return _max_by_owner(self.proba_embeddings(embeddings), np.asarray(rows)[owner], spans, len(texts),
+                             best_spans)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """1 where a text's probability reaches :attr:`threshold`, else 0, ``(N,)``."""
         return (self.predict_proba(texts) >= self.threshold).astype(np.int64)
 
-    def piece_scores(self, text: str) -> list[tuple[tuple[int, int], float]]:
-        """``((start, end), probability)`` of each piece of ``text`` scored (see :meth:`piece_spans`)."""
-        self._check_fitted()
-        spans = self.piece_spans(text)
-        scores = self.proba_embeddings(self.encoder.encode([text[start:end] for start, end in spans]))
-        return list(zip(spans, scores.tolist(), strict=True))
-
     def screen(self, text: str) -> Verdict:
         """The classifier alone as a guard: a verdict with one ``classifier`` finding when the text is flagged."""
         if not isinstance(text, str):
             raise InputError(f"text must be a string, got {type(text).__name__}")
-        scored = self.piece_scores(text)
-        (start, end), score = max(scored, key=lambda item: item[1])
+        probabilities, parts = self.score([text])
+        score = float(probabilities[0])
         findings = []
         if score >= self.threshold:
+            contextual_span = parts["contextual_span"][0]
+            start, end = contextual_span if contextual_span[0] >= 0 else parts["lexical_span"][0]
             findings.append(Finding(
                 layer="classifier", category="learned", rule="classifier",
-                reason=(f"the learned classifier rates this text {score:.0%} likely to be a prompt injection "
-                        f"(flags at {self.threshold:.0%}); the quoted part scored highest"),
-                evidence=quote(text[start:end].strip()), span=(start, end), score=score))
+                reason=f"{describe(score, self.threshold, parts, 0)}; the quoted part scored highest",
+                evidence=quote(text[start:end].strip()), span=(int(start), int(end)), score=score))
         return Verdict(flagged=bool(findings), score=score, categories=["learned"] if findings else [],
-                       findings=findings, stats={"characters": len(text), "pieces_scored": len(scored)})
+                       findings=findings, stats={"characters": len(text)})
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -235,7 +376,7 @@ class InjectionClassifier:
             params=self.get_params(), coef=self.coef_.tolist(), intercept=self.intercept_, threshold=self.threshold,
             embedding={**model_info(), "dimension": DIMENSION, "max_tokens": self.max_tokens,
                        "pooling": "mean over tokens, L2-normalised"},
-            training=self.training_, evaluation=self.evaluation_, versions=_versions())
+            training=self.training_, evaluation=self.evaluation_, versions=_versions(), lexical=self.lexical_)
         path = Path(path)
         try:
             path.write_text(record.model_dump_json(indent=1) + "\n", encoding="utf-8")
@@ -263,16 +404,17 @@ class InjectionClassifier:
             record = ClassifierFile.model_validate(json.loads(text))
         except (json.JSONDecodeError, ValidationError) as error:
             raise InputError(f"{where} is not a bastion injection-classifier file: {error}") from error
-        if record.format != FILE_FORMAT or record.format_version != FILE_VERSION:
+        if record.format != FILE_FORMAT or record.format_version not in READABLE_VERSIONS:
             raise InputError(f"{where} is a {record.format!r} file of version {record.format_version}; this bastion "
-                             f"reads {FILE_FORMAT!r} version {FILE_VERSION}")
-        if len(record.coef) != DIMENSION:
-            raise InputError(f"{where} holds {len(record.coef)} coefficients, expected {DIMENSION}")
+                             f"reads {FILE_FORMAT!r} versions {', '.join(map(str, READABLE_VERSIONS))}")
+        if len(record.coef) != DIMENSION or (record.lexical is not None and len(record.lexical.coef) != DIMENSION):
+            raise InputError(f"{where} holds a layer of {len(record.coef)} coefficients, expected {DIMENSION}")
         known = set(cls().get_params())
         classifier = cls(**{key: value for key, value in record.params.items() if key in known})
         classifier.threshold = record.threshold
         classifier.coef_ = np.asarray(record.coef, dtype=np.float64)
         classifier.intercept_ = float(record.intercept)
+        classifier.lexical_ = record.lexical
         classifier.training_ = record.training
         classifier.evaluation_ = record.evaluation
         return classifier
@@ -290,108 +432,49 @@ def load_default() -> InjectionClassifier:
     return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}")
 
 
-def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 1) -> dict[str, Any]:
-    """Train the shipped classifier on the train split of :func:`~bastion.defenses.text.corpus.assemble`.
-
-    Texts made by encoding another (Base64, hex, ROT13, reversed, zero-width, homoglyphs) are left out of
-    training: they are the normalisation layer's to decode, and a classifier trained on them learns that any
-    blob is an attack. ``C`` and the threshold are chosen on the train split only, by cross-validation that
-    holds out whole template families (so each fold, like the eval split, scores phrasings its model never saw): ``C``
-    maximises the out-of-fold average precision, and the threshold is the lowest value, not under 0.5,
-    whose out-of-fold false-positive rate on the training negatives is at most :data:`THRESHOLD_FPR`.
-    The eval split is scored once, at the end, by the classifier alone. Writes the classifier to
-    ``out_path`` and returns its metrics.
-    """
-    from bastion.defenses.text.evaluate import evaluate
-
-    examples = assemble(seed)
-    train = [example for example in split_examples(examples, "train") if not is_encoded(example)]
-    held_out = split_examples(examples, "eval")
-    texts, labels = [e.text for e in train], np.array([e.label for e in train])
-    classifier = InjectionClassifier(threads=threads, seed=seed)
-    # Every piece of every training text is embedded once: the first (head window) is what the model is
-    # fitted on, all of them are what cross-validation scores, as at inference.
-    spans = [classifier.piece_spans(text) for text in texts]
-    owner = np.repeat(np.arange(len(texts)), [len(text_spans) for text_spans in spans])
-    logger.info("embedding %d pieces of %d training texts", len(owner), len(texts))
-    pieces = classifier.encoder.encode(
-        [text[a:b] for text, text_spans in zip(texts, spans, strict=True) for a, b in text_spans])
-    heads = np.searchsorted(owner, np.arange(len(texts)))
-    chosen_c, threshold, cv = _select(pieces, owner, heads, labels, [e.family for e in train], seed)
-    classifier.set_params(C=chosen_c, threshold=threshold)
-    classifier.fit_embeddings(pieces[heads], labels, corpus_sha256=corpus_digest(texts, labels))
-    classifier.training_.update({
-        "corpus": f"bastion.defenses.text.corpus.assemble(seed={seed}), train split less the encoded families",
-        "python_docstrings": platform.python_version(), "docstring_modules": DOCSTRING_MODULES["train"],
-        "families": sorted({e.family for e in train}), "counts": summary(examples), "cross_validation": cv})
-    logger.info("scoring %d eval texts with the classifier alone", len(held_out))
-    evaluation = evaluate(classifier.screen, held_out, guard="classifier alone",
-                          data=f"bastion corpus, eval split (seed {seed}): template families never trained on")
-    metrics = _metrics(evaluation)
-    classifier.evaluation_ = metrics
-    classifier.save(out_path)
-    return metrics
+def describe(probability: float, threshold: float, parts: dict[str, np.ndarray], row: int) -> str:
+    """Why the classifier rates text ``row`` as it does, naming each layer's score (``parts`` of :meth:`score`)."""
+    lexical, contextual = parts["lexical"][row], parts["contextual"][row]
+    layers = []
+    if not np.isnan(lexical):
+        layers.append(f"lexical {lexical:.2f}")
+    if not np.isnan(contextual):
+        layers.append(f"contextual {contextual:.2f}")
+    return (f"the learned classifier rates the text as a prompt injection with probability {probability:.2f} "
+            f"(threshold {threshold:.2f}; {', '.join(layers)})")
 
 
-def _select(pieces: np.ndarray, owner: np.ndarray, heads: np.ndarray, labels: np.ndarray, families: list[str],
-            seed: int) -> tuple[float, float, dict[str, Any]]:
-    """``(C, threshold, record)`` from family-grouped cross-validation on the training set.
+def logistic_regression(C: float, seed: int) -> Any:
+    """The logistic regression both layers use: balanced classes, lbfgs, ``C`` as in scikit-learn."""
+    from sklearn.linear_model import LogisticRegression
 
-    ``pieces``: embeddings of every scored piece of every text; ``owner``: the text of each piece;
-    ``heads``: the row of each text's head window (what a model is fitted on).
-    """
-    from sklearn.metrics import average_precision_score
-    from sklearn.model_selection import GroupKFold
-
-    folds = list(GroupKFold(n_splits=5).split(heads, labels, groups=families))
-    scores: dict[float, float] = {}
-    out_of_fold: dict[float, np.ndarray] = {}
-    for c in C_GRID:
-        predicted = np.zeros(len(labels))
-        for fit_rows, held_rows in folds:
-            model = InjectionClassifier(C=c, seed=seed).fit_embeddings(pieces[heads[fit_rows]], labels[fit_rows])
-            held_pieces = np.isin(owner, held_rows)
-            np.maximum.at(predicted, owner[held_pieces], model.proba_embeddings(pieces[held_pieces]))
-        out_of_fold[c] = predicted
-        scores[c] = float(average_precision_score(labels, predicted))
-    best = max(C_GRID, key=lambda c: (scores[c], -c))
-    threshold = _threshold(out_of_fold[best], labels)
-    predicted = out_of_fold[best] >= threshold
-    # The same folds scoring head windows only: what scoring sentences as well buys.
-    heads_only = np.zeros(len(labels))
-    for fit_rows, held_rows in folds:
-        model = InjectionClassifier(C=best, seed=seed).fit_embeddings(pieces[heads[fit_rows]], labels[fit_rows])
-        heads_only[held_rows] = model.proba_embeddings(pieces[heads[held_rows]])
-    heads_predicted = heads_only >= _threshold(heads_only, labels)
-    record = {"folds": len(folds), "grouped_by": "template family",
-              "average_precision": {str(c): score for c, score in scores.items()}, "C": best,
-              "threshold": threshold, "threshold_rule": f"lowest >= 0.5 with out-of-fold FPR <= {THRESHOLD_FPR}",
-              "out_of_fold_recall": float(predicted[labels == 1].mean()),
-              "out_of_fold_fpr": float(predicted[labels == 0].mean()),
-              "head_window_only": {"out_of_fold_recall": float(heads_predicted[labels == 1].mean()),
-                                   "out_of_fold_fpr": float(heads_predicted[labels == 0].mean())}}
-    return best, threshold, record
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed)
 
 
-def _threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The lowest threshold, not under 0.5 (nor over 0.95), flagging at most :data:`THRESHOLD_FPR` of the negatives."""
-    negatives = np.sort(scores[labels == 0])
-    allowed = int(np.floor(THRESHOLD_FPR * len(negatives)))  # negatives that may score at or above it
-    cut = negatives[len(negatives) - allowed - 1] if allowed < len(negatives) else 0.0
-    return float(min(max(0.5, np.nextafter(cut, 1.0)), 0.95))
+def _logit(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), _CLIP, 1.0 - _CLIP)
+    return np.log(clipped / (1.0 - clipped))
 
 
-def _metrics(evaluation: Any) -> dict[str, Any]:
-    """The parts of an evaluation kept with the classifier file."""
-    return {
-        "data": evaluation.data, "examples": evaluation.examples,
-        "overt_recall": evaluation.overt_recall, "benign_trigger_fpr": evaluation.benign_trigger_fpr,
-        "overall": evaluation.overall.model_dump(), "overt": evaluation.overt.model_dump(),
-        "categories": {row.category: {"count": row.count, "flagged": row.flagged, "recall": row.recall,
-                                      "false_positive_rate": row.false_positive_rate}
-                       for row in evaluation.categories},
-        "latency_ms": evaluation.latency.model_dump() if evaluation.latency else None,
-    }
+def _max_by_owner(scores: np.ndarray, owner: np.ndarray, spans: list[tuple[int, int]], count: int,
+                  best_spans: np.ndarray) -> np.ndarray:
+    """Each owner's highest score ``(count,)`` (0 for none), writing the span that scored it into ``best_spans``."""
+    best = np.zeros(count)
+    order = np.lexsort((-scores, owner))  # by owner, highest score first
+    first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]] if len(order) else order
+    best[owner[first]] = scores[first]
+    best_spans[owner[first]] = np.asarray(spans, dtype=np.int64).reshape(-1, 2)[first]
+    return best
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError("texts must be a sequence of strings, got one string; wrap it in a list")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"texts[{index}] must be a string, got {type(text).__name__}")
+    return texts
 
 
 def _check_labels(labels: Sequence[int], count: int) -> np.ndarray:

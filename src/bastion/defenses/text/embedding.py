@@ -99,15 +99,6 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return spans if len(spans) >= 2 else []
 
 
-def most_instruction_like(text: str, spans: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """At most ``limit`` of ``spans``: those with the most :data:`INSTRUCTION_WORDS` (earlier first on ties),
-    in their original order."""
-    if len(spans) <= limit:
-        return spans
-    counts = [-len(INSTRUCTION_WORDS.findall(text, a, b)) for a, b in spans]
-    return [spans[i] for i in sorted(sorted(range(len(spans)), key=counts.__getitem__)[:limit])]
-
-
 class SentenceEncoder:
     """L2-normalised all-MiniLM-L6-v2 sentence embeddings, computed offline.
 
@@ -180,6 +171,34 @@ class SentenceEncoder:
             raise InputError(f"text must be a string, got {type(text).__name__}")
         return self.encode(self.windows(text, max_windows))
 
+    def encode_parts(self, windows: Sequence[str], parts: Sequence[Sequence[tuple[int, int]]]
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward pass per window: embeddings of ``windows`` ``(W, 384)`` and of their ``parts``.
+
+        ``parts[w]`` are ``(start, end)`` character spans inside ``windows[w]`` (sentences, say); each part's
+        embedding ``(len(parts[w]), 384)`` per window, unit length, is the mean of the window's output token
+        vectors over the tokens the part overlaps: the part read in its context, at no extra cost (embedding
+        each sentence on its own costs a second pass over the text). A part that overlaps no token gets the
+        window's embedding. Windows longer than ``max_tokens`` tokens are cut, as in :meth:`encode`.
+        """
+        windows = _check_texts(windows)
+        if len(parts) != len(windows):
+            raise InputError(f"need the parts of each window: {len(windows)} windows, {len(parts)} lists of parts")
+        model = load_model()
+        encodings = [model.tokenize_with_offsets(window[: self.window_chars], self.max_tokens) for window in windows]
+        sequences = [ids for ids, _ in encodings]
+        ranges = [_token_ranges(offsets, window_parts) for (_, offsets), window_parts in zip(encodings, parts,
+                                                                                              strict=True)]
+        whole = np.empty((len(windows), DIMENSION), dtype=np.float32)
+        pooled = [np.empty((len(window_parts), DIMENSION), dtype=np.float32) for window_parts in parts]
+        with _blas_threads(self.threads):
+            for row in _pack([len(sequence) for sequence in sequences], max(self.max_tokens, PACK_TOKENS)):
+                row_whole, row_parts = model.embed_parts([sequences[i] for i in row], [ranges[i] for i in row])
+                for index, vector, part_vectors in zip(row, row_whole, row_parts, strict=True):
+                    whole[index] = vector
+                    pooled[index][:] = part_vectors
+        return whole, pooled
+
     def _embed(self, model: _MiniLM, sequences: list[list[int]]) -> np.ndarray:
         # One packed row per forward pass: batching rows measured slower (the larger arrays leave the cache).
         out = np.empty((len(sequences), DIMENSION), dtype=np.float32)
@@ -187,6 +206,17 @@ class SentenceEncoder:
             for row in _pack([len(sequence) for sequence in sequences], max(self.max_tokens, PACK_TOKENS)):
                 out[row] = model.embed([sequences[i] for i in row])
         return out
+
+
+def _token_ranges(offsets: list[tuple[int, int]], parts: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """For each character span of ``parts``, the ``[first, last)`` range of token positions (of a sequence with
+    [CLS] first and [SEP] last, whose character ``offsets`` are given) the span overlaps; ``(0, 0)`` for none."""
+    ranges = []
+    for start, end in parts:
+        inside = [position for position, (a, b) in enumerate(offsets)
+                  if 0 < position < len(offsets) - 1 and a < end and b > start]
+        ranges.append((inside[0], inside[-1] + 1) if inside else (0, 0))
+    return ranges
 
 
 def _pack(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -350,6 +380,14 @@ class _MiniLM:
             ids = ids[: max_tokens - 1] + [self.sep_id]
         return ids
 
+    def tokenize_with_offsets(self, text: str, max_tokens: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """:meth:`tokenize`, with each token's ``(start, end)`` characters in ``text`` (``(0, 0)`` for [CLS]/[SEP])."""
+        encoding = self.tokenizer.encode(text)
+        ids, offsets = list(encoding.ids), list(encoding.offsets)
+        if len(ids) > max_tokens:
+            ids, offsets = ids[: max_tokens - 1] + [self.sep_id], offsets[: max_tokens - 1] + [(0, 0)]
+        return ids, offsets
+
     def split_by_tokens(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
         """Spans of ``text``: the whole, or consecutive pieces of at most ``max_tokens`` tokens each."""
         offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
@@ -370,6 +408,30 @@ class _MiniLM:
         and attention stays inside it, so each embedding equals the one computed alone, and no compute is
         spent on padding.
         """
+        hidden = self.hidden_states(sequences)
+        bounds = np.cumsum([0] + [len(sequence) for sequence in sequences])
+        return _unit(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
+
+    def embed_parts(self, sequences: list[list[int]], ranges: list[list[tuple[int, int]]]
+                    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`embed`, and for each sequence the unit-length means of its output vectors over the token
+        ``ranges`` (``[first, last)`` positions in that sequence; an empty range gets the whole's embedding)."""
+        hidden = self.hidden_states(sequences)
+        bounds = np.cumsum([0] + [len(sequence) for sequence in sequences])
+        whole = _unit(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
+        parts = []
+        for index, sequence_ranges in enumerate(ranges):
+            vectors = np.array([hidden[bounds[index] + a: bounds[index] + b].mean(axis=0) if b > a else whole[index]
+                                for a, b in sequence_ranges], dtype=np.float32).reshape(-1, hidden.shape[1])
+            parts.append(_unit(vectors))
+        return whole, parts
+
+    def hidden_states(self, sequences: list[list[int]]) -> np.ndarray:
+        """The last layer's output vectors of the tokens of ``sequences``, packed in one row, ``(tokens, 384)``.
+
+        The sequences share one forward pass without seeing one another: positions restart at each sequence
+        and attention stays inside it, so each sequence's vectors equal those computed alone.
+        """
         ids = np.concatenate([np.asarray(sequence, dtype=np.int64) for sequence in sequences])
         positions = np.concatenate([np.arange(len(sequence)) for sequence in sequences])
         segment = np.repeat(np.arange(len(sequences)), [len(sequence) for sequence in sequences])
@@ -379,9 +441,7 @@ class _MiniLM:
         bias = np.where(segment[:, None] == segment[None, :], np.float32(0.0), np.float32(-1e9))
         for layer in self.layers:
             hidden = self._layer(hidden, bias, layer)
-        bounds = np.cumsum([0] + [len(sequence) for sequence in sequences])
-        pooled = np.add.reduceat(hidden[0], bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return hidden[0]
 
     def _layer(self, hidden: np.ndarray, bias: np.ndarray, layer: _Layer) -> np.ndarray:
         batch, length, width = hidden.shape
@@ -407,6 +467,10 @@ class _MiniLM:
         variance = np.mean(centred * centred, axis=-1, keepdims=True)
         centred /= np.sqrt(variance + np.float32(self.eps))
         return centred * weight_bias[0] + weight_bias[1]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.float32(1e-12))
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:

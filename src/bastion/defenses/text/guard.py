@@ -104,17 +104,18 @@ class PromptGuard:
 
     def _classify(self, model: InjectionClassifier, views: Sequence[TextView]) -> tuple[list[Finding], float]:
         """Findings where a view's probability reaches the threshold, and the highest probability."""
+        from bastion.defenses.text.classifier import describe
+
         threshold = self.threshold if self.threshold is not None else model.threshold
-        probabilities = model.predict_proba([view.text for view in views])
+        probabilities, parts = model.score([view.text for view in views], threshold=threshold)
         findings = []
-        for view, probability in zip(views, probabilities.tolist(), strict=True):
+        for row, (view, probability) in enumerate(zip(views, probabilities.tolist(), strict=True)):
             if probability >= threshold:
-                where = " after decoding " + " then ".join(view.path) if view.path else ""
+                where = " (after decoding " + " then ".join(view.path) + ")" if view.path else ""
                 findings.append(Finding(
                     layer="classifier", category="learned", rule="classifier", path=list(view.path),
                     score=round(float(probability), 4),
-                    reason=f"the learned classifier rates the text{where} as an injection with probability "
-                           f"{probability:.2f} (threshold {threshold:g})"))
+                    reason=describe(probability, threshold, parts, row) + where))
         return findings, round(float(probabilities.max(initial=0.0)), 4)
 
 

@@ -87,6 +87,13 @@ _ABOVE = r"(?:above|before\W+(?:this|that|my)|preceding|prior\W+to\W+(?:this|my)
 _SENTENCE_START = r"(?:^|[.!?:;\n])[ \t\"'*_>-]{0,8}"
 _TRIPLE_QUOTE = "(?:\"\"\"|''')"
 
+# Words that declare instructions cancelled ("your directives are void", "... have been revoked").
+_VOID_VERB = r"(?:are|is|were|was|have\W+been|has\W+been|'re|'s|become)"
+# Not "expired", "lifted" or "suspended": said of insurance policies and account restrictions.
+_VOID = (r"(?:void|revoked|cancell?ed|withdrawn|rescinded|superseded|obsolete|invalid|null"
+         r"|overridden|overruled|annulled|no\W+longer\W+(?:valid|apply|applies|in\W+(?:force|effect)|active))")
+_RELATIVE = r"(?:grand(?:ma|mother|pa|father|dad)|granny|nana|nan|gran|grampa|grandparents?)"
+
 # Openings, as lookahead-guarded alternations (built here: an f-string expression cannot hold a backslash).
 _STOP = _any(r"do\W+not", "don't", "dont", "never", "stop", r"no\W+longer", r"cease\W+to", r"refuse\W+to")
 _NAMED = _any(r"you\W+are", "you're", r"act\W+as", r"pretend\W+to\W+be", "become", "called", "named", "play")
@@ -95,6 +102,8 @@ _PRETEND = _any("pretend", r"act\W+as", r"acting\W+as", r"role-?play\W+as", r"be
 _ENTER = _any(r"you\W+are", "you're", r"act\W+as", r"acting\W+as", "simulate", "enable", "enter", "activate")
 _BECOME = _any(r"you\W+are", "you're", r"act\W+as", "be", "become", "play", "as")
 _INSIST = _any(r"you\W+(?:must|will|should|need\W+to|have\W+to)", "please", "always", r"remember\W+to")
+_PLAY_AS = _any(r"act\W+as", r"pretend\W+(?:to\W+be|you\W+are)", r"role-?play\W+as", "be", "become", "play",
+                "impersonate", r"speak\W+as", r"talk\W+(?:to\W+me\W+)?(?:as|like)")
 _REPEAT = _any("repeat", "print", "output", "recite", "echo", "reproduce", "show", "display", r"write\W+out",
                r"spell\W+out", "dump")
 
@@ -134,6 +143,15 @@ RULES: tuple[Rule, ...] = (
               |abid(?:e|ing)\W+by|respect(?:ing)?|listen(?:ing)?\W+to)\W+(?:\w+\W+)??
               (?:your|its|the\W+(?:system|safety|developer)|openai's|anthropic's|the\W+developer's)\W+(?:\w+\W+)??
               (?:{_ORDERS}|training|filters|principles|ethics|safety\W+\w+|content\W+polic(?:y|ies))\b"""),
+    _rule("override.void-orders", "instruction-override",
+          "Declares the model's instructions cancelled, so that the text's own take their place.",
+          rf"""\byour\W+(?:\w+\W+){{0,2}}?{_ORDERS}\W+(?:\w+\W+){{0,3}}?{_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b""",
+          rf"""\bthe\W+(?:\w+\W+){{0,2}}?{_ORDERS}\W+(?:that\W+)?you\W+(?:received|were\W+given|got|were\W+set\W+up
+              \W+with)\W+(?:\w+\W+){{0,2}}?{_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b""",
+          rf"""\b{_any("consider", "treat", "regard")}\W+(?:all\W+)?your\W+(?:\w+\W+){{0,2}}?{_ORDERS}\W+
+              (?:as\W+)?{_VOID}\b""",
+          rf"""\beverything\W+you\W+(?:were|have\W+been)\W+(?:set\W+up\W+with|told|given|taught)\W+
+              {_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b"""),
     # --- role-play ----------------------------------------------------------------------------------------
     _rule("roleplay.dan", "role-play",
           "Invokes the DAN ('do anything now') jailbreak persona.",
@@ -158,6 +176,9 @@ RULES: tuple[Rule, ...] = (
               |unshackled|evil|rogue|unethical)\W+(?:\w+\W+)??(?:AI|assistant|chatbot|bot|model|version|character
               |persona|GPT|LLM)\b""",
           r"(?-i:\b(?:BetterDAN|AntiGPT|EvilBOT|DevMode|Mongo\W+Tom|DAN\W?\d+\.\d+)\b)"),
+    _rule("roleplay.relative-persona", "role-play",
+          "Asks the model to play the user's (late) grandparent, the frame of the 'grandma' jailbreak.",
+          rf"""\b{_PLAY_AS}\W+(?:like\W+)?my\W+(?:(?:late|dead|deceased|departed|dear|sweet|beloved|old)\W+){{0,2}}{_RELATIVE}\b"""),
     _rule("roleplay.stay-in-character", "role-play",
           "Forbids the model to leave a persona, which is how jailbreak personas are held in place.",
           rf"""\b{_INSIST}
