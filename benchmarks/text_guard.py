@@ -308,6 +308,8 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to --threads cores")
     parser.add_argument("--classifier-threads", type=int, default=None,
                         help="BLAS threads of the classifier while it embeds (default: the shipped classifier's own)")
+    parser.add_argument("--classifier", type=Path, default=None,
+                        help="a classifier file written by `bastion guard train` (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0, help="corpus and prompt seed (default 0)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per guard first (default 5)")
     parser.add_argument("--exhaustive", action="store_true",
@@ -335,15 +337,16 @@ def main() -> None:
     with threadpool_limits(limits=args.threads):
         corpus = split_examples(assemble(args.seed), "eval")
         prompts = latency_prompts(corpus, count, args.seed)
-        if args.classifier_threads is not None:
-            from bastion.defenses.text.classifier import load_default  # cached: every guard here shares it
+        from bastion.defenses.text.classifier import InjectionClassifier, load_default
 
-            load_default().set_params(threads=args.classifier_threads)
-        guard = PromptGuard()
+        classifier = InjectionClassifier.load(args.classifier) if args.classifier else load_default()
+        if args.classifier_threads is not None:
+            classifier.set_params(threads=args.classifier_threads)
+        guard = PromptGuard(classifier=classifier)
         screens: dict[str, Callable[[str], Verdict]] = {"rules": PromptGuard(classifier=None).screen,
                                                          "rules + classifier": guard.screen}
         if args.exhaustive:
-            screens["rules + classifier (exhaustive)"] = PromptGuard(exhaustive=True).screen
+            screens["rules + classifier (exhaustive)"] = PromptGuard(classifier=classifier, exhaustive=True).screen
         peer_screen, peer = build_peer(args.threads)
         if peer_screen is not None:
             screens[PEER_NAME] = peer_screen
@@ -376,6 +379,7 @@ def main() -> None:
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "config": {"seed": args.seed, "prompts": count, "warmup": args.warmup, "exhaustive": args.exhaustive,
                    "classifier_threads": args.classifier_threads,
+                   "classifier_file": str(args.classifier) if args.classifier else "shipped",
                    "data": str(args.data) if args.data else None, "skip_detection": args.skip_detection,
                    "guard": guard.get_params(), "command": " ".join(sys.argv)},
         "targets": {"p50_ms": TARGET_P50_MS, "overt_recall": TARGET_OVERT_RECALL,

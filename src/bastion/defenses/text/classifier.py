@@ -5,14 +5,16 @@
 * **contextual**: on the model's sentence embeddings (:mod:`bastion.defenses.text.embedding`); it tells
   documents from injections well, and misses phrasings far from its training data.
 
-Each layer's score for a text is its highest probability over the text's pieces: its windows (see
-:meth:`~bastion.defenses.text.embedding.SentenceEncoder.window_spans`) and the sentences in them, so an
-instruction planted in a document or after an innocent request is scored on its own rather than diluted by
-the prose around it. The two scores are combined by a third logistic regression on their logits (fitted on
-out-of-fold scores), whose probability is the classifier's. The contextual pass, which costs nearly all the
-time, is skipped for a text whose lexical probability is under a cut-off chosen out of fold so that at most
-:data:`GATE_RECALL_LOSS` of the injections the classifier flags fall under it: such a text is not flagged,
-and its probability is the lexical one.
+A layer's score for a text is its highest probability over the pieces it reads (:meth:`~InjectionClassifier.
+piece_spans`): a short text whole; a longer one also by its sentences, so that an instruction planted in a
+document or after an innocent request is scored on its own rather than diluted by the prose around it. The
+lexical layer reads every piece. The contextual layer, which costs nearly all the time (a forward pass of the
+transformer, about linear in the tokens read), reads a short text whole and, of a longer one, only the
+``focus_pieces`` sentences the lexical layer rates highest; and it does not read at all a text whose lexical
+probability is under a cut-off (the gate) chosen out of fold so that at most :data:`GATE_RECALL_LOSS` of the
+injections the classifier flags fall under it: such a text is not flagged, and its probability is the lexical
+one. The two scores are combined by a third logistic regression on their logits, fitted on out-of-fold
+scores; its probability is the classifier's.
 
 The model is a JSON file (coefficients, intercepts, threshold, the training corpus's SHA-256 and size,
 cross-validation figures, library versions); the one shipped in ``data/injection_classifier.json`` is made by
@@ -44,6 +46,7 @@ from bastion.defenses.text.embedding import (
     SentenceEncoder,
     model_info,
     sentence_spans,
+    window_spans,
 )
 from bastion.defenses.text.findings import Finding, Verdict, quote
 from bastion.defenses.text.lexical import encode_lexical
@@ -70,6 +73,10 @@ _CLIP = 1e-6
 #: :func:`train_default` picks the lowest threshold (not under 0.5) whose out-of-fold false-positive rate
 #: on the training negatives is at most this.
 THRESHOLD_FPR = 0.05
+
+
+#: A text's pieces: their ``(start, end)`` characters, and how many of the first are windows.
+Pieces = tuple[list[tuple[int, int]], int]
 
 
 class LexicalLayer(BaseModel):
@@ -114,8 +121,9 @@ class InjectionClassifier:
         threshold: a text is flagged at or above this probability.
         max_tokens: tokens per embedding window (see :class:`~bastion.defenses.text.embedding.SentenceEncoder`).
         max_windows: windows scored per text.
-        sentences: score each sentence (and line) of those windows too, pooled from the window's pass; the
-            text's score is the maximum over windows and sentences.
+        focus_chars: a text longer than this is also scored by its sentences (see :meth:`piece_spans`).
+        focus_pieces: the contextual layer reads at most this many sentences of such a text: those the lexical
+            layer rates highest (see :meth:`focus`). Shorter texts it reads whole.
         threads: BLAS threads while embedding (``None``: the process's setting).
         seed: seed of the solver (lbfgs is deterministic; kept for the record).
 
@@ -131,14 +139,15 @@ class InjectionClassifier:
     """
 
     def __init__(self, *, C: float = 1.0, lexical_C: float = 4.0, threshold: float = 0.5, max_tokens: int = 256,
-                 max_windows: int = 8, sentences: bool = True, threads: int | None = None,
+                 max_windows: int = 8, focus_chars: int = 256, focus_pieces: int = 1, threads: int | None = None,
                  seed: int = 0) -> None:
         self.C = C
         self.lexical_C = lexical_C
         self.threshold = threshold
         self.max_tokens = max_tokens
         self.max_windows = max_windows
-        self.sentences = sentences
+        self.focus_chars = focus_chars
+        self.focus_pieces = focus_pieces
         self.threads = threads
         self.seed = seed
 
@@ -151,7 +160,7 @@ class InjectionClassifier:
 
     def get_params(self) -> dict[str, Any]:
         return {"C": self.C, "lexical_C": self.lexical_C, "threshold": self.threshold, "max_tokens": self.max_tokens,
-                "max_windows": self.max_windows, "sentences": self.sentences,
+                "max_windows": self.max_windows, "focus_chars": self.focus_chars, "focus_pieces": self.focus_pieces,
                 "threads": self.threads, "seed": self.seed}
 
     @property
@@ -176,8 +185,10 @@ class InjectionClassifier:
         self._check_params()
         pieces = TrainingPieces.embed(self, texts)
         folds = grouped_folds(labels_array, groups, self.seed)
-        contextual_oof = pieces.contextual_out_of_fold(labels_array, folds, self.C, self.seed)
-        lexical_oof = pieces.lexical_out_of_fold(labels_array, folds, self.lexical_C, self.seed)
+        lexical_pieces = pieces.lexical_out_of_fold(labels_array, folds, self.lexical_C, self.seed)
+        lexical_oof = pieces.text_max(lexical_pieces)
+        focus = pieces.focus_rows(self, lexical_pieces)
+        contextual_oof = pieces.contextual_out_of_fold(labels_array, folds, self.C, self.seed, focus)
         return self.fit_pieces(pieces, labels_array, contextual_oof, lexical_oof,
                                corpus_sha256=corpus_digest(texts, labels_array))
 
@@ -186,7 +197,7 @@ class InjectionClassifier:
         """Fit both layers on ``pieces`` and the combination on the out-of-fold scores ``(N,)`` of each layer."""
         from sklearn.linear_model import LogisticRegression
 
-        self.fit_embeddings(pieces.contextual[pieces.contextual_heads], labels, corpus_sha256=corpus_sha256)
+        self.fit_embeddings(pieces.contextual[pieces.starts], labels, corpus_sha256=corpus_sha256)
         rows, targets = pieces.lexical_training_rows(labels)
         lexical = logistic_regression(self.lexical_C, self.seed).fit(pieces.lexical[rows], targets)
         stack_inputs = np.column_stack([_logit(lexical_oof), _logit(contextual_oof)])
@@ -243,8 +254,9 @@ class InjectionClassifier:
             raise InputError(f"C and lexical_C must be positive, got {self.C} and {self.lexical_C}")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.max_windows < 1:
-            raise InputError(f"max_windows must be at least 1, got {self.max_windows}")
+        if self.max_windows < 1 or self.focus_pieces < 1 or self.focus_chars < 16:
+            raise InputError(f"max_windows and focus_pieces must be at least 1 and focus_chars at least 16, got "
+                             f"{self.max_windows}, {self.focus_pieces} and {self.focus_chars}")
 
     # ------------------------------------------------------------------------------------------ scoring
 
@@ -262,37 +274,59 @@ class InjectionClassifier:
         logits = np.asarray(embeddings, dtype=np.float64) @ np.asarray(self.lexical_.coef) + self.lexical_.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
-    def contextual_pieces(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-        """Sentence embeddings of the pieces of ``texts`` the contextual layer scores.
+    def piece_spans(self, text: str) -> Pieces:
+        """``(spans, windows)``: the pieces of ``text`` the layers score, and how many of them are windows.
 
-        Returns ``(embeddings (P, 384), owner (P,), spans)``: for each text in turn, each of its windows (see
-        :meth:`~bastion.defenses.text.embedding.SentenceEncoder.window_spans`) followed, with ``sentences``,
-        by the sentences inside it, pooled from the window's own pass
-        (:meth:`~bastion.defenses.text.embedding.SentenceEncoder.encode_parts`); ``owner`` is the text of each
-        piece and ``spans`` its ``(start, end)`` characters in that text. A text's first piece is its first window.
+        The pieces are the text's windows (see
+        :meth:`~bastion.defenses.text.embedding.SentenceEncoder.window_spans`, at most ``max_windows``; a text of
+        at most ``focus_chars`` characters is one window), then the sentences and lines inside them; those of a
+        longer text are cut into parts of at most about ``focus_chars`` characters (a longer text without
+        sentence breaks is cut the same way).
         """
-        windows, owners, parts = [], [], []
-        for index, text in enumerate(texts):
-            for start, end in self.encoder.window_spans(text, self.max_windows):
-                windows.append((start, end))
-                owners.append(index)
-                sentences = sentence_spans(text, start, end) if self.sentences else []
-                parts.append([(a - start, b - start) for a, b in sentences])
-        whole, pooled = self.encoder.encode_parts(
-            [texts[owner][start:end] for owner, (start, end) in zip(owners, windows, strict=True)], parts)
-        embeddings, owner, spans = [], [], []
-        for index, (start, end) in enumerate(windows):
-            embeddings += [whole[index][None], pooled[index]]
-            owner += [owners[index]] * (1 + len(parts[index]))
-            spans += [(start, end)] + [(a + start, b + start) for a, b in parts[index]]
-        return (np.concatenate(embeddings) if embeddings else np.empty((0, DIMENSION), np.float32),
-                np.asarray(owner, dtype=np.int64), spans)
-
-    def lexical_spans(self, text: str) -> list[tuple[int, int]]:
-        """``(start, end)`` of the pieces of ``text`` the lexical layer scores: its windows and all their sentences."""
         windows = self.encoder.window_spans(text, self.max_windows)
-        sentences = [span for start, end in windows for span in sentence_spans(text, start, end)]
-        return windows + [span for span in sentences if span not in windows]
+        if self.is_short(windows):
+            return windows + sentence_spans(text), len(windows)
+        sentences = []
+        for start, end in windows:
+            for a, b in sentence_spans(text, start, end) or [(start, end)]:
+                sentences += [(a + x, a + y) for x, y in window_spans(text[a:b], window_chars=self.focus_chars,
+                                                                     max_windows=len(text))]
+        return windows + [span for span in sentences if span not in windows], len(windows)
+
+    def is_short(self, windows: Sequence[tuple[int, int]]) -> bool:
+        """Whether a text whose windows are ``windows`` is read whole by the contextual layer."""
+        return len(windows) == 1 and windows[0][1] - windows[0][0] <= self.focus_chars
+
+    def focus(self, spans: list[tuple[int, int]], windows: int, lexical: np.ndarray | None) -> list[int]:
+        """Which of a text's pieces (:meth:`piece_spans`) the contextual layer reads, given their ``lexical``
+        probabilities: all of a short text's (its window and, pooled from the window's pass, its sentences);
+        of a longer text, the ``focus_pieces`` pieces after its windows the lexical layer rates highest, each
+        read alone (all its pieces without a lexical layer)."""
+        if self.is_short(spans[:windows]) or lexical is None or len(spans) == windows:
+            return list(range(len(spans)))
+        return sorted(range(windows, len(spans)), key=lambda i: (-lexical[i], i))[: self.focus_pieces]
+
+    def read_contextually(self, texts: Sequence[str], chosen: Sequence[Sequence[int]],
+                          pieces: Sequence[Pieces]) -> tuple[np.ndarray, np.ndarray]:
+        """Sentence embeddings ``(R, 384)`` of the pieces ``chosen[t]`` (indices into ``pieces[t]``, see
+        :meth:`piece_spans` and :meth:`focus`) of each text ``t``, text after text, and the global index of each
+        piece ``(R,)`` (pieces counted text after text). A short text's pieces share its window's pass."""
+        starts = np.cumsum([0] + [len(spans) for spans, _ in pieces])
+        short = [t for t, (spans, windows) in enumerate(pieces) if chosen[t] and self.is_short(spans[:windows])]
+        alone = [(t, i) for t, text_chosen in enumerate(chosen) if t not in set(short) for i in text_chosen]
+        whole, pooled = self.encoder.encode_parts(
+            [texts[t][slice(*pieces[t][0][0])] for t in short],
+            [[(a - pieces[t][0][0][0], b - pieces[t][0][0][0]) for a, b in pieces[t][0][1:]] for t in short])
+        single = self.encoder.encode([texts[t][slice(*pieces[t][0][i])] for t, i in alone])
+        rows: dict[int, np.ndarray] = {}
+        for k, t in enumerate(short):
+            for i, vector in enumerate([whole[k], *pooled[k]]):
+                rows[int(starts[t]) + i] = vector
+        for (t, i), vector in zip(alone, single, strict=True):
+            rows[int(starts[t]) + i] = vector
+        order = [int(starts[t]) + i for t, text_chosen in enumerate(chosen) for i in text_chosen]
+        embeddings = np.stack([rows[index] for index in order]) if order else np.empty((0, DIMENSION), np.float32)
+        return embeddings, np.asarray(order, dtype=np.int64)
 
     def predict_proba(self, texts: Sequence[str], *, threshold: float | None = None) -> np.ndarray:
         """Probability that each text is an injection, ``(N,)``.
@@ -300,46 +334,50 @@ class InjectionClassifier:
         With a lexical layer, the combination of both layers' scores, except for texts whose lexical
         probability is under ``lexical_.skip_below`` (and under ``threshold``, default :attr:`threshold`):
         those skip the contextual pass and their probability is the lexical one. Without a lexical layer,
-        the contextual layer's highest probability over the pieces.
+        the contextual layer's highest probability over all the pieces.
         """
         return self.score(texts, threshold=threshold)[0]
 
     def score(self, texts: Sequence[str], *, threshold: float | None = None
               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(probabilities, parts)``: :meth:`predict_proba`'s probabilities and, in ``parts``, the ``lexical``
-        and ``contextual`` scores (NaN where a layer did not run) and which pieces scored highest
+        and ``contextual`` scores ``(N,)`` (NaN where a layer did not run) and which piece scored highest
         (``lexical_span``/``contextual_span``, ``(N, 2)`` character offsets, -1 where none)."""
         self._check_fitted()
         texts = _check_texts(texts)
         count = len(texts)
         parts = {"lexical": np.full(count, np.nan), "contextual": np.full(count, np.nan),
                  "lexical_span": np.full((count, 2), -1), "contextual_span": np.full((count, 2), -1)}
+        pieces = [self.piece_spans(text) for text in texts]
+        owner = np.repeat(np.arange(count), [len(spans) for spans, _ in pieces])
+        flat = [span for spans, _ in pieces for span in spans]
         if self.lexical_ is None:
-            parts["contextual"] = self._best_pieces(texts, np.arange(count), parts["contextual_span"])
+            chosen = [self.focus(spans, windows, None) for spans, windows in pieces]
+            parts["contextual"] = self._contextual_max(texts, chosen, pieces, owner, flat, parts)
             return parts["contextual"].copy(), parts
-        lexical = self._best_lexical(texts, parts["lexical_span"])
+        piece_scores = self.lexical_proba(encode_lexical(_cut(texts, owner, flat)))
+        lexical = _max_by_owner(piece_scores, owner, flat, count, parts["lexical_span"])
         parts["lexical"] = lexical
         gate = min(self.lexical_.skip_below, threshold if threshold is not None else self.threshold)
-        run = np.flatnonzero(lexical >= gate)
+        run = lexical >= gate
+        starts = np.cumsum([0] + [len(spans) for spans, _ in pieces])
+        chosen = [self.focus(spans, windows, piece_scores[starts[t]: starts[t + 1]]) if run[t] else []
+                  for t, (spans, windows) in enumerate(pieces)]
         probabilities = lexical.copy()
-        if len(run):
-            contextual = self._best_pieces(texts, run, parts["contextual_span"])
+        if run.any():
+            contextual = self._contextual_max(texts, chosen, pieces, owner, flat, parts)
             parts["contextual"][run] = contextual[run]
             probabilities[run] = self.combine(lexical[run], contextual[run])
         return probabilities, parts
 
-    def _best_lexical(self, texts: list[str], best_spans: np.ndarray) -> np.ndarray:
-        spans = [self.lexical_spans(text) for text in texts]
-        owner = np.repeat(np.arange(len(texts)), [len(text_spans) for text_spans in spans])
-        flat = [span for text_spans in spans for span in text_spans]
-        scores = self.lexical_proba(encode_lexical([texts[o][a:b] for o, (a, b) in zip(owner, flat, strict=True)]))
-        return _max_by_owner(scores, owner, flat, len(texts), best_spans)
-
-    def _best_pieces(self, texts: list[str], rows: np.ndarray, best_spans: np.ndarray) -> np.ndarray:
-        """The contextual layer's highest probability over the pieces of ``texts[rows]`` (0 elsewhere)."""
-        embeddings, owner, spans = self.contextual_pieces([texts[row] for row in rows])
-        return _max_by_owner(self.proba_embeddings(embeddings), np.asarray(rows)[owner], spans, len(texts),
-                             best_spans)
+    def _contextual_max(self, texts: list[str], chosen: list[list[int]], pieces: list[Pieces], owner: np.ndarray,
+                        flat: list[tuple[int, int]], parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Each text's highest contextual probability over its ``chosen`` pieces (0 for none)."""
+        embeddings, rows = self.read_contextually(texts, chosen, pieces)
+        if not len(rows):
+            return np.zeros(len(texts))
+        return _max_by_owner(self.proba_embeddings(embeddings), owner[rows], [flat[i] for i in rows], len(texts),
+                             parts["contextual_span"])
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """1 where a text's probability reaches :attr:`threshold`, else 0, ``(N,)``."""
@@ -454,6 +492,11 @@ def logistic_regression(C: float, seed: int) -> Any:
 def _logit(probabilities: np.ndarray) -> np.ndarray:
     clipped = np.clip(np.asarray(probabilities, dtype=np.float64), _CLIP, 1.0 - _CLIP)
     return np.log(clipped / (1.0 - clipped))
+
+
+def _cut(texts: list[str], owner: np.ndarray, spans: list[tuple[int, int]]) -> list[str]:
+    """The pieces ``texts[owner[i]][a:b]`` for each ``(a, b) = spans[i]``."""
+    return [texts[o][a:b] for o, (a, b) in zip(owner.tolist(), spans, strict=True)]
 
 
 def _max_by_owner(scores: np.ndarray, owner: np.ndarray, spans: list[tuple[int, int]], count: int,

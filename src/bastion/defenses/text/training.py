@@ -21,6 +21,7 @@ from bastion.defenses.text.classifier import (
     LEXICAL_C_GRID,
     THRESHOLD_FPR,
     InjectionClassifier,
+    _cut,
     logistic_regression,
 )
 from bastion.defenses.text.corpus import (
@@ -38,62 +39,87 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainingPieces:
-    """Embeddings of every scored piece of a set of training texts, for both layers.
+    """Embeddings of the pieces (:meth:`InjectionClassifier.piece_spans`) of a set of training texts.
 
-    ``contextual`` ``(P, 384)``: sentence embeddings of the pieces of :meth:`InjectionClassifier.contextual_pieces`;
-    ``contextual_owner`` ``(P,)``: the text each belongs to; ``contextual_heads`` ``(N,)``: the row of each
-    text's first window (what the contextual layer is fitted on). The ``lexical*`` arrays are the same for
-    :meth:`InjectionClassifier.lexical_spans` and lexical embeddings.
+    ``spans``: every piece, text after text; ``owner`` ``(P,)``: the text of each; ``windows`` ``(N,)``: how
+    many of a text's pieces are windows; ``starts`` ``(N,)``: each text's first piece (its first window, what
+    both layers are fitted on). ``lexical`` ``(P, 384)``: lexical embeddings of every piece; ``contextual``
+    ``(P, 384)``: sentence embeddings of the pieces the contextual layer may read (each text's first window,
+    and the pieces after the windows), NaN elsewhere.
     """
 
-    contextual: np.ndarray
-    contextual_owner: np.ndarray
-    contextual_heads: np.ndarray
+    spans: list[tuple[int, int]]
+    owner: np.ndarray
+    windows: np.ndarray
+    starts: np.ndarray
     lexical: np.ndarray
-    lexical_owner: np.ndarray
-    lexical_heads: np.ndarray
+    contextual: np.ndarray
 
     @classmethod
     def embed(cls, classifier: InjectionClassifier, texts: Sequence[str]) -> TrainingPieces:
         texts = list(texts)
-        logger.info("embedding the pieces of %d training texts", len(texts))
-        contextual, contextual_owner, _ = classifier.contextual_pieces(texts)
-        lexical_spans = [classifier.lexical_spans(text) for text in texts]
-        lexical_owner = _owners(lexical_spans)
-        lexical = encode_lexical(_cut(texts, lexical_spans))
-        return cls(contextual, contextual_owner, np.searchsorted(contextual_owner, np.arange(len(texts))),
-                   lexical, lexical_owner, np.searchsorted(lexical_owner, np.arange(len(texts))))
+        pieces = [classifier.piece_spans(text) for text in texts]
+        owner = np.repeat(np.arange(len(texts)), [len(spans) for spans, _ in pieces])
+        spans = [span for text_spans, _ in pieces for span in text_spans]
+        windows = np.array([count for _, count in pieces], dtype=np.int64)
+        starts = np.searchsorted(owner, np.arange(len(texts)))
+        # What the contextual layer may read: all of a short text; a longer one's first window (what the layer
+        # is fitted on) and every piece after its windows (what it reads, depending on the lexical scores).
+        readable = [list(range(len(text_spans))) if classifier.is_short(text_spans[:count])
+                    else [0, *range(count, len(text_spans))] for text_spans, count in pieces]
+        logger.info("embedding %d pieces of %d training texts (%d contextually)", len(owner), len(texts),
+                    sum(map(len, readable)))
+        lexical = encode_lexical(_cut(texts, owner, spans))
+        contextual = np.full((len(owner), lexical.shape[1]), np.nan, dtype=np.float32)
+        embeddings, rows = classifier.read_contextually(texts, readable, pieces)
+        contextual[rows] = embeddings
+        return cls(spans, owner, windows, starts, lexical, contextual)
+
+    def text_max(self, piece_scores: np.ndarray) -> np.ndarray:
+        """Each text's highest score ``(N,)`` over its pieces' ``piece_scores`` ``(P,)``."""
+        best = np.full(len(self.starts), -np.inf)
+        np.maximum.at(best, self.owner, piece_scores)
+        return best
 
     def lexical_training_rows(self, labels: np.ndarray, texts: np.ndarray | None = None
                               ) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, targets)`` the lexical layer is fitted on: each text's first window, with the text's label,
         and every other piece of the benign texts, as benign (of the texts ``texts``, default all)."""
         chosen = np.arange(len(labels)) if texts is None else np.asarray(texts)
-        heads = self.lexical_heads[chosen]
-        benign_pieces = np.flatnonzero(np.isin(self.lexical_owner, chosen[labels[chosen] == 0]))
-        benign_pieces = np.setdiff1d(benign_pieces, heads)
-        return np.concatenate([heads, benign_pieces]), np.concatenate([labels[chosen], np.zeros(len(benign_pieces),
-                                                                                               dtype=np.int64)])
-
-    def contextual_out_of_fold(self, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float,
-                               seed: int) -> np.ndarray:
-        """Each text's highest contextual probability over its pieces, from a model fitted without its fold."""
-        predicted = np.zeros(len(labels))
-        for fit_rows, held_rows in folds:
-            model = logistic_regression(C, seed).fit(self.contextual[self.contextual_heads[fit_rows]], labels[fit_rows])
-            held = np.isin(self.contextual_owner, held_rows)
-            np.maximum.at(predicted, self.contextual_owner[held], model.predict_proba(self.contextual[held])[:, 1])
-        return predicted
+        heads = self.starts[chosen]
+        benign_pieces = np.setdiff1d(np.flatnonzero(np.isin(self.owner, chosen[labels[chosen] == 0])), heads)
+        return (np.concatenate([heads, benign_pieces]),
+                np.concatenate([labels[chosen], np.zeros(len(benign_pieces), dtype=np.int64)]))
 
     def lexical_out_of_fold(self, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float,
                             seed: int) -> np.ndarray:
-        """Each text's highest lexical probability over its pieces, from a model fitted without its fold."""
-        predicted = np.zeros(len(labels))
+        """Each piece's lexical probability ``(P,)``, from a model fitted without its text's fold."""
+        predicted = np.zeros(len(self.owner))
         for fit_rows, held_rows in folds:
             rows, targets = self.lexical_training_rows(labels, fit_rows)
             model = logistic_regression(C, seed).fit(self.lexical[rows], targets)
-            held = np.isin(self.lexical_owner, held_rows)
-            np.maximum.at(predicted, self.lexical_owner[held], model.predict_proba(self.lexical[held])[:, 1])
+            held = np.isin(self.owner, held_rows)
+            predicted[held] = model.predict_proba(self.lexical[held])[:, 1]
+        return predicted
+
+    def focus_rows(self, classifier: InjectionClassifier, lexical_pieces: np.ndarray) -> np.ndarray:
+        """The pieces the contextual layer reads (:meth:`InjectionClassifier.focus`), given lexical scores ``(P,)``."""
+        ends = np.r_[self.starts[1:], len(self.owner)].tolist()
+        rows = []
+        for text, (start, end) in enumerate(zip(self.starts.tolist(), ends, strict=True)):
+            rows += [start + i for i in classifier.focus(self.spans[start:end], int(self.windows[text]),
+                                                         lexical_pieces[start:end])]
+        return np.asarray(rows, dtype=np.int64)
+
+    def contextual_out_of_fold(self, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float,
+                               seed: int, focus: np.ndarray) -> np.ndarray:
+        """Each text's highest contextual probability ``(N,)`` over the pieces ``focus`` it reads, from a model
+        fitted without its fold."""
+        predicted = np.zeros(len(labels))
+        for fit_rows, held_rows in folds:
+            model = logistic_regression(C, seed).fit(self.contextual[self.starts[fit_rows]], labels[fit_rows])
+            held = focus[np.isin(self.owner[focus], held_rows)]
+            np.maximum.at(predicted, self.owner[held], model.predict_proba(self.contextual[held])[:, 1])
         return predicted
 
 
@@ -118,10 +144,11 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     classifier = InjectionClassifier(threads=threads, seed=seed)
     pieces = TrainingPieces.embed(classifier, texts)
     folds = grouped_folds(labels, [e.family for e in train], seed)
+    lexical_pieces = {c: pieces.lexical_out_of_fold(labels, folds, c, seed) for c in LEXICAL_C_GRID}
+    lexical_c, lexical_oof, lexical_ap = _best_c(LEXICAL_C_GRID, lambda c: pieces.text_max(lexical_pieces[c]), labels)
+    focus = pieces.focus_rows(classifier, lexical_pieces[lexical_c])
     contextual_c, contextual_oof, contextual_ap = _best_c(
-        C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed), labels)
-    lexical_c, lexical_oof, lexical_ap = _best_c(
-        LEXICAL_C_GRID, lambda c: pieces.lexical_out_of_fold(labels, folds, c, seed), labels)
+        C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed, focus), labels)
     classifier.set_params(C=contextual_c, lexical_C=lexical_c)
     classifier.fit_pieces(pieces, labels, contextual_oof, lexical_oof, corpus_sha256=corpus_digest(texts, labels))
     combined = classifier.combine(lexical_oof, contextual_oof)
@@ -184,15 +211,6 @@ def grouped_folds(labels: np.ndarray, groups: Sequence[str] | None, seed: int) -
     if splits < 2:
         raise InputError("fitting needs at least 2 injections and 2 benign texts")
     return list(StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed).split(labels, labels))
-
-
-def _cut(texts: list[str], spans: list[list[tuple[int, int]]]) -> list[str]:
-    """The pieces ``texts[i][a:b]`` for each ``(a, b)`` of ``spans[i]``, in order."""
-    return [text[a:b] for text, text_spans in zip(texts, spans, strict=True) for a, b in text_spans]
-
-
-def _owners(spans: list[list[tuple[int, int]]]) -> np.ndarray:
-    return np.repeat(np.arange(len(spans)), [len(text_spans) for text_spans in spans])
 
 
 def _threshold(scores: np.ndarray, labels: np.ndarray) -> float:
