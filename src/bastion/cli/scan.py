@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the scan machinery (torch) is imported when a scan runs, no
     from bastion.core.records import ScanRecord
     from bastion.scan.adaptive import DefenseSettings
     from bastion.scan.defense_record import DefenseScanRecord, PassComparison
+    from bastion.scan.engine import ScanEngine
 
 
 _DEFAULT_EPS = "0.1"
@@ -85,6 +86,13 @@ def scan_command(
     seed: Annotated[int, typer.Option(help="Seed for every random choice of the attacks.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Samples per attack batch (128 is fastest on CPU).")] = 128,
     limit: Annotated[int | None, typer.Option(help="Scan only the first N samples.")] = None,
+    engine: Annotated[str, typer.Option(help="Where evasion cascades run: local (this process) or ray (sharded "
+                                        "over a Ray cluster; pip install 'bastion[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="--engine ray: the cluster, e.g. ray://head:10001 or auto (default: a new local Ray instance).",
+        show_default=False)] = None,
+    shards: Annotated[int | None, typer.Option(
+        help="--engine ray: shards per eps (default: the cluster's CPUs).", show_default=False)] = None,
     preprocess: Annotated[str | None, typer.Option(
         help="Scan the model behind preprocessing defenses, applied in order: bits:N (bit depth), median:K "
         "(window), jpeg:Q (quality), blur:SIGMA, noise:SIGMA, resize:MIN_SCALE; e.g. bits:4,median:3. The "
@@ -131,12 +139,14 @@ def scan_command(
             "--train-data": train_data, "--shadows": shadows, "--shadow-epochs": shadow_epochs,
             "--shadow-model": shadow_model, "--copy-model": copy_model, "--copy-epochs": copy_epochs,
             "--eval-data": eval_data,
+            "--engine": None if engine == "local" else engine, "--ray-address": ray_address, "--shards": shards,
             "--attacks": attacks, "--preprocess": preprocess, "--eot-samples": eot_samples,
             "--fail-under": fail_under, "--targeted": targeted, "--access": access,
             "--eps": None if eps == _DEFAULT_EPS else eps, "--norm": None if norm == "linf" else norm})
     if suite not in DATA_SUITES:
         _evasion_scan(target, data, budget, norm, eps, suite, attacks, targeted, access, out, fail_under, seed,
-                      batch_size, limit, preprocess, eot_samples, label_column, schema)
+                      batch_size, limit, preprocess, eot_samples, label_column, schema,
+                      _engine(engine, ray_address, shards, target))
         return
     with user_errors():
         if suite == "privacy":
@@ -155,6 +165,7 @@ def _evasion_scan(
     target: TargetOptions, data: str, budget: int | None, norm: Norm, eps: str, suite: str, attacks: str | None,
     targeted: bool, access: Access | None, out: Path, fail_under: float | None, seed: int, batch_size: int,
     limit: int | None, preprocess: str | None, eot_samples: int | None, label_column: str, schema: Path | None,
+    engine: ScanEngine,
 ) -> None:
     """The evasion suites: a cascade per eps, optionally through preprocessing defenses."""
     from bastion.scan.adaptive import run_defended_scan
@@ -172,9 +183,9 @@ def _evasion_scan(
         dataset = load_data_from_options(data, label_column, schema, limit)
         with progress_bars() as progress:
             if defense is None:
-                outcome = run_scan(loaded, dataset, settings, progress=progress)
+                outcome = run_scan(loaded, dataset, settings, progress=progress, engine=engine)
             else:
-                outcome = run_defended_scan(loaded, dataset, settings, defense, progress=progress)
+                outcome = run_defended_scan(loaded, dataset, settings, defense, progress=progress, engine=engine)
         paths = write_reports(outcome, out)
     print_summary(outcome.record, "adaptive attacks: " if outcome.defense is not None else "")
     if outcome.defense is not None:
@@ -184,6 +195,23 @@ def _evasion_scan(
         console.print(f"[bold red]FAIL[/]: robust accuracy {outcome.record.headline.robust_accuracy:.1%} "
                       f"is under --fail-under {fail_under:.1%}")
         raise typer.Exit(1)
+
+
+def _engine(name: str, ray_address: str | None, shards: int | None, target: TargetOptions) -> ScanEngine:
+    """The scan engine the options name; checks them before anything is loaded."""
+    from bastion.scan.engine import LocalEngine, RayEngine
+
+    with user_errors():
+        if name == "local":
+            if ray_address is not None or shards is not None:
+                raise InputError("--ray-address and --shards apply to --engine ray")
+            return LocalEngine()
+        if name != "ray":
+            raise InputError(f"--engine is local or ray, got {name!r}")
+        if target.endpoint is not None:
+            raise InputError("--engine ray scans a model the workers can load; scan a live --endpoint with the "
+                             "local engine (its budget and journal live in this process)")
+        return RayEngine(ray_address, shards=shards)
 
 
 def _defense_settings(preprocess: str | None, eot_samples: int | None, seed: int) -> DefenseSettings | None:

@@ -276,6 +276,7 @@ def data_suite_conflicts(suite: str, options: dict[str, object]) -> None:
         "--copy-model": "extraction", "--copy-epochs": "extraction", "--eval-data": "extraction",
         "--attacks": "evasion", "--preprocess": "evasion", "--eot-samples": "evasion", "--fail-under": "evasion",
         "--targeted": "evasion", "--access": "evasion", "--eps": "evasion", "--norm": "evasion",
+        "--engine": "evasion", "--ray-address": "evasion", "--shards": "evasion",
     }
     kind = suite if suite in DATA_SUITES else "evasion"
     for name, value in options.items():

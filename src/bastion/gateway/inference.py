@@ -13,6 +13,7 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -74,11 +75,13 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
     served = state.served
     request_id = new_request_id()
     admit(state, key, _instance_count(tensor, served.pipeline.policy.input.max_instances))
+    admitted = datetime.now(timezone.utc)  # the record's time: when the limits let the request in
     try:
         inputs, digest, evaluation, batch = await _evaluate(state, served, tensor)
     except GatewayError as error:
         body = {"error": error.code, "detail": error.detail, "request_id": request_id}
-        await state.audit.append(_record(served, key, request_id, None, None, body, "invalid", error.status))
+        await state.audit.append(_record(served, key, request_id, None, None, body, "invalid", error.status,
+                                         time=admitted))
         raise GatewayError(error.status, error.code, error.detail, headers={"X-Request-Id": request_id}) from None
     _count(state, evaluation)
     if state.monitor is not None and not served.takes_text:  # the monitor measures distances between tensors
@@ -89,7 +92,7 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
         review = new_case(request_id=request_id, key_id=key.id, model=served.name, reasons=evaluation.reasons)
         result = _pending(served, request_id, review.id, client_id)
     record = _record(served, key, request_id, inputs, evaluation, result.body, evaluation.decision, result.status,
-                     digest=digest)
+                     digest=digest, time=admitted)
     record.review = review
     record.batch = None if batch is None else batch.to_json()
     await state.audit.append(record)
@@ -164,8 +167,8 @@ def _pending(served: ServedModel, request_id: str, review_id: str, client_id: st
 
 def _record(served: ServedModel, key: KeyInfo, request_id: str, inputs: np.ndarray | None,
             evaluation: Evaluation | None, body: dict[str, Any], decision: str, status: int, *,
-            digest: str | None = None) -> PendingRecord:
-    return PendingRecord(
+            digest: str | None = None, time: datetime) -> PendingRecord:
+    return PendingRecord(time=time,
         request_id=request_id, key_id=key.id, model=served.name, model_version=served.version,
         model_sha256=served.sha256, policy_sha256=served.policy_sha256, inputs=inputs, input_sha256=digest,
         scores={} if evaluation is None else evaluation.scores,

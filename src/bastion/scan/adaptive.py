@@ -25,6 +25,7 @@ from bastion.defenses.preprocess import AdaptiveView, PreprocessedClassifier, Pr
 from bastion.models.loading import LoadedModel
 from bastion.scan.defaults import EOT_SAMPLES
 from bastion.scan.defense_record import DEFENSE_FILE, DefenseRef, DefenseScanRecord, DefenseStepRef, PassComparison
+from bastion.scan.engine import ScanEngine
 from bastion.scan.outcome import ScanOutcome
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.runner import ScanSettings, run_scan
@@ -57,8 +58,10 @@ def run_defended_scan(
     defense: DefenseSettings,
     *,
     progress: ProgressCallback = no_progress,
+    engine: ScanEngine | None = None,
 ) -> ScanOutcome:
-    """Scan ``loaded.classifier`` behind ``defense.steps`` with plain, then adaptive attacks.
+    """Scan ``loaded.classifier`` behind ``defense.steps`` with plain, then adaptive attacks (each pass on
+    ``engine``, see :func:`~bastion.scan.runner.run_scan`).
 
     Returns the adaptive pass as the outcome's record (the headline robust accuracy) and the
     comparison, the defense's parameters and the plain pass as ``outcome.defense``. When every step
@@ -71,12 +74,12 @@ def run_defended_scan(
     defended = PreprocessedClassifier(loaded.classifier, defense.steps, draws=defense.draws)
     view = AdaptiveView(defended, eot_samples=defense.eot_samples)
     described = replace(loaded, description=f"{loaded.description} behind preprocessing {defended.spec}")
-    plain = run_scan(replace(described, classifier=defended), dataset, settings,
+    plain = run_scan(replace(described, classifier=defended), dataset, settings, engine=engine,
                      progress=lambda task, done, total: progress(f"plain {task}", done, total))
     if view.gradients == "autograd":
         adaptive = replace(plain, record=plain.record.model_copy(deep=True))
     else:
-        adaptive = run_scan(replace(described, classifier=view), dataset, settings,
+        adaptive = run_scan(replace(described, classifier=view), dataset, settings, engine=engine,
                             progress=lambda task, done, total: progress(f"adaptive {task}", done, total))
     _mark_gradients(plain.record, "autograd")
     _mark_gradients(adaptive.record, view.gradients)

@@ -27,7 +27,8 @@ from bastion.core.threat import Access, Norm, ThreatModel, weakest_access
 from bastion.data.sources import Dataset
 from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel
-from bastion.scan.cascade import CascadeResult, random_targets, run_cascade
+from bastion.scan.cascade import CascadeResult, random_targets
+from bastion.scan.engine import CascadeJob, LocalEngine, ScanEngine
 from bastion.scan.outcome import ExampleGrid, ScanOutcome
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.sanity import blackbox_beats_whitebox, chance_level_flags, eps_curve_flags, probe_model
@@ -64,8 +65,14 @@ def run_scan(
     settings: ScanSettings,
     *,
     progress: ProgressCallback = no_progress,
+    engine: ScanEngine | None = None,
 ) -> ScanOutcome:
-    """Scan ``loaded.classifier`` on ``dataset`` at every eps in ``settings``; returns record and examples."""
+    """Scan ``loaded.classifier`` on ``dataset`` at every eps in ``settings``; returns record and examples.
+
+    ``engine`` runs each eps's cascade (default :class:`~bastion.scan.engine.LocalEngine`: in this process);
+    a :class:`~bastion.scan.engine.RayEngine` shards it over a Ray cluster, for the same record.
+    """
+    engine = engine or LocalEngine()
     if not settings.eps:
         raise InputError("give at least one eps")
     if settings.fail_under is not None and not 0 <= settings.fail_under <= 1:
@@ -90,10 +97,10 @@ def run_scan(
     grids: list[ExampleGrid] = []
     for threat in threats:
         started = time.perf_counter()
-        cascade = run_cascade(model, x, y, threat, attacks, keys=keys, seed=settings.seed,
-                              batch_size=settings.batch_size, targets=targets,
-                              progress=lambda task, done, total, e=threat.eps: progress(
-                                  f"eps={e:g} {task}", done, total))
+        job = CascadeJob(threat=threat, attacks=attacks, seed=settings.seed, batch_size=settings.batch_size)
+        cascade = engine.run(model, loaded.sha256, x, y, keys, ids, job, targets=targets,
+                             progress=lambda task, done, total, e=threat.eps: progress(
+                                 f"eps={e:g} {task}", done, total))
         results.append(_eps_result(threat.eps, cascade, ids, dataset.class_names,
                                    time.perf_counter() - started))
         results[-1].flags.extend(blackbox_beats_whitebox(results[-1].attacks))

@@ -44,6 +44,7 @@ from bastion.defenses.text.corpus import (
 from bastion.defenses.text.embedding import (
     DIMENSION,
     SentenceEncoder,
+    check_texts,
     model_info,
     sentence_spans,
     window_spans,
@@ -344,7 +345,7 @@ class InjectionClassifier:
         and ``contextual`` scores ``(N,)`` (NaN where a layer did not run) and which piece scored highest
         (``lexical_span``/``contextual_span``, ``(N, 2)`` character offsets, -1 where none)."""
         self._check_fitted()
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         count = len(texts)
         parts = {"lexical": np.full(count, np.nan), "contextual": np.full(count, np.nan),
                  "lexical_span": np.full((count, 2), -1), "contextual_span": np.full((count, 2), -1)}
@@ -508,16 +509,6 @@ def _max_by_owner(scores: np.ndarray, owner: np.ndarray, spans: list[tuple[int, 
     best[owner[first]] = scores[first]
     best_spans[owner[first]] = np.asarray(spans, dtype=np.int64).reshape(-1, 2)[first]
     return best
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise InputError("texts must be a sequence of strings, got one string; wrap it in a list")
-    texts = list(texts)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InputError(f"texts[{index}] must be a string, got {type(text).__name__}")
-    return texts
 
 
 def _check_labels(labels: Sequence[int], count: int) -> np.ndarray:

@@ -136,7 +136,7 @@ class SentenceEncoder:
         A text longer than one window is cut to its first ``max_tokens`` tokens; use :meth:`encode_windows`
         (or :meth:`windows` and this method) to cover more of it.
         """
-        texts = _check_texts(texts)
+        texts = check_texts(texts)
         model = load_model()
         sequences = [model.tokenize(text[: self.window_chars], self.max_tokens) for text in texts]
         return self._embed(model, sequences)
@@ -181,7 +181,7 @@ class SentenceEncoder:
         each sentence on its own costs a second pass over the text). A part that overlaps no token gets the
         window's embedding. Windows longer than ``max_tokens`` tokens are cut, as in :meth:`encode`.
         """
-        windows = _check_texts(windows)
+        windows = check_texts(windows)
         if len(parts) != len(windows):
             raise InputError(f"need the parts of each window: {len(windows)} windows, {len(parts)} lists of parts")
         model = load_model()
@@ -235,7 +235,8 @@ def _pack(lengths: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list, or an ``InputError`` naming the first entry that is not a string."""
     if isinstance(texts, str):
         raise InputError("texts must be a sequence of strings, got one string; wrap it in a list")
     texts = list(texts)

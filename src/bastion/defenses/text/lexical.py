@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from bastion.defenses.text.embedding import DIMENSION, load_model
+from bastion.defenses.text.embedding import DIMENSION, check_texts, load_model
 
 
 @lru_cache(maxsize=1)
@@ -36,7 +36,7 @@ def encode_lexical(texts: Sequence[str]) -> np.ndarray:
     Every token of every text counts (no window): the caller bounds the texts' length.
     """
     table = token_table()
-    encodings = load_model().tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    encodings = load_model().tokenizer.encode_batch(check_texts(texts), add_special_tokens=False)
     out = np.zeros((len(encodings), DIMENSION), dtype=np.float32)
     for row, encoding in enumerate(encodings):
         if encoding.ids:
