@@ -128,3 +128,28 @@ def test_a_shard_whose_worker_dies_is_retried_and_the_scan_completes(scan_inputs
     killer.join()
     assert killed, "no shard worker was seen to kill"
     assert _record(sharded) == _record(local)
+
+
+# ------------------------------------------------------------------ LiRA's shadow models through an engine
+
+def _lira_scores(engine, digits_model, digits_test) -> np.ndarray:
+    from bastion.attacks.inference import LiRA, shadow_trainer
+    from bastion.models.zoo import digits_cnn
+
+    x, y = digits_test
+    x, y = x[:80].numpy(), y[:80].numpy()
+    torch.set_num_threads(1)
+    recipe = shadow_trainer(digits_cnn, input_shape=(1, 8, 8), num_classes=10, epochs=2, batch_size=40)
+    lira = LiRA(shadows=4, seed=3).fit(x, y, recipe, engine=engine)
+    return lira.score(digits_model, x, y)
+
+
+def test_lira_shadows_trained_through_the_local_engine_score_as_without_one(digits_model, digits_test):
+    np.testing.assert_array_equal(_lira_scores(LocalEngine(), digits_model, digits_test),
+                                  _lira_scores(None, digits_model, digits_test))
+
+
+@pytest.mark.slow
+def test_lira_shadows_trained_on_ray_score_as_local_ones(digits_model, digits_test, ray_local):
+    np.testing.assert_array_equal(_lira_scores(RayEngine(), digits_model, digits_test),
+                                  _lira_scores(None, digits_model, digits_test))

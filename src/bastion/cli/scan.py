@@ -86,8 +86,9 @@ def scan_command(
     seed: Annotated[int, typer.Option(help="Seed for every random choice of the attacks.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Samples per attack batch (128 is fastest on CPU).")] = 128,
     limit: Annotated[int | None, typer.Option(help="Scan only the first N samples.")] = None,
-    engine: Annotated[str, typer.Option(help="Where evasion cascades run: local (this process) or ray (sharded "
-                                        "over a Ray cluster; pip install 'bastion[ray]').")] = "local",
+    engine: Annotated[str, typer.Option(help="Where the work runs: local (this process) or ray (evasion cascades "
+                                        "sharded, privacy's shadow models trained, over a Ray cluster; "
+                                        "pip install 'bastion[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: the cluster, e.g. ray://head:10001 or auto (default: a new local Ray instance).",
         show_default=False)] = None,
@@ -139,7 +140,7 @@ def scan_command(
             "--train-data": train_data, "--shadows": shadows, "--shadow-epochs": shadow_epochs,
             "--shadow-model": shadow_model, "--copy-model": copy_model, "--copy-epochs": copy_epochs,
             "--eval-data": eval_data,
-            "--engine": None if engine == "local" else engine, "--ray-address": ray_address, "--shards": shards,
+            "--shards": shards,
             "--attacks": attacks, "--preprocess": preprocess, "--eot-samples": eot_samples,
             "--fail-under": fail_under, "--targeted": targeted, "--access": access,
             "--eps": None if eps == _DEFAULT_EPS else eps, "--norm": None if norm == "linf" else norm})
@@ -153,8 +154,12 @@ def scan_command(
             paths = run_privacy_suite(target, data=data, train_data=train_data, out=out, seed=seed,
                                       batch_size=batch_size, limit=limit, budget=budget, shadows=shadows,
                                       shadow_epochs=shadow_epochs, shadow_model=shadow_model,
-                                      label_column=label_column, schema=schema)
+                                      label_column=label_column, schema=schema,
+                                      engine=_shadow_engine(engine, ray_address, target))
         else:
+            if engine != "local" or ray_address is not None:
+                raise InputError("--engine and --ray-address apply to the evasion suites and --suite privacy (its "
+                                 "shadow models), not to --suite extraction")
             paths = run_extraction_suite(target, data=data, eval_data=eval_data, out=out, seed=seed, limit=limit,
                                          budget=budget, copy_model=copy_model, copy_epochs=copy_epochs,
                                          label_column=label_column, schema=schema)
@@ -212,6 +217,12 @@ def _engine(name: str, ray_address: str | None, shards: int | None, target: Targ
             raise InputError("--engine ray scans a model the workers can load; scan a live --endpoint with the "
                              "local engine (its budget and journal live in this process)")
         return RayEngine(ray_address, shards=shards)
+
+
+def _shadow_engine(name: str, ray_address: str | None, target: TargetOptions) -> ScanEngine | None:
+    """The engine for LiRA's shadow models: ``None`` (trained here, one by one, with progress) unless Ray."""
+    engine = _engine(name, ray_address, None, target)
+    return None if engine.name == "local" else engine
 
 
 def _defense_settings(preprocess: str | None, eot_samples: int | None, seed: int) -> DefenseSettings | None:

@@ -33,6 +33,7 @@ from bastion.core.errors import InputError
 if TYPE_CHECKING:
     from bastion.defenses.training.dp import PrivacyAccounting
     from bastion.models.loading import LoadedModel
+    from bastion.scan.engine import ScanEngine
     from bastion.workflows.privacy_records import ExtractionScanRecord, PrivacyRecord
 
 #: The suites this module runs; the others are evasion suites (:mod:`bastion.scan.suites`).
@@ -117,9 +118,10 @@ def _say(line: str) -> None:
 def run_privacy_suite(
     target: TargetOptions, *, data: str, train_data: str | None, out: Path, seed: int, batch_size: int,
     limit: int | None, budget: int | None, shadows: int | None, shadow_epochs: int | None, shadow_model: str | None,
-    label_column: str, schema: Path | None,
+    label_column: str, schema: Path | None, engine: ScanEngine | None = None,
 ) -> dict[str, Path]:
-    """Check the options, load model and data, run the privacy scan, write and summarise the reports."""
+    """Check the options, load model and data, run the privacy scan, write and summarise the reports (LiRA's
+    shadows trained on ``engine``, default here)."""
     from bastion.scan.report.writer import prepare_folder
     from bastion.workflows.privacy import run_privacy_scan
     from bastion.workflows.privacy_records import PrivacySettings
@@ -140,7 +142,8 @@ def run_privacy_suite(
     members = load_data_from_options(train_data, label_column, schema, limit)
     non_members = load_data_from_options(data, label_column, schema, limit)
     loaded = target.load(endpoint_budget=budget)
-    record = run_privacy_scan(loaded, members, non_members, settings, model_spec=target.model, progress=_say)
+    record = run_privacy_scan(loaded, members, non_members, settings, model_spec=target.model, progress=_say,
+                              engine=engine)
     record = record.model_copy(update={"accountant": accountant})
     paths = write_privacy_reports(record, out)
     print_privacy_summary(record)
@@ -276,7 +279,7 @@ def data_suite_conflicts(suite: str, options: dict[str, object]) -> None:
         "--copy-model": "extraction", "--copy-epochs": "extraction", "--eval-data": "extraction",
         "--attacks": "evasion", "--preprocess": "evasion", "--eot-samples": "evasion", "--fail-under": "evasion",
         "--targeted": "evasion", "--access": "evasion", "--eps": "evasion", "--norm": "evasion",
-        "--engine": "evasion", "--ray-address": "evasion", "--shards": "evasion",
+        "--shards": "evasion",
     }
     kind = suite if suite in DATA_SUITES else "evasion"
     for name, value in options.items():

@@ -1,4 +1,7 @@
-"""Scan engines: where a scan's cascades run. In this process (the default), or sharded over a Ray cluster.
+"""Scan engines: where a scan's work runs. In this process (the default), or spread over a Ray cluster.
+
+An engine runs a scan's cascade (:meth:`ScanEngine.run`) and maps independent jobs (:meth:`ScanEngine.map`:
+LiRA's shadow models, say).
 
 A cascade is separable by sample (see :mod:`bastion.scan.cascade`): attacks draw per-sample keyed randomness
 and each attack's seed depends only on the scan seed and its name, so the cascade run on a shard of the
@@ -14,9 +17,9 @@ hash (SHA-256): a worker refuses a model whose hash differs. Ray retries a shard
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -30,6 +33,7 @@ from bastion.scan.progress import ProgressCallback, no_progress
 
 #: Ray retries a shard this many times when its worker dies.
 DEFAULT_RETRIES = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,14 @@ class CascadeJob:
 
 
 class ScanEngine(Protocol):
-    """Runs a scan's cascade over all its samples and returns the merged result."""
+    """Runs a scan's cascade over all its samples and returns the merged result; maps independent jobs."""
 
     name: str
+
+    def map(self, function: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, shared: tuple[Any, ...] = ()
+            ) -> list[T]:
+        """``[function(*shared, *job) for job in jobs]``, in order (``shared``: arguments every job takes)."""
+        ...
 
     def run(self, model: Classifier, model_sha256: str | None, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor,
             sample_ids: Sequence[str], job: CascadeJob, *, targets: torch.Tensor | None = None,
@@ -74,6 +83,10 @@ class LocalEngine:
             raise InputError(f"shard_size must be at least 1, got {shard_size}")
         self.shard_size = shard_size
 
+    def map(self, function: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, shared: tuple[Any, ...] = ()
+            ) -> list[T]:
+        return [function(*shared, *job) for job in jobs]
+
     def run(self, model: Classifier, model_sha256: str | None, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor,
             sample_ids: Sequence[str], job: CascadeJob, *, targets: torch.Tensor | None = None,
             progress: ProgressCallback = no_progress) -> CascadeResult:
@@ -81,8 +94,9 @@ class LocalEngine:
             return run_cascade(model, x, y, job.threat, job.attacks, keys=keys, seed=job.seed,
                                batch_size=job.batch_size, targets=targets, progress=progress)
         shards = make_shards(len(x), sample_ids, self.shard_size, job, model_sha256)
-        return merge_cascades(
-            [run_shard(model, model_sha256, x, y, keys, targets, shard, job) for shard in shards], shards, len(x))
+        results = self.map(run_shard, [(shard, job) for shard in shards],
+                           shared=(model, model_sha256, x, y, keys, targets))
+        return merge_cascades(results, shards, len(x))
 
 
 class RayEngine:
@@ -109,6 +123,29 @@ class RayEngine:
     def run(self, model: Classifier, model_sha256: str | None, x: torch.Tensor, y: torch.Tensor, keys: torch.Tensor,
             sample_ids: Sequence[str], job: CascadeJob, *, targets: torch.Tensor | None = None,
             progress: ProgressCallback = no_progress) -> CascadeResult:
+        ray = self._connect()
+        count = self.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        shards = make_shards(len(x), sample_ids, -(-len(x) // count), job, model_sha256)
+        results = self.map(run_shard, [(shard, job) for shard in shards],
+                           shared=(model, model_sha256, x, y, keys, targets), progress=progress)
+        return merge_cascades(results, shards, len(x))
+
+    def map(self, function: Callable[..., T], jobs: Sequence[tuple[Any, ...]], *, shared: tuple[Any, ...] = (),
+            progress: ProgressCallback = no_progress) -> list[T]:
+        """``function(*shared, *job)`` for each job as a Ray task (``shared`` sent once through the object
+        store), rerun up to ``max_retries`` times if its worker dies; the results in the order of ``jobs``."""
+        ray = self._connect()
+        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(function)
+        shared_refs = [ray.put(value) for value in shared]
+        pending = {remote.remote(*shared_refs, *job): index for index, job in enumerate(jobs)}
+        results: dict[int, T] = {}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            results[pending.pop(done[0])] = ray.get(done[0])
+            progress("tasks", len(results), len(jobs))
+        return [results[index] for index in range(len(jobs))]
+
+    def _connect(self) -> Any:
         ray = _ray()
         if not ray.is_initialized():
             try:
@@ -116,20 +153,7 @@ class RayEngine:
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise CapabilityError(f"cannot reach the Ray cluster at {self.address or 'a new local instance'}: "
                                       f"{error}") from error
-        count = self.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        shard_size = -(-len(x) // count)
-        shards = make_shards(len(x), sample_ids, shard_size, job, model_sha256)
-        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(run_shard)
-        model_ref = ray.put(model)
-        data = [ray.put(tensor) for tensor in (x, y, keys)]
-        pending = {remote.remote(model_ref, model_sha256, *data, targets, shard, job): shard for shard in shards}
-        results: dict[int, CascadeResult] = {}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            shard = pending.pop(done[0])
-            results[shard.index] = ray.get(done[0])
-            progress("shards", len(results), len(shards))
-        return merge_cascades([results[shard.index] for shard in shards], shards, len(x))
+        return ray
 
 
 def make_shards(count: int, sample_ids: Sequence[str], shard_size: int, job: CascadeJob,

@@ -46,6 +46,7 @@ from bastion.data.sources import Dataset
 from bastion.defenses.training.dp import default_delta
 from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel
+from bastion.scan.engine import ScanEngine
 from bastion.scan.runner import library_versions
 from bastion.workflows.factories import ModelFactory, check_factory, factory_from_spec, torch_factory_spec
 from bastion.workflows.privacy_defenses import GapAttack, defense_rows
@@ -63,6 +64,7 @@ def run_privacy_scan(
     model_spec: str | None = None,
     shadow_factory: ModelFactory | None = None,
     progress: Progress | None = None,
+    engine: ScanEngine | None = None,
 ) -> PrivacyRecord:
     """Attack ``model``'s privacy and return the record (module docstring).
 
@@ -75,6 +77,8 @@ def run_privacy_scan(
             shadows when ``settings.shadow_model`` names none.
         shadow_factory: builds the shadows instead of any spec (from Python).
         progress: called with a line before each step.
+        engine: trains LiRA's shadow models (default: one after another here; see
+            :class:`~bastion.scan.engine.RayEngine`).
 
     Raises:
         InputError: data that does not fit the model, no non-member left after removing shared samples,
@@ -105,7 +109,7 @@ def run_privacy_scan(
         attacks.append(evaluate_membership(LossThreshold(batch_size=settings.batch_size), classifier,
                                            x_in, y_in, x_out, y_out))
         if factory is not None:
-            lira = _fit_lira(factory, classifier, population, settings, say)
+            lira = _fit_lira(factory, classifier, population, settings, say, engine)
             say("membership: LiRA scores")
             attacks.append(evaluate_membership(lira, classifier, x_in, y_in, x_out, y_out))
     delta = settings.delta if settings.delta is not None else default_delta(len(members))
@@ -200,7 +204,7 @@ def _shadow_factory(model: LoadedModel, settings: PrivacySettings, model_spec: s
 
 
 def _fit_lira(factory: ModelFactory, classifier: Classifier, population: tuple[np.ndarray, np.ndarray],
-              settings: PrivacySettings, say: Progress) -> LiRA:
+              settings: PrivacySettings, say: Progress, engine: ScanEngine | None = None) -> LiRA:
     train = shadow_trainer(factory, input_shape=classifier.input_shape, num_classes=classifier.num_classes,
                            bounds=classifier.bounds, epochs=settings.shadow_epochs,
                            batch_size=settings.shadow_batch_size, lr=settings.shadow_lr)
@@ -212,8 +216,12 @@ def _fit_lira(factory: ModelFactory, classifier: Classifier, population: tuple[n
         say(f"LiRA: training shadow model {trained} of {settings.shadows} on {len(y):,} samples")
         return train(x, y, seed)
 
-    return LiRA(shadows=settings.shadows, seed=settings.seed, batch_size=settings.batch_size).fit(
-        population[0], population[1], train_shadow)
+    lira = LiRA(shadows=settings.shadows, seed=settings.seed, batch_size=settings.batch_size)
+    if engine is None:
+        return lira.fit(population[0], population[1], train_shadow)
+    say(f"LiRA: training {settings.shadows} shadow models on the {engine.name} engine, "
+        f"{len(population[1]) // 2:,} samples each")
+    return lira.fit(population[0], population[1], train, engine=engine)
 
 
 def _epsilon(attacks: list[MembershipResult], delta: float) -> tuple[EpsilonBound | None, str | None]:

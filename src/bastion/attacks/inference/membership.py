@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from bastion.core.errors import InputError
 from bastion.core.ids import sample_ids
 from bastion.core.seeding import derive_seed
 from bastion.models.base import Classifier
+
+if TYPE_CHECKING:
+    from bastion.scan.engine import ScanEngine
 
 #: ``variance="auto"`` fits a per-example variance from this many shadows on (the paper: 64 or more).
 PER_EXAMPLE_VARIANCE_FROM = 64
@@ -165,19 +168,24 @@ class LiRA:
     def _per_example(self) -> bool:
         return self.variance == "per-example" or (self.variance == "auto" and self.shadows >= PER_EXAMPLE_VARIANCE_FROM)
 
-    def fit(self, population_x: ArrayLike, population_y: ArrayLike, train_shadow: ShadowTrainer) -> LiRA:
+    def fit(self, population_x: ArrayLike, population_y: ArrayLike, train_shadow: ShadowTrainer, *,
+            engine: ScanEngine | None = None) -> LiRA:
         """Train the shadows on random halves of the population ``(P, *shape)``, ``(P,)`` and fit global variances.
 
         ``train_shadow(x, y, seed) -> Classifier`` gets NumPy ``float32`` inputs and ``int64`` labels.
-        Deterministic given ``seed`` when ``train_shadow`` is.
+        Deterministic given ``seed`` when ``train_shadow`` is. ``engine`` trains the shadows (default: one
+        after another in this process; a :class:`~bastion.scan.engine.RayEngine` trains them on a cluster, each
+        shadow a task, the population sent once).
         """
         x_pop, y_pop = _population(population_x, population_y)
         self.in_mask_ = shadow_membership(len(y_pop), self.shadows, self.seed)
-        models: list[Classifier] = []
-        for index, chosen in enumerate(self.in_mask_):
-            model = train_shadow(x_pop[chosen], y_pop[chosen], derive_seed(self.seed, "lira-shadow", index))
+        jobs = [(chosen, derive_seed(self.seed, "lira-shadow", index)) for index, chosen in enumerate(self.in_mask_)]
+        if engine is None:
+            models = [_train_shadow(train_shadow, x_pop, y_pop, *job) for job in jobs]
+        else:
+            models = engine.map(_train_shadow, jobs, shared=(train_shadow, x_pop, y_pop))
+        for index, model in enumerate(models):
             _check_shadow(model, index, x_pop, y_pop)
-            models.append(model)
         self.shadows_ = models
         self.population_size_ = len(y_pop)
         self._population_masks = _masks_by_id(sample_ids(x_pop, y_pop), self.in_mask_)
@@ -283,6 +291,12 @@ def _population(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     if y_np.dtype.kind not in "iu" or int(y_np.min()) < 0:
         raise InputError(f"population_y must hold integer class indices >= 0, got dtype {y_np.dtype}")
     return np.ascontiguousarray(x_np, dtype=np.float32), y_np.astype(np.int64)
+
+
+def _train_shadow(train_shadow: ShadowTrainer, x: np.ndarray, y: np.ndarray, chosen: np.ndarray, seed: int
+                  ) -> Classifier:
+    """One shadow, on the population rows ``chosen`` (what an engine's worker runs)."""
+    return train_shadow(x[chosen], y[chosen], seed)
 
 
 def _check_shadow(model: Classifier, index: int, x: np.ndarray, y: np.ndarray) -> None:
