@@ -26,7 +26,7 @@ from bastion.scan.engine import CascadeJob, LocalEngine, RayEngine, make_shards,
 from bastion.scan.runner import ScanSettings, run_scan
 
 
-def _record(outcome: Any) -> dict[str, Any]:
+def _stored(record: Any) -> dict[str, Any]:
     """The record as stored, less what differs between any two runs (wall-clock times, creation time)."""
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
@@ -34,7 +34,7 @@ def _record(outcome: Any) -> dict[str, Any]:
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
-    return strip(json.loads(outcome.record.model_dump_json()))
+    return strip(json.loads(record.model_dump_json()))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_a_scan_run_shard_by_shard_writes_the_local_record(scan_inputs):
     loaded, data, settings = scan_inputs
     local = run_scan(loaded, data, settings)
     sharded = run_scan(loaded, data, settings, engine=LocalEngine(shard_size=40))  # 64-sample shards
-    assert _record(sharded) == _record(local)
+    assert _stored(sharded.record) == _stored(local.record)
     for a, b in zip(local.examples, sharded.examples, strict=True):
         for name, value in vars(a).items():
             assert np.array_equal(np.asarray(value), np.asarray(getattr(b, name))), name
@@ -104,7 +104,7 @@ def test_a_scan_sharded_over_ray_writes_the_local_record(scan_inputs, ray_local)
     loaded, data, settings = scan_inputs
     local = run_scan(loaded, data, settings)
     sharded = run_scan(loaded, data, settings, engine=RayEngine(shards=3))
-    assert _record(sharded) == _record(local)
+    assert _stored(sharded.record) == _stored(local.record)
 
 
 @pytest.mark.slow
@@ -127,7 +127,7 @@ def test_a_shard_whose_worker_dies_is_retried_and_the_scan_completes(scan_inputs
     sharded = run_scan(loaded, data, settings, engine=RayEngine(shards=4, max_retries=3))
     killer.join()
     assert killed, "no shard worker was seen to kill"
-    assert _record(sharded) == _record(local)
+    assert _stored(sharded.record) == _stored(local.record)
 
 
 # ------------------------------------------------------------------ LiRA's shadow models through an engine
@@ -153,3 +153,24 @@ def test_lira_shadows_trained_through_the_local_engine_score_as_without_one(digi
 def test_lira_shadows_trained_on_ray_score_as_local_ones(digits_model, digits_test, ray_local):
     np.testing.assert_array_equal(_lira_scores(RayEngine(), digits_model, digits_test),
                                   _lira_scores(None, digits_model, digits_test))
+
+
+# ------------------------------------------------------------------ randomized smoothing through an engine
+
+def _certify(engine, digits_model, digits_test):
+    from bastion.workflows.certify import CertifySettings, run_certify
+
+    x, y = digits_test
+    data = Dataset(x=x[:24].numpy(), y=y[:24].numpy(), class_names=[str(i) for i in range(10)], description="d")
+    loaded = LoadedModel(classifier=digits_model, description="digits_cnn", sha256=None, kind="torch")
+    settings = CertifySettings(method="smoothing", sigma=0.25, n=200, n0=20, batch_size=400, attack=False)
+    return _stored(run_certify(loaded, data, settings, engine=engine))
+
+
+def test_smoothing_certified_in_shards_gives_the_same_certificates(digits_model, digits_test):
+    assert _certify(LocalEngine(), digits_model, digits_test) == _certify(None, digits_model, digits_test)
+
+
+@pytest.mark.slow
+def test_smoothing_certified_on_ray_gives_the_same_certificates(digits_model, digits_test, ray_local):
+    assert _certify(RayEngine(shards=3), digits_model, digits_test) == _certify(None, digits_model, digits_test)

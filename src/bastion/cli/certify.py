@@ -28,6 +28,7 @@ from bastion.core.literals import Norm
 
 if TYPE_CHECKING:  # the certification machinery (torch, SciPy) is imported when the command runs
     from bastion.core.evidence import CertifyRecord
+    from bastion.scan.engine import ScanEngine
 
 Method = Literal["smoothing", "ibp", "crown", "crown-ibp"]
 
@@ -60,6 +61,11 @@ def certify_command(
     batch_size: Annotated[int, typer.Option(help="Noisy copies per forward pass (smoothing) or samples per "
                                             "bound pass.")] = 1000,
     limit: Annotated[int | None, typer.Option(help="Certify only the first N samples.")] = None,
+    engine: Annotated[str, typer.Option(help="Where --method smoothing runs: local (this process) or ray (sharded "
+                                        "over a Ray cluster; pip install 'bastion[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="--engine ray: the cluster, e.g. ray://head:10001 or auto (default: a new local Ray instance).",
+        show_default=False)] = None,
     label_column: LabelColumn = "label",
     schema: SchemaFile = None,
     input_shape: InputShape = None,
@@ -79,11 +85,12 @@ def certify_command(
         settings = CertifySettings(
             method=method, norm=norm, eps=eps, radii=floats(radii, "--radii") if radii else None, sigma=sigma,
             n=n, n0=n0, alpha=alpha, sequential=sequential, seed=seed, batch_size=batch_size, attack=attack)
+        chosen_engine = _engine(engine, ray_address, settings.method)
         prepare_folder(out)
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
         dataset = load_data_from_options(data, label_column, schema, limit)
         with progress_bars() as progress:
-            record = run_certify(loaded, dataset, settings, progress=progress)
+            record = run_certify(loaded, dataset, settings, progress=progress, engine=chosen_engine)
         paths = write_certify_reports(record, out)
     print_certify_summary(record)
     console.print(f"reports: {', '.join(str(p) for p in paths.values())}")
@@ -106,3 +113,18 @@ def print_certify_summary(record: CertifyRecord) -> None:
     for point in record.curve:
         table.add_row(f"{point.radius:g}", f"{point.certified_accuracy:.1%}")
     console.print(table)
+
+
+def _engine(name: str, ray_address: str | None, method: str) -> ScanEngine | None:
+    """The engine the options name (``None``: here); checks them."""
+    if name == "local":
+        if ray_address is not None:
+            raise InputError("--ray-address applies to --engine ray")
+        return None
+    if name != "ray":
+        raise InputError(f"--engine is local or ray, got {name!r}")
+    if method != "smoothing":
+        raise InputError(f"--engine ray certifies by --method smoothing; --method {method} runs here")
+    from bastion.scan.engine import RayEngine
+
+    return RayEngine(ray_address)

@@ -22,6 +22,7 @@ from bastion.models.base import Classifier, predict_in_batches
 from bastion.models.loading import LoadedModel
 from bastion.models.torch_adapter import TorchClassifier
 from bastion.scan.cascade import run_cascade
+from bastion.scan.engine import ScanEngine
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.runner import library_versions
 from bastion.scan.suites import build_attacks
@@ -29,6 +30,8 @@ from bastion.scan.suites import build_attacks
 #: Default curve radii, as multiples of sigma (smoothing) or of eps (bounds).
 SMOOTHING_RADII = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 BOUND_RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Shards of a smoothing certification on an engine that does not say how many it wants.
+SMOOTHING_SHARDS = 16
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,14 @@ class CertifySettings:
 
 
 def run_certify(
-    loaded: LoadedModel, dataset: Dataset, settings: CertifySettings, *, progress: ProgressCallback = no_progress
+    loaded: LoadedModel, dataset: Dataset, settings: CertifySettings, *, progress: ProgressCallback = no_progress,
+    engine: ScanEngine | None = None,
 ) -> CertifyRecord:
     """Certify every sample of ``dataset``; returns the evidence record.
+
+    ``engine`` certifies by randomized smoothing in shards of whole chunks (default: here, chunk by chunk); a
+    :class:`~bastion.scan.engine.RayEngine` spreads them over a cluster for the same certificates (the noise
+    is keyed per sample).
 
     Raises:
         InputError: bad settings or data. CapabilityError: the model cannot be certified this way
@@ -104,7 +112,7 @@ def run_certify(
     radii = settings.curve_radii()
     started = time.perf_counter()
     if settings.method == "smoothing":
-        certificates, passes = _smoothing(model, x, keys, settings, radii, progress)
+        certificates, passes = _smoothing(model, x, keys, settings, radii, progress, engine)
         curve = _curve_from_radii(certificates, y, radii)
     else:
         certificates, curve = _bounds(model, x, y, settings, radii, progress)
@@ -163,21 +171,41 @@ def _curve_from_radii(certificates: list[Certificate], y: torch.Tensor, radii: l
 
 
 def _smoothing(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings: CertifySettings,
-               radii: list[float], progress: ProgressCallback) -> tuple[list[Certificate], list[int]]:
-    """Cohen's CERTIFY (or its sequential form) a few samples at a time, for the progress bar."""
-    smoothed = GaussianSmoothing(model, settings.sigma, batch_size=settings.batch_size, seed=settings.seed)
-    certificates: list[SmoothingCertificate] = []
+               radii: list[float], progress: ProgressCallback, engine: ScanEngine | None = None
+               ) -> tuple[list[Certificate], list[int]]:
+    """Cohen's CERTIFY (or its sequential form) a few samples at a time (a chunk), for the progress bar; on an
+    engine, in shards of whole chunks (the engine's ``shards``, else :data:`SMOOTHING_SHARDS` of them)."""
     chunk = max(1, settings.batch_size // 100)
-    for start in range(0, len(x), chunk):
-        batch, batch_keys = x[start : start + chunk], keys[start : start + chunk]
+    certificates: list[SmoothingCertificate] = []
+    if engine is None:
+        for start in range(0, len(x), chunk):
+            certificates += _smooth_certify(model, x, keys, settings, radii, start, min(start + chunk, len(x)))
+            progress("certify (smoothing)", len(certificates), len(x))
+    else:
+        shards = getattr(engine, "shards", None) or SMOOTHING_SHARDS
+        size = chunk * -(-len(x) // (chunk * shards))
+        jobs = [(start, min(start + size, len(x))) for start in range(0, len(x), size)]
+        for part in engine.map(_smooth_certify, jobs, shared=(model, x, keys, settings, radii)):
+            certificates += part
+        progress("certify (smoothing)", len(certificates), len(x))
+    return list(certificates), [c.forward_passes for c in certificates]
+
+
+def _smooth_certify(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings: CertifySettings,
+                    radii: list[float], start: int, end: int) -> list[SmoothingCertificate]:
+    """The certificates of samples ``start`` to ``end``, chunk by chunk (what an engine's worker runs)."""
+    smoothed = GaussianSmoothing(model, settings.sigma, batch_size=settings.batch_size, seed=settings.seed)
+    chunk = max(1, settings.batch_size // 100)
+    certificates: list[SmoothingCertificate] = []
+    for first in range(start, end, chunk):
+        batch, batch_keys = x[first: min(first + chunk, end)], keys[first: min(first + chunk, end)]
         if settings.sequential:
             certificates += certify_sequential(smoothed, batch, radii, n0=settings.n0, n=settings.n,
                                                alpha=settings.alpha, keys=batch_keys)
         else:
             certificates += smoothed.certify(batch, n0=settings.n0, n=settings.n, alpha=settings.alpha,
                                              keys=batch_keys)
-        progress("certify (smoothing)", len(certificates), len(x))
-    return list(certificates), [c.forward_passes for c in certificates]
+    return certificates
 
 
 def _bounds(model: Classifier, x: torch.Tensor, y: torch.Tensor, settings: CertifySettings, radii: list[float],
