@@ -314,7 +314,8 @@ class InjectionClassifier:
         piece ``(R,)`` (pieces counted text after text). A short text's pieces share its window's pass."""
         starts = np.cumsum([0] + [len(spans) for spans, _ in pieces])
         short = [t for t, (spans, windows) in enumerate(pieces) if chosen[t] and self.is_short(spans[:windows])]
-        alone = [(t, i) for t, text_chosen in enumerate(chosen) if t not in set(short) for i in text_chosen]
+        whole_read = set(short)
+        alone = [(t, i) for t, text_chosen in enumerate(chosen) if t not in whole_read for i in text_chosen]
         whole, pooled = self.encoder.encode_parts(
             [texts[t][slice(*pieces[t][0][0])] for t in short],
             [[(a - pieces[t][0][0][0], b - pieces[t][0][0][0]) for a, b in pieces[t][0][1:]] for t in short])
