@@ -10,7 +10,9 @@ Example::
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +35,11 @@ from bastion.gateway.state import build_state
 from bastion.models.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
+
+#: ``bastion serve --workers N`` passes its options to the worker processes in this variable (JSON: the
+#: ``GatewaySettings`` fields given on the command line, and ``threads``); the rest of the settings come from
+#: the ``BASTION_*`` variables the workers inherit.
+WORKER_OPTIONS_ENV = "BASTION_SERVE_OPTIONS"
 
 
 def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel | None = None,
@@ -82,6 +89,22 @@ def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel |
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog, metrics=metrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``bastion serve --workers N`` (uvicorn's factory,
+    ``bastion.gateway.app:app_from_environment``): the settings ``bastion serve`` built, rebuilt from
+    ``$BASTION_SERVE_OPTIONS`` and the ``BASTION_*`` variables; the model and policy load at start-up."""
+    import torch
+
+    from bastion.gateway.logs import configure_json_logs
+
+    options = json.loads(os.environ.get(WORKER_OPTIONS_ENV) or "{}")
+    threads = options.pop("threads", None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    configure_json_logs()
+    return create_app(GatewaySettings(**options))
 
 
 def _add_metrics(app: FastAPI, metrics: GatewayMetrics) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +43,8 @@ from bastion.storage.tables import AuditInputRow, AuditRecordRow, PolicyRow, Rev
 
 logger = logging.getLogger(__name__)
 ANCHOR_NAME = "audit.head"
+#: The PostgreSQL advisory lock gateways take to append to a shared audit chain ("bastion" in ASCII).
+AUDIT_LOCK_KEY = int.from_bytes(b"bastion", "big")
 HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version", "model_sha256", "policy_sha256",
                  "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
                  "prev_hash")
@@ -200,7 +202,12 @@ class AuditLog:
         """Insert ``records`` (and their inputs and review cases) in one transaction, through SQLAlchemy Core:
         the ORM's unit of work costs more than the insert itself here."""
         with self.database.engine.begin() as connection:
-            if self._head is None:  # once, and after a conflict: the writer owns the head otherwise
+            shared = connection.dialect.name == "postgresql"
+            if shared:
+                # Gateways sharing a PostgreSQL database append in turn: the lock is held to the commit, and the
+                # head is read under it every time (another gateway may have appended since).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+            if self._head is None or shared:  # else once, and after a conflict: this writer owns the head
                 last = connection.execute(select(AuditRecordRow.seq, AuditRecordRow.entry_hash)
                                           .order_by(AuditRecordRow.seq.desc()).limit(1)).first()
                 self._head = (last.seq, last.entry_hash) if last else (0, GENESIS_HASH)
@@ -231,7 +238,8 @@ class AuditLog:
             last = session.get(AuditRecordRow, check.last_seq)
             write_anchor(self.anchor, self._database_key, last.seq, last.entry_hash)
         logger.warning("audit log: records after %s were committed but not anchored (the gateway stopped between "
-                       "the two); their chain is intact, anchored now at %d", check.anchored_seq, check.last_seq)
+                       "the two); their chain is intact, anchored now at %d",
+                       "the start" if check.anchored_seq is None else check.anchored_seq, check.last_seq)
 
 
 def _store_inputs(connection: Connection, records: list[PendingRecord]) -> None:
