@@ -62,7 +62,7 @@ def certify_command(
                                             "bound pass.")] = 1000,
     limit: Annotated[int | None, typer.Option(help="Certify only the first N samples.")] = None,
     engine: Annotated[str, typer.Option(help="Where --method smoothing runs: local (this process) or ray (sharded "
-                                        "over a Ray cluster; pip install 'bastion[ray]').")] = "local",
+                                        "over a Ray cluster; pip install 'bastion\\[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: the cluster, e.g. ray://head:10001 or auto (default: a new local Ray instance).",
         show_default=False)] = None,

@@ -88,12 +88,14 @@ def scan_command(
     limit: Annotated[int | None, typer.Option(help="Scan only the first N samples.")] = None,
     engine: Annotated[str, typer.Option(help="Where the work runs: local (this process) or ray (evasion cascades "
                                         "sharded, privacy's shadow models trained, over a Ray cluster; "
-                                        "pip install 'bastion[ray]').")] = "local",
+                                        "pip install 'bastion\\[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: the cluster, e.g. ray://head:10001 or auto (default: a new local Ray instance).",
         show_default=False)] = None,
     shards: Annotated[int | None, typer.Option(
-        help="--engine ray: shards per eps (default: the cluster's CPUs).", show_default=False)] = None,
+        help="--engine ray: shards per eps (default: the cluster's CPUs). Each shard holds whole --batch-size "
+             "batches, so there are at most samples / --batch-size of them: lower --batch-size for more.",
+        show_default=False)] = None,
     preprocess: Annotated[str | None, typer.Option(
         help="Scan the model behind preprocessing defenses, applied in order: bits:N (bit depth), median:K "
         "(window), jpeg:Q (quality), blur:SIGMA, noise:SIGMA, resize:MIN_SCALE; e.g. bits:4,median:3. The "

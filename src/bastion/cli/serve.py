@@ -69,6 +69,10 @@ def serve_command(
         settings = GatewaySettings(**overrides)
         if workers > 1:
             check_shared_storage(settings, workers)
+        if not settings.limits_url.strip().startswith("memory://"):
+            from bastion.gateway.throttle import Throttle
+
+            Throttle(settings.limits_url).check_reachable()
         torch.set_num_threads(threads)
         # Load and check everything a user can get wrong here, so that a mistake is a one-line error rather
         # than uvicorn's "Application startup failed".

@@ -42,7 +42,7 @@ def train_command(
     checkpoint_dir: Annotated[Path | None, typer.Option(help="Write a checkpoint (safetensors + JSON) here after "
                                                         "every epoch.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --checkpoint-dir.")] = False,
-    dp_noise: Annotated[float | None, typer.Option(help="Train by DP-SGD (Opacus; pip install 'bastion[privacy]') "
+    dp_noise: Annotated[float | None, typer.Option(help="Train by DP-SGD (Opacus; pip install 'bastion\\[privacy]') "
                                                    "with this noise multiplier.", show_default=False)] = None,
     dp_epsilon: Annotated[float | None, typer.Option(help="Train by DP-SGD with the noise that reaches this epsilon "
                                                      "after --epochs (instead of --dp-noise).",

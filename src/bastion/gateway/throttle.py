@@ -7,6 +7,7 @@ at the window's end). The global rate counts every request, whoever sends it.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -43,12 +44,23 @@ class Throttle:
         except Exception as error:  # the library raises several types for bad URLs and missing drivers
             raise ConfigError(f"cannot use {url!r} for rate limits: {error}; use memory:// or redis://host:6379") \
                 from None
+        self._url_shown = _without_password(url)
         self._moving = MovingWindowRateLimiter(self._storage)
         self._fixed = FixedWindowRateLimiter(self._storage)
         self._global = _parse(global_rate, "BASTION_GLOBAL_RATE")
         self._default_rate = _parse(default_rate, "BASTION_DEFAULT_RATE")
         self._default_budget = _parse(default_budget, "BASTION_DEFAULT_BUDGET")
         self._parsed: dict[str, RateLimitItem] = {}
+
+    def check_reachable(self) -> None:
+        """Raise ``ConfigError`` unless the limits' storage answers (a Redis server that is down, say)."""
+        try:
+            reachable = self._storage.check()
+        except Exception:  # noqa: BLE001 - drivers raise their own connection errors
+            reachable = False
+        if not reachable:
+            raise ConfigError(f"the rate-limit store {self._url_shown} does not answer: start it, or fix "
+                              "BASTION_LIMITS_URL")
 
     def admit(self, key: KeyInfo, instances: int) -> Refusal | None:
         """Count one request of ``instances`` samples for ``key``; ``None`` if admitted, else why not.
@@ -118,3 +130,8 @@ def _parse(text: str | None, name: str) -> RateLimitItem | None:
         return parse(text)
     except ValueError:
         raise ConfigError(f"{name}={text!r} is not a limit; write COUNT/PERIOD, e.g. 100/minute") from None
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password masked, for messages."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)

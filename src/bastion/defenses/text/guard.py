@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from bastion.core.errors import InputError
-from bastion.defenses.text.findings import Finding, Verdict
+from bastion.defenses.text.findings import Finding, Verdict, quote
 from bastion.defenses.text.normalize import TextView, normalize
 from bastion.defenses.text.rules import match_rules
 
@@ -112,10 +112,16 @@ class PromptGuard:
         for row, (view, probability) in enumerate(zip(views, probabilities.tolist(), strict=True)):
             if probability >= threshold:
                 where = " (after decoding " + " then ".join(view.path) + ")" if view.path else ""
+                # The piece that decided: the one the contextual layer rated highest, else the lexical one.
+                start, end = (int(v) for v in (parts["contextual_span"][row] if parts["contextual_span"][row][0] >= 0
+                                               else parts["lexical_span"][row]))
+                found = start >= 0
                 findings.append(Finding(
                     layer="classifier", category="learned", rule="classifier", path=list(view.path),
-                    score=round(float(probability), 4),
-                    reason=describe(probability, threshold, parts, row) + where))
+                    score=round(float(probability), 4), evidence=quote(view.text[start:end].strip()) if found else "",
+                    span=(start, end) if found else None,
+                    reason=describe(probability, threshold, parts, row) + where
+                    + ("; the quoted part scored highest" if found else "")))
         return findings, round(float(probabilities.max(initial=0.0)), 4)
 
 
