@@ -78,6 +78,12 @@ def test_serve_refuses_several_workers_with_an_in_memory_database(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_serve_warns_of_a_factory_model_without_weights(tmp_path):
+    result = _serve("--home", str(tmp_path), "--policy", str(tmp_path / "missing.yaml"))  # stops at the policy
+    assert result.returncode == 2, result.stderr
+    assert "starts from random weights" in " ".join(result.stderr.split()), result.stderr
+
+
 def test_serve_refuses_a_limits_store_that_does_not_answer(tmp_path):
     result = _serve("--workers", "2", "--home", str(tmp_path), BASTION_LIMITS_URL="redis://:hunter2@127.0.0.1:1/0")
     message = " ".join(result.stderr.split())

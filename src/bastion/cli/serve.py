@@ -83,6 +83,9 @@ def serve_command(
             settings = settings.model_copy(update={"model_name": name, "model_version": version})
         else:
             loaded = load_classifier(model, weights=weights)
+            if weights is None and ":" in model and not Path(model).exists():
+                errors.print("warning: a factory model without --weights starts from random weights: its answers "
+                             "mean nothing (pass --weights FILE.safetensors)")
         rules = load_policy(policy)
         shape = getattr(loaded.classifier, "input_shape", None)  # None: a text model (strings in)
         check_policy(rules, None if shape is None else tuple(shape))
