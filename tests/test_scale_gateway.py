@@ -261,3 +261,34 @@ def test_workers_on_one_port_share_one_keys_limits_budget_and_audit_chain(shared
     assert gateway.log().count('"message":"gateway ready"') == 2  # each worker built its own gateway
     result = _check_shared_traffic([answers], _rows_after(start), ids, home)
     print(f"\n--workers 2, {len(answers)} requests: {result}")
+
+
+@needs_services
+@pytest.mark.slow
+def test_processes_opening_an_empty_database_at_once_create_its_schema_once():
+    """Gateways on several hosts starting together: each opens (and would migrate) the database at the same time."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(DATABASE_URL)
+    name = f"bastion_race_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    opener = ("import sys; from bastion.storage.database import open_database; "
+              "open_database(sys.argv[1]).engine.dispose(); print('opened')")
+    try:
+        children = [subprocess.Popen([sys.executable, "-c", opener, url], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outputs = [child.communicate(timeout=180) for child in children]
+        assert all(child.returncode == 0 for child in children), [err[-2000:] for _, err in outputs]
+        assert all(out.strip() == "opened" for out, _ in outputs)
+        with open_database(url) as database, database.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(AuditRecordRow)) == 0
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

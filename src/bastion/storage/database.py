@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,6 +32,8 @@ from bastion.core.errors import InputError
 #: the SQLite file in that folder.
 HOME_ENV = "BASTION_HOME"
 DATABASE_URL_ENV = "BASTION_DATABASE_URL"
+#: The PostgreSQL advisory lock held while the schema is created or upgraded ("bastion-schema" folded to 63 bits).
+MIGRATION_LOCK_KEY = int.from_bytes(b"bastion-schema", "big") % (1 << 63)
 DEFAULT_HOME = Path(".bastion")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -157,6 +159,10 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     scripts = ScriptDirectory.from_config(config)
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Gateways starting together on one database migrate it in turn: the lock is held to the commit,
+            # and whoever waited finds the schema at the target and returns.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         current = MigrationContext.configure(connection).get_current_heads()
         target = scripts.get_heads() if revision == "head" else [revision]
         if set(current) == set(target):
