@@ -42,8 +42,8 @@ class Throttle:
         try:
             self._storage = LazyMemoryStorage() if url.strip() == "memory://" else storage_from_string(url)
         except Exception as error:  # the library raises several types for bad URLs and missing drivers
-            raise ConfigError(f"cannot use {url!r} for rate limits: {error}; use memory:// or redis://host:6379") \
-                from None
+            raise ConfigError(f"cannot use {_without_password(url)!r} for rate limits: {error}; use memory:// or "
+                              "redis://host:6379") from None
         self._url_shown = _without_password(url)
         self._moving = MovingWindowRateLimiter(self._storage)
         self._fixed = FixedWindowRateLimiter(self._storage)
