@@ -69,10 +69,9 @@ def serve_command(
         settings = GatewaySettings(**overrides)
         if workers > 1:
             check_shared_storage(settings, workers)
-        if not settings.limits_url.strip().startswith("memory://"):
-            from bastion.gateway.throttle import Throttle
+        from bastion.gateway.throttle import Throttle
 
-            Throttle(settings.limits_url).check_reachable()
+        Throttle(settings.limits_url).check_reachable()  # a Redis that is down: say so now, not with 500s
         torch.set_num_threads(threads)
         # Load and check everything a user can get wrong here, so that a mistake is a one-line error rather
         # than uvicorn's "Application startup failed".

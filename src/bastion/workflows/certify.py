@@ -175,7 +175,7 @@ def _smoothing(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings:
                ) -> tuple[list[Certificate], list[int]]:
     """Cohen's CERTIFY (or its sequential form) a few samples at a time (a chunk), for the progress bar; on an
     engine, in shards of whole chunks (the engine's ``shards``, else :data:`SMOOTHING_SHARDS` of them)."""
-    chunk = max(1, settings.batch_size // 100)
+    chunk = _smoothing_chunk(settings)
     certificates: list[SmoothingCertificate] = []
     if engine is None:
         for start in range(0, len(x), chunk):
@@ -191,11 +191,16 @@ def _smoothing(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings:
     return list(certificates), [c.forward_passes for c in certificates]
 
 
+def _smoothing_chunk(settings: CertifySettings) -> int:
+    """Samples certified per call: about a hundred noisy copies of each fill one ``batch_size`` pass."""
+    return max(1, settings.batch_size // 100)
+
+
 def _smooth_certify(model: Classifier, x: torch.Tensor, keys: torch.Tensor, settings: CertifySettings,
                     radii: list[float], start: int, end: int) -> list[SmoothingCertificate]:
     """The certificates of samples ``start`` to ``end``, chunk by chunk (what an engine's worker runs)."""
     smoothed = GaussianSmoothing(model, settings.sigma, batch_size=settings.batch_size, seed=settings.seed)
-    chunk = max(1, settings.batch_size // 100)
+    chunk = _smoothing_chunk(settings)
     certificates: list[SmoothingCertificate] = []
     for first in range(start, end, chunk):
         batch, batch_keys = x[first: min(first + chunk, end)], keys[first: min(first + chunk, end)]

@@ -393,12 +393,11 @@ class InjectionClassifier:
         score = float(probabilities[0])
         findings = []
         if score >= self.threshold:
-            contextual_span = parts["contextual_span"][0]
-            start, end = contextual_span if contextual_span[0] >= 0 else parts["lexical_span"][0]
+            start, end = deciding_span(parts, 0) or (0, len(text))
             findings.append(Finding(
                 layer="classifier", category="learned", rule="classifier",
                 reason=f"{describe(score, self.threshold, parts, 0)}; the quoted part scored highest",
-                evidence=quote(text[start:end].strip()), span=(int(start), int(end)), score=score))
+                evidence=quote(text[start:end].strip()), span=(start, end), score=score))
         return Verdict(flagged=bool(findings), score=score, categories=["learned"] if findings else [],
                        findings=findings, stats={"characters": len(text)})
 
@@ -470,6 +469,17 @@ def load_default() -> InjectionClassifier:
         raise InputError(f"the shipped classifier {DEFAULT_FILE} is missing; reinstall bastion or run "
                          "`bastion guard train`") from error
     return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}")
+
+
+def deciding_span(parts: dict[str, np.ndarray], row: int) -> tuple[int, int] | None:
+    """The ``(start, end)`` of the piece of text ``row`` that decided its score (``parts`` of
+    :meth:`InjectionClassifier.score`): the contextual layer's highest, else the lexical layer's; ``None``
+    when neither layer scored a piece."""
+    for name in ("contextual_span", "lexical_span"):
+        start, end = (int(value) for value in parts[name][row])
+        if start >= 0:
+            return start, end
+    return None
 
 
 def describe(probability: float, threshold: float, parts: dict[str, np.ndarray], row: int) -> str:

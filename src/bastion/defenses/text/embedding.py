@@ -376,10 +376,7 @@ class _MiniLM:
 
     def tokenize(self, text: str, max_tokens: int) -> list[int]:
         """Token ids of ``text`` with [CLS] and [SEP], cut to ``max_tokens`` (the [SEP] kept)."""
-        ids = self.tokenizer.encode(text).ids
-        if len(ids) > max_tokens:
-            ids = ids[: max_tokens - 1] + [self.sep_id]
-        return ids
+        return self.tokenize_with_offsets(text, max_tokens)[0]
 
     def tokenize_with_offsets(self, text: str, max_tokens: int) -> tuple[list[int], list[tuple[int, int]]]:
         """:meth:`tokenize`, with each token's ``(start, end)`` characters in ``text`` (``(0, 0)`` for [CLS]/[SEP])."""
@@ -410,16 +407,15 @@ class _MiniLM:
         spent on padding.
         """
         hidden = self.hidden_states(sequences)
-        bounds = np.cumsum([0] + [len(sequence) for sequence in sequences])
-        return _unit(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
+        return _mean_per_sequence(hidden, _bounds(sequences))
 
     def embed_parts(self, sequences: list[list[int]], ranges: list[list[tuple[int, int]]]
                     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """:meth:`embed`, and for each sequence the unit-length means of its output vectors over the token
         ``ranges`` (``[first, last)`` positions in that sequence; an empty range gets the whole's embedding)."""
         hidden = self.hidden_states(sequences)
-        bounds = np.cumsum([0] + [len(sequence) for sequence in sequences])
-        whole = _unit(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
+        bounds = _bounds(sequences)
+        whole = _mean_per_sequence(hidden, bounds)
         parts = []
         for index, sequence_ranges in enumerate(ranges):
             vectors = np.array([hidden[bounds[index] + a: bounds[index] + b].mean(axis=0) if b > a else whole[index]
@@ -468,6 +464,16 @@ class _MiniLM:
         variance = np.mean(centred * centred, axis=-1, keepdims=True)
         centred /= np.sqrt(variance + np.float32(self.eps))
         return centred * weight_bias[0] + weight_bias[1]
+
+
+def _bounds(sequences: list[list[int]]) -> np.ndarray:
+    """Where each packed sequence starts, and the end of the last, ``(n + 1,)``."""
+    return np.cumsum([0] + [len(sequence) for sequence in sequences])
+
+
+def _mean_per_sequence(hidden: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Unit-length mean of the packed ``hidden`` rows of each sequence (``bounds`` from :func:`_bounds`)."""
+    return _unit(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:

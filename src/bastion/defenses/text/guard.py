@@ -104,7 +104,7 @@ class PromptGuard:
 
     def _classify(self, model: InjectionClassifier, views: Sequence[TextView]) -> tuple[list[Finding], float]:
         """Findings where a view's probability reaches the threshold, and the highest probability."""
-        from bastion.defenses.text.classifier import describe
+        from bastion.defenses.text.classifier import deciding_span, describe
 
         threshold = self.threshold if self.threshold is not None else model.threshold
         probabilities, parts = model.score([view.text for view in views], threshold=threshold)
@@ -112,16 +112,13 @@ class PromptGuard:
         for row, (view, probability) in enumerate(zip(views, probabilities.tolist(), strict=True)):
             if probability >= threshold:
                 where = " (after decoding " + " then ".join(view.path) + ")" if view.path else ""
-                # The piece that decided: the one the contextual layer rated highest, else the lexical one.
-                start, end = (int(v) for v in (parts["contextual_span"][row] if parts["contextual_span"][row][0] >= 0
-                                               else parts["lexical_span"][row]))
-                found = start >= 0
+                span = deciding_span(parts, row)
                 findings.append(Finding(
                     layer="classifier", category="learned", rule="classifier", path=list(view.path),
-                    score=round(float(probability), 4), evidence=quote(view.text[start:end].strip()) if found else "",
-                    span=(start, end) if found else None,
+                    score=round(float(probability), 4), span=span,
+                    evidence=quote(view.text[span[0]:span[1]].strip()) if span else "",
                     reason=describe(probability, threshold, parts, row) + where
-                    + ("; the quoted part scored highest" if found else "")))
+                    + ("; the quoted part scored highest" if span else "")))
         return findings, round(float(probabilities.max(initial=0.0)), 4)
 
 
