@@ -50,7 +50,7 @@ from bastion.defenses.text.embedding import (
     window_spans,
 )
 from bastion.defenses.text.findings import Finding, Verdict, quote
-from bastion.defenses.text.lexical import encode_lexical
+from bastion.defenses.text.lexical import encode_lexical_pieces
 
 if TYPE_CHECKING:
     from bastion.defenses.text.training import TrainingPieces
@@ -357,7 +357,7 @@ class InjectionClassifier:
             chosen = [self.focus(spans, windows, None) for spans, windows in pieces]
             parts["contextual"] = self._contextual_max(texts, chosen, pieces, owner, flat, parts)
             return parts["contextual"].copy(), parts
-        piece_scores = self.lexical_proba(encode_lexical(_cut(texts, owner, flat)))
+        piece_scores = self.lexical_proba(lexical_embeddings(texts, pieces))
         lexical = _max_by_owner(piece_scores, owner, flat, count, parts["lexical_span"])
         parts["lexical"] = lexical
         gate = min(self.lexical_.skip_below, threshold if threshold is not None else self.threshold)
@@ -494,6 +494,13 @@ def describe(probability: float, threshold: float, parts: dict[str, np.ndarray],
             f"(threshold {threshold:.2f}; {', '.join(layers)})")
 
 
+def lexical_embeddings(texts: Sequence[str], pieces: Sequence[Pieces]) -> np.ndarray:
+    """Lexical embeddings of every piece (:meth:`InjectionClassifier.piece_spans`) of ``texts``, text after text,
+    ``(P, 384)``; each window is tokenised once."""
+    rows = [encode_lexical_pieces(text, spans, windows) for text, (spans, windows) in zip(texts, pieces, strict=True)]
+    return np.concatenate(rows) if rows else np.empty((0, DIMENSION), dtype=np.float32)
+
+
 def logistic_regression(C: float, seed: int) -> Any:
     """The logistic regression both layers use: balanced classes, lbfgs, ``C`` as in scikit-learn."""
     from sklearn.linear_model import LogisticRegression
@@ -504,11 +511,6 @@ def logistic_regression(C: float, seed: int) -> Any:
 def _logit(probabilities: np.ndarray) -> np.ndarray:
     clipped = np.clip(np.asarray(probabilities, dtype=np.float64), _CLIP, 1.0 - _CLIP)
     return np.log(clipped / (1.0 - clipped))
-
-
-def _cut(texts: list[str], owner: np.ndarray, spans: list[tuple[int, int]]) -> list[str]:
-    """The pieces ``texts[owner[i]][a:b]`` for each ``(a, b) = spans[i]``."""
-    return [texts[o][a:b] for o, (a, b) in zip(owner.tolist(), spans, strict=True)]
 
 
 def _max_by_owner(scores: np.ndarray, owner: np.ndarray, spans: list[tuple[int, int]], count: int,

@@ -35,6 +35,8 @@ MODEL_MAX_TOKENS = 512
 CHARS_PER_TOKEN = 4
 #: Short sequences are packed into rows of up to this many tokens (or ``max_tokens``, if more) for one pass.
 PACK_TOKENS = 256
+#: Plain tokenisations (:meth:`_MiniLM.encode_plain`) kept per process.
+PLAIN_CACHE = 32
 #: Windows always kept from the start of a long text (where a prompt usually states its task).
 HEAD_WINDOWS = 2
 #: Words that mark instructions aimed at an assistant; the windows richest in them are embedded first.
@@ -348,6 +350,7 @@ class _MiniLM:
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         self.sep_id = tokenizer.token_to_id("[SEP]")
+        self._plain = lru_cache(maxsize=PLAIN_CACHE)(self._encode_plain)
 
         def get(name: str) -> np.ndarray:
             return np.ascontiguousarray(weights[name], dtype=np.float32)
@@ -386,9 +389,23 @@ class _MiniLM:
             ids, offsets = ids[: max_tokens - 1] + [self.sep_id], offsets[: max_tokens - 1] + [(0, 0)]
         return ids, offsets
 
+    def encode_plain(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids ``(T,)`` and character offsets ``(T, 2)`` of ``text``, without [CLS] and [SEP].
+
+        The last :data:`PLAIN_CACHE` texts' results are kept: the classifier's layers tokenise the same windows.
+        """
+        return self._plain(text)
+
+    def _encode_plain(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = np.asarray(encoding.ids, dtype=np.int64)
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        ids.flags.writeable = offsets.flags.writeable = False  # shared through the cache
+        return ids, offsets
+
     def split_by_tokens(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
         """Spans of ``text``: the whole, or consecutive pieces of at most ``max_tokens`` tokens each."""
-        offsets = self.tokenizer.encode(text, add_special_tokens=False).offsets
+        offsets = self.encode_plain(text)[1].tolist()
         body = max_tokens - 2  # room for [CLS] and [SEP]
         if len(offsets) <= body:
             return [(0, len(text))]
@@ -420,7 +437,7 @@ class _MiniLM:
         for index, sequence_ranges in enumerate(ranges):
             vectors = np.array([hidden[bounds[index] + a: bounds[index] + b].mean(axis=0) if b > a else whole[index]
                                 for a, b in sequence_ranges], dtype=np.float32).reshape(-1, hidden.shape[1])
-            parts.append(_unit(vectors))
+            parts.append(unit_length(vectors))
         return whole, parts
 
     def hidden_states(self, sequences: list[list[int]]) -> np.ndarray:
@@ -473,10 +490,11 @@ def _bounds(sequences: list[list[int]]) -> np.ndarray:
 
 def _mean_per_sequence(hidden: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Unit-length mean of the packed ``hidden`` rows of each sequence (``bounds`` from :func:`_bounds`)."""
-    return _unit(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
+    return unit_length(np.add.reduceat(hidden, bounds[:-1], axis=0) / np.diff(bounds)[:, None].astype(np.float32))
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit_length(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` ``(N, D)`` scaled to unit length row by row (a zero row stays zero)."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.float32(1e-12))
 
 

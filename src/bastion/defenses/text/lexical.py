@@ -19,7 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from bastion.defenses.text.embedding import DIMENSION, check_texts, load_model
+from bastion.core.errors import InputError
+from bastion.defenses.text.embedding import DIMENSION, check_texts, load_model, unit_length
 
 
 @lru_cache(maxsize=1)
@@ -41,5 +42,56 @@ def encode_lexical(texts: Sequence[str]) -> np.ndarray:
     for row, encoding in enumerate(encodings):
         if encoding.ids:
             out[row] = table[encoding.ids].mean(axis=0)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.maximum(norms, np.float32(1e-12))
+    return unit_length(out)
+
+
+def encode_lexical_pieces(text: str, spans: Sequence[tuple[int, int]], windows: int) -> np.ndarray:
+    """Lexical embeddings of the pieces ``text[a:b]`` for ``(a, b)`` in ``spans``, ``(P, 384)`` float32, unit length;
+    equal to :func:`encode_lexical` of the cut pieces, at the cost of one tokenisation of the windows.
+
+    The first ``windows`` spans are windows holding all the others (as
+    :meth:`~bastion.defenses.text.classifier.InjectionClassifier.piece_spans` gives them). Each run of adjacent
+    windows is tokenised once, and a piece that starts and ends between words (sentences, lines and windows cut at
+    spaces do) gets the mean of the run's tokens inside it. A piece cut inside a word is tokenised alone: its first
+    or last word would be split differently.
+    """
+    table = token_table()
+    model = load_model()
+    out = np.zeros((len(spans), DIMENSION), dtype=np.float32)
+    pending = np.ones(len(spans), dtype=bool)
+    bounds = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    for run_start, run_end in _runs(spans[:windows]):
+        inside = np.flatnonzero(pending & (bounds[:, 0] >= run_start) & (bounds[:, 1] <= run_end))
+        pending[inside] = False
+        cut = [index for index in inside.tolist() if _inside_word(text, spans[index][0])
+               or _inside_word(text, spans[index][1])]
+        if cut:
+            out[cut] = encode_lexical([text[slice(*spans[index])] for index in cut])
+        whole = np.setdiff1d(inside, cut)
+        ids, offsets = model.encode_plain(text[run_start:run_end])
+        if not len(whole) or not len(ids):
+            continue
+        token_starts, token_ends = offsets[:, 0] + run_start, offsets[:, 1] + run_start
+        member = ((token_starts[None, :] >= bounds[whole, :1]) & (token_ends[None, :] <= bounds[whole, 1:]))
+        counts = member.sum(axis=1, keepdims=True)
+        out[whole] = (member.astype(np.float32) @ table[ids]) / np.maximum(counts, 1).astype(np.float32)
+    if pending.any():
+        raise InputError(f"piece {spans[int(np.argmax(pending))]} lies in none of the first {windows} spans "
+                         "(the windows)")
+    return unit_length(out)
+
+
+def _runs(windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``windows`` sorted, with adjacent or overlapping ones merged."""
+    runs: list[tuple[int, int]] = []
+    for start, end in sorted(windows):
+        if runs and start <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], max(end, runs[-1][1]))
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def _inside_word(text: str, position: int) -> bool:
+    """Whether ``position`` falls between two letters or digits of ``text``."""
+    return 0 < position < len(text) and text[position - 1].isalnum() and text[position].isalnum()

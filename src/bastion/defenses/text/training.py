@@ -21,7 +21,7 @@ from bastion.defenses.text.classifier import (
     LEXICAL_C_GRID,
     THRESHOLD_FPR,
     InjectionClassifier,
-    _cut,
+    lexical_embeddings,
     logistic_regression,
 )
 from bastion.defenses.text.corpus import (
@@ -32,7 +32,6 @@ from bastion.defenses.text.corpus import (
     split_examples,
     summary,
 )
-from bastion.defenses.text.lexical import encode_lexical
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class TrainingPieces:
                     else [0, *range(count, len(text_spans))] for text_spans, count in pieces]
         logger.info("embedding %d pieces of %d training texts (%d contextually)", len(owner), len(texts),
                     sum(map(len, readable)))
-        lexical = encode_lexical(_cut(texts, owner, spans))
+        lexical = lexical_embeddings(texts, pieces)
         contextual = np.full((len(owner), lexical.shape[1]), np.nan, dtype=np.float32)
         embeddings, rows = classifier.read_contextually(texts, readable, pieces)
         contextual[rows] = embeddings
