@@ -66,6 +66,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -421,7 +422,7 @@ def stage_profile(factory: str, weights: Path, reference: Path, work: Path, requ
 
     def new_record(key, request_id, x, evaluation, result):  # the input hash is computed here
         return _record(state.served, key, request_id, x.numpy(), evaluation, result.body, evaluation.decision,
-                       result.status)
+                       result.status, time=datetime.now(timezone.utc))
 
     def parse_body(body: bytes) -> InferRequest:
         return InferRequest.model_validate(orjson.loads(body))
