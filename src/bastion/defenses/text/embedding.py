@@ -477,10 +477,16 @@ class _MiniLM:
         return self._layer_norm(inner @ layer.output + layer.output_bias + hidden, layer.output_norm)
 
     def _layer_norm(self, x: np.ndarray, weight_bias: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        centred = x - x.mean(axis=-1, keepdims=True)
-        variance = np.mean(centred * centred, axis=-1, keepdims=True)
-        centred /= np.sqrt(variance + np.float32(self.eps))
-        return centred * weight_bias[0] + weight_bias[1]
+        # np.add.reduce(...) / width is what ndarray.mean computes, without its Python-level overhead (tens of
+        # microseconds a call, and a forward pass makes 13 of them on a few tokens).
+        width = np.float32(x.shape[-1])
+        centred = x - np.add.reduce(x, axis=-1, keepdims=True) / width
+        variance = np.add.reduce(centred * centred, axis=-1, keepdims=True) / width
+        variance += np.float32(self.eps)
+        centred /= np.sqrt(variance, out=variance)
+        centred *= weight_bias[0]
+        centred += weight_bias[1]
+        return centred
 
 
 def _bounds(sequences: list[list[int]]) -> np.ndarray:

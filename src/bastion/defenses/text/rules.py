@@ -31,20 +31,26 @@ class Rule:
         category (str): one of :data:`~bastion.defenses.text.findings.PROMPT_CATEGORIES`.
         pattern (re.Pattern[str]): compiled, case-insensitive unless a group says ``(?-i:...)``.
         reason (str): one sentence for a person: what the text tries to do.
+        needs (tuple[str, ...]): lowercase words, one of which every match contains (``()``: none known). An
+            ASCII text holding none of them is not searched: most rules then cost a substring test.
     """
 
     id: str
     category: str
     pattern: re.Pattern[str]
     reason: str
+    needs: tuple[str, ...] = ()
 
 
-def _rule(rule_id: str, category: str, reason: str, *alternatives: str) -> Rule:
-    """A :class:`Rule` whose pattern matches any of ``alternatives`` (verbose regex, case-insensitive)."""
+def _rule(rule_id: str, category: str, reason: str, *alternatives: str, needs: tuple[str, ...]) -> Rule:
+    """A :class:`Rule` whose pattern matches any of ``alternatives`` (verbose regex, case-insensitive); every
+    match holds one of ``needs`` (lowercase), whichever alternative it comes from."""
     if category not in PROMPT_CATEGORIES:
         raise ValueError(f"rule {rule_id}: unknown category {category!r}; use one of {PROMPT_CATEGORIES}")
+    if any(word != word.lower() or not word for word in needs):
+        raise ValueError(f"rule {rule_id}: needs must be non-empty lowercase strings, got {needs}")
     pattern = "|".join(f"(?:{alternative})" for alternative in alternatives)
-    return Rule(rule_id, category, re.compile(pattern, re.IGNORECASE | re.VERBOSE), reason)
+    return Rule(rule_id, category, re.compile(pattern, re.IGNORECASE | re.VERBOSE), reason, needs)
 
 
 def _any(*words: str, guard: str = "") -> str:
@@ -117,17 +123,21 @@ RULES: tuple[Rule, ...] = (
               |{_UP_TO_2}{_ORDERS}{_UP_TO_2}(?:above|before|earlier|previously|so\W+far|until\W+now
                  |you\W+(?:were|have\W+been)\W+given)\b
               |\W+(?:all\W+(?:of\W+)?)?the\W+above\W+(?:and|then)\W+(?:instead|now|just|tell|print|say|write
-                 |output|reveal|respond|answer|repeat)\b)"""),
+                 |output|reveal|respond|answer|repeat)\b)""",
+          needs=("ignore", "disregard", "forget", "override", "bypass", "discard", "overlook", "abandon", "aside",
+                 "throw")),
     _rule("override.forget-everything", "instruction-override",
           "Tells the model to forget what it was told before.",
           rf"""\b{_any("forget", "disregard", "ignore")}\W+(?:about\W+)?(?:everything|anything|whatever)\W+
               (?:(?:that\W+)?you\W+(?:were|have\W+been|'ve\W+been|got)\W+(?:told|given|taught|instructed)
-               |(?:I\W+(?:said|wrote|told\W+you)\W+)?(?:above|before|earlier|previously|so\W+far|until\W+now))\b"""),
+               |(?:I\W+(?:said|wrote|told\W+you)\W+)?(?:above|before|earlier|previously|so\W+far|until\W+now))\b""",
+          needs=("forget", "disregard", "ignore")),
     _rule("override.new-instructions", "instruction-override",
           "Announces replacement instructions for the model.",
           rf"""\b{_any("new", "updated", "revised", "real", "actual", "true", "additional", "secret", "hidden")}
               \W+(?:system\W+)?(?:instructions|directives|system\W+prompt)[ \t]*:""",
-          r"\byour\W+(?:new|real|actual|true)\W+(?:instructions|directives?|objective)\W+(?:is|are)\b"),
+          r"\byour\W+(?:new|real|actual|true)\W+(?:instructions|directives?|objective)\W+(?:is|are)\b",
+          needs=("instructions", "directive", "prompt", "objective")),
     _rule("override.from-now-on", "instruction-override",
           "Redefines how the model must behave for the rest of the conversation.",
           r"""\bfrom\W+now\W+on\W+(?:\w+\W+)?you\W+
@@ -135,14 +145,16 @@ RULES: tuple[Rule, ...] = (
                  (?:act|respond|answer|reply|ignore|obey|follow|behave|pretend|speak|output|comply|refuse
                  |disregard|only|always|never)\b
               |(?:are|will\W+be)\W+(?:now\W+)?(?:(?-i:DAN)\b|no\W+longer|not\W+bound|free\W+(?:of|from)
-                 |an?\W+(?:unrestricted|unfiltered|uncensored|evil|jailbroken)))"""),
+                 |an?\W+(?:unrestricted|unfiltered|uncensored|evil|jailbroken)))""",
+          needs=("now",)),
     _rule("override.do-not-follow", "instruction-override",
           "Tells the model to stop following its guidelines.",
           rf"""\b{_STOP}
               \W+(?:\w+\W+)??(?:follow(?:ing)?|obey(?:ing)?|adher(?:e|ing)\W+to|compl(?:y|ying)\W+with
               |abid(?:e|ing)\W+by|respect(?:ing)?|listen(?:ing)?\W+to)\W+(?:\w+\W+)??
               (?:your|its|the\W+(?:system|safety|developer)|openai's|anthropic's|the\W+developer's)\W+(?:\w+\W+)??
-              (?:{_ORDERS}|training|filters|principles|ethics|safety\W+\w+|content\W+polic(?:y|ies))\b"""),
+              (?:{_ORDERS}|training|filters|principles|ethics|safety\W+\w+|content\W+polic(?:y|ies))\b""",
+          needs=("follow", "obey", "adher", "compl", "abid", "respect", "listen")),
     _rule("override.void-orders", "instruction-override",
           "Declares the model's instructions cancelled, so that the text's own take their place.",
           rf"""\byour\W+(?:\w+\W+){{0,2}}?{_ORDERS}\W+(?:\w+\W+){{0,3}}?{_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b""",
@@ -151,88 +163,106 @@ RULES: tuple[Rule, ...] = (
           rf"""\b{_any("consider", "treat", "regard")}\W+(?:all\W+)?your\W+(?:\w+\W+){{0,2}}?{_ORDERS}\W+
               (?:as\W+)?{_VOID}\b""",
           rf"""\beverything\W+you\W+(?:were|have\W+been)\W+(?:set\W+up\W+with|told|given|taught)\W+
-              {_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b"""),
+              {_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b""",
+          needs=("void", "revoked", "cancel", "withdrawn", "rescinded", "superseded", "obsolete", "invalid", "null",
+                 "overridden", "overruled", "annulled", "longer")),
     # --- role-play ----------------------------------------------------------------------------------------
     _rule("roleplay.dan", "role-play",
           "Invokes the DAN ('do anything now') jailbreak persona.",
           r"(?=d)\bdo\W+anything\W+now\b",
           rf"""\b{_NAMED}\W+(?:now\W+)?(?:a\W+)?(?-i:DAN)\b""",
-          r"(?=D)(?-i:\bDAN\b)(?:\W+(?:mode|prompt|jailbreak|persona)\b|\W+(?:\w+\W+){0,2}?stands\W+for\b)"),
+          r"(?=D)(?-i:\bDAN\b)(?:\W+(?:mode|prompt|jailbreak|persona)\b|\W+(?:\w+\W+){0,2}?stands\W+for\b)",
+          needs=("anything", "dan")),
     _rule("roleplay.unrestricted", "role-play",
           "Tells the model it has no restrictions, filters or rules.",
           rf"\byou\W+are\W+(?:now\W+)?(?:\w+\W+){{0,4}}?{_FREE_OF}\W+(?:\w+\W+){{0,2}}?{_LIMITS}\b",
           rf"""\b{_PRETEND}
-              \W+(?:\w+\W+){{0,6}}?{_FREE_OF}\W+(?:\w+\W+){{0,2}}?{_LIMITS}\b"""),
+              \W+(?:\w+\W+){{0,6}}?{_FREE_OF}\W+(?:\w+\W+){{0,2}}?{_LIMITS}\b""",
+          needs=("restrict", "filter", "limit", "rules", "guidelines", "censor", "boundaries", "constraints", "moral",
+                 "ethics", "safeguards", "guardrails", "policies")),
     _rule("roleplay.developer-mode", "role-play",
           "Switches the model into a fictional unrestricted 'mode'.",
           rf"""\b{_any("jailbreak", "jailbroken", "DAN", "unrestricted", "unfiltered", "uncensored")}\W+mode\b""",
           rf"""\b{_ENTER}\W+(?:now\W+)?(?:\w+\W+){{0,3}}?(?:with|in|into)\W+(?:\w+\W+)?
               (?:developer|dev|god|jailbreak|DAN)\W+mode\b""",
-          r"\bdeveloper\W+mode\W+(?:output|response)\b"),
+          r"\bdeveloper\W+mode\W+(?:output|response)\b",
+          needs=("mode",)),
     _rule("roleplay.jailbreak-persona", "role-play",
           "Casts the model as a jailbroken or amoral character.",
           rf"""\b{_BECOME}\W+(?:now\W+)?(?:an?\W+)?
               (?:completely\W+|totally\W+|fully\W+)?(?:unrestricted|unfiltered|uncensored|jailbroken|amoral|unaligned
               |unshackled|evil|rogue|unethical)\W+(?:\w+\W+)??(?:AI|assistant|chatbot|bot|model|version|character
               |persona|GPT|LLM)\b""",
-          r"(?-i:\b(?:BetterDAN|AntiGPT|EvilBOT|DevMode|Mongo\W+Tom|DAN\W?\d+\.\d+)\b)"),
+          r"(?-i:\b(?:BetterDAN|AntiGPT|EvilBOT|DevMode|Mongo\W+Tom|DAN\W?\d+\.\d+)\b)",
+          needs=("unrestricted", "unfiltered", "uncensored", "jailbroken", "amoral", "unaligned", "unshackled",
+                 "evil", "rogue", "unethical", "dan", "antigpt", "devmode", "mongo")),
     _rule("roleplay.relative-persona", "role-play",
           "Asks the model to play the user's (late) grandparent, the frame of the 'grandma' jailbreak.",
-          rf"""\b{_PLAY_AS}\W+(?:like\W+)?my\W+(?:(?:late|dead|deceased|departed|dear|sweet|beloved|old)\W+){{0,2}}{_RELATIVE}\b"""),
+          rf"""\b{_PLAY_AS}\W+(?:like\W+)?my\W+(?:(?:late|dead|deceased|departed|dear|sweet|beloved|old)\W+){{0,2}}{_RELATIVE}\b""",
+          needs=("gran", "nan")),
     _rule("roleplay.stay-in-character", "role-play",
           "Forbids the model to leave a persona, which is how jailbreak personas are held in place.",
           rf"""\b{_INSIST}
               \W+(?:stay|remain)\W+in\W+character\b""",
           rf"{_SENTENCE_START}(?:(?:stay|remain)\W+in|(?:never|do\W+not|don't)\W+break)\W+character\b",
-          r"\byou\W+(?:must|will|should|may|can)\W*(?:not|never)\W+break\W+character\b"),
+          r"\byou\W+(?:must|will|should|may|can)\W*(?:not|never)\W+break\W+character\b",
+          needs=("character",)),
     # --- prompt-extraction --------------------------------------------------------------------------------
     _rule("extraction.system-prompt", "prompt-extraction",
           "Asks the model to disclose its system prompt or hidden instructions.",
           rf"""\b{_any(*_REVEAL)}\W+{_FILLER}(?:your|the|its)\W+(?:\w+\W+){{0,2}}?
-              (?:{_SECRET_KIND}\W*{_PROMPT_NOUN}s?|pre-?prompt)\b"""),
+              (?:{_SECRET_KIND}\W*{_PROMPT_NOUN}s?|pre-?prompt)\b""",
+          needs=("prompt", "instructions", "directives")),
     _rule("extraction.your-instructions", "prompt-extraction",
           "Asks the model to repeat the instructions it was given.",
           rf"""\b{_any(*_REVEAL)}\W+{_FILLER}(?:the\W+)?your\W+(?:\w+\W+){{0,2}}?(?:prompt|instructions|directives
               |programming|system\W+message|initial\W+\w+|original\W+\w+)\b""",
           r"""\bwhat\W+(?:is|are|was|were)\W+your\W+(?:\w+\W+)??(?:system\W+prompt|instructions|initial\W+prompt
-              |prompt|directives|programming)\b"""),
+              |prompt|directives|programming)\b""",
+          needs=("your",)),
     _rule("extraction.what-were-you-told", "prompt-extraction",
           "Asks the model what it was told before the conversation.",
           r"""\bwhat\W+(?:were|have|had)\W+you\W+(?:been\W+)?(?:told|instructed|programmed|prompted)\b
               (?!\W+(?:about|by|at|in|on|when|yesterday|regarding|during)\b)""",
           r"""\bwhat\W+(?:are|were)\W+the\W+(?:\w+\W+)??(?:instructions|rules|directives)\W+you\W+
-              (?:were|have\W+been|got)\W+(?:given|told)\b"""),
+              (?:were|have\W+been|got)\W+(?:given|told)\b""",
+          needs=("what",)),
     _rule("extraction.text-above", "prompt-extraction",
           "Asks the model to repeat the text that precedes the user's message, where its instructions are.",
           rf"""\b{_REPEAT}\W+
               (?:(?:(?:back|out|me|us|all|of)\W+){{0,3}}(?:everything|(?:the\W+)?(?:text|words|content|lines
                  |messages?|instructions|prompt|conversation))\W+(?:\w+\W+)??{_ABOVE}\b
                  (?!\W+(?:the|a|an|my|your|our|his|her|their)\b)
-              |(?:\w+\W+){{0,6}}?(?:starting|beginning)\W+with\W+\W?(?:you\W+are|your\W+instructions|system)\b)"""),
+              |(?:\w+\W+){{0,6}}?(?:starting|beginning)\W+with\W+\W?(?:you\W+are|your\W+instructions|system)\b)""",
+          needs=("above", "before", "preceding", "prior", "starting", "beginning")),
     # --- delimiter ----------------------------------------------------------------------------------------
     _rule("delimiter.chat-tokens", "delimiter",
           "Contains chat-template control tokens that forge a new system or assistant turn.",
           r"""<(?:\|[ \t]{0,3}(?:im_start|im_end|im_sep|system|user|assistant|endoftext|eot_id|start_header_id
               |end_header_id|begin_of_text|end_of_text|eom_id|start|end|message|channel)[ \t]{0,3}\|
-              |(?:start|end)_of_turn)>"""),
+              |(?:start|end)_of_turn)>""",
+          needs=("<|", "_of_turn")),
     _rule("delimiter.llama-tokens", "delimiter",
           "Contains Llama-style instruction markers that forge a new turn.",
           r"(?-i:\[/?INST\])",
           r"<<[ \t]{0,3}/?[ \t]{0,3}SYS[ \t]{0,3}>>",
-          r"</s>\s*(?:<s>|\[INST\]|<\|)"),
+          r"</s>\s*(?:<s>|\[INST\]|<\|)",
+          needs=("inst]", "sys", "</s>")),
     _rule("delimiter.role-header", "delimiter",
           "Forges a role header (### System:) so that what follows reads as the system's words.",
           r"""(?<![^\n])[ \t]{0,8}(?:\#{2,6}[ \t]{0,4}(?:system|assistant|developer|instruction)
               [ \t]{0,4}(?:prompt|message)?[ \t]{0,4}:
               |(?:system|assistant|developer)[ \t]{0,4}(?:prompt|message)?[ \t]{0,4}:[ \t]{0,4}
-               (?:you\W+are|ignore|disregard|forget|new\W+instructions|from\W+now))"""),
+               (?:you\W+are|ignore|disregard|forget|new\W+instructions|from\W+now))""",
+          needs=("system", "assistant", "developer", "instruction")),
     _rule("delimiter.end-of-input", "delimiter",
           "Declares the user's input over, so that what follows passes for trusted instructions.",
           r"""(?=E)(?-i:\bEND\W+OF\W+(?:USER\W+)?(?:INPUT|PROMPT|INSTRUCTIONS|CONTEXT|DOCUMENT|TEXT|MESSAGE|CONVERSATION
               |DATA|EMAIL|QUERY)\b)""",
           r"""[-=\#*_\[<(]{2,10}[ \t]{0,4}end[ \t]+of[ \t]+(?:the[ \t]+)?(?:input|prompt|context|instructions
               |user[ \t]+(?:input|prompt|message|query))\b""",
-          rf"\b{_any('user', 'human')}\W+input\W+(?:ends|ended|is\W+over)\b"),
+          rf"\b{_any('user', 'human')}\W+input\W+(?:ends|ended|is\W+over)\b",
+          needs=("end", "input")),
     _rule("delimiter.fake-close", "delimiter",
           "Closes the quoted document early and continues with instructions outside it.",
           rf"""(?:</[ \t]{{0,3}}(?:document|doc|context|data|input|text|article|email|user_input|user|content
@@ -241,11 +271,13 @@ RULES: tuple[Rule, ...] = (
               |{_TRIPLE_QUOTE}[ \t]{{0,8}}\r?\n(?:[ \t]{{0,8}}\r?\n){{1,5}}|\[/(?:document|quote|input)\])
               [^\w@]{{0,40}}(?:(?:now|and|then|please|okay|ok)\W+){{0,2}}  # '@override' after a docstring is code
               (?:ignore|disregard|forget|override|new\W+instructions|system\W*:|you\W+must|from\W+now\W+on
-              |your\W+(?:new|real|actual)\W+(?:task|instructions))\b"""),
+              |your\W+(?:new|real|actual)\W+(?:task|instructions))\b""",
+          needs=("</", '"""', "'''", "[/")),
     _rule("delimiter.system-tag", "delimiter",
           "Wraps text in a system tag so that it passes for the system's words.",
           r"<[ \t]{0,3}/?[ \t]{0,3}(?:system|sys|system_prompt|system-prompt|developer|instructions?|im_start)"
-          r"[ \t]{0,3}>"),
+          r"[ \t]{0,3}>",
+          needs=("sys", "developer", "instruction", "im_start")),
 )
 
 
@@ -271,7 +303,12 @@ def match_rules(views: Sequence[TextView], *, rules: Sequence[Rule] = RULES, max
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
     for view in views:
+        # Needed words are looked up in ASCII texts only: there str.lower() and the pattern's case-insensitive
+        # matching agree (elsewhere they may not: "\u0130".lower() is two characters).
+        lowered = view.text.lower() if view.text.isascii() else None
         for rule in rules:
+            if lowered is not None and rule.needs and not any(word in lowered for word in rule.needs):
+                continue
             for count, match in enumerate(rule.pattern.finditer(view.text)):
                 if count >= max_per_rule:
                     break
