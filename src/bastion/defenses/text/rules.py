@@ -110,8 +110,10 @@ _BECOME = _any(r"you\W+are", "you're", r"act\W+as", "be", "become", "play", "as"
 _INSIST = _any(r"you\W+(?:must|will|should|need\W+to|have\W+to)", "please", "always", r"remember\W+to")
 _PLAY_AS = _any(r"act\W+as", r"pretend\W+(?:to\W+be|you\W+are)", r"role-?play\W+as", "be", "become", "play",
                 "impersonate", r"speak\W+as", r"talk\W+(?:to\W+me\W+)?(?:as|like)")
+# Requests to reveal, not "must never reveal its system prompt" (a requirement, said of a bot being built).
+_REVEAL_ASKED = _any(*_REVEAL, guard=_NOT_NEGATED)
 _REPEAT = _any("repeat", "print", "output", "recite", "echo", "reproduce", "show", "display", r"write\W+out",
-               r"spell\W+out", "dump")
+               r"spell\W+out", "dump", guard=_NOT_NEGATED)
 
 RULES: tuple[Rule, ...] = (
     # --- instruction-override ----------------------------------------------------------------------------
@@ -210,12 +212,12 @@ RULES: tuple[Rule, ...] = (
     # --- prompt-extraction --------------------------------------------------------------------------------
     _rule("extraction.system-prompt", "prompt-extraction",
           "Asks the model to disclose its system prompt or hidden instructions.",
-          rf"""\b{_any(*_REVEAL)}\W+{_FILLER}(?:your|the|its)\W+(?:\w+\W+){{0,2}}?
+          rf"""\b{_REVEAL_ASKED}\W+{_FILLER}(?:your|the|its)\W+(?:\w+\W+){{0,2}}?
               (?:{_SECRET_KIND}\W*{_PROMPT_NOUN}s?|pre-?prompt)\b""",
           needs=("prompt", "instructions", "directives")),
     _rule("extraction.your-instructions", "prompt-extraction",
           "Asks the model to repeat the instructions it was given.",
-          rf"""\b{_any(*_REVEAL)}\W+{_FILLER}(?:the\W+)?your\W+(?:\w+\W+){{0,2}}?(?:prompt|instructions|directives
+          rf"""\b{_REVEAL_ASKED}\W+{_FILLER}(?:the\W+)?your\W+(?:\w+\W+){{0,2}}?(?:prompt|instructions|directives
               |programming|system\W+message|initial\W+\w+|original\W+\w+)\b""",
           r"""\bwhat\W+(?:is|are|was|were)\W+your\W+(?:\w+\W+)??(?:system\W+prompt|instructions|initial\W+prompt
               |prompt|directives|programming)\b""",
