@@ -25,7 +25,9 @@ What is measured:
    ``first_call_ms``), then every prompt is screened once by every guard, the guards' order rotating from one
    prompt to the next so that the machine's drift falls on all of them alike; each ``screen`` call is timed
    with ``time.perf_counter``. p50, p99, mean and max are reported over all prompts, and separately over the
-   benign and the injected ones. Rows:
+   benign and the injected ones. This is repeated ``--rounds`` times (default 3); the machine's speed drifts by
+   a quarter or more from one minute to the next, so the round whose shipped-guard p50 is the median is
+   reported, with every round's p50. Rows:
 
    - ``rules``: ``PromptGuard(classifier=None)``: normalisation and rules only;
    - ``rules + classifier``: ``PromptGuard()``, the shipped guard. The classifier is skipped when a rule has
@@ -199,6 +201,13 @@ def time_guards(screens: dict[str, Callable[[str], Verdict]], prompts: Sequence[
     return rows
 
 
+def median_round(rounds: Sequence[dict[str, dict[str, Any]]], guard: str) -> dict[str, dict[str, Any]]:
+    """The round whose p50 for ``guard`` is the median of the rounds' (the lower middle for an even count): the
+    machine's speed drifts between minutes, so one round can be all slow or all fast."""
+    order = sorted(range(len(rounds)), key=lambda index: rounds[index][guard]["all"]["p50_ms"])
+    return rounds[order[(len(order) - 1) // 2]]
+
+
 def _percentiles(ms: np.ndarray) -> dict[str, float] | None:
     if not len(ms):
         return None
@@ -312,6 +321,9 @@ def main() -> None:
                         help="a classifier file written by `bastion guard train` (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0, help="corpus and prompt seed (default 0)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls per guard first (default 5)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timing rounds over the prompts; the round with the median p50 of the shipped guard is "
+                             "reported, with every round's p50 (default 3; --quick: 1)")
     parser.add_argument("--exhaustive", action="store_true",
                         help="also time the guard with the classifier run on every prompt")
     parser.add_argument("--data", type=Path, default=None,
@@ -329,6 +341,9 @@ def main() -> None:
     count = args.prompts if args.prompts is not None else (QUICK_PROMPTS if args.quick else 200)
     if count < 2:
         parser.error("--prompts must be at least 2")
+    rounds_count = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    if rounds_count < 1:
+        parser.error("--rounds must be at least 1")
     out = args.out or (ROOT / "out" / "text_guard_quick.json" if args.quick else ROOT / "results" / "text_guard.json")
 
     affinity = _pin(args.threads) if not args.no_pin else _affinity()
@@ -352,7 +367,8 @@ def main() -> None:
             screens[PEER_NAME] = peer_screen
         print(f"text guard: {count} prompts of {PROMPT_CHARS} characters, {args.threads} thread(s), "
               f"guards: {', '.join(screens)}", flush=True)
-        latency = time_guards(screens, prompts, args.warmup)
+        rounds = [time_guards(screens, prompts, args.warmup) for _ in range(rounds_count)]
+        latency = median_round(rounds, "rules + classifier")
         shipped = latency["rules + classifier"]["all"]
 
         detection = None
@@ -377,7 +393,8 @@ def main() -> None:
                     "cpu_affinity": affinity, "threads": args.threads, "thread_pools": blas,
                     "numpy": np.__version__, "bastion": __version__,
                     "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "config": {"seed": args.seed, "prompts": count, "warmup": args.warmup, "exhaustive": args.exhaustive,
+        "config": {"seed": args.seed, "prompts": count, "warmup": args.warmup, "rounds": rounds_count,
+                   "exhaustive": args.exhaustive,
                    "classifier_threads": args.classifier_threads,
                    "classifier_file": str(args.classifier) if args.classifier else "shipped",
                    "data": str(args.data) if args.data else None, "skip_detection": args.skip_detection,
@@ -385,6 +402,7 @@ def main() -> None:
         "targets": {"p50_ms": TARGET_P50_MS, "overt_recall": TARGET_OVERT_RECALL,
                     "benign_trigger_fpr": TARGET_TRIGGER_FPR},
         "latency": {"prompts": describe_prompts(prompts), "rows": latency,
+                    "round_p50_ms": {name: [row[name]["all"]["p50_ms"] for row in rounds] for name in screens},
                     "meets_target": shipped is not None and shipped["p50_ms"] < TARGET_P50_MS},
         "detection": detection,
         "peer": peer,
@@ -420,8 +438,9 @@ def _print_summary(result: dict[str, Any]) -> None:
               f"{row['benign']['p50_ms']:>8.2f} {row['benign']['p99_ms']:>8.2f} {row['injected']['p50_ms']:>8.2f} "
               f"{row['injected']['p99_ms']:>8.2f} {row['first_call_ms']:>9.1f}")
     shipped = result["latency"]["rows"]["rules + classifier"]["all"]["p50_ms"]
+    per_round = ", ".join(f"{value:.2f}" for value in result["latency"]["round_p50_ms"]["rules + classifier"])
     print(f"  target p50 < {TARGET_P50_MS:g} ms: {'met' if result['latency']['meets_target'] else 'NOT met'} "
-          f"({shipped:.2f} ms)")
+          f"({shipped:.2f} ms, the median round; rounds: {per_round})")
     peer = result["peer"]
     if not peer["ran"]:
         print(f"  {peer['name']}: not run: {peer['why']}")
