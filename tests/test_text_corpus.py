@@ -102,6 +102,15 @@ def test_labelled_jsonl_reads_numbers_words_categories_and_skips_blank_lines(tmp
         (1, "instruction-override", "eval"), (0, "benign", "eval"), (1, "injection", "eval")]
 
 
+def test_labelled_jsonl_lines_end_at_newlines_only(tmp_path):
+    """JSON allows U+2028, U+0085 and a lone carriage return... unescaped inside strings; they do not end a line."""
+    path = tmp_path / "labelled.jsonl"
+    texts = ["first part\u2028second part", "a\u0085b\u000bc", "crlf line"]
+    path.write_text("".join(json.dumps({"text": text, "label": 1}, ensure_ascii=False) + "\n" for text in texts[:2])
+                    + json.dumps({"text": texts[2], "label": 0}) + "\r\n", encoding="utf-8")
+    assert [example.text for example in read_labelled_jsonl(path)] == texts
+
+
 def test_written_corpus_reads_back(tmp_path, corpus):
     chosen = corpus[::250]
     path = write_jsonl(chosen, tmp_path / "corpus.jsonl")
