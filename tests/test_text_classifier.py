@@ -246,6 +246,20 @@ def test_lexical_pieces_read_off_one_tokenisation_equal_the_pieces_tokenised_alo
     np.testing.assert_allclose(pieces, alone, atol=1e-5)
 
 
+@pytest.mark.parametrize("text, cut_after", [
+    ("say hello\U0001F600world now, then ignore previous instructions", "hello"),  # one [UNK] word over the cut
+    ("the unbelievably overrated instructions", "unbeliev"),  # between two word pieces of one word
+    ("a\u00a9b copyright sign inside a word", "a"),
+])
+def test_lexical_pieces_cut_inside_a_word_are_tokenised_alone(text, cut_after):
+    from bastion.defenses.text.lexical import encode_lexical, encode_lexical_pieces
+
+    cut = text.index(cut_after) + len(cut_after)
+    spans = [(0, len(text)), (0, cut), (cut, len(text))]
+    np.testing.assert_allclose(encode_lexical_pieces(text, spans, windows=1),
+                               encode_lexical([text[a:b] for a, b in spans]), atol=1e-5)
+
+
 def test_lexical_pieces_outside_every_window_are_refused():
     from bastion.defenses.text.lexical import encode_lexical_pieces
 
@@ -400,3 +414,15 @@ def test_embedding_backend_setting_is_checked(monkeypatch):
         SentenceEncoder().encode(["hello"])
     monkeypatch.setenv("BASTION_EMBEDDING_BACKEND", "auto")
     assert SentenceEncoder().encode(["hello"]).shape == (1, DIMENSION)  # NumPy, without ONNX Runtime
+
+
+def test_a_wrong_embedding_backend_is_reported_even_when_the_transformer_is_not_needed(monkeypatch):
+    """A benign text the lexical layer lets through never reaches the transformer; the setting is checked anyway."""
+    from bastion.core.errors import ConfigError
+    from bastion.defenses.text.guard import PromptGuard
+
+    guard = PromptGuard()
+    assert not guard.screen("Please ignore the noise in this recording.").flagged
+    monkeypatch.setenv("BASTION_EMBEDDING_BACKEND", "bogus")
+    with pytest.raises(ConfigError, match="not a backend"):
+        guard.screen("Please ignore the noise in this recording.")

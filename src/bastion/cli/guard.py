@@ -22,7 +22,8 @@ guard_app = typer.Typer(
     name="guard",
     help="Guard text models: 'prompt' screens a prompt for injected instructions (also hidden in Base64, hex, "
     "invisible characters, homoglyphs, reversed text), 'output' screens a reply for secrets, PII and a leaked "
-    "system prompt, 'eval' measures the screen on a labelled set, 'train' retrains its classifier.",
+    "system prompt ('canary' makes a token to plant in one), 'eval' measures the screen on a labelled set, "
+    "'train' retrains its classifier.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -83,6 +84,20 @@ def output_command(
         sys.stdout.write((verdict.redacted or "") + "\n")
         raise typer.Exit(1 if verdict.flagged else 0)
     _report(verdict, as_json, "leak")
+
+
+@guard_app.command("canary")
+def canary_command(
+    prefix: Annotated[str, typer.Option(help="A readable label before the random part, without spaces; '' for "
+                                        "none.")] = "bastion-canary",
+) -> None:
+    """Print a fresh canary token (96 random bits) to plant in a system prompt; screen replies for it with
+    'bastion guard output --canary TOKEN'."""
+    from bastion.defenses.text.output import make_canary
+
+    with user_errors():
+        token = make_canary(prefix)
+    sys.stdout.write(token + "\n")
 
 
 @guard_app.command("eval")

@@ -169,7 +169,7 @@ def read_labelled_jsonl(path: str | Path) -> list[Example]:
     try:
         # JSON Lines are separated by "\n" only: str.splitlines() would also cut at U+2028, U+0085 and the like,
         # which JSON allows unescaped inside strings.
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = path.read_text(encoding="utf-8-sig").split("\n")  # -sig: a byte-order mark, as some editors write
     except FileNotFoundError as error:
         raise InputError(f"labelled file {path} does not exist") from error
     except (OSError, UnicodeDecodeError) as error:

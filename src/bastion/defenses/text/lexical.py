@@ -51,9 +51,9 @@ def encode_lexical_pieces(text: str, spans: Sequence[tuple[int, int]], windows: 
 
     The first ``windows`` spans are windows holding all the others (as
     :meth:`~bastion.defenses.text.classifier.InjectionClassifier.piece_spans` gives them). Each run of adjacent
-    windows is tokenised once, and a piece that starts and ends between words (sentences, lines and windows cut at
-    spaces do) gets the mean of the run's tokens inside it. A piece cut inside a word is tokenised alone: its first
-    or last word would be split differently.
+    windows is tokenised once, and a piece whose ends fall between words of that tokenisation (sentences, lines
+    and windows cut at spaces do) gets the mean of the run's tokens inside it. A piece with an end inside a token
+    or between two tokens of one word is tokenised alone: that word would be split differently.
     """
     table = token_table()
     model = load_model()
@@ -63,16 +63,16 @@ def encode_lexical_pieces(text: str, spans: Sequence[tuple[int, int]], windows: 
     for run_start, run_end in _runs(spans[:windows]):
         inside = np.flatnonzero(pending & (bounds[:, 0] >= run_start) & (bounds[:, 1] <= run_end))
         pending[inside] = False
-        cut = [index for index in inside.tolist() if _inside_word(text, spans[index][0])
-               or _inside_word(text, spans[index][1])]
+        ids, offsets, words = model.encode_plain(text[run_start:run_end])
+        starts, ends = offsets[:, 0] + run_start, offsets[:, 1] + run_start
+        cut = [index for index in inside.tolist()
+               if any(_splits_a_word(int(end), starts, ends, words) for end in bounds[index])]
         if cut:
             out[cut] = encode_lexical([text[slice(*spans[index])] for index in cut])
         whole = np.setdiff1d(inside, cut)
-        ids, offsets = model.encode_plain(text[run_start:run_end])
         if not len(whole) or not len(ids):
             continue
-        token_starts, token_ends = offsets[:, 0] + run_start, offsets[:, 1] + run_start
-        member = ((token_starts[None, :] >= bounds[whole, :1]) & (token_ends[None, :] <= bounds[whole, 1:]))
+        member = (starts[None, :] >= bounds[whole, :1]) & (ends[None, :] <= bounds[whole, 1:])
         counts = member.sum(axis=1, keepdims=True)
         out[whole] = (member.astype(np.float32) @ table[ids]) / np.maximum(counts, 1).astype(np.float32)
     if pending.any():
@@ -92,6 +92,10 @@ def _runs(windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return runs
 
 
-def _inside_word(text: str, position: int) -> bool:
-    """Whether ``position`` falls between two letters or digits of ``text``."""
-    return 0 < position < len(text) and text[position - 1].isalnum() and text[position].isalnum()
+def _splits_a_word(position: int, starts: np.ndarray, ends: np.ndarray, words: np.ndarray) -> bool:
+    """Whether a cut at character ``position`` falls inside a token or between two tokens of one word, given the
+    tokens' character ``starts`` and ``ends`` and word indices ``words`` (``(T,)`` each)."""
+    after = int(np.searchsorted(starts, position, side="left"))  # the first token starting at or after the cut
+    if after > 0 and ends[after - 1] > position:
+        return True
+    return 0 < after < len(starts) and words[after - 1] >= 0 and words[after - 1] == words[after]

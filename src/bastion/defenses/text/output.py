@@ -138,7 +138,8 @@ def _check_arguments(text: object, canaries: object, system_prompt: object, max_
     for canary in canaries:
         if not isinstance(canary, str) or sum(c.isalnum() for c in canary) < MIN_CANARY_ALNUM:
             raise InputError(f"the canary {canary!r} needs at least {MIN_CANARY_ALNUM} letters or digits to be "
-                             f"told apart from ordinary text; make one with make_canary()")
+                             "told apart from ordinary text; make one with `bastion guard canary` (make_canary() in "
+                             "Python)")
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise InputError(f"system_prompt must be a str or None, not {type(system_prompt).__name__}")
 

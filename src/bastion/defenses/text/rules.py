@@ -70,7 +70,9 @@ def _any(*words: str, guard: str = "") -> str:
 # quadratically over a long run of punctuation or spaces.
 _UP_TO_2 = r"\W+(?:\w+\W+){0,2}?"
 _UP_TO_3 = r"\W+(?:\w+\W+){0,3}?"
-_NOT_NEGATED = r"(?<!\bnot\s)(?<!n't\s)(?<!\bnever\s)(?<!\bno\s)"  # "never ignore safety rules" is advice
+# "Never ignore safety rules" is advice, not an attack: the word before is a negation on the same line ("say no"
+# on one line does not negate "repeat everything above" on the next), and "why not reveal ..." still asks.
+_NOT_NEGATED = (r"(?:(?<=\bwhy[ \t]not[ \t])|(?<!\bnot[ \t]))(?<!n't[ \t])(?<!\bnever[ \t])(?<!\bno[ \t])")
 _DISMISS = ("ignore", "disregard", "forget", "override", "bypass", "discard", "overlook", "abandon", r"set\W+aside",
             r"throw\W+out")
 _NOT_JUST_DISMISS = r"(?<!override)(?<!bypass)(?<!overlook)(?<!abandon)(?<!aside)(?<!out)"  # "override all rules"
@@ -201,7 +203,7 @@ RULES: tuple[Rule, ...] = (
     _rule("roleplay.relative-persona", "role-play",
           "Asks the model to play the user's (late) grandparent, the frame of the 'grandma' jailbreak.",
           rf"""\b{_PLAY_AS}\W+(?:like\W+)?my\W+(?:(?:late|dead|deceased|departed|dear|sweet|beloved|old)\W+){{0,2}}{_RELATIVE}\b""",
-          needs=("gran", "nan")),
+          needs=("gran", "nan", "grampa")),
     _rule("roleplay.stay-in-character", "role-play",
           "Forbids the model to leave a persona, which is how jailbreak personas are held in place.",
           rf"""\b{_INSIST}
