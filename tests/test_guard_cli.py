@@ -58,13 +58,15 @@ def test_canary_prints_a_fresh_token_that_output_then_catches():
 def test_eval_writes_json_and_html_for_a_labelled_file(tmp_path):
     data = tmp_path / "labelled.jsonl"
     data.write_text("\n".join(json.dumps(row) for row in (
-        {"text": INJECTION, "label": 1, "category": "instruction-override"},
+        {"text": INJECTION, "label": 1, "category": "instruction-override", "family": "mine"},
         {"text": "What is the capital of Peru?", "label": "benign", "category": "benign"})) + "\n")
     out = tmp_path / "eval" / "nested"
     result = guard("eval", "--rules-only", "--data", str(data), "--out", str(out))
     assert result.exit_code == 0, result.output
+    assert "weakest injection families: mine (instruction-override) 100.0%" in result.output
     written = json.loads((out / "guard_eval.json").read_text())
     assert written["examples"] == 2 and (out / "guard_eval.html").is_file()
+    assert [row["family"] for row in written["families"]] == ["mine"]
 
 
 def test_bad_input_gets_a_clear_error_and_exit_2(tmp_path):

