@@ -3,9 +3,9 @@
 :func:`evaluate` runs any ``screen(text) -> Verdict`` (the whole guard, or one layer) over labelled
 examples and reports precision, recall and false-positive rate overall, for the *overt* injections, per
 category and per template family (where the examples name one); which layer caught each true positive; and the
-latency per text. The headline is the acceptance
-target: recall on overt injections (:data:`~bastion.defenses.text.corpus.OVERT_CATEGORIES`) and the
-false-positive rate on benign prompts full of trigger words (``benign-trigger``).
+latency per text. The headline is the acceptance target: recall on overt injections
+(:data:`~bastion.defenses.text.corpus.OVERT_CATEGORIES`) and the false-positive rate on benign prompts full of
+trigger words (``benign-trigger``).
 """
 
 from __future__ import annotations
