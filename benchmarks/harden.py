@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--factory", default=None, help="model factory, default: " + ", ".join(
         f"{kind}: {factory}" for kind, factory in FACTORIES.items()))
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--weight-average", type=float, default=None, metavar="DECAY",
+                        help="keep (validate, save and scan) a moving average of the weights, e.g. 0.999")
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -76,7 +78,7 @@ def main() -> None:
     settings = HardenSettings(method=method, eps=args.eps, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
                               schedule=args.schedule, options=options, early_stop=not args.no_early_stop,
                               patience=args.patience,
-                              eval_limit=args.eval_points, resume=args.resume)
+                              eval_limit=args.eval_points, resume=args.resume, weight_average=args.weight_average)
     train = load_dataset("fashion-mnist:train")
     test = load_dataset("fashion-mnist")
     factory = args.factory or FACTORIES[args.kind]
@@ -92,7 +94,8 @@ def main() -> None:
     result: dict[str, object] = {
         "name": name, "factory": factory, "method": method, "epochs_planned": args.epochs,
         "epochs_run": outcome.record.training["epochs"], "best_epoch": outcome.record.training.get("best_epoch"),
-        "options": options, "threads": args.threads, "machine": platform.processor() or platform.machine(),
+        "options": options, "weight_average": args.weight_average, "threads": args.threads,
+        "machine": platform.processor() or platform.machine(),
         "training_seconds": cost.training_seconds, "clean_accuracy": cost.clean_accuracy_after,
         "robust_accuracy_standard": cost.robust_accuracy_after, "eval_points": args.eval_points,
         "report": str(out / "harden.html"),

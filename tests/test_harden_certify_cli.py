@@ -25,10 +25,10 @@ def test_harden_writes_weights_reports_and_a_before_after_record(weights, tmp_pa
     out = tmp_path / "hardened"
     result = invoke("harden", "--model", MODEL, "--weights", weights, "--data", "digits:train", "--limit", "400",
                     "--method", "fast", "--eps", "0.1", "--epochs", "2", "--eval-data", "digits",
-                    "--eval-limit", "30", "--eval-suite", "quick", "--out", str(out))
+                    "--eval-limit", "30", "--eval-suite", "quick", "--weight-average", "0.99", "--out", str(out))
     assert result.exit_code == 0, result.output
     record = HardenRecord.model_validate_json((out / "harden.json").read_text())
-    assert record.method == "fast" and record.training["epochs"] == 2
+    assert record.method == "fast" and record.training["epochs"] == 2 and record.training["weight_average"] == 0.99
     assert record.before is not None and record.cost.clean_accuracy_before == record.before.headline.clean_accuracy
     assert record.cost.robust_accuracy_after == record.after.headline.robust_accuracy
     assert record.cost.training_seconds > 0 and len(record.model_after.sha256) == 64
@@ -75,6 +75,7 @@ def test_harden_with_certified_training_certifies_the_result(tmp_path):
     (("--method", "pgd", "--eps", "0"), "--eps must be > 0"),
     (("--method", "pgd", "--val-fraction", "1.5"), "--val-fraction"),
     (("--method", "pgd", "--epochs", "0"), "epochs"),
+    (("--method", "pgd", "--weight-average", "1.5"), "weight-average decay must be a number in (0, 1)"),
 ])
 def test_harden_rejects_bad_settings_with_a_clear_message(tmp_path, args, message):
     result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--out", str(tmp_path / "h"), *args)

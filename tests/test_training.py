@@ -338,6 +338,51 @@ def test_resume_gives_bitwise_identical_weights(optimizer, objective, train_data
     assert same_weights(straight.module, finished.module)
 
 
+def test_weight_average_follows_the_ema_formula_and_becomes_the_model(train_data):
+    x, y = train_data
+    averaged, plain = tiny_mlp(0), tiny_mlp(0)
+    history: list[dict[str, torch.Tensor]] = []
+    decay = 0.9
+
+    def remember(step: int, total: int, loss: float) -> None:
+        history.append({name: t.clone() for name, t in averaged.module.state_dict().items()})
+
+    start = {name: t.clone() for name, t in averaged.module.state_dict().items()}
+    record = fit(averaged, x, y, CrossEntropy(), epochs=2, batch_size=100, seed=3, weight_average=decay,
+                 on_step=remember)
+    fit(plain, x, y, CrossEntropy(), epochs=2, batch_size=100, seed=3)
+    assert record.weight_average == decay
+    expected = start
+    for step, weights in enumerate(history):
+        d = min(decay, (1 + step) / (10 + step))
+        expected = {name: d * expected[name] + (1 - d) * weights[name] for name in expected}
+    final = averaged.module.state_dict()
+    assert all(torch.allclose(final[name], expected[name], atol=1e-6) for name in final)
+    # The trained weights themselves follow the same path as a run without the average.
+    assert all(torch.equal(history[-1][name], plain.module.state_dict()[name]) for name in final)
+    assert not same_weights(averaged.module, plain.module)
+
+
+def test_weight_average_validates_resumes_and_refuses_a_changed_decay(train_data, val_data, tmp_path):
+    x, y = train_data
+    options = dict(epochs=3, batch_size=64, optimizer="adam", seed=5, validation=val_data, weight_average=0.95,
+                   early_stop=EarlyStop(ThreatModel(eps=0.1), patience=5, attack_steps=2, points=50))
+    straight = tiny_mlp(0)
+    expected = fit(straight, x, y, CrossEntropy(), **options)
+    interrupted = tiny_mlp(0)
+    with pytest.raises(Interrupt):
+        fit(interrupted, x, y, CrossEntropy(), checkpoint_dir=tmp_path, on_epoch=_stop_after(2), **options)
+    assert any(name.startswith("average.") for name in ckpt.load_checkpoint(
+        tmp_path, json.loads((tmp_path / "checkpoint.json").read_text())["config"]).tensors)
+    resumed = tiny_mlp(99)
+    record = fit(resumed, x, y, CrossEntropy(), checkpoint_dir=tmp_path, resume=True, **options)
+    assert record.resumed_from == 2 and same_weights(straight.module, resumed.module)
+    assert [e.val_clean for e in record.history] == [e.val_clean for e in expected.history]
+    with pytest.raises(InputError, match="weight_average"):
+        fit(tiny_mlp(0), x, y, CrossEntropy(), checkpoint_dir=tmp_path, resume=True,
+            **{**options, "weight_average": 0.99})
+
+
 def test_checkpoint_files_are_safetensors_and_json_only(train_data, tmp_path):
     x, y = train_data
     fit(tiny_mlp(), x, y, CrossEntropy(), epochs=2, optimizer="adam", checkpoint_dir=tmp_path)
@@ -471,6 +516,10 @@ def _wrong(**changes: Any) -> dict[str, Any]:
     (_wrong(resume=True), "needs the checkpoint_dir"),
     (_wrong(objective=object()), "must implement Objective"),
     (_wrong(objective=PGDAdversarial(ThreatModel(eps=0.1, bounds=(-1, 1)))), "bounds"),
+    (_wrong(weight_average=1.0), "weight-average decay must be a number in"),
+    (_wrong(weight_average=0), "weight-average decay"),
+    (_wrong(weight_average="0.99"), "weight-average decay"),
+    (_wrong(weight_average=math.nan), "weight-average decay"),
 ])
 def test_fit_refuses_bad_inputs(changes, message, train_data):
     x, y = train_data

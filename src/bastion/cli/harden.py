@@ -57,6 +57,9 @@ def harden_command(
     patience: Annotated[int, typer.Option(help="Epochs without progress before an early stop.")] = 5,
     fine_tune: Annotated[bool, typer.Option(help="Start from --weights instead of a fresh model.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from OUT/checkpoints.")] = False,
+    weight_average: Annotated[float | None, typer.Option(
+        help="Keep a moving average of the weights with this decay (e.g. 0.999); it is validated and saved "
+             "instead of the last weights.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, shuffling and attacks.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Train on the first N samples only.")] = None,
     label_column: LabelColumn = "label",
@@ -78,7 +81,8 @@ def harden_command(
         settings = HardenSettings(
             method=method, norm=norm, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             schedule=schedule, seed=seed, options=options, val_fraction=val_fraction, early_stop=early_stop,
-            patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume)
+            patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume,
+            weight_average=weight_average)
         prepare_folder(out)
         train = load_data_from_options(data, label_column, schema, limit)
         evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None

@@ -27,6 +27,7 @@ from bastion.core.records import ArtifactRef, DatasetRef, ScanRecord
 from bastion.core.threat import Norm, ThreatModel
 from bastion.data.sources import Dataset
 from bastion.defenses.training import EarlyStop, method_names, train_by_name
+from bastion.defenses.training.averaging import check_decay
 from bastion.models.loading import LoadedModel
 from bastion.models.torch_adapter import TorchClassifier
 from bastion.scan.progress import ProgressCallback, no_progress
@@ -56,6 +57,8 @@ class HardenSettings:
         eval_suite, eval_limit: the before/after scans (suite and number of evaluation samples).
         fine_tune: start from the given weights instead of a fresh initialisation.
         resume: continue from ``out/checkpoints``.
+        weight_average: decay of an exponential moving average of the weights (e.g. 0.999) that is
+            validated and kept instead of the trained weights; ``None`` (default): none.
     """
 
     method: str
@@ -75,6 +78,7 @@ class HardenSettings:
     eval_limit: int | None = 1000
     fine_tune: bool = False
     resume: bool = False
+    weight_average: float | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,8 @@ def _check(settings: HardenSettings) -> None:
         raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {settings.val_fraction}")
     if settings.eval_limit is not None and settings.eval_limit < 1:
         raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
+    if settings.weight_average is not None:
+        check_decay(settings.weight_average)
 
 
 def _check_checkpoints(folder: Path, resume: bool) -> None:
@@ -189,6 +195,7 @@ def _train(classifier: TorchClassifier, data: Dataset, validation: Dataset, thre
         epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer, lr=settings.lr,
         schedule=settings.schedule, seed=settings.seed, validation=(validation.x, validation.y),
         early_stop=early_stop, checkpoint_dir=folder / "checkpoints", resume=settings.resume,
+        weight_average=settings.weight_average,
         on_epoch=lambda epoch, total, *_: progress("training epochs", epoch, total),
     )
     dumped = record.model_dump(mode="json")

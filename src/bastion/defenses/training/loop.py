@@ -13,6 +13,7 @@ checkpointed; Python's and NumPy's are seeded but not saved (nothing in the loop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from bastion.core.errors import InputError
 from bastion.core.seeding import derive_seed, seed_everything
 from bastion.core.threat import ThreatModel
 from bastion.defenses.training import checkpoint as ckpt
+from bastion.defenses.training.averaging import WeightAverage, check_decay
 from bastion.defenses.training.data import ArrayLike, batches, data_digest, labelled_tensors
 from bastion.defenses.training.objective import Objective
 from bastion.defenses.training.optim import build_optimiser, learning_rate, optimiser_settings, set_learning_rate
@@ -63,6 +65,7 @@ class _Run:
     seed: int
     total_steps: int
     on_step: StepCallback | None
+    average: WeightAverage | None = None
 
 
 def fit(
@@ -85,6 +88,7 @@ def fit(
     resume: bool = False,
     on_epoch: EpochCallback | None = None,
     on_step: StepCallback | None = None,
+    weight_average: float | None = None,
 ) -> TrainingRecord:
     """Train ``classifier.module`` in place to minimise ``objective``.
 
@@ -108,27 +112,34 @@ def fit(
             the checkpoint must come from the same model, data, objective and settings. Only the early
             stop's patience may change: a run that stopped early goes on when the new patience allows.
         on_epoch, on_step: progress callbacks (see :data:`EpochCallback`, :data:`StepCallback`).
+        weight_average: keep an exponential moving average of the weights with this decay in (0, 1),
+            e.g. 0.999 (see :mod:`.averaging`); validation, the early stop and the returned model then use
+            the averaged weights. Default ``None``: no average.
 
     Returns:
         The :class:`TrainingRecord`. The module is left in eval mode, holding the best epoch's
-        weights when ``early_stop`` is set and the last epoch's otherwise.
+        weights when ``early_stop`` is set and the last epoch's otherwise (averaged weights when
+        ``weight_average`` is set).
 
     Raises:
         InputError: bad settings or data, or a checkpoint that cannot be resumed.
     """
     _check_run(classifier, objective, epochs, batch_size)
+    decay = None if weight_average is None else check_decay(weight_average)
     settings = optimiser_settings(optimizer, lr, momentum, weight_decay, schedule, batch_size)
     inputs, labels = labelled_tensors(classifier, x, y)
     validator = _validator(classifier, validation, early_stop, seed)
     folder = _checkpoint_folder(checkpoint_dir, resume)
     config = _run_config(classifier, objective, settings, epochs, seed, inputs, labels, validator)
+    if decay is not None:  # only when set: checkpoints of runs without an average stay resumable
+        config["weight_average"] = decay
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     with classifier.trainable() as module:
         optimiser = build_optimiser(module.parameters(), settings)
         steps_per_epoch = math.ceil(len(inputs) / batch_size)
         run = _Run(classifier, module, objective, optimiser, settings, inputs, labels, generator, seed,
-                   epochs * steps_per_epoch, on_step)
+                   epochs * steps_per_epoch, on_step, None if decay is None else WeightAverage(module, decay))
         state, best_weights, resumed_from = _start(run, folder, resume, config)
         if early_stop is not None and state.stopped_early and state.best_epoch is not None:
             state.stopped_early = state.epoch - state.best_epoch >= early_stop.patience  # resumed with more patience
@@ -143,6 +154,8 @@ def fit(
             module.eval()
         if early_stop is not None and best_weights is not None:
             module.load_state_dict(best_weights)
+        elif run.average is not None:
+            module.load_state_dict(run.average.tensors)
     return _record(run, state, epochs, early_stop, validator, resumed_from)
 
 
@@ -240,6 +253,8 @@ def _start(
         run.module.load_state_dict(checkpoint.prefixed("model"))
         run.optimiser.load_state_dict(checkpoint.optimizer_state)
         run.generator.set_state(checkpoint.tensors["rng.shuffle"])
+        if run.average is not None:
+            run.average.load(checkpoint.prefixed("average"))
         torch.set_rng_state(checkpoint.tensors["rng.torch"])
         cuda_states = [checkpoint.tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count())
                        if f"rng.cuda.{i}" in checkpoint.tensors]
@@ -258,6 +273,7 @@ def _save(
     optimizer_tensors, structure = ckpt.flatten_optimizer(run.optimiser.state_dict())
     tensors = {f"model.{name}": t for name, t in run.module.state_dict().items()}
     tensors |= {f"best.{name}": t for name, t in (best or {}).items()}
+    tensors |= {f"average.{name}": t for name, t in (run.average.tensors if run.average else {}).items()}
     tensors |= optimizer_tensors
     tensors["rng.shuffle"] = run.generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
@@ -276,9 +292,11 @@ def _run_epoch(
     started = time.perf_counter()
     loss, lr = _train_epoch(run, state)
     state.epoch += 1
-    scores = None if validator is None else validator.score(run.classifier, run.module)
-    if scores is not None and validator is not None and validator.early_stop is not None:
-        best = _select(run.module, state, scores, best, validator.early_stop.patience)
+    # With a weight average, the averaged weights are the model: they are validated and kept.
+    with run.average.applied(run.module) if run.average is not None else contextlib.nullcontext():
+        scores = None if validator is None else validator.score(run.classifier, run.module)
+        if scores is not None and validator is not None and validator.early_stop is not None:
+            best = _select(run.module, state, scores, best, validator.early_stop.patience)
     state.history.append(EpochRecord(
         epoch=state.epoch, loss=loss, lr=lr, seconds=time.perf_counter() - started,
         val_clean=None if scores is None else scores.clean, val_robust=None if scores is None else scores.robust))
@@ -303,6 +321,8 @@ def _train_epoch(run: _Run, state: ckpt.LoopState) -> tuple[float, float]:
         run.optimiser.zero_grad()
         loss.backward()
         run.optimiser.step()
+        if run.average is not None:
+            run.average.update(run.module, state.step)
         state.step += 1
         total += value * len(index)
         if run.on_step is not None:
@@ -352,6 +372,7 @@ def _record(
         seconds=sum(epoch.seconds for epoch in state.history), train_samples=len(run.inputs),
         validation_samples=None if validator is None else len(validator.x),
         train_accuracy=float((predictions == run.labels).float().mean()),
+        weight_average=None if run.average is None else run.average.decay,
     )
 
 

@@ -77,6 +77,8 @@ class TrainingRecord(_Record):
     validation_samples: int | None = None
     train_accuracy: float = Field(description="clean accuracy on the training data with the final weights")
     teacher: TrainingRecord | None = Field(default=None, description="distillation: the teacher's training run")
+    weight_average: float | None = Field(default=None, description="decay of the weights' moving average the model "
+                                         "holds (validated and kept instead of the trained weights); None: none")
 
     @property
     def losses(self) -> list[float]:
