@@ -35,6 +35,7 @@ def test_harden_writes_weights_reports_and_a_before_after_record(weights, tmp_pa
     for path in ("model.safetensors", "harden.html", "before/scan.json", "after/scan.html"):
         assert (out / path).is_file(), path
     assert "robust accuracy" in (out / "harden.html").read_text()
+    assert "weights averaged (EMA, decay 0.99)" in (out / "harden.html").read_text()
     # The hardened weights load back into the factory and scan like any model.
     scan = invoke("scan", "--model", MODEL, "--weights", str(out / "model.safetensors"), "--data", "digits",
                   "--limit", "20", "--suite", "quick", "--out", str(tmp_path / "rescan"))

@@ -365,6 +365,9 @@ def _one_blas_thread() -> Iterator[None]:
     multi-threaded BLAS made them up to 50 times slower (threadpoolctl's own ``limit`` costs ~0.1 ms)."""
     libraries = _blas_libraries()
     previous = [library.num_threads for library in libraries]
+    if all(threads == 1 for threads in previous):  # a server started with one BLAS thread: nothing to switch
+        yield
+        return
     for library in libraries:
         library.set_num_threads(1)
     try:
