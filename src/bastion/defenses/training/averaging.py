@@ -1,10 +1,13 @@
 """Weight averaging: an exponential moving average (EMA) of the weights, kept beside the trained ones.
 
-Adversarially trained networks gain robust accuracy from evaluating an average of their recent weights
+Adversarially trained networks can gain robust accuracy from evaluating an average of their recent weights
 instead of the last ones (Gowal et al., "Uncovering the Limits of Adversarial Training against Norm-Bounded
 Adversarial Examples", 2020, section 4.4; Izmailov et al., "Averaging Weights Leads to Wider Optima and Better
-Generalization", 2018). After every optimiser step ``t`` (0-based) each floating-point tensor of the state
-dict (parameters and buffers, such as batch norm's running statistics) moves towards the trained value::
+Generalization", 2018); with a schedule that anneals the rate to zero the last weights are nearly an average
+already (``benchmarks/RESULTS.md``: no gain on the Fashion-MNIST TRADES recipe).
+
+After every optimiser step ``t`` (0-based) each floating-point tensor of the state dict (parameters and
+buffers, such as batch norm's running statistics) moves towards the trained value::
 
     average <- d * average + (1 - d) * weight,   d = min(decay, (1 + t) / (10 + t))
 
