@@ -34,6 +34,7 @@ from bastion.defenses.training import (
 )
 from bastion.defenses.training import checkpoint as ckpt
 from bastion.defenses.training import methods as methods_module
+from bastion.defenses.training.averaging import WeightAverage
 from bastion.defenses.training.optim import SCHEDULES, learning_rate, optimiser_settings
 from bastion.models.base import Classifier
 from bastion.models.torch_adapter import TorchClassifier
@@ -381,6 +382,13 @@ def test_weight_average_validates_resumes_and_refuses_a_changed_decay(train_data
     with pytest.raises(InputError, match="weight_average"):
         fit(tiny_mlp(0), x, y, CrossEntropy(), checkpoint_dir=tmp_path, resume=True,
             **{**options, "weight_average": 0.99})
+
+
+def test_weight_average_refuses_tensors_of_another_model():
+    average = WeightAverage(tiny_mlp().module, 0.99)
+    other = {name: t for name, t in average.tensors.items() if not name.endswith("bias")}
+    with pytest.raises(InputError, match="weight average does not match the model"):
+        average.load(other)
 
 
 def test_checkpoint_files_are_safetensors_and_json_only(train_data, tmp_path):

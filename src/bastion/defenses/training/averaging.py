@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bastion.core.errors import InputError
+from bastion.defenses.training.checkpoint import state_snapshot
 
 
 def check_decay(decay: object) -> float:
@@ -49,7 +50,7 @@ class WeightAverage:
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = check_decay(decay)
-        self.tensors = {name: t.detach().clone() for name, t in module.state_dict().items()}
+        self.tensors = state_snapshot(module)
 
     def update(self, module: nn.Module, step: int) -> None:
         """Fold in ``module``'s weights after optimiser step ``step`` (0-based, counted over the whole run)."""
@@ -74,7 +75,7 @@ class WeightAverage:
     @contextlib.contextmanager
     def applied(self, module: nn.Module) -> Iterator[None]:
         """Run the block with the averaged weights in ``module``; its own weights come back afterwards."""
-        trained = {name: t.detach().clone() for name, t in module.state_dict().items()}
+        trained = state_snapshot(module)
         module.load_state_dict(self.tensors)
         try:
             yield

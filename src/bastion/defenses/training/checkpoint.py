@@ -72,6 +72,11 @@ class Checkpoint:
         return {name[len(prefix) + 1 :]: t for name, t in self.tensors.items() if name.startswith(prefix + ".")}
 
 
+def state_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``module``'s state dict (parameters and buffers), unaffected by later training."""
+    return {name: t.detach().clone() for name, t in module.state_dict().items()}
+
+
 def module_digest(module: nn.Module) -> str:
     """SHA-256 over a module's state dict: names, dtypes, shapes and values, in key order."""
     digest = hashlib.sha256()

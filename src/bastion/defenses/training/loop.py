@@ -348,7 +348,7 @@ def _select(
     previous = None if state.best_clean is None else Scores(state.best_clean, state.best_robust)
     if best is None or scores.beats(previous):
         state.best_epoch, state.best_clean, state.best_robust = state.epoch, scores.clean, scores.robust
-        best = {name: t.detach().clone() for name, t in module.state_dict().items()}
+        best = ckpt.state_snapshot(module)
     elif state.best_epoch is not None and state.epoch - state.best_epoch >= patience:
         state.stopped_early = True
     return best
