@@ -136,14 +136,21 @@ def train_command(
     out: Annotated[Path, typer.Option(help="Where to write the classifier (JSON).")] = Path(
         "injection_classifier.json"),
     seed: Annotated[int, typer.Option(help="Seed of the corpus and the fit.")] = 0,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads for the encoder and its adapter's training "
+                                                "(default: all cores).")] = None,
+    adapter: Annotated[bool, typer.Option(help="Fine-tune the encoder with a low-rank adapter (six trainings, "
+                                          "most of the time); --no-adapter reads the encoder as published.")] = True,
 ) -> None:
-    """Retrain the learned layer on bastion's own labelled corpus (its training split) and write it."""
+    """Retrain the learned layer on bastion's own labelled corpus (its training split) and write it (with its
+    encoder adapter beside it, as <name>.adapter.safetensors)."""
+    from bastion.defenses.text.adapter import AdapterSettings
+    from bastion.defenses.text.classifier import adapter_path
     from bastion.defenses.text.training import train_default
 
     with user_errors():
-        metrics = train_default(out, seed=seed)
+        metrics = train_default(out, seed=seed, threads=threads, adapter=AdapterSettings() if adapter else None)
     console.print_json(json.dumps(metrics))
-    console.print(f"wrote {out}", highlight=False)
+    console.print(f"wrote {out}" + (f" and {adapter_path(out)}" if adapter else ""), highlight=False)
 
 
 def _classifier(path: Path | None, rules_only: bool) -> object:

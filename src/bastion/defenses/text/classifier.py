@@ -16,17 +16,22 @@ injections the classifier flags fall under it: such a text is not flagged, and i
 one. The two scores are combined by a third logistic regression on their logits, fitted on out-of-fold
 scores; its probability is the classifier's.
 
+The contextual layer may read the embeddings of a fine-tuned encoder: an adapter
+(:mod:`bastion.defenses.text.adapter`) trained on the same corpus and merged into the encoder's weights.
+
 The model is a JSON file (coefficients, intercepts, threshold, the training corpus's SHA-256 and size,
-cross-validation figures, library versions); the one shipped in ``data/injection_classifier.json`` is made by
+cross-validation figures, library versions), with the adapter, if any, in a safetensors file beside it that the
+JSON names and hashes; the pair shipped in ``data/`` is made by
 :func:`~bastion.defenses.text.training.train_default` (``bastion guard train``). A file of format version 1
-holds the contextual layer alone and is scored by it alone.
+holds the contextual layer alone and is scored by it alone; version 2 has no adapter.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
@@ -38,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bastion import __version__
 from bastion.core.errors import InputError
+from bastion.defenses.text.adapter import EncoderAdapter
 from bastion.defenses.text.corpus import (
     corpus_digest,
 )
@@ -56,9 +62,9 @@ if TYPE_CHECKING:
     from bastion.defenses.text.training import TrainingPieces
 
 FILE_FORMAT = "bastion/injection-classifier"
-FILE_VERSION = 2
-#: Versions this bastion reads (1: the contextual layer alone).
-READABLE_VERSIONS = (1, 2)
+FILE_VERSION = 3
+#: Versions this bastion reads (1: the contextual layer alone; 2: both layers, no adapter).
+READABLE_VERSIONS = (1, 2, 3)
 DEFAULT_FILE = "injection_classifier.json"
 #: Regularisation strengths tried by :func:`train_default` (inverse, as in scikit-learn).
 C_GRID = (0.25, 1.0, 4.0, 16.0)
@@ -94,6 +100,16 @@ class LexicalLayer(BaseModel):
     skip_below: float
 
 
+class AdapterFile(BaseModel):
+    """Where a classifier file's encoder adapter is: a file name in the same folder, and its SHA-256."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    sha256: str
+    settings: dict[str, Any]
+
+
 class ClassifierFile(BaseModel):
     """The JSON form of a fitted :class:`InjectionClassifier`."""
 
@@ -111,6 +127,7 @@ class ClassifierFile(BaseModel):
     evaluation: dict[str, Any] | None = None
     versions: dict[str, str]
     lexical: LexicalLayer | None = None
+    adapter: AdapterFile | None = None
 
 
 class InjectionClassifier:
@@ -130,7 +147,9 @@ class InjectionClassifier:
 
     Fitted state: ``coef_`` (384,) and ``intercept_`` (the contextual layer), ``lexical_`` (the lexical layer and
     the combination, a :class:`LexicalLayer`, or ``None``: contextual layer alone), ``training_`` (corpus
-    SHA-256 and size, class counts), ``evaluation_`` (metrics stored with the file, or ``None``).
+    SHA-256 and size, class counts), ``evaluation_`` (metrics stored with the file, or ``None``). ``adapter_``:
+    the encoder adapter the contextual layer reads through (``None``: the encoder as published); :meth:`fit`
+    keeps the one set, :func:`~bastion.defenses.text.training.train_default` trains one.
 
     Example:
         >>> classifier = load_default()
@@ -151,6 +170,7 @@ class InjectionClassifier:
         self.focus_pieces = focus_pieces
         self.threads = threads
         self.seed = seed
+        self.adapter_: EncoderAdapter | None = None
 
     def set_params(self, **params: Any) -> InjectionClassifier:
         for key, value in params.items():
@@ -166,7 +186,7 @@ class InjectionClassifier:
 
     @property
     def encoder(self) -> SentenceEncoder:
-        return SentenceEncoder(max_tokens=self.max_tokens, threads=self.threads)
+        return SentenceEncoder(max_tokens=self.max_tokens, threads=self.threads, adapter=self.adapter_)
 
     # ------------------------------------------------------------------------------------------ fitting
 
@@ -408,15 +428,27 @@ class InjectionClassifier:
     # ------------------------------------------------------------------------------------------ files
 
     def save(self, path: str | Path) -> Path:
-        """Write the fitted classifier as JSON to ``path``; returns the path."""
+        """Write the fitted classifier as JSON to ``path``; returns the path. An adapter goes beside it, in
+        :func:`adapter_path` (``<stem>.adapter.safetensors``)."""
         self._check_fitted()
+        path = Path(path)
+        adapter = None
+        if self.adapter_ is not None:
+            data = self.adapter_.to_bytes()
+            adapter = AdapterFile(file=adapter_path(path).name, sha256=hashlib.sha256(data).hexdigest(),
+                                  settings=self.training_.get("adapter", {}))
+            try:
+                adapter_path(path).write_bytes(data)
+            except OSError as error:
+                raise InputError(f"cannot write adapter file {adapter_path(path)}: {error.strerror or error}") \
+                    from error
         record = ClassifierFile(
             format=FILE_FORMAT, format_version=FILE_VERSION, created_at=datetime.now(timezone.utc),
             params=self.get_params(), coef=self.coef_.tolist(), intercept=self.intercept_, threshold=self.threshold,
             embedding={**model_info(), "dimension": DIMENSION, "max_tokens": self.max_tokens,
                        "pooling": "mean over tokens, L2-normalised"},
-            training=self.training_, evaluation=self.evaluation_, versions=_versions(), lexical=self.lexical_)
-        path = Path(path)
+            training=self.training_, evaluation=self.evaluation_, versions=_versions(), lexical=self.lexical_,
+            adapter=adapter)
         try:
             path.write_text(record.model_dump_json(indent=1) + "\n", encoding="utf-8")
         except OSError as error:
@@ -425,20 +457,22 @@ class InjectionClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> InjectionClassifier:
-        """A classifier saved by :meth:`save`.
+        """A classifier saved by :meth:`save` (with its adapter file, if it has one).
 
         Raises:
-            InputError: the file is missing, not JSON, or not a classifier file of a version this bastion reads.
+            InputError: the file is missing, not JSON, or not a classifier file of a version this bastion reads;
+                its adapter file is missing, altered or not an adapter.
         """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise InputError(f"cannot read classifier file {path}: {error.strerror or error}") from error
-        return cls._from_json(text, str(path))
+        return cls._from_json(text, str(path), lambda name: (path.parent / name).read_bytes())
 
     @classmethod
-    def _from_json(cls, text: str, where: str) -> InjectionClassifier:
+    def _from_json(cls, text: str, where: str, read_beside: Callable[[str], bytes]) -> InjectionClassifier:
+        """The classifier in JSON ``text``; ``read_beside(name)`` reads a file beside it (the adapter)."""
         try:
             record = ClassifierFile.model_validate(json.loads(text))
         except (json.JSONDecodeError, ValidationError) as error:
@@ -456,7 +490,29 @@ class InjectionClassifier:
         classifier.lexical_ = record.lexical
         classifier.training_ = record.training
         classifier.evaluation_ = record.evaluation
+        if record.adapter is not None:
+            classifier.adapter_ = _read_adapter(record.adapter, where, read_beside)
         return classifier
+
+
+def adapter_path(classifier_path: str | Path) -> Path:
+    """Where :meth:`InjectionClassifier.save` writes the adapter of a classifier saved to ``classifier_path``."""
+    path = Path(classifier_path)
+    return path.with_name(path.stem + ".adapter.safetensors")
+
+
+def _read_adapter(record: AdapterFile, where: str, read_beside: Callable[[str], bytes]) -> EncoderAdapter:
+    if Path(record.file).name != record.file:
+        raise InputError(f"{where} names its adapter file {record.file!r}; it must be a bare file name")
+    try:
+        data = read_beside(record.file)
+    except OSError as error:
+        raise InputError(f"{where} needs its adapter file {record.file} beside it: "
+                         f"{error.strerror or error}") from error
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise InputError(f"the adapter file {record.file} beside {where} is not the one it was saved with "
+                         "(SHA-256 differs); copy the pair together or retrain with `bastion guard train`")
+    return EncoderAdapter.from_bytes(data, record.file)
 
 
 @lru_cache(maxsize=1)
@@ -468,7 +524,9 @@ def load_default() -> InjectionClassifier:
     except FileNotFoundError as error:
         raise InputError(f"the shipped classifier {DEFAULT_FILE} is missing; reinstall bastion or run "
                          "`bastion guard train`") from error
-    return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}")
+    folder = resources.files("bastion.defenses.text").joinpath("data")
+    return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}",
+                                          lambda name: folder.joinpath(name).read_bytes())
 
 
 def deciding_span(parts: dict[str, np.ndarray], row: int) -> tuple[int, int] | None:

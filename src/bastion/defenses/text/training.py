@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bastion.core.errors import InputError
+from bastion.defenses.text.adapter import AdapterSettings, EncoderAdapter, fit_adapter
 from bastion.defenses.text.classifier import (
     C_GRID,
     LEXICAL_C_GRID,
     THRESHOLD_FPR,
     InjectionClassifier,
+    Pieces,
     lexical_embeddings,
     logistic_regression,
 )
@@ -44,7 +46,8 @@ class TrainingPieces:
     many of a text's pieces are windows; ``starts`` ``(N,)``: each text's first piece (its first window, what
     both layers are fitted on). ``lexical`` ``(P, 384)``: lexical embeddings of every piece; ``contextual``
     ``(P, 384)``: sentence embeddings of the pieces the contextual layer may read (each text's first window,
-    and the pieces after the windows), NaN elsewhere.
+    and the pieces after the windows), NaN elsewhere. ``texts`` and ``text_pieces``: the texts and each one's
+    :meth:`~InjectionClassifier.piece_spans`, to read them again through another encoder (:meth:`read`).
     """
 
     spans: list[tuple[int, int]]
@@ -53,26 +56,41 @@ class TrainingPieces:
     starts: np.ndarray
     lexical: np.ndarray
     contextual: np.ndarray
+    texts: list[str]
+    text_pieces: list[Pieces]
 
     @classmethod
-    def embed(cls, classifier: InjectionClassifier, texts: Sequence[str]) -> TrainingPieces:
+    def embed(cls, classifier: InjectionClassifier, texts: Sequence[str], *, contextual: bool = True
+              ) -> TrainingPieces:
+        """Embed every piece of ``texts``: lexically, and (``contextual``) through ``classifier``'s encoder."""
         texts = list(texts)
         pieces = [classifier.piece_spans(text) for text in texts]
         owner = np.repeat(np.arange(len(texts)), [len(spans) for spans, _ in pieces])
         spans = [span for text_spans, _ in pieces for span in text_spans]
         windows = np.array([count for _, count in pieces], dtype=np.int64)
         starts = np.searchsorted(owner, np.arange(len(texts)))
-        # What the contextual layer may read: all of a short text; a longer one's first window (what the layer
-        # is fitted on) and every piece after its windows (what it reads, depending on the lexical scores).
-        readable = [list(range(len(text_spans))) if classifier.is_short(text_spans[:count])
-                    else [0, *range(count, len(text_spans))] for text_spans, count in pieces]
-        logger.info("embedding %d pieces of %d training texts (%d contextually)", len(owner), len(texts),
-                    sum(map(len, readable)))
+        logger.info("embedding %d pieces of %d training texts", len(owner), len(texts))
         lexical = lexical_embeddings(texts, pieces)
-        contextual = np.full((len(owner), lexical.shape[1]), np.nan, dtype=np.float32)
-        embeddings, rows = classifier.read_contextually(texts, readable, pieces)
-        contextual[rows] = embeddings
-        return cls(spans, owner, windows, starts, lexical, contextual)
+        made = cls(spans, owner, windows, starts, lexical, np.empty((0, lexical.shape[1]), np.float32), texts, pieces)
+        made.contextual = made.read(classifier, np.arange(len(texts)) if contextual else np.empty(0, np.int64))
+        return made
+
+    def read(self, classifier: InjectionClassifier, texts: np.ndarray, heads: np.ndarray | None = None
+             ) -> np.ndarray:
+        """Sentence embeddings ``(P, 384)`` through ``classifier``'s encoder of the readable pieces of ``texts``
+        and the first window only of ``heads`` (text indices); NaN in the rows of pieces not read."""
+        chosen: list[list[int]] = [[] for _ in self.texts]
+        for text in np.asarray(heads if heads is not None else [], dtype=np.int64).tolist():
+            chosen[text] = [0]
+        for text in np.asarray(texts, dtype=np.int64).tolist():
+            spans, count = self.text_pieces[text]
+            chosen[text] = (list(range(len(spans))) if classifier.is_short(spans[:count])
+                            else [0, *range(count, len(spans))])
+        contextual = np.full((len(self.owner), self.lexical.shape[1]), np.nan, dtype=np.float32)
+        if any(chosen):
+            embeddings, rows = classifier.read_contextually(self.texts, chosen, self.text_pieces)
+            contextual[rows] = embeddings
+        return contextual
 
     def text_max(self, piece_scores: np.ndarray) -> np.ndarray:
         """Each text's highest score ``(N,)`` over its pieces' ``piece_scores`` ``(P,)``."""
@@ -111,19 +129,32 @@ class TrainingPieces:
         return np.asarray(rows, dtype=np.int64)
 
     def contextual_out_of_fold(self, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float,
-                               seed: int, focus: np.ndarray) -> np.ndarray:
+                               seed: int, focus: np.ndarray, per_fold: Sequence[np.ndarray] | None = None
+                               ) -> np.ndarray:
         """Each text's highest contextual probability ``(N,)`` over the pieces ``focus`` it reads, from a model
-        fitted without its fold."""
+        fitted without its fold; on ``per_fold[k]`` ``(P, 384)`` for fold ``k`` where given (each fold's own
+        encoder), else on :attr:`contextual`."""
         predicted = np.zeros(len(labels))
-        for fit_rows, held_rows in folds:
-            model = logistic_regression(C, seed).fit(self.contextual[self.starts[fit_rows]], labels[fit_rows])
+        for index, (fit_rows, held_rows) in enumerate(folds):
+            contextual = self.contextual if per_fold is None else per_fold[index]
+            model = logistic_regression(C, seed).fit(contextual[self.starts[fit_rows]], labels[fit_rows])
             held = focus[np.isin(self.owner[focus], held_rows)]
-            np.maximum.at(predicted, self.owner[held], model.predict_proba(self.contextual[held])[:, 1])
+            np.maximum.at(predicted, self.owner[held], model.predict_proba(contextual[held])[:, 1])
         return predicted
 
+    def first_windows(self) -> list[list[int]]:
+        """Token ids of each text's first piece (with [CLS] and [SEP], at most 256 tokens): what adapters train on."""
+        from bastion.defenses.text.embedding import load_model
 
-def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 1) -> dict[str, Any]:
-    """Train the shipped classifier on the train split of :func:`~bastion.defenses.text.corpus.assemble`.
+        model = load_model()
+        return [model.tokenize(self.texts[text][slice(*self.spans[start])], 256)
+                for text, start in enumerate(self.starts.tolist())]
+
+
+def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 1,
+                  adapter: AdapterSettings | None = AdapterSettings()) -> dict[str, Any]:
+    """Train the shipped classifier, and the encoder adapter it reads through, on the train split of
+    :func:`~bastion.defenses.text.corpus.assemble`.
 
     Texts made by encoding another (Base64, hex, ROT13, reversed, zero-width, homoglyphs) are left out of
     training: they are the normalisation layer's to decode, and a classifier trained on them learns that any
@@ -131,8 +162,13 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     template families (so each fold, like the eval split, scores phrasings its model never saw): each layer's
     ``C`` maximises its out-of-fold average precision, the combination is fitted on the out-of-fold scores,
     and the threshold is the lowest value, not under 0.5, whose out-of-fold false-positive rate on the
-    training negatives is at most :data:`THRESHOLD_FPR`. The eval split is scored once, at the end, by the
-    classifier alone. Writes the classifier to ``out_path`` and returns its metrics.
+    training negatives is at most :data:`THRESHOLD_FPR`. With ``adapter`` settings (the default; ``None``: the
+    encoder as published), an adapter is trained in every fold on that fold's training texts, so the
+    out-of-fold contextual scores come from an encoder that never saw their families either, and a last one
+    on the whole split is shipped (six trainings: the longest part, about 3 to 10 minutes each on 2 cores).
+    ``threads`` applies to the embedding and, where ``adapter.threads`` is ``None``, to the adapter's training.
+    The eval split is scored once, at the end, by the classifier alone. Writes the classifier to ``out_path``
+    (and its adapter beside it) and returns its metrics.
     """
     from bastion.defenses.text.evaluate import evaluate
 
@@ -141,13 +177,20 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     held_out = split_examples(examples, "eval")
     texts, labels = [e.text for e in train], np.array([e.label for e in train])
     classifier = InjectionClassifier(threads=threads, seed=seed)
-    pieces = TrainingPieces.embed(classifier, texts)
+    pieces = TrainingPieces.embed(classifier, texts, contextual=adapter is None)
     folds = grouped_folds(labels, [e.family for e in train], seed)
     lexical_pieces = {c: pieces.lexical_out_of_fold(labels, folds, c, seed) for c in LEXICAL_C_GRID}
     lexical_c, lexical_oof, lexical_ap = _best_c(LEXICAL_C_GRID, lambda c: pieces.text_max(lexical_pieces[c]), labels)
     focus = pieces.focus_rows(classifier, lexical_pieces[lexical_c])
+    per_fold = None
+    if adapter is not None:
+        if adapter.threads is None and threads is not None:
+            adapter = replace(adapter, threads=threads)
+        per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter)
+        classifier.adapter_ = _fit_adapter(pieces, labels, np.arange(len(labels)), adapter, "the whole train split")
+        pieces.contextual = pieces.read(classifier, np.empty(0, np.int64), heads=np.arange(len(labels)))
     contextual_c, contextual_oof, contextual_ap = _best_c(
-        C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed, focus), labels)
+        C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed, focus, per_fold), labels)
     classifier.set_params(C=contextual_c, lexical_C=lexical_c)
     classifier.fit_pieces(pieces, labels, contextual_oof, lexical_oof, corpus_sha256=corpus_digest(texts, labels))
     combined = classifier.combine(lexical_oof, contextual_oof)
@@ -156,6 +199,7 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     skipped = lexical_oof < classifier.lexical_.skip_below  # type: ignore[union-attr]
     cv = {"folds": len(folds), "grouped_by": "template family",
           "threshold_rule": f"lowest >= 0.5 with out-of-fold FPR <= {THRESHOLD_FPR}", "threshold": classifier.threshold,
+          "adapter_per_fold": adapter is not None,
           "combined": _rates(combined >= classifier.threshold, labels),
           "gate": {"skip_below": classifier.lexical_.skip_below,  # type: ignore[union-attr]
                    "negatives_skipped": float(skipped[labels == 0].mean()),
@@ -169,6 +213,8 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
         "corpus": f"bastion.defenses.text.corpus.assemble(seed={seed}), train split less the encoded families",
         "python_docstrings": platform.python_version(), "docstring_modules": DOCSTRING_MODULES["train"],
         "families": sorted({e.family for e in train}), "counts": summary(examples), "cross_validation": cv})
+    if adapter is not None:
+        classifier.training_["adapter"] = {**adapter.as_record(), "trained_on": "each text's first window"}
     logger.info("scoring %d eval texts with the classifier alone", len(held_out))
     evaluation = evaluate(classifier.screen, held_out, guard="classifier alone",
                           data=f"bastion corpus, eval split (seed {seed}): template families never trained on")
@@ -177,6 +223,25 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     classifier.threads = None  # a setting of the process that loads the file, not of the model
     classifier.save(out_path)
     return metrics
+
+
+def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray,
+                   folds: list[tuple[np.ndarray, np.ndarray]], settings: AdapterSettings) -> list[np.ndarray]:
+    """For each fold, the contextual embeddings ``(P, 384)`` through an adapter trained on the fold's training
+    texts: of those texts' first windows (to fit the layer) and of the held-out texts' readable pieces."""
+    per_fold = []
+    for index, (fit_rows, held_rows) in enumerate(folds):
+        fold = InjectionClassifier(**classifier.get_params())
+        fold.adapter_ = _fit_adapter(pieces, labels, fit_rows, settings, f"fold {index + 1} of {len(folds)}")
+        per_fold.append(pieces.read(fold, held_rows, heads=fit_rows))
+    return per_fold
+
+
+def _fit_adapter(pieces: TrainingPieces, labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
+                 what: str) -> EncoderAdapter:
+    logger.info("training an encoder adapter on %d texts (%s)", len(rows), what)
+    windows = pieces.first_windows()
+    return fit_adapter([windows[i] for i in rows.tolist()], labels[rows], settings)
 
 
 def _best_c(grid: Sequence[float], out_of_fold: Any, labels: np.ndarray
