@@ -189,7 +189,7 @@ def test_each_fold_reads_through_an_adapter_trained_without_it():
     pieces = TrainingPieces.embed(classifier, texts, contextual=False)
     assert np.isnan(pieces.contextual).all()
     folds = grouped_folds(labels, None, seed=0)[:2]
-    per_fold = _fold_encoders(classifier, pieces, labels, folds, TINY)
+    per_fold = _fold_encoders(classifier, pieces, labels, folds, TINY, pieces.first_windows(256))
     assert len(per_fold) == 2
     for contextual, (fit_rows, held_rows) in zip(per_fold, folds, strict=True):
         read = ~np.isnan(contextual).any(axis=1)
@@ -237,3 +237,70 @@ def test_guard_train_writes_a_classifier_and_its_adapter(tmp_path, monkeypatch):
     assert InjectionClassifier.load(tmp_path / "plain.json").adapter_ is None
     assert not adapter_path(tmp_path / "plain.json").exists()
     assert CliRunner().invoke(app, ["guard", "train", "--threads", "0"]).exit_code == 2
+
+
+@pytest.mark.parametrize(("factors", "rank", "alpha", "message"), [
+    ({"0.query": (np.full((2, 384), np.nan, np.float32), np.zeros((384, 2), np.float32))}, 2, 4.0, "NaN"),
+    ({"0.query": (np.zeros((2, 384), np.int32), np.zeros((384, 2), np.int32))}, 2, 4.0, "floating-point"),
+    ({"0.query": (np.zeros((2, 384), np.float32), np.zeros((384, 2), np.float32))}, 2, float("nan"), "alpha"),
+    ({"0.query": (np.zeros((2, 384), np.float32), np.zeros((384, 2), np.float32))}, 0, 4.0, "rank"),
+    ({"0.bogus": (np.zeros((2, 384), np.float32), np.zeros((384, 2), np.float32))}, 2, 4.0, "expected '<layer>.<map>'"),
+])
+def test_an_adapter_with_bad_factors_is_refused(factors, rank, alpha, message):
+    with pytest.raises(InputError, match=message):
+        EncoderAdapter(rank, alpha, factors)
+
+
+def test_an_adapter_for_a_layer_the_model_lacks_is_refused():
+    adapter = EncoderAdapter(2, 4.0, {"9.query": (np.zeros((2, 384), np.float32), np.zeros((384, 2), np.float32))})
+    with pytest.raises(InputError, match=r"changes layers \[9\], but this model has 6 layers"):
+        load_model(adapter)
+
+
+def test_adapter_factors_are_read_only_and_the_digest_ignores_how_alpha_was_written():
+    a, b = np.ones((2, 384), np.float32), np.zeros((384, 2), np.float32)
+    adapter = EncoderAdapter(2, 4, {"0.query": (a, b)})
+    assert adapter.digest == EncoderAdapter(2, 4.0, {"0.query": (a, b)}).digest
+    with pytest.raises(ValueError):
+        adapter.factors["0.query"][0][0, 0] = 5.0
+
+
+def test_diverging_training_stops_with_a_clear_error():
+    settings = AdapterSettings(rank=2, epochs=3, batch_size=4, max_tokens=24, learning_rate=1e30, threads=1)
+    with pytest.raises(InputError, match="diverged"):
+        fit_adapter(sequences(INJECTIONS + BENIGN), [1] * len(INJECTIONS) + [0] * len(BENIGN), settings)
+
+
+def test_loading_the_adapter_as_the_classifier_says_which_file_to_give(tmp_path, adapted_classifier):
+    classifier, _ = adapted_classifier
+    path = classifier.save(tmp_path / "clf.json")
+    with pytest.raises(InputError, match="give the .json file"):
+        InjectionClassifier.load(adapter_path(path))
+
+
+def test_a_pair_renamed_together_still_loads(tmp_path, adapted_classifier):
+    classifier, texts = adapted_classifier
+    path = classifier.save(tmp_path / "clf.json")
+    path.rename(tmp_path / "mine.json")
+    adapter_path(path).rename(tmp_path / "mine.adapter.safetensors")
+    loaded = InjectionClassifier.load(tmp_path / "mine.json")
+    np.testing.assert_array_equal(loaded.predict_proba(texts), classifier.predict_proba(texts))
+
+
+def test_a_version_2_file_naming_an_adapter_is_refused(tmp_path, adapted_classifier):
+    classifier, _ = adapted_classifier
+    path = classifier.save(tmp_path / "clf.json")
+    record = json.loads(path.read_text())
+    record["format_version"] = 2
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match="version 2 file, which has no adapter"):
+        InjectionClassifier.load(path)
+
+
+def test_guard_train_checks_its_output_folder_before_training(tmp_path):
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app
+
+    result = CliRunner().invoke(app, ["guard", "train", "--out", str(tmp_path / "missing" / "clf.json")])
+    assert result.exit_code == 2 and "does not exist" in result.output

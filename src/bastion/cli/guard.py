@@ -42,8 +42,9 @@ def prompt_command(
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
     threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt "
                                                     "(default: the classifier's own).", show_default=False)] = None,
-    classifier: Annotated[Path | None, typer.Option(help="A classifier written by 'bastion guard train' "
-                                                    "(default: the one shipped with bastion).",
+    classifier: Annotated[Path | None, typer.Option(help="A classifier (.json) written by 'bastion guard train', "
+                                                    "its .adapter.safetensors beside it (default: the one shipped "
+                                                    "with bastion).",
                                                     show_default=False)] = None,
     max_chars: Annotated[int, _MAX_CHARS] = 1_048_576,
     as_json: Annotated[bool, _JSON] = False,
@@ -108,7 +109,8 @@ def eval_command(
         "evaluation split of bastion's own corpus)."), show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Folder for guard_eval.json and guard_eval.html.")] = Path("guard-eval"),
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
-    classifier: Annotated[Path | None, typer.Option(help="A classifier written by 'bastion guard train'.",
+    classifier: Annotated[Path | None, typer.Option(help="A classifier (.json) written by 'bastion guard train', "
+                                                    "its .adapter.safetensors beside it.",
                                                     show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt.",
                                                     show_default=False)] = None,
@@ -148,7 +150,10 @@ def train_command(
     from bastion.defenses.text.training import train_default
 
     with user_errors():
-        metrics = train_default(out, seed=seed, threads=threads, adapter=AdapterSettings() if adapter else None)
+        if not out.parent.is_dir():  # found before the half hour of training, not after
+            raise InputError(f"--out {out}: the folder {out.parent} does not exist")
+        metrics = train_default(out, seed=seed, threads=threads,
+                                adapter=AdapterSettings(seed=seed) if adapter else None)
     console.print_json(json.dumps(metrics))
     console.print(f"wrote {out}" + (f" and {adapter_path(out)}" if adapter else ""), highlight=False)
 

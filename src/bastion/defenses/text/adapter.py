@@ -78,34 +78,60 @@ class AdapterSettings:
             raise InputError("bad adapter settings: " + "; ".join(problems))
 
     def as_record(self) -> dict[str, Any]:
-        """The settings that shape the adapter (threads left out), for the classifier file."""
+        """The settings that shape the adapter, for the classifier file; with the torch version and the threads
+        it trained on (torch's sums, and so the adapter's last bits, depend on both)."""
+        import torch
+
         return {"rank": self.rank, "alpha": self.alpha, "epochs": self.epochs, "learning_rate": self.learning_rate,
                 "batch_size": self.batch_size, "max_tokens": self.max_tokens, "seed": self.seed,
-                "linears": list(LINEARS), "head_scale": HEAD_SCALE}
+                "linears": list(LINEARS), "head_scale": HEAD_SCALE, "torch": torch.__version__,
+                "threads": self.threads or torch.get_num_threads()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EncoderAdapter:
     """A fitted adapter: for each changed linear map ``"<layer>.<name>"`` (``name`` in :data:`LINEARS`), the
-    factors ``A`` ``(rank, in)`` and ``B`` ``(out, rank)``; the map's weight ``W`` ``(out, in)`` becomes
-    ``W + (alpha / rank) * B @ A``."""
+    factors ``A`` ``(rank, in)`` and ``B`` ``(out, rank)``, float32 and read-only; the map's weight ``W``
+    ``(out, in)`` becomes ``W + (alpha / rank) * B @ A``. ``digest`` identifies the adapter (the encoder caches
+    merged models by it).
+
+    Raises:
+        InputError: a rank under 1, an alpha that is not a positive finite number, a factor that is not finite,
+            of the wrong shape, or named for no linear map.
+    """
 
     rank: int
     alpha: float
     factors: dict[str, tuple[np.ndarray, np.ndarray]]
-    digest: str = field(init=False, compare=False)
+    digest: str = field(init=False)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.rank, int) and self.rank >= 1):
+            raise InputError(f"an adapter's rank must be a positive integer, got {self.rank!r}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise InputError(f"an adapter's alpha must be a positive finite number, got {self.alpha!r}")
+        object.__setattr__(self, "alpha", float(self.alpha))
         hasher = hashlib.sha256(f"{self.rank}:{self.alpha!r}".encode())
+        factors = {}
         for name in sorted(self.factors):
-            a, b = self.factors[name]
+            layer, _, linear = name.partition(".")
+            if not layer.isdigit() or linear not in LINEARS:
+                raise InputError(f"adapter factors named {name!r}: expected '<layer>.<map>' with a map of "
+                                 f"{', '.join(LINEARS)}")
+            a, b = (_frozen(array, name) for array in self.factors[name])
             if a.ndim != 2 or b.ndim != 2 or a.shape[0] != self.rank or b.shape[1] != self.rank:
                 raise InputError(f"adapter factors of {name} have shapes {a.shape} and {b.shape}; expected "
                                  f"(rank, in) and (out, rank) with rank {self.rank}")
-            hasher.update(name.encode())
-            hasher.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
-            hasher.update(np.ascontiguousarray(b, dtype=np.float32).tobytes())
+            factors[name] = (a, b)
+            hasher.update(f"{name}:{a.shape}:{b.shape}".encode())
+            hasher.update(a.tobytes())
+            hasher.update(b.tobytes())
+        object.__setattr__(self, "factors", factors)
         object.__setattr__(self, "digest", hasher.hexdigest())
+
+    def layers(self) -> set[int]:
+        """The layer indices the adapter changes."""
+        return {int(name.partition(".")[0]) for name in self.factors}
 
     @property
     def scale(self) -> float:
@@ -152,10 +178,9 @@ class EncoderAdapter:
         except (KeyError, ValueError) as error:
             raise InputError(f"{where} lacks a valid rank and alpha in its metadata") from error
         names = {key.rsplit(".", 1)[0] for key in tensors}
-        unknown = [name for name in names if name.split(".", 1)[-1] not in LINEARS or not name.split(".")[0].isdigit()]
-        missing = [name for name in names if f"{name}.A" not in tensors or f"{name}.B" not in tensors]
-        if unknown or missing:
-            raise InputError(f"{where} holds unexpected tensors: {sorted(unknown + missing)}")
+        unpaired = sorted(name for name in names if f"{name}.A" not in tensors or f"{name}.B" not in tensors)
+        if unpaired or not names:
+            raise InputError(f"{where} holds no adapter factors, or factors without their pair: {unpaired}")
         return cls(rank, alpha, {name: (tensors[f"{name}.A"], tensors[f"{name}.B"]) for name in sorted(names)})
 
     def save(self, path: str | Path) -> Path:
@@ -182,6 +207,18 @@ class EncoderAdapter:
         return cls.from_bytes(data, str(path))
 
 
+def _frozen(array: np.ndarray, name: str) -> np.ndarray:
+    """``array`` as a read-only float32 copy; refuses non-float or non-finite values."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"adapter factors of {name} must be floating-point numbers, got {array.dtype}")
+    array = np.array(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise InputError(f"adapter factors of {name} hold NaN or infinite values")
+    array.flags.writeable = False
+    return array
+
+
 def _metadata(data: bytes) -> dict[str, str]:
     """The ``__metadata__`` of safetensors bytes (the header is 8 bytes of length, then JSON)."""
     import json
@@ -200,10 +237,11 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
     trained with it by binary cross-entropy, the positives weighted by negatives / positives, AdamW (weight decay
     0.01), a 30-step warm-up and a linear decay to zero; texts are batched by length. The head is discarded: the
     guard fits its own logistic regression on the adapted embeddings. Deterministic for a given seed and thread
-    count.
+    count; torch's global random state and thread count are restored afterwards.
 
     Raises:
-        InputError: sequences and labels do not match, a class is missing, or a sequence is empty.
+        InputError: sequences and labels do not match, a class is missing, a sequence is empty, or the training
+            diverges (a loss that is not finite).
         CapabilityError: the embedding model is not installed.
     """
     import torch
@@ -222,9 +260,10 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
     try:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
-        torch.manual_seed(settings.seed)
-        encoder = _torch_encoder(settings.rank, settings.alpha)
-        _train(encoder, cut, labels_array, settings)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+            torch.manual_seed(settings.seed)
+            encoder = _torch_encoder(settings.rank, settings.alpha)
+            _train(encoder, cut, labels_array, settings)
         return encoder.adapter()
     finally:
         torch.set_num_threads(previous_threads)
@@ -257,6 +296,9 @@ def _train(encoder: Any, sequences: list[list[int]], labels: np.ndarray, setting
             logits = head(encoder(ids, mask) * HEAD_SCALE).squeeze(-1)
             loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels[batch], dtype=torch.float32),
                                                       pos_weight=positive_weight)
+            if not torch.isfinite(loss):
+                raise InputError(f"adapter training diverged (loss {loss.item()}) at step {step + 1}; lower the "
+                                 "learning rate")
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

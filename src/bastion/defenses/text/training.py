@@ -142,12 +142,13 @@ class TrainingPieces:
             np.maximum.at(predicted, self.owner[held], model.predict_proba(contextual[held])[:, 1])
         return predicted
 
-    def first_windows(self) -> list[list[int]]:
-        """Token ids of each text's first piece (with [CLS] and [SEP], at most 256 tokens): what adapters train on."""
+    def first_windows(self, max_tokens: int) -> list[list[int]]:
+        """Token ids of each text's first piece (with [CLS] and [SEP], at most ``max_tokens``): what adapters train
+        on (cut further to their own ``max_tokens``)."""
         from bastion.defenses.text.embedding import load_model
 
         model = load_model()
-        return [model.tokenize(self.texts[text][slice(*self.spans[start])], 256)
+        return [model.tokenize(self.texts[text][slice(*self.spans[start])], max_tokens)
                 for text, start in enumerate(self.starts.tolist())]
 
 
@@ -165,7 +166,7 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     training negatives is at most :data:`THRESHOLD_FPR`. With ``adapter`` settings (the default; ``None``: the
     encoder as published), an adapter is trained in every fold on that fold's training texts, so the
     out-of-fold contextual scores come from an encoder that never saw their families either, and a last one
-    on the whole split is shipped (six trainings: the longest part, about 3 to 10 minutes each on 2 cores).
+    on the whole split is shipped (six trainings: the longest part, about 3.5 minutes each on 2 idle cores).
     ``threads`` applies to the embedding and, where ``adapter.threads`` is ``None``, to the adapter's training.
     The eval split is scored once, at the end, by the classifier alone. Writes the classifier to ``out_path``
     (and its adapter beside it) and returns its metrics.
@@ -186,8 +187,9 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     if adapter is not None:
         if adapter.threads is None and threads is not None:
             adapter = replace(adapter, threads=threads)
-        per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter)
-        classifier.adapter_ = _fit_adapter(pieces, labels, np.arange(len(labels)), adapter, "the whole train split")
+        windows = pieces.first_windows(classifier.max_tokens)
+        per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter, windows)
+        classifier.adapter_ = _fit_adapter(windows, labels, np.arange(len(labels)), adapter, "the whole train split")
         pieces.contextual = pieces.read(classifier, np.empty(0, np.int64), heads=np.arange(len(labels)))
     contextual_c, contextual_oof, contextual_ap = _best_c(
         C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed, focus, per_fold), labels)
@@ -226,21 +228,22 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
 
 
 def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray,
-                   folds: list[tuple[np.ndarray, np.ndarray]], settings: AdapterSettings) -> list[np.ndarray]:
+                   folds: list[tuple[np.ndarray, np.ndarray]], settings: AdapterSettings,
+                   windows: list[list[int]]) -> list[np.ndarray]:
     """For each fold, the contextual embeddings ``(P, 384)`` through an adapter trained on the fold's training
-    texts: of those texts' first windows (to fit the layer) and of the held-out texts' readable pieces."""
+    texts (their ``windows``, :meth:`TrainingPieces.first_windows`): of those texts' first windows (to fit the
+    layer) and of the held-out texts' readable pieces."""
     per_fold = []
     for index, (fit_rows, held_rows) in enumerate(folds):
         fold = InjectionClassifier(**classifier.get_params())
-        fold.adapter_ = _fit_adapter(pieces, labels, fit_rows, settings, f"fold {index + 1} of {len(folds)}")
+        fold.adapter_ = _fit_adapter(windows, labels, fit_rows, settings, f"fold {index + 1} of {len(folds)}")
         per_fold.append(pieces.read(fold, held_rows, heads=fit_rows))
     return per_fold
 
 
-def _fit_adapter(pieces: TrainingPieces, labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
+def _fit_adapter(windows: list[list[int]], labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
                  what: str) -> EncoderAdapter:
     logger.info("training an encoder adapter on %d texts (%s)", len(rows), what)
-    windows = pieces.first_windows()
     return fit_adapter([windows[i] for i in rows.tolist()], labels[rows], settings)
 
 
