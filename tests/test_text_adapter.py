@@ -14,6 +14,7 @@ from bastion.defenses.text import embedding
 from bastion.defenses.text.adapter import (
     AdapterSettings,
     EncoderAdapter,
+    _masked,
     _padded,
     _torch_encoder,
     fit_adapter,
@@ -113,7 +114,8 @@ def test_fit_adapter_refuses_bad_input():
     ({"rank": 0}, "rank must be"), ({"rank": 2.5}, "rank must be"), ({"epochs": 0}, "epochs must be"),
     ({"batch_size": -1}, "batch_size must be"), ({"max_tokens": 4}, "max_tokens must be"),
     ({"alpha": float("nan")}, "alpha must be"), ({"learning_rate": 0}, "learning_rate must be"),
-    ({"threads": 0}, "threads must be"),
+    ({"threads": 0}, "threads must be"), ({"mask_rate": 1.0}, "mask_rate must be"),
+    ({"mask_rate": -0.1}, "mask_rate must be"),
 ])
 def test_adapter_settings_refuse_bad_values(arguments, message):
     with pytest.raises(InputError, match=message):
@@ -304,3 +306,11 @@ def test_guard_train_checks_its_output_folder_before_training(tmp_path):
 
     result = CliRunner().invoke(app, ["guard", "train", "--out", str(tmp_path / "missing" / "clf.json")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_masking_replaces_only_inner_tokens():
+    ids, mask = _padded([[101, 5, 6, 7, 8, 102], [101, 9, 102]])
+    torch.manual_seed(0)
+    masked = _masked(ids, mask, 0.999)
+    assert masked[0].tolist() == [101, 103, 103, 103, 103, 102]
+    assert masked[1].tolist() == [101, 103, 102, 0, 0, 0]  # [CLS], [SEP] and padding untouched
