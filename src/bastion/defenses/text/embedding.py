@@ -338,15 +338,18 @@ _ADAPTED_LOCK = threading.Lock()
 
 
 def base_weights() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The model file's tensors (by their names in the file) and its ``config.json``, read afresh (for training
-    adapters, :mod:`bastion.defenses.text.adapter`).
+    """The model file's tensors (by their names in the file) and its ``config.json``, read afresh: what
+    :func:`load_model` builds the encoder from, and what adapters are trained on
+    (:mod:`bastion.defenses.text.adapter`).
 
     Raises:
-        CapabilityError: the package or its files are missing.
+        CapabilityError: the package, its files or safetensors are missing, or the folder holds another model.
     """
-    from safetensors.numpy import load_file
-
     folder = model_dir()
+    try:
+        from safetensors.numpy import load_file
+    except ImportError as error:
+        raise CapabilityError(f"the text guard's classifier needs safetensors: {_INSTALL_HINT}") from error
     config = json.loads((folder / "config.json").read_text())
     _check_architecture(folder, config)
     return load_file(str(folder / "model.safetensors")), config
@@ -354,19 +357,15 @@ def base_weights() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 @lru_cache(maxsize=1)
 def _load_model() -> _MiniLM:
-    folder = model_dir()
     try:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
     except ImportError as error:
-        raise CapabilityError(f"the text guard's classifier needs tokenizers and safetensors: {_INSTALL_HINT}") \
-            from error
-    config = json.loads((folder / "config.json").read_text())
-    _check_architecture(folder, config)
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        raise CapabilityError(f"the text guard's classifier needs tokenizers: {_INSTALL_HINT}") from error
+    weights, config = base_weights()
+    tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
     tokenizer.no_truncation()  # the file pads and cuts to 128; windows are cut here, per encoder
     tokenizer.no_padding()
-    return _MiniLM(tokenizer, load_file(str(folder / "model.safetensors")), config)
+    return _MiniLM(tokenizer, weights, config)
 
 
 def _check_architecture(folder: Path, config: dict[str, Any]) -> None:
