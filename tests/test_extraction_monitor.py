@@ -191,3 +191,48 @@ def test_an_empty_batch_changes_nothing():
     monitor = ExtractionMonitor()
     assert monitor.observe("k", np.zeros((0, 4), np.float32), np.zeros(0, np.int64), ood=np.zeros(0, bool)) == []
     assert monitor.keys() == [] and monitor.signals("k").queries == 0
+
+
+class _FakeBlas:
+    def __init__(self, threads: int) -> None:
+        self.threads, self.reads = threads, 0
+
+    @property
+    def num_threads(self) -> int:
+        self.reads += 1
+        return self.threads
+
+    def set_num_threads(self, threads: int) -> None:
+        self.threads = threads
+
+
+def test_blas_threads_switch_to_one_and_back(monkeypatch):
+    from bastion.monitor import extraction
+
+    library = _FakeBlas(4)
+    monkeypatch.setattr(extraction, "_blas_libraries", lambda: [library])
+    switch = extraction._BlasThreads(recheck_seconds=60.0)
+    with switch.one():
+        assert library.threads == 1
+    assert library.threads == 4
+    library.threads = 1  # a server started with one thread: read once, then trusted until the recheck
+    with switch.one():
+        pass
+    reads = library.reads
+    with switch.one():
+        assert library.threads == 1
+    assert library.reads == reads
+
+
+def test_blas_threads_are_read_again_after_the_recheck_interval(monkeypatch):
+    from bastion.monitor import extraction
+
+    library = _FakeBlas(1)
+    monkeypatch.setattr(extraction, "_blas_libraries", lambda: [library])
+    switch = extraction._BlasThreads(recheck_seconds=0.0)
+    with switch.one():
+        pass
+    library.threads = 3  # raised after the first read: the next block reads again and switches
+    with switch.one():
+        assert library.threads == 1
+    assert library.threads == 3

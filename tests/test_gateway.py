@@ -79,6 +79,17 @@ def test_missing_or_wrong_keys_get_401(gateway, clean, headers, detail):
     assert answer.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize("path", [INFER, "/v2/models/digits/versions/1/infer", "/predict"])
+def test_the_key_is_checked_before_the_body(gateway, path):
+    """The inference routes authenticate before they read the body: no key and a malformed body is a 401."""
+    with gateway.client() as client:
+        answer = client.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+        assert answer.status_code == 401 and "needs an API key" in answer.json()["detail"]
+        keyed = client.post(path, content=b"{not json", headers={"Content-Type": "application/json",
+                                                                  "Authorization": f"Bearer {_key(gateway, 'client')}"})
+        assert keyed.status_code == 422 and "not valid JSON" in keyed.json()["detail"]
+
+
 def test_revoked_and_expired_keys_get_401(gateway, clean):
     key_id, revoked = make_key(gateway.home, name="to-revoke")
     expiring_id, expiring = make_key(gateway.home, name="expiring",

@@ -78,6 +78,7 @@ def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel |
                   description="A hardened inference gateway: API keys, limits, input policy, human review, "
                               "output hardening, extraction monitoring, a text guard for prompts and replies, "
                               "and a hash-chained audit log.")
+    app.include_router(inference.infer_router)
     app.include_router(inference.router)
     app.include_router(reviews.router)
     app.include_router(guard.router)

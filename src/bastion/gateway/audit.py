@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, insert, select, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bastion.core.ids import array_digest
+from bastion.storage.bulk_insert import SqliteBulkInsert
 from bastion.storage.database import DATABASE_KEY, Database
 from bastion.storage.ledger import (
     GENESIS_HASH,
@@ -199,8 +201,9 @@ class AuditLog:
         self._anchored, self._anchored_at = self._head, now
 
     def _commit(self, records: list[PendingRecord]) -> list[int]:
-        """Insert ``records`` (and their inputs and review cases) in one transaction, through SQLAlchemy Core:
-        the ORM's unit of work costs more than the insert itself here."""
+        """Insert ``records`` (and their inputs and review cases) in one transaction, through SQLAlchemy Core
+        (the ORM's unit of work costs more than the insert itself here), and on SQLite through the driver's
+        cursor with statements compiled once (``bastion.storage.bulk_insert``)."""
         with self.database.engine.begin() as connection:
             shared = connection.dialect.name == "postgresql"
             if shared:
@@ -222,7 +225,10 @@ class AuditLog:
                     reviews.append({c.name: getattr(record.review, c.name) for c in ReviewCaseRow.__table__.columns})
                 prev_hash = row["entry_hash"]
                 seqs.append(seq)
-            connection.execute(insert(AuditRecordRow), rows)
+            if connection.dialect.name == "sqlite":
+                _sqlite_inserts(connection.dialect)[0].execute(connection, rows)
+            else:
+                connection.execute(insert(AuditRecordRow), rows)
             if reviews:
                 connection.execute(insert(ReviewCaseRow), reviews)
         self._head = (seq, prev_hash)
@@ -251,22 +257,31 @@ def _store_inputs(connection: Connection, records: list[PendingRecord]) -> None:
             arrays.setdefault(record.input_sha256, record.inputs)
     if not arrays:
         return
+    rows = [{"sha256": digest, "dtype": array.dtype.str, "shape": list(array.shape),
+             "data": np.ascontiguousarray(array).tobytes()} for digest, array in arrays.items()]
+    if connection.dialect.name == "sqlite":
+        _sqlite_inserts(connection.dialect)[1].execute(connection, rows)
+        return
     ignoring = _insert_ignoring_duplicates(connection.dialect.name)
     if ignoring is None:
         present = set(connection.scalars(select(AuditInputRow.sha256).where(AuditInputRow.sha256.in_(list(arrays)))))
-        arrays = {digest: array for digest, array in arrays.items() if digest not in present}
-    rows = [{"sha256": digest, "dtype": array.dtype.str, "shape": list(array.shape),
-             "data": np.ascontiguousarray(array).tobytes()} for digest, array in arrays.items()]
+        rows = [row for row in rows if row["sha256"] not in present]
     if rows:
         connection.execute(ignoring if ignoring is not None else insert(AuditInputRow), rows)
 
 
+@functools.lru_cache(maxsize=16)
+def _sqlite_inserts(dialect: Dialect) -> tuple[SqliteBulkInsert, SqliteBulkInsert]:
+    """A SQLite engine's inserts of audit records and of input arrays (skipping those already stored)."""
+    return (SqliteBulkInsert(AuditRecordRow.__table__, dialect),
+            SqliteBulkInsert(AuditInputRow.__table__, dialect, skip_duplicates_of="sha256"))
+
+
 @functools.cache
 def _insert_ignoring_duplicates(dialect: str):
-    """An insert into ``audit_inputs`` that skips rows already there, for ``dialect``; ``None`` if unsupported."""
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    elif dialect == "postgresql":
+    """An insert into ``audit_inputs`` that skips rows already there, for ``dialect`` (other than SQLite, which
+    has :func:`_sqlite_inserts`); ``None`` if unsupported."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         return None

@@ -38,7 +38,8 @@ key; 0.924 with ``min_queries = 100``, whose first tests are noisier), while Jac
 fell below 0.9 after 160 to 180 queries.
 
 Cost per query: a matrix-vector product with the class's growing set (at most ``max_history``
-rows, on one BLAS thread) and, every ``check_every`` queries, a Shapiro-Wilk test. Memory per key:
+rows, on one BLAS thread) and, every ``check_every`` queries, a Shapiro-Wilk W (``bastion.monitor.normality``,
+its coefficients cached for the last 64 window sizes). Memory per key:
 at most ``max_history`` float32 rows per class and ``max_history`` distances (for 28x28 inputs and
 10 classes at most about 31 MB, reached only by a key whose queries keep exploring).
 
@@ -52,6 +53,7 @@ import functools
 import math
 import numbers
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -63,6 +65,7 @@ from scipy import stats
 from threadpoolctl import ThreadpoolController
 
 from bastion.core.errors import InputError
+from bastion.monitor import normality
 
 Signal = Literal["prada", "ood-rate", "coverage", "budget"]
 
@@ -239,7 +242,7 @@ class ExtractionMonitor:
             if flat.shape[1] != state.dim:
                 raise InputError(f"key {key_id!r} sent inputs of {flat.shape[1]} values after {state.dim}; one key "
                                  "must query one model input shape (reset the key to start over)")
-            with _one_blas_thread():
+            with _blas_threads.one():
                 prada = self._prada(key_id, state, flat, labels)
             alerts = [*prada, *self._ood(key_id, state, flags), *self._coverage(key_id, state, labels),
                       *self._budget(key_id, state, len(labels))]
@@ -359,22 +362,42 @@ def _blas_libraries() -> list[Any]:
     return [library for library in ThreadpoolController().lib_controllers if library.user_api == "blas"]
 
 
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Run the block with one BLAS thread. The monitor's products are small, and on a busy machine a
-    multi-threaded BLAS made them up to 50 times slower (threadpoolctl's own ``limit`` costs ~0.1 ms)."""
-    libraries = _blas_libraries()
-    previous = [library.num_threads for library in libraries]
-    if all(threads == 1 for threads in previous):  # a server started with one BLAS thread: nothing to switch
-        yield
-        return
-    for library in libraries:
-        library.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for library, threads in zip(libraries, previous, strict=True):
-            library.set_num_threads(threads)
+class _BlasThreads:
+    """Switches the process's BLAS libraries to one thread around the monitor's products, and back.
+
+    Reading a library's thread count through threadpoolctl costs about 10 µs, so whether every library already
+    runs one thread (a server started with ``OMP_NUM_THREADS=1``: nothing to switch) is read at most once every
+    ``recheck_seconds``. Shared by the process's monitors without a lock: a read made while another thread has
+    switched to one thread can trust one thread until the next recheck, which costs speed, never results."""
+
+    def __init__(self, recheck_seconds: float = 1.0) -> None:
+        self.recheck_seconds = recheck_seconds
+        self._single_until = -math.inf  # monotonic time until which every library is known to run one thread
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        """Run the block with one BLAS thread. The monitor's products are small, and on a busy machine a
+        multi-threaded BLAS made them up to 50 times slower."""
+        now = time.monotonic()
+        if now < self._single_until:
+            yield
+            return
+        libraries = _blas_libraries()
+        previous = [library.num_threads for library in libraries]
+        if all(threads == 1 for threads in previous):
+            self._single_until = now + self.recheck_seconds
+            yield
+            return
+        for library in libraries:
+            library.set_num_threads(1)
+        try:
+            yield
+        finally:
+            for library, threads in zip(libraries, previous, strict=True):
+                library.set_num_threads(threads)
+
+
+_blas_threads = _BlasThreads()
 
 
 def _shapiro(values: np.ndarray) -> float:
@@ -382,7 +405,9 @@ def _shapiro(values: np.ndarray) -> float:
     kept = values[np.abs(values - values.mean()) <= 3.0 * values.std()]
     if len(kept) < 3 or np.ptp(kept) == 0:
         return 1.0
-    return float(stats.shapiro(kept).statistic)
+    if len(kept) < normality.MIN_SIZE:
+        return float(stats.shapiro(kept).statistic)
+    return normality.shapiro_w(kept)
 
 
 def _check_batch(key_id: object, x: object, predicted: object,
@@ -391,13 +416,13 @@ def _check_batch(key_id: object, x: object, predicted: object,
     if not isinstance(key_id, str) or not key_id:
         raise InputError(f"key_id must be a non-empty string, got {key_id!r}")
     inputs = _numpy(x, "x")
-    if inputs.ndim < 2 or not np.issubdtype(inputs.dtype, np.floating):
+    if inputs.ndim < 2 or inputs.dtype.kind != "f":
         raise InputError(f"x must be a float batch (N, *shape), got {inputs.dtype} {inputs.shape}")
     flat = np.ascontiguousarray(inputs.reshape(len(inputs), math.prod(inputs.shape[1:])), dtype=np.float32)
     if not np.isfinite(flat).all():
         raise InputError("x contains NaN or infinite values")
     labels = _numpy(predicted, "predicted")
-    if labels.shape != (len(flat),) or not np.issubdtype(labels.dtype, np.integer):
+    if labels.shape != (len(flat),) or labels.dtype.kind not in "iu":
         raise InputError(f"predicted must be {len(flat)} integer labels of shape ({len(flat)},), one per input, "
                          f"got {labels.dtype} {labels.shape}")
     if ood is None:

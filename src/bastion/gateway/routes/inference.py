@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from bastion import __version__
-from bastion.gateway.deps import Caller, State
+from bastion.gateway.deps import Caller, KeyedRoute, State, keyed
 from bastion.gateway.errors import ErrorResponses, forbidden, not_found
 from bastion.gateway.inference import TensorIn, infer, nested_tensor
 from bastion.gateway.jsonio import FastJSONResponse, FastJSONRoute
@@ -23,7 +23,55 @@ from bastion.gateway.schemas import (
 from bastion.gateway.state import GatewayState
 from bastion.gateway.text_pipeline import TextPipeline
 
+#: The inference routes, authenticated by their route class (the app includes them first: a request is matched
+#: against the routes in order).
+infer_router = APIRouter(route_class=KeyedRoute)
 router = APIRouter(route_class=FastJSONRoute)
+
+
+async def _infer(name: str, version: str | None, body: InferRequest, state: GatewayState, key: KeyInfo):
+    _served(state, name, key, version)
+    tensor = body.inputs[0]
+    result = await infer(state, key, TensorIn(tensor.shape, tensor.datatype, tensor.data), client_id=body.id)
+    return FastJSONResponse(result.body, status_code=result.status, headers={"X-Request-Id": result.request_id})
+
+
+_INFER_RESPONSES = {**ErrorResponses, 202: {"model": PendingResponse, "description": "escalated to human review"}}
+
+
+@infer_router.post("/v2/models/{name}/infer", tags=["inference"], response_model=InferResponse,
+                   responses=_INFER_RESPONSES)
+async def model_infer(name: str, body: InferRequest, request: Request):
+    """Inference (OIP v2). 200 with the outputs the key's output policy allows; 202 with a review id when the
+    policy escalates the request to a human reviewer; 422 when the input breaks the rules or is refused."""
+    return await _infer(name, None, body, *keyed(request))
+
+
+@infer_router.post("/v2/models/{name}/versions/{version}/infer", tags=["inference"], response_model=InferResponse,
+                   responses=_INFER_RESPONSES)
+async def model_version_infer(name: str, version: str, body: InferRequest, request: Request):
+    """Inference on one version of the model."""
+    return await _infer(name, version, body, *keyed(request))
+
+
+@infer_router.post("/predict", tags=["inference"], response_model=PredictResponse, responses=ErrorResponses)
+async def predict(body: PredictRequest, request: Request):
+    """Simple JSON inference: ``{"instances": [input, ...]}`` with each input nested lists of the model's shape
+    (for a text model: each input a string)."""
+    state, key = keyed(request)
+    served = _served(state, state.served.name, key)
+    tensor = TensorIn([len(body.instances)], "BYTES", body.instances) if served.takes_text \
+        else nested_tensor(body.instances, served.pipeline.dtype)
+    result = await infer(state, key, tensor)
+    answer = result.body
+    if result.status == 202:
+        simple = PredictResponse(request_id=result.request_id, decision="review", review_id=answer["review_id"],
+                                 review_url=answer["review_url"])
+    else:
+        simple = PredictResponse(request_id=result.request_id, decision=answer["parameters"]["decision"],
+                                 predictions=_predictions(answer["outputs"]))
+    return FastJSONResponse(simple.model_dump(mode="json", exclude_none=True), status_code=result.status,
+                        headers={"X-Request-Id": result.request_id})
 
 
 @router.get("/v2/health/live", tags=["health"])
@@ -91,50 +139,6 @@ def model_metadata(name: str, state: State, key: Caller) -> dict[str, Any]:
 def model_version_metadata(name: str, version: str, state: State, key: Caller) -> dict[str, Any]:
     """Metadata of one version of the model."""
     return _metadata(state, name, key, version)
-
-
-async def _infer(name: str, version: str | None, body: InferRequest, state: GatewayState, key: KeyInfo):
-    _served(state, name, key, version)
-    tensor = body.inputs[0]
-    result = await infer(state, key, TensorIn(tensor.shape, tensor.datatype, tensor.data), client_id=body.id)
-    return FastJSONResponse(result.body, status_code=result.status, headers={"X-Request-Id": result.request_id})
-
-
-_INFER_RESPONSES = {**ErrorResponses, 202: {"model": PendingResponse, "description": "escalated to human review"}}
-
-
-@router.post("/v2/models/{name}/infer", tags=["inference"], response_model=InferResponse,
-             responses=_INFER_RESPONSES)
-async def model_infer(name: str, body: InferRequest, state: State, key: Caller):
-    """Inference (OIP v2). 200 with the outputs the key's output policy allows; 202 with a review id when the
-    policy escalates the request to a human reviewer; 422 when the input breaks the rules or is refused."""
-    return await _infer(name, None, body, state, key)
-
-
-@router.post("/v2/models/{name}/versions/{version}/infer", tags=["inference"], response_model=InferResponse,
-             responses=_INFER_RESPONSES)
-async def model_version_infer(name: str, version: str, body: InferRequest, state: State, key: Caller):
-    """Inference on one version of the model."""
-    return await _infer(name, version, body, state, key)
-
-
-@router.post("/predict", tags=["inference"], response_model=PredictResponse, responses=ErrorResponses)
-async def predict(body: PredictRequest, state: State, key: Caller):
-    """Simple JSON inference: ``{"instances": [input, ...]}`` with each input nested lists of the model's shape
-    (for a text model: each input a string)."""
-    served = _served(state, state.served.name, key)
-    tensor = TensorIn([len(body.instances)], "BYTES", body.instances) if served.takes_text \
-        else nested_tensor(body.instances, served.pipeline.dtype)
-    result = await infer(state, key, tensor)
-    answer = result.body
-    if result.status == 202:
-        simple = PredictResponse(request_id=result.request_id, decision="review", review_id=answer["review_id"],
-                                 review_url=answer["review_url"])
-    else:
-        simple = PredictResponse(request_id=result.request_id, decision=answer["parameters"]["decision"],
-                                 predictions=_predictions(answer["outputs"]))
-    return FastJSONResponse(simple.model_dump(mode="json", exclude_none=True), status_code=result.status,
-                        headers={"X-Request-Id": result.request_id})
 
 
 def _predictions(outputs: list[dict[str, Any]]) -> list[Prediction]:
