@@ -401,13 +401,16 @@ _blas_threads = _BlasThreads()
 
 
 def _shapiro(values: np.ndarray) -> float:
-    """Shapiro-Wilk W of ``values`` within 3 standard deviations of their mean (1.0 with fewer than 3 distinct)."""
-    kept = values[np.abs(values - values.mean()) <= 3.0 * values.std()]
-    if len(kept) < 3 or np.ptp(kept) == 0:
+    """Shapiro-Wilk W of ``values`` within 3 standard deviations of their mean (1.0 with fewer than 3 distinct).
+    The mean and standard deviation by a sum and a dot product: ``ndarray.mean`` and ``std`` took 50 µs together on
+    1,000 values, most of it in their argument handling."""
+    spread = values - values.sum() / len(values)
+    kept = values[np.abs(spread) <= 3.0 * math.sqrt(float(spread @ spread) / len(values))]
+    if len(kept) < 3:
         return 1.0
     if len(kept) < normality.MIN_SIZE:
-        return float(stats.shapiro(kept).statistic)
-    return normality.shapiro_w(kept)
+        return 1.0 if np.ptp(kept) == 0 else float(stats.shapiro(kept).statistic)
+    return normality.shapiro_w(kept)  # 1.0 for equal values
 
 
 def _check_batch(key_id: object, x: object, predicted: object,
