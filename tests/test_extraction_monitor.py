@@ -236,3 +236,16 @@ def test_blas_threads_are_read_again_after_the_recheck_interval(monkeypatch):
     with switch.one():
         assert library.threads == 1
     assert library.threads == 3
+
+
+def test_shapiro_trims_beyond_three_deviations_as_numpy_would():
+    from scipy import stats
+
+    from bastion.monitor.extraction import _shapiro
+
+    rng = np.random.default_rng(3)
+    window = np.r_[rng.normal(5.0, 1.0, 990), [40.0, 45.0, -30.0], rng.exponential(1.0, 7)]
+    kept = window[np.abs(window - window.mean()) <= 3.0 * window.std()]
+    assert len(kept) < len(window)
+    assert _shapiro(window) == pytest.approx(stats.shapiro(kept).statistic, abs=1e-6)
+    assert _shapiro(np.full(8, 2.5)) == 1.0 and _shapiro(np.array([1.0, 2.0])) == 1.0
