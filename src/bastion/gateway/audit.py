@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import Connection, insert, select, text
@@ -226,7 +226,7 @@ class AuditLog:
                 prev_hash = row["entry_hash"]
                 seqs.append(seq)
             if connection.dialect.name == "sqlite":
-                _sqlite_inserts(connection.dialect)[0].execute(connection, rows)
+                _sqlite_inserts(connection.dialect).records.execute(connection, rows)
             else:
                 connection.execute(insert(AuditRecordRow), rows)
             if reviews:
@@ -260,7 +260,7 @@ def _store_inputs(connection: Connection, records: list[PendingRecord]) -> None:
     rows = [{"sha256": digest, "dtype": array.dtype.str, "shape": list(array.shape),
              "data": np.ascontiguousarray(array).tobytes()} for digest, array in arrays.items()]
     if connection.dialect.name == "sqlite":
-        _sqlite_inserts(connection.dialect)[1].execute(connection, rows)
+        _sqlite_inserts(connection.dialect).inputs.execute(connection, rows)
         return
     ignoring = _insert_ignoring_duplicates(connection.dialect.name)
     if ignoring is None:
@@ -270,11 +270,16 @@ def _store_inputs(connection: Connection, records: list[PendingRecord]) -> None:
         connection.execute(ignoring if ignoring is not None else insert(AuditInputRow), rows)
 
 
+class _SqliteInserts(NamedTuple):
+    records: SqliteBulkInsert
+    inputs: SqliteBulkInsert  # skips input arrays already stored
+
+
 @functools.lru_cache(maxsize=16)
-def _sqlite_inserts(dialect: Dialect) -> tuple[SqliteBulkInsert, SqliteBulkInsert]:
-    """A SQLite engine's inserts of audit records and of input arrays (skipping those already stored)."""
-    return (SqliteBulkInsert(AuditRecordRow.__table__, dialect),
-            SqliteBulkInsert(AuditInputRow.__table__, dialect, skip_duplicates_of="sha256"))
+def _sqlite_inserts(dialect: Dialect) -> _SqliteInserts:
+    """A SQLite engine's inserts of audit records and of input arrays."""
+    return _SqliteInserts(SqliteBulkInsert(AuditRecordRow.__table__, dialect),
+                          SqliteBulkInsert(AuditInputRow.__table__, dialect, skip_duplicates_of="sha256"))
 
 
 @functools.cache
