@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--certify-points", type=int, default=10_000)
     parser.add_argument("--crown-points", type=int, default=1000)
     parser.add_argument("--no-early-stop", action="store_true")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="share of the 60,000 training images held out for validation; 0: train on all")
     parser.add_argument("--patience", type=int, default=5,
                         help="epochs without a better validation robust accuracy before stopping "
                              "(may change on --resume)")
@@ -77,7 +79,7 @@ def main() -> None:
         options[key] = _number(value)
     settings = HardenSettings(method=method, eps=args.eps, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
                               schedule=args.schedule, options=options, early_stop=not args.no_early_stop,
-                              patience=args.patience,
+                              patience=args.patience, val_fraction=args.val_fraction,
                               eval_limit=args.eval_points, resume=args.resume, weight_average=args.weight_average)
     train = load_dataset("fashion-mnist:train")
     test = load_dataset("fashion-mnist")

@@ -59,6 +59,17 @@ def test_harden_resume_continues_from_the_last_checkpoint_and_refuses_a_changed_
     assert (out / "model.safetensors").read_bytes() == first
 
 
+def test_harden_with_no_validation_split_trains_on_all_the_data(tmp_path):
+    out = tmp_path / "all"
+    result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--limit", "300", "--method", "pgd",
+                    "--steps", "2", "--epochs", "1", "--val-fraction", "0", "--no-early-stop", "--eval-data", "digits",
+                    "--eval-limit", "10", "--eval-suite", "quick", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = HardenRecord.model_validate_json((out / "harden.json").read_text())
+    assert record.train_data.count == 300 and record.training["validation_samples"] is None
+    assert record.eval_data.count == 10
+
+
 def test_harden_with_certified_training_certifies_the_result(tmp_path):
     out = tmp_path / "certified"
     result = invoke("harden", "--model", "bastion.models.zoo:digits_cnn", "--data", "digits:train", "--limit", "300",
@@ -75,6 +86,9 @@ def test_harden_with_certified_training_certifies_the_result(tmp_path):
     (("--method", "magic"), "unknown --method"),
     (("--method", "pgd", "--eps", "0"), "--eps must be > 0"),
     (("--method", "pgd", "--val-fraction", "1.5"), "--val-fraction"),
+    (("--method", "pgd", "--val-fraction", "-0.1"), "--val-fraction must be at least 0"),
+    (("--method", "pgd", "--val-fraction", "0"), "add --no-early-stop"),
+    (("--method", "pgd", "--val-fraction", "0", "--no-early-stop"), "give --eval-data"),
     (("--method", "pgd", "--epochs", "0"), "epochs"),
     (("--method", "pgd", "--weight-average", "1.5"), "weight-average decay must be a number in (0, 1)"),
 ])

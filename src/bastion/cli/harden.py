@@ -51,7 +51,8 @@ def harden_command(
                                                   "validation split).")] = None,
     eval_limit: Annotated[int, typer.Option(help="Scan at most this many evaluation samples.")] = 1000,
     eval_suite: Annotated[str, typer.Option(help="Suite of the before/after scans.")] = "standard",
-    val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation.")] = 0.1,
+    val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation; 0 trains on all of it "
+                                                "(with --eval-data and --no-early-stop).")] = 0.1,
     early_stop: Annotated[bool, typer.Option(help="Keep the epoch with the best validation robust accuracy; "
                                              "stop after --patience epochs without progress.")] = True,
     patience: Annotated[int, typer.Option(help="Epochs without progress before an early stop.")] = 5,

@@ -51,7 +51,8 @@ class HardenSettings:
         epochs, batch_size, lr, optimizer, schedule, seed: the training run.
         options: method options (``steps``, ``beta`` for TRADES, ``temperature`` for distillation, ...).
         val_fraction: share of the training data held out for validation (early stop) and, when no
-            evaluation data is given, for the before/after scans.
+            evaluation data is given, for the before/after scans; 0 trains on all of it, with no validation
+            (then ``early_stop`` must be off and evaluation data given).
         early_stop: keep the epoch with the best validation robust accuracy; stop after ``patience``
             epochs without improvement.
         eval_suite, eval_limit: the before/after scans (suite and number of evaluation samples).
@@ -105,9 +106,12 @@ def run_harden(
             (``None``); called once for the baseline and once for the model to train.
         weights: the weights of the model as it is now (the "before"), or ``None``.
         train: training data; ``val_fraction`` of it is held out for validation.
-        eval_data: data for the before/after scans (default: the validation split).
+        eval_data: data for the before/after scans (default: the validation split; required when
+            ``val_fraction`` is 0).
     """
     _check(settings)
+    if settings.val_fraction == 0 and eval_data is None:
+        raise InputError("--val-fraction 0 holds out no validation split to scan: give --eval-data")
     folder = prepare_folder(out_dir)
     _check_checkpoints(folder / "checkpoints", settings.resume)
     before_model = load(weights) if weights else None
@@ -153,8 +157,10 @@ def _check(settings: HardenSettings) -> None:
         raise InputError(f"unknown --method {settings.method!r}; choose one of {', '.join(method_names())}")
     if settings.method != "plain" and not settings.eps > 0:
         raise InputError(f"--eps must be > 0 to harden against attacks, got {settings.eps}")
-    if not 0 < settings.val_fraction < 1:
-        raise InputError(f"--val-fraction must be between 0 and 1 (exclusive), got {settings.val_fraction}")
+    if not 0 <= settings.val_fraction < 1:
+        raise InputError(f"--val-fraction must be at least 0 and under 1, got {settings.val_fraction}")
+    if settings.val_fraction == 0 and settings.early_stop:
+        raise InputError("--val-fraction 0 leaves no validation split for the early stop: add --no-early-stop")
     if settings.eval_limit is not None and settings.eval_limit < 1:
         raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
     if settings.weight_average is not None:
@@ -168,8 +174,10 @@ def _check_checkpoints(folder: Path, resume: bool) -> None:
                          "or choose another --out (or delete that folder) to start afresh")
 
 
-def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """A seeded random split into training and validation parts (validation gets ``fraction``)."""
+def _split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """A seeded random split into training and validation parts (validation gets ``fraction``; none at 0)."""
+    if fraction == 0:
+        return data, None
     count = len(data)
     held_out = max(1, int(round(count * fraction)))
     if count - held_out < 1:
@@ -187,13 +195,14 @@ def _limit(data: Dataset, limit: int | None) -> Dataset:
     return data.subset(slice(0, limit), description=f"{data.description}, first {limit}")
 
 
-def _train(classifier: TorchClassifier, data: Dataset, validation: Dataset, threat: ThreatModel,
+def _train(classifier: TorchClassifier, data: Dataset, validation: Dataset | None, threat: ThreatModel,
            settings: HardenSettings, folder: Path, progress: ProgressCallback) -> dict[str, Any]:
     early_stop = EarlyStop(threat=threat, patience=settings.patience) if settings.early_stop else None
     record = train_by_name(
         settings.method, classifier, data.x, data.y, threat=threat, options=settings.options,
         epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer, lr=settings.lr,
-        schedule=settings.schedule, seed=settings.seed, validation=(validation.x, validation.y),
+        schedule=settings.schedule, seed=settings.seed,
+        validation=None if validation is None else (validation.x, validation.y),
         early_stop=early_stop, checkpoint_dir=folder / "checkpoints", resume=settings.resume,
         weight_average=settings.weight_average,
         on_epoch=lambda epoch, total, *_: progress("training epochs", epoch, total),
