@@ -6,7 +6,8 @@ Run from the repository root (Fashion-MNIST from ``apt-get install dataset-fashi
     .venv/bin/python benchmarks/harden.py certified --method crown-ibp --epochs 30
 
 Each run is exactly ``bastion harden`` (the same workflow, called in-process) on the 60,000
-training images, evaluated on the first ``--eval-points`` test images:
+training images less the ``--val-fraction`` held out for validation (10% by default; 0 trains on all of them,
+with ``--no-early-stop``), evaluated on the first ``--eval-points`` test images:
 
 * ``adversarial``: ``fashion_strided_cnn`` trained by PGD-AT / TRADES / fast AT, then scanned with the
   ``standard`` suite (APGD-CE, APGD-T, Square) — target: clean >= 88%, robust >= 78%;
@@ -96,7 +97,8 @@ def main() -> None:
     result: dict[str, object] = {
         "name": name, "factory": factory, "method": method, "epochs_planned": args.epochs,
         "epochs_run": outcome.record.training["epochs"], "best_epoch": outcome.record.training.get("best_epoch"),
-        "options": options, "weight_average": args.weight_average, "threads": args.threads,
+        "options": options, "weight_average": args.weight_average, "val_fraction": args.val_fraction,
+        "threads": args.threads,
         "machine": platform.processor() or platform.machine(),
         "training_seconds": cost.training_seconds, "clean_accuracy": cost.clean_accuracy_after,
         "robust_accuracy_standard": cost.robust_accuracy_after, "eval_points": args.eval_points,

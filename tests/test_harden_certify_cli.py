@@ -68,6 +68,7 @@ def test_harden_with_no_validation_split_trains_on_all_the_data(tmp_path):
     record = HardenRecord.model_validate_json((out / "harden.json").read_text())
     assert record.train_data.count == 300 and record.training["validation_samples"] is None
     assert record.eval_data.count == 10
+    assert "trained on all 300 samples" in " ".join((out / "harden.html").read_text().split())
 
 
 def test_harden_with_certified_training_certifies_the_result(tmp_path):
@@ -87,8 +88,9 @@ def test_harden_with_certified_training_certifies_the_result(tmp_path):
     (("--method", "pgd", "--eps", "0"), "--eps must be > 0"),
     (("--method", "pgd", "--val-fraction", "1.5"), "--val-fraction"),
     (("--method", "pgd", "--val-fraction", "-0.1"), "--val-fraction must be at least 0"),
-    (("--method", "pgd", "--val-fraction", "0"), "add --no-early-stop"),
-    (("--method", "pgd", "--val-fraction", "0", "--no-early-stop"), "give --eval-data"),
+    (("--method", "pgd", "--val-fraction", "0"), "add --no-early-stop and --eval-data"),
+    (("--method", "pgd", "--val-fraction", "0", "--no-early-stop"), "add --eval-data"),
+    (("--method", "pgd", "--val-fraction", "0", "--eval-data", "digits"), "add --no-early-stop"),
     (("--method", "pgd", "--epochs", "0"), "epochs"),
     (("--method", "pgd", "--weight-average", "1.5"), "weight-average decay must be a number in (0, 1)"),
 ])
@@ -96,6 +98,7 @@ def test_harden_rejects_bad_settings_with_a_clear_message(tmp_path, args, messag
     result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--out", str(tmp_path / "h"), *args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+    assert not (tmp_path / "h").exists()  # refused before any data is loaded or any folder made
 
 
 def test_certify_smoothing_writes_the_curve_and_per_sample_certificates(weights, tmp_path):

@@ -73,7 +73,7 @@ def harden_command(
 ) -> None:
     """Harden a factory model against evasion; write weights, evidence and before/after reports."""
     from bastion.scan.report.writer import prepare_folder
-    from bastion.workflows.harden import HardenSettings, run_harden
+    from bastion.workflows.harden import HardenSettings, check_settings, run_harden
     from bastion.workflows.report import write_harden_reports
 
     with user_errors():
@@ -84,6 +84,7 @@ def harden_command(
             schedule=schedule, seed=seed, options=options, val_fraction=val_fraction, early_stop=early_stop,
             patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume,
             weight_average=weight_average)
+        check_settings(settings, eval_data_given=eval_data is not None)
         prepare_folder(out)
         train = load_data_from_options(data, label_column, schema, limit)
         evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None

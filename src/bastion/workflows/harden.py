@@ -109,9 +109,7 @@ def run_harden(
         eval_data: data for the before/after scans (default: the validation split; required when
             ``val_fraction`` is 0).
     """
-    _check(settings)
-    if settings.val_fraction == 0 and eval_data is None:
-        raise InputError("--val-fraction 0 holds out no validation split to scan: give --eval-data")
+    check_settings(settings, eval_data_given=eval_data is not None)
     folder = prepare_folder(out_dir)
     _check_checkpoints(folder / "checkpoints", settings.resume)
     before_model = load(weights) if weights else None
@@ -152,15 +150,22 @@ def run_harden(
     return HardenOutcome(record=record, weights=weights_path, classifier=classifier)
 
 
-def _check(settings: HardenSettings) -> None:
+def check_settings(settings: HardenSettings, *, eval_data_given: bool) -> None:
+    """Refuse settings that cannot work, before any data is loaded (``InputError`` naming the option to fix)."""
     if settings.method not in method_names():
         raise InputError(f"unknown --method {settings.method!r}; choose one of {', '.join(method_names())}")
+    if settings.epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {settings.epochs}")
     if settings.method != "plain" and not settings.eps > 0:
         raise InputError(f"--eps must be > 0 to harden against attacks, got {settings.eps}")
     if not 0 <= settings.val_fraction < 1:
         raise InputError(f"--val-fraction must be at least 0 and under 1, got {settings.val_fraction}")
-    if settings.val_fraction == 0 and settings.early_stop:
-        raise InputError("--val-fraction 0 leaves no validation split for the early stop: add --no-early-stop")
+    if settings.val_fraction == 0:
+        missing = [flag for flag, given in (("--no-early-stop", not settings.early_stop),
+                                            ("--eval-data", eval_data_given)) if not given]
+        if missing:
+            raise InputError(f"--val-fraction 0 holds out no validation split, which the early stop and the default "
+                             f"scans need: add {' and '.join(missing)}")
     if settings.eval_limit is not None and settings.eval_limit < 1:
         raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
     if settings.weight_average is not None:

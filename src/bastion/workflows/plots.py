@@ -31,26 +31,26 @@ def certified_curve_plot(record: CertifyRecord) -> bytes:
 
 
 def training_history_plot(history: list[dict[str, Any]]) -> bytes | None:
-    """Training loss and validation clean/robust accuracy per epoch; ``None`` without history."""
+    """Training loss and, where recorded, validation clean/robust accuracy per epoch; ``None`` without history."""
     if not history:
         return None
-    figure = _new_figure(width=7.0, height=3.6)
-    loss_axes = figure.add_subplot(1, 2, 1)
+    validated = [(key, label, color) for key, label, color in (("val_clean", "validation clean", "#2e7d32"),
+                                                                ("val_robust", "validation robust", "#c62828"))
+                 if any(entry.get(key) is not None for entry in history)]
+    figure = _new_figure(width=7.0 if validated else 3.8, height=3.6)
+    loss_axes = figure.add_subplot(1, 2 if validated else 1, 1)
     epochs = [entry.get("epoch", i + 1) for i, entry in enumerate(history)]
     loss_axes.plot(epochs, [entry.get("loss") for entry in history], marker=".", color="#1f3a93")
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("training loss")
     loss_axes.grid(True, alpha=0.3)
-    accuracy_axes = figure.add_subplot(1, 2, 2)
-    for key, label, color in (("val_clean", "validation clean", "#2e7d32"),
-                              ("val_robust", "validation robust", "#c62828")):
-        values = [entry.get(key) for entry in history]
-        if any(value is not None for value in values):
-            accuracy_axes.plot(epochs, values, marker=".", color=color, label=label)
-    accuracy_axes.set_xlabel("epoch")
-    accuracy_axes.set_ylim(-0.02, 1.02)
-    accuracy_axes.yaxis.set_major_formatter(_percent_formatter())
-    accuracy_axes.grid(True, alpha=0.3)
-    if accuracy_axes.get_legend_handles_labels()[0]:
+    if validated:
+        accuracy_axes = figure.add_subplot(1, 2, 2)
+        for key, label, color in validated:
+            accuracy_axes.plot(epochs, [entry.get(key) for entry in history], marker=".", color=color, label=label)
+        accuracy_axes.set_xlabel("epoch")
+        accuracy_axes.set_ylim(-0.02, 1.02)
+        accuracy_axes.yaxis.set_major_formatter(_percent_formatter())
+        accuracy_axes.grid(True, alpha=0.3)
         accuracy_axes.legend(loc="best", fontsize="small")
     return _to_png(figure)
