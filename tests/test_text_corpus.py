@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from importlib import resources
 
 import pytest
+import yaml
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import (
@@ -39,6 +42,41 @@ def test_every_family_lies_in_one_split_and_no_text_in_both(corpus):
     held_out = {e.text for e in corpus if e.split == "eval"}
     assert not train & held_out
     assert len({e.text for e in corpus}) == len(corpus)
+
+
+def _split_material() -> dict[str, dict[str, str]]:
+    """Every five-word run of literal text (between slots) in each split's own templates, slot values and
+    ``@split`` pools, mapped to where it comes from (shared pools, used by both splits, are left out)."""
+    spec = yaml.safe_load(resources.files("bastion.defenses.text").joinpath("data", "corpus_families.yaml")
+                          .read_text("utf-8"))
+    runs: dict[str, dict[str, str]] = {"train": {}, "eval": {}}
+
+    def add(split: str, value: object, where: str) -> None:
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            for item in value:
+                add(split, item, where)
+            return
+        for fragment in re.split(r"\{[^}]*\}", str(value)):
+            words = re.findall(r"[a-z0-9']+", fragment.lower())
+            for start in range(len(words) - 4):
+                runs[split].setdefault(" ".join(words[start:start + 5]), where)
+
+    for name, values in spec["pools"].items():
+        if "@" in name:
+            add(name.split("@")[1], values, name)
+    for family in spec["families"]:
+        add(family["split"], [family["templates"], family.get("slots", {})], family["name"])
+    return runs
+
+
+def test_no_wording_is_shared_between_the_splits_own_material():
+    # Whole families, goals, tasks and documents are kept apart by split; this also keeps the eval split's
+    # phrasing out of the train split's templates and slot values, five words at a time.
+    runs = _split_material()
+    shared = runs["train"].keys() & runs["eval"]
+    assert not shared, sorted(f"{run!r}: {runs['train'][run]} / {runs['eval'][run]}" for run in shared)
 
 
 def test_every_category_is_in_both_splits_with_enough_examples(corpus):
