@@ -36,6 +36,7 @@ def test_harden_writes_weights_reports_and_a_before_after_record(weights, tmp_pa
         assert (out / path).is_file(), path
     assert "robust accuracy" in (out / "harden.html").read_text()
     assert "weights averaged (EMA, decay 0.99)" in (out / "harden.html").read_text()
+    assert "on the validation split after each epoch (clean: its 40 samples" in (out / "harden.html").read_text()
     # The hardened weights load back into the factory and scan like any model.
     scan = invoke("scan", "--model", MODEL, "--weights", str(out / "model.safetensors"), "--data", "digits",
                   "--limit", "20", "--suite", "quick", "--out", str(tmp_path / "rescan"))
@@ -89,8 +90,9 @@ def test_harden_with_certified_training_certifies_the_result(tmp_path):
     (("--method", "pgd", "--val-fraction", "1.5"), "--val-fraction"),
     (("--method", "pgd", "--val-fraction", "-0.1"), "--val-fraction must be at least 0"),
     (("--method", "pgd", "--val-fraction", "0"), "add --no-early-stop and --eval-data"),
-    (("--method", "pgd", "--val-fraction", "0", "--no-early-stop"), "add --eval-data"),
-    (("--method", "pgd", "--val-fraction", "0", "--eval-data", "digits"), "add --no-early-stop"),
+    (("--method", "pgd", "--val-fraction", "0", "--no-early-stop"), "for the before/after scans: add --eval-data"),
+    (("--method", "pgd", "--val-fraction", "0", "--no-early-stop", "--eval-data", ""), "add --eval-data"),
+    (("--method", "pgd", "--val-fraction", "0", "--eval-data", "digits"), "for the early stop: add --no-early-stop"),
     (("--method", "pgd", "--epochs", "0"), "epochs"),
     (("--method", "pgd", "--weight-average", "1.5"), "weight-average decay must be a number in (0, 1)"),
 ])

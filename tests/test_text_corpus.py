@@ -12,6 +12,7 @@ import yaml
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import (
+    _SLOT,
     NEGATIVE_CATEGORIES,
     POSITIVE_CATEGORIES,
     Example,
@@ -58,8 +59,8 @@ def _split_material() -> dict[str, dict[str, str]]:
             for item in value:
                 add(split, item, where)
             return
-        for fragment in re.split(r"\{[^}]*\}", str(value)):
-            words = re.findall(r"[a-z0-9']+", fragment.lower())
+        for fragment in _SLOT.sub("\0", str(value)).split("\0"):  # between slots (literal braces, as in JSON, stay)
+            words = re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", fragment.lower().replace("\u2019", "'"))
             for start in range(len(words) - 4):
                 runs[split].setdefault(" ".join(words[start:start + 5]), where)
 

@@ -84,7 +84,7 @@ def harden_command(
             schedule=schedule, seed=seed, options=options, val_fraction=val_fraction, early_stop=early_stop,
             patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume,
             weight_average=weight_average)
-        check_settings(settings, eval_data_given=eval_data is not None)
+        check_settings(settings, eval_data_given=bool(eval_data))
         prepare_folder(out)
         train = load_data_from_options(data, label_column, schema, limit)
         evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None

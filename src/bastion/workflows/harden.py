@@ -155,17 +155,18 @@ def check_settings(settings: HardenSettings, *, eval_data_given: bool) -> None:
     if settings.method not in method_names():
         raise InputError(f"unknown --method {settings.method!r}; choose one of {', '.join(method_names())}")
     if settings.epochs < 1:
-        raise InputError(f"--epochs must be at least 1, got {settings.epochs}")
+        raise InputError(f"--epochs must be >= 1, got {settings.epochs}")
     if settings.method != "plain" and not settings.eps > 0:
         raise InputError(f"--eps must be > 0 to harden against attacks, got {settings.eps}")
     if not 0 <= settings.val_fraction < 1:
         raise InputError(f"--val-fraction must be at least 0 and under 1, got {settings.val_fraction}")
     if settings.val_fraction == 0:
-        missing = [flag for flag, given in (("--no-early-stop", not settings.early_stop),
-                                            ("--eval-data", eval_data_given)) if not given]
-        if missing:
-            raise InputError(f"--val-fraction 0 holds out no validation split, which the early stop and the default "
-                             f"scans need: add {' and '.join(missing)}")
+        needs = [(flag, use) for flag, use, given in (
+            ("--no-early-stop", "the early stop", not settings.early_stop),
+            ("--eval-data", "the before/after scans", eval_data_given)) if not given]
+        if needs:
+            uses, flags = " or ".join(use for _, use in needs), " and ".join(flag for flag, _ in needs)
+            raise InputError(f"--val-fraction 0 holds out no validation split for {uses}: add {flags}")
     if settings.eval_limit is not None and settings.eval_limit < 1:
         raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
     if settings.weight_average is not None:
