@@ -78,9 +78,11 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from bastion import __version__
 from bastion.defenses.text.corpus import (
+    LONG_PROMPT_CHARS,
     OVERT_CATEGORIES,
     Example,
     assemble,
+    long_prompt,
     read_labelled_jsonl,
     split_examples,
 )
@@ -95,7 +97,7 @@ from bastion.defenses.text.guard import PromptGuard
 
 ROOT = Path(__file__).resolve().parent
 #: Characters per latency prompt.
-PROMPT_CHARS = 1000
+PROMPT_CHARS = LONG_PROMPT_CHARS
 #: The latency target: p50 per 1,000-character prompt under this many milliseconds (on 2 cores).
 TARGET_P50_MS = 15.0
 #: Requests that open a benign prompt, and the injections planted in the others.
@@ -133,9 +135,7 @@ def latency_prompts(examples: Sequence[Example], count: int, seed: int) -> list[
     for index in range(count):
         head = rng.choice(heads)
         injection = rng.choice(injections) if index % 2 else None
-        paragraphs = [head.text]
-        while len("\n\n".join(paragraphs)) < PROMPT_CHARS:
-            paragraphs += [part.strip() for part in rng.choice(filler).split("\n\n") if part.strip()]
+        paragraphs = long_prompt(head.text, filler, rng, PROMPT_CHARS)
         offset = None
         if injection is not None:
             starts = [len("\n\n".join(paragraphs[:k])) + (2 if k else 0) for k in range(len(paragraphs) + 1)]

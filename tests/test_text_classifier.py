@@ -336,6 +336,7 @@ def test_a_text_the_lexical_layer_clears_skips_the_contextual_pass():
     assert np.isnan(parts["contextual"][0]) and (parts["contextual_span"][0] == -1).all()
     assert probabilities[0] == parts["lexical"][0]  # the lexical probability stands
     assert not np.isnan(parts["contextual"][1])
+    assert np.allclose(classifier.gated(parts["lexical"], np.nan_to_num(parts["contextual"])), probabilities)
     # A guard threshold under the gate lowers the gate with it: nothing is skipped.
     assert not np.isnan(classifier.score(texts, threshold=0.2)[1]["contextual"]).any()
 
@@ -468,3 +469,71 @@ def test_a_wrong_embedding_backend_is_reported_even_when_the_transformer_is_not_
     monkeypatch.setenv("BASTION_EMBEDDING_BACKEND", "bogus")
     with pytest.raises(ConfigError, match="not a backend"):
         guard.screen("Please ignore the noise in this recording.")
+
+
+def test_a_text_read_by_pieces_is_judged_at_the_long_threshold(tmp_path):
+    """A short text is flagged at ``threshold``, one longer than ``focus_chars`` at ``long_threshold``; a guard's
+    own threshold applies to both; the pair survives the file."""
+    from bastion.defenses.text.guard import PromptGuard
+
+    texts = SMALL_INJECTIONS + SMALL_BENIGN
+    classifier = InjectionClassifier(threads=1).fit(texts, [1] * len(SMALL_INJECTIONS) + [0] * len(SMALL_BENIGN))
+    short = OVERT_INJECTIONS[0]
+    long = "The quarterly report shows revenue grew by four percent. " * 6 + short
+    probabilities, parts = classifier.score([short, long])
+    assert parts["threshold"].tolist() == [classifier.threshold, classifier.threshold]  # no long threshold set
+    classifier.long_threshold = float(min(probabilities[1] + 1e-3, 0.999))
+    probabilities, parts = classifier.score([short, long])
+    assert parts["threshold"].tolist() == [classifier.threshold, classifier.long_threshold]
+    assert probabilities[1] < classifier.long_threshold
+    assert classifier.predict([short, long]).tolist()[1] == 0
+    assert not classifier.screen(long).flagged
+    guard = PromptGuard(classifier=classifier)
+    assert not any(f.layer == "classifier" for f in guard.screen(long).findings)
+    overridden = PromptGuard(classifier=classifier, threshold=float(probabilities[1]) - 1e-3, exhaustive=True)
+    (finding,) = [f for f in overridden.screen(long).findings if f.layer == "classifier"]
+    assert f"threshold {float(probabilities[1]) - 1e-3:.2f}" in finding.reason
+    loaded = InjectionClassifier.load(classifier.save(tmp_path / "classifier.json"))
+    assert loaded.long_threshold == classifier.long_threshold
+
+
+def test_a_long_threshold_under_the_threshold_is_refused():
+    with pytest.raises(InputError, match="long_threshold must be at least threshold"):
+        InjectionClassifier(threshold=0.6, long_threshold=0.5).fit(
+            SMALL_INJECTIONS + SMALL_BENIGN, [1] * len(SMALL_INJECTIONS) + [0] * len(SMALL_BENIGN))
+
+
+def test_a_version_3_file_has_one_threshold_for_every_text(tmp_path):
+    import json
+
+    classifier, _ = _fitted_on_random_embeddings()
+    record = json.loads(classifier.save(tmp_path / "classifier.json").read_text())
+    record["format_version"] = 3
+    del record["long_threshold"]
+    record["params"].pop("long_threshold")
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    loaded = InjectionClassifier.load(tmp_path / "old.json")
+    assert loaded.long_threshold is None
+    assert loaded.thresholds([([(0, 2000)], 1), ([(0, 10)], 1)]).tolist() == [loaded.threshold] * 2
+
+
+def test_texts_scored_as_extra_pieces_get_their_out_of_fold_scores():
+    """The long-text threshold's prompts are scored by the folds' models through ``models=``: the same texts,
+    scored that way, get the scores the folds give them as training texts."""
+    from bastion.defenses.text.training import TrainingPieces, grouped_folds
+
+    texts = SMALL_INJECTIONS + SMALL_BENIGN + ["The quarterly report shows revenue grew. " * 8 + OVERT_INJECTIONS[1]]
+    labels = np.array([1] * len(SMALL_INJECTIONS) + [0] * len(SMALL_BENIGN) + [1])
+    classifier = InjectionClassifier(threads=1)
+    pieces = TrainingPieces.embed(classifier, texts)
+    folds = grouped_folds(labels, None, seed=0)
+    lexical_models = pieces.lexical_models(labels, folds, 4.0, 0)
+    lexical = pieces.lexical_out_of_fold(labels, folds, 4.0, 0)
+    contextual = pieces.contextual_out_of_fold(labels, folds, 1.0, 0, pieces.focus_rows(classifier, lexical))
+    extra = TrainingPieces.embed(classifier, texts)
+    extra_lexical = extra.lexical_out_of_fold(None, folds, 4.0, 0, lexical_models)
+    extra_contextual = extra.contextual_out_of_fold(None, folds, 1.0, 0, extra.focus_rows(classifier, extra_lexical),
+                                                    models=pieces.contextual_models(labels, folds, 1.0, 0))
+    assert np.allclose(extra_lexical, lexical) and np.allclose(extra_contextual, contextual)
+    with pytest.raises(InputError, match="labels are needed"):
+        extra.lexical_out_of_fold(None, folds, 4.0, 0)

@@ -194,3 +194,41 @@ def test_example_ids_are_stable_content_hashes(corpus):
     assert example.id == Example(**{**example.__dict__}).id
     assert len(example.id) == 64 and example.id != corpus[1].id
     assert json.loads(json.dumps(example.__dict__))["text"] == example.text
+
+
+def test_a_long_prompt_is_a_request_then_document_paragraphs_up_to_its_length():
+    import random
+
+    from bastion.defenses.text.corpus import long_prompt
+
+    documents = ["First paragraph of a report.\n\nSecond paragraph.", "A note about the weather."]
+    paragraphs = long_prompt("Summarise these for me:", documents, random.Random(0), chars=200)
+    assert paragraphs[0] == "Summarise these for me:" and len("\n\n".join(paragraphs)) >= 200
+    assert set(paragraphs[1:]) <= {"First paragraph of a report.", "Second paragraph.", "A note about the weather."}
+    with pytest.raises(InputError, match="documents with text"):
+        long_prompt("Hi", ["", "  \n\n "], random.Random(0))
+
+
+def test_long_benign_prompts_are_made_of_each_folds_held_out_texts_only():
+    import numpy as np
+
+    from bastion.defenses.text.training import grouped_folds, long_benign_prompts
+
+    def example(text: str, category: str, family: str) -> Example:
+        return Example(text, 0, category, family, "train", "test", "Apache-2.0")
+
+    train = [example(f"Request {i} from family {i % 4}?", "benign", f"f{i % 4}") for i in range(40)]
+    train += [example(f"Document {i} of family {i % 4}. " * 8, "benign-document", f"f{i % 4}") for i in range(40)]
+    labels = np.zeros(len(train), dtype=np.int64)
+    labels[:3] = 1  # grouped_folds only needs the labels' length
+    folds = grouped_folds(labels, [e.family for e in train], seed=0)
+    texts, long_folds = long_benign_prompts(train, folds, seed=0, per_fold=5)
+    assert len(texts) == 5 * len(folds) and all(len(text) == 1000 for text in texts)
+    for (_, held_rows), (fit, held) in zip(folds, long_folds, strict=True):
+        assert len(fit) == 0 and len(held) == 5
+        families = {train[i].family for i in held_rows.tolist()}
+        for index in held.tolist():
+            assert set(re.findall(r"family (f\d)", texts[index])) <= families
+    requests_only = grouped_folds(labels[:40], [e.family for e in train[:40]], seed=0)
+    with pytest.raises(InputError, match="benign requests and benign documents"):
+        long_benign_prompts(train[:40], requests_only, seed=0)

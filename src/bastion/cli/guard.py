@@ -40,8 +40,9 @@ def prompt_command(
     file: Annotated[Path | None, typer.Option("--file", help="Read the prompt from this UTF-8 file.",
                                               show_default=False)] = None,
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
-    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt "
-                                                    "(default: the classifier's own).", show_default=False)] = None,
+    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt, short or "
+                                                    "long (default: the classifier's own two).",
+                                                    show_default=False)] = None,
     classifier: Annotated[Path | None, typer.Option(help="A classifier (.json) written by 'bastion guard train', "
                                                     "its .adapter.safetensors beside it (default: the one shipped "
                                                     "with bastion).",
@@ -112,7 +113,8 @@ def eval_command(
     classifier: Annotated[Path | None, typer.Option(help="A classifier (.json) written by 'bastion guard train', "
                                                     "its .adapter.safetensors beside it.",
                                                     show_default=False)] = None,
-    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt.",
+    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt, short or "
+                                                    "long (default: the classifier's own two).",
                                                     show_default=False)] = None,
 ) -> None:
     """Measure the prompt guard on a labelled set: precision, recall and false positives per category."""

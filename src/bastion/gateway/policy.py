@@ -118,7 +118,8 @@ class ExtractionRules(_Strict):
 
 class TextGuardRules(_Strict):
     """The prompt guard in front of a text model: on or off, what a flagged instance leads to, the classifier
-    probability that flags (``None``: the classifier's own) and whether to screen with the rules alone."""
+    probability that flags, short or long texts alike (``None``: the classifier's own two) and whether to screen
+    with the rules alone."""
 
     enabled: bool = True
     action: Literal["refuse", "review", "flag"] = "refuse"

@@ -62,9 +62,9 @@ if TYPE_CHECKING:
     from bastion.defenses.text.training import TrainingPieces
 
 FILE_FORMAT = "bastion/injection-classifier"
-FILE_VERSION = 3
-#: Versions this bastion reads (1: the contextual layer alone; 2: both layers, no adapter).
-READABLE_VERSIONS = (1, 2, 3)
+FILE_VERSION = 4
+#: Versions this bastion reads (1: the contextual layer alone; 2: both layers, no adapter; 3: one threshold).
+READABLE_VERSIONS = (1, 2, 3, 4)
 DEFAULT_FILE = "injection_classifier.json"
 #: Regularisation strengths tried by :func:`train_default` (inverse, as in scikit-learn).
 C_GRID = (0.25, 1.0, 4.0, 16.0)
@@ -78,7 +78,7 @@ MAX_SKIP = 0.2
 #: Probabilities are clipped to [p, 1 - p] before taking logits.
 _CLIP = 1e-6
 #: :func:`train_default` picks the lowest threshold (not under 0.5) whose out-of-fold false-positive rate
-#: on the training negatives is at most this.
+#: on the training negatives is at most this; and the long-text threshold by the same bound on long benign prompts.
 THRESHOLD_FPR = 0.05
 
 
@@ -122,6 +122,7 @@ class ClassifierFile(BaseModel):
     coef: list[float]
     intercept: float
     threshold: float
+    long_threshold: float | None = None
     embedding: dict[str, Any]
     training: dict[str, Any]
     evaluation: dict[str, Any] | None = None
@@ -137,6 +138,9 @@ class InjectionClassifier:
         C: inverse regularisation strength of the contextual layer's logistic regression.
         lexical_C: the same for the lexical layer.
         threshold: a text is flagged at or above this probability.
+        long_threshold: the threshold, instead, of a text read by pieces (longer than ``focus_chars``, see
+            :meth:`is_short`), whose score is the highest of several pieces' and so, on benign text, higher than
+            a short text's; ``None`` (the default): ``threshold``. Never below ``threshold``.
         max_tokens: tokens per embedding window (see :class:`~bastion.defenses.text.embedding.SentenceEncoder`).
         max_windows: windows scored per text.
         focus_chars: a text longer than this is also scored by its sentences (see :meth:`piece_spans`).
@@ -158,12 +162,13 @@ class InjectionClassifier:
         True
     """
 
-    def __init__(self, *, C: float = 1.0, lexical_C: float = 4.0, threshold: float = 0.5, max_tokens: int = 256,
-                 max_windows: int = 8, focus_chars: int = 256, focus_pieces: int = 1, threads: int | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, *, C: float = 1.0, lexical_C: float = 4.0, threshold: float = 0.5,
+                 long_threshold: float | None = None, max_tokens: int = 256, max_windows: int = 8,
+                 focus_chars: int = 256, focus_pieces: int = 1, threads: int | None = None, seed: int = 0) -> None:
         self.C = C
         self.lexical_C = lexical_C
         self.threshold = threshold
+        self.long_threshold = long_threshold
         self.max_tokens = max_tokens
         self.max_windows = max_windows
         self.focus_chars = focus_chars
@@ -180,9 +185,10 @@ class InjectionClassifier:
         return self
 
     def get_params(self) -> dict[str, Any]:
-        return {"C": self.C, "lexical_C": self.lexical_C, "threshold": self.threshold, "max_tokens": self.max_tokens,
-                "max_windows": self.max_windows, "focus_chars": self.focus_chars, "focus_pieces": self.focus_pieces,
-                "threads": self.threads, "seed": self.seed}
+        return {"C": self.C, "lexical_C": self.lexical_C, "threshold": self.threshold,
+                "long_threshold": self.long_threshold, "max_tokens": self.max_tokens, "max_windows": self.max_windows,
+                "focus_chars": self.focus_chars, "focus_pieces": self.focus_pieces, "threads": self.threads,
+                "seed": self.seed}
 
     @property
     def encoder(self) -> SentenceEncoder:
@@ -236,6 +242,15 @@ class InjectionClassifier:
         w_lexical, w_contextual, bias = self.lexical_.combine
         return 1.0 / (1.0 + np.exp(-(w_lexical * _logit(lexical) + w_contextual * _logit(contextual) + bias)))
 
+    def gated(self, lexical: np.ndarray, contextual: np.ndarray) -> np.ndarray:
+        """The probability :meth:`score` gives texts whose layers score ``lexical`` and ``contextual`` ``(N,)``: the
+        lexical one under the gate (``lexical_.skip_below``, at most :attr:`threshold`), else the combination's."""
+        if self.lexical_ is None:
+            raise InputError("this classifier has no lexical layer (a format-1 file, or fitted by fit_embeddings)")
+        lexical = np.asarray(lexical, dtype=np.float64)
+        skipped = lexical < min(self.lexical_.skip_below, self.threshold)
+        return np.where(skipped, lexical, self.combine(lexical, contextual))
+
     def set_gate(self, lexical_oof: np.ndarray, contextual_oof: np.ndarray, labels: np.ndarray
                  ) -> InjectionClassifier:
         """Set ``lexical_.skip_below`` from out-of-fold scores ``(N,)``: the highest lexical probability (at most
@@ -275,6 +290,9 @@ class InjectionClassifier:
             raise InputError(f"C and lexical_C must be positive, got {self.C} and {self.lexical_C}")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.long_threshold is not None and not self.threshold <= self.long_threshold < 1.0:
+            raise InputError(f"long_threshold must be at least threshold ({self.threshold}) and under 1, "
+                             f"got {self.long_threshold}")
         if self.max_windows < 1 or self.focus_pieces < 1 or self.focus_chars < 16:
             raise InputError(f"max_windows and focus_pieces must be at least 1 and focus_chars at least 16, got "
                              f"{self.max_windows}, {self.focus_pieces} and {self.focus_chars}")
@@ -317,6 +335,12 @@ class InjectionClassifier:
     def is_short(self, windows: Sequence[tuple[int, int]]) -> bool:
         """Whether a text whose windows are ``windows`` is read whole by the contextual layer."""
         return len(windows) == 1 and windows[0][1] - windows[0][0] <= self.focus_chars
+
+    def thresholds(self, pieces: Sequence[Pieces]) -> np.ndarray:
+        """The threshold each text is judged by ``(N,)``, given its :meth:`piece_spans`: :attr:`threshold` for a
+        short text, :attr:`long_threshold` (where set) for one read by pieces."""
+        long = np.array([not self.is_short(spans[:windows]) for spans, windows in pieces], dtype=bool)
+        return np.where(long, max(self.threshold, self.long_threshold or 0.0), self.threshold)
 
     def focus(self, spans: list[tuple[int, int]], windows: int, lexical: np.ndarray | None) -> list[int]:
         """Which of a text's pieces (:meth:`piece_spans`) the contextual layer reads, given their ``lexical``
@@ -363,14 +387,16 @@ class InjectionClassifier:
     def score(self, texts: Sequence[str], *, threshold: float | None = None
               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(probabilities, parts)``: :meth:`predict_proba`'s probabilities and, in ``parts``, the ``lexical``
-        and ``contextual`` scores ``(N,)`` (NaN where a layer did not run) and which piece scored highest
-        (``lexical_span``/``contextual_span``, ``(N, 2)`` character offsets, -1 where none)."""
+        and ``contextual`` scores ``(N,)`` (NaN where a layer did not run), which piece scored highest
+        (``lexical_span``/``contextual_span``, ``(N, 2)`` character offsets, -1 where none), and the
+        ``threshold`` ``(N,)`` each text is flagged at: ``threshold`` where given, else :meth:`thresholds`."""
         self._check_fitted()
         texts = check_texts(texts)
         count = len(texts)
-        parts = {"lexical": np.full(count, np.nan), "contextual": np.full(count, np.nan),
-                 "lexical_span": np.full((count, 2), -1), "contextual_span": np.full((count, 2), -1)}
         pieces = [self.piece_spans(text) for text in texts]
+        parts = {"lexical": np.full(count, np.nan), "contextual": np.full(count, np.nan),
+                 "lexical_span": np.full((count, 2), -1), "contextual_span": np.full((count, 2), -1),
+                 "threshold": self.thresholds(pieces) if threshold is None else np.full(count, float(threshold))}
         owner = np.repeat(np.arange(count), [len(spans) for spans, _ in pieces])
         flat = [span for spans, _ in pieces for span in spans]
         if self.lexical_ is None:
@@ -402,8 +428,9 @@ class InjectionClassifier:
                              parts["contextual_span"])
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """1 where a text's probability reaches :attr:`threshold`, else 0, ``(N,)``."""
-        return (self.predict_proba(texts) >= self.threshold).astype(np.int64)
+        """1 where a text's probability reaches its threshold (:meth:`thresholds`), else 0, ``(N,)``."""
+        probabilities, parts = self.score(texts)
+        return (probabilities >= parts["threshold"]).astype(np.int64)
 
     def screen(self, text: str) -> Verdict:
         """The classifier alone as a guard: a verdict with one ``classifier`` finding when the text is flagged."""
@@ -412,11 +439,11 @@ class InjectionClassifier:
         probabilities, parts = self.score([text])
         score = float(probabilities[0])
         findings = []
-        if score >= self.threshold:
+        if score >= parts["threshold"][0]:
             start, end = deciding_span(parts, 0) or (0, len(text))
             findings.append(Finding(
                 layer="classifier", category="learned", rule="classifier",
-                reason=f"{describe(score, self.threshold, parts, 0)}; the quoted part scored highest",
+                reason=f"{describe(score, parts, 0)}; the quoted part scored highest",
                 evidence=quote(text[start:end].strip()), span=(start, end), score=score))
         return Verdict(flagged=bool(findings), score=score, categories=["learned"] if findings else [],
                        findings=findings, stats={"characters": len(text)})
@@ -440,6 +467,7 @@ class InjectionClassifier:
         record = ClassifierFile(
             format=FILE_FORMAT, format_version=FILE_VERSION, created_at=datetime.now(timezone.utc),
             params=self.get_params(), coef=self.coef_.tolist(), intercept=self.intercept_, threshold=self.threshold,
+            long_threshold=self.long_threshold,
             embedding={**model_info(), "dimension": DIMENSION, "max_tokens": self.max_tokens,
                        "pooling": "mean over tokens, L2-normalised"},
             training=self.training_, evaluation=self.evaluation_, versions=_versions(), lexical=self.lexical_,
@@ -491,6 +519,7 @@ class InjectionClassifier:
         known = set(cls().get_params())
         classifier = cls(**{key: value for key, value in record.params.items() if key in known})
         classifier.threshold = record.threshold
+        classifier.long_threshold = record.long_threshold
         classifier.coef_ = np.asarray(record.coef, dtype=np.float64)
         classifier.intercept_ = float(record.intercept)
         classifier.lexical_ = record.lexical
@@ -558,9 +587,10 @@ def deciding_span(parts: dict[str, np.ndarray], row: int) -> tuple[int, int] | N
     return None
 
 
-def describe(probability: float, threshold: float, parts: dict[str, np.ndarray], row: int) -> str:
-    """Why the classifier rates text ``row`` as it does, naming each layer's score (``parts`` of :meth:`score`)."""
-    lexical, contextual = parts["lexical"][row], parts["contextual"][row]
+def describe(probability: float, parts: dict[str, np.ndarray], row: int) -> str:
+    """Why the classifier rates text ``row`` as it does, naming each layer's score and the threshold (``parts``
+    of :meth:`InjectionClassifier.score`)."""
+    lexical, contextual, threshold = parts["lexical"][row], parts["contextual"][row], parts["threshold"][row]
     layers = []
     if not np.isnan(lexical):
         layers.append(f"lexical {lexical:.2f}")

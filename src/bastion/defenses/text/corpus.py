@@ -20,7 +20,7 @@ import json
 import platform
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
@@ -47,6 +47,8 @@ DOCSTRING_MODULES: dict[str, tuple[str, ...]] = {
     "eval": ("datetime", "statistics", "heapq", "bisect", "difflib", "fractions", "decimal", "calendar", "random",
              "zipfile", "tarfile", "ipaddress", "html", "uuid"),
 }
+#: Characters of a long prompt (:func:`long_prompt`).
+LONG_PROMPT_CHARS = 1000
 #: Longest docstring excerpt in characters, so a document fits one embedding window.
 DOCSTRING_CHARS = 600
 _SLOT = re.compile(r"\{([a-z_][a-z0-9_]*)(?:\|(cap|low|upper))?\}")
@@ -120,6 +122,23 @@ def is_encoded(example: Example) -> bool:
 @lru_cache(maxsize=1)
 def _encoded_families() -> frozenset[str]:
     return frozenset(family["name"] for family in _families_spec()["families"] if family.get("kind") == "encoded")
+
+
+def long_prompt(opening: str, documents: Sequence[str], rng: random.Random, chars: int = LONG_PROMPT_CHARS
+                ) -> list[str]:
+    """The paragraphs of a long prompt, the shape of a retrieval-augmented one: ``opening`` (a request), then the
+    paragraphs of documents drawn from ``documents`` with ``rng`` until, joined by blank lines, they reach
+    ``chars`` characters (cut the joined text to ``chars``).
+
+    Raises:
+        InputError: ``documents`` holds no text.
+    """
+    if not any(document.strip() for document in documents):
+        raise InputError("a long prompt needs documents with text in them")
+    paragraphs = [opening]
+    while len("\n\n".join(paragraphs)) < chars:
+        paragraphs += [part.strip() for part in rng.choice(documents).split("\n\n") if part.strip()]
+    return paragraphs
 
 
 def split_examples(examples: Iterable[Example], split: Split) -> list[Example]:

@@ -44,8 +44,8 @@ class PromptGuard:
     Args:
         classifier: ``"default"`` (the classifier shipped with bastion, loaded on first use), a fitted
             :class:`InjectionClassifier`, or ``None`` for rules only.
-        threshold: the classifier probability that flags a prompt, in (0, 1); default ``None``, the
-            classifier's own threshold.
+        threshold: the classifier probability that flags a prompt (long or short), in (0, 1); default ``None``,
+            the classifier's own thresholds (its ``long_threshold`` for a text it reads by pieces).
         max_chars: the longest text screened, at least 1 (default 1,048,576); longer raises ``InputError``.
         max_depth: decodings nested in one another that are followed (default 3).
         exhaustive: run the classifier even when a rule has fired (default ``False``), so that every
@@ -106,18 +106,17 @@ class PromptGuard:
         """Findings where a view's probability reaches the threshold, and the highest probability."""
         from bastion.defenses.text.classifier import deciding_span, describe
 
-        threshold = self.threshold if self.threshold is not None else model.threshold
-        probabilities, parts = model.score([view.text for view in views], threshold=threshold)
+        probabilities, parts = model.score([view.text for view in views], threshold=self.threshold)
         findings = []
         for row, (view, probability) in enumerate(zip(views, probabilities.tolist(), strict=True)):
-            if probability >= threshold:
+            if probability >= parts["threshold"][row]:
                 where = " (after decoding " + " then ".join(view.path) + ")" if view.path else ""
                 span = deciding_span(parts, row)
                 findings.append(Finding(
                     layer="classifier", category="learned", rule="classifier", path=list(view.path),
                     score=round(float(probability), 4), span=span,
                     evidence=quote(view.text[span[0]:span[1]].strip()) if span else "",
-                    reason=describe(probability, threshold, parts, row) + where
+                    reason=describe(probability, parts, row) + where
                     + ("; the quoted part scored highest" if span else "")))
         return findings, round(float(probabilities.max(initial=0.0)), 4)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,14 +29,25 @@ from bastion.defenses.text.classifier import (
 )
 from bastion.defenses.text.corpus import (
     DOCSTRING_MODULES,
+    LONG_PROMPT_CHARS,
+    Example,
     assemble,
     corpus_digest,
     is_encoded,
+    long_prompt,
     split_examples,
     summary,
 )
 
 logger = logging.getLogger(__name__)
+
+#: Folds of a cross-validation: ``(fit_rows, held_rows)`` text indices of each.
+Folds = list[tuple[np.ndarray, np.ndarray]]
+#: Long benign prompts made from each fold's held-out texts to set the long-text threshold.
+LONG_PROMPTS_PER_FOLD = 100
+#: Categories of the requests that open a long benign prompt, and of the documents that fill it.
+LONG_PROMPT_OPENINGS = ("benign", "benign-trigger")
+LONG_PROMPT_DOCUMENTS = "benign-document"
 
 
 @dataclass
@@ -108,15 +120,25 @@ class TrainingPieces:
         return (np.concatenate([heads, benign_pieces]),
                 np.concatenate([labels[chosen], np.zeros(len(benign_pieces), dtype=np.int64)]))
 
-    def lexical_out_of_fold(self, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float,
-                            seed: int) -> np.ndarray:
-        """Each piece's lexical probability ``(P,)``, from a model fitted without its text's fold."""
-        predicted = np.zeros(len(self.owner))
-        for fit_rows, held_rows in folds:
+    def lexical_models(self, labels: np.ndarray, folds: Folds, C: float, seed: int) -> list[Any]:
+        """The lexical layer fitted on each fold's training texts."""
+        models = []
+        for fit_rows, _ in folds:
             rows, targets = self.lexical_training_rows(labels, fit_rows)
-            model = logistic_regression(C, seed).fit(self.lexical[rows], targets)
+            models.append(logistic_regression(C, seed).fit(self.lexical[rows], targets))
+        return models
+
+    def lexical_out_of_fold(self, labels: np.ndarray | None, folds: Folds, C: float, seed: int,
+                            models: Sequence[Any] | None = None) -> np.ndarray:
+        """Each piece's lexical probability ``(P,)``, from a model fitted without its text's fold: ``models[k]``
+        for fold ``k`` where given (then ``labels`` may be ``None``), else :meth:`lexical_models`."""
+        if models is None:
+            models = self.lexical_models(_known(labels), folds, C, seed)
+        predicted = np.zeros(len(self.owner))
+        for model, (_, held_rows) in zip(models, folds, strict=True):
             held = np.isin(self.owner, held_rows)
-            predicted[held] = model.predict_proba(self.lexical[held])[:, 1]
+            if held.any():
+                predicted[held] = model.predict_proba(self.lexical[held])[:, 1]
         return predicted
 
     def focus_rows(self, classifier: InjectionClassifier, lexical_pieces: np.ndarray) -> np.ndarray:
@@ -128,18 +150,31 @@ class TrainingPieces:
                                                          lexical_pieces[start:end])]
         return np.asarray(rows, dtype=np.int64)
 
-    def contextual_out_of_fold(self, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], C: float,
-                               seed: int, focus: np.ndarray, per_fold: Sequence[np.ndarray] | None = None
-                               ) -> np.ndarray:
-        """Each text's highest contextual probability ``(N,)`` over the pieces ``focus`` it reads, from a model
-        fitted without its fold; on ``per_fold[k]`` ``(P, 384)`` for fold ``k`` where given (each fold's own
-        encoder), else on :attr:`contextual`."""
-        predicted = np.zeros(len(labels))
-        for index, (fit_rows, held_rows) in enumerate(folds):
+    def contextual_models(self, labels: np.ndarray, folds: Folds, C: float, seed: int,
+                          per_fold: Sequence[np.ndarray] | None = None) -> list[Any]:
+        """The contextual layer fitted on each fold's training texts' first windows, read from ``per_fold[k]``
+        ``(P, 384)`` for fold ``k`` where given (each fold's own encoder), else from :attr:`contextual`."""
+        models = []
+        for index, (fit_rows, _) in enumerate(folds):
             contextual = self.contextual if per_fold is None else per_fold[index]
-            model = logistic_regression(C, seed).fit(contextual[self.starts[fit_rows]], labels[fit_rows])
+            models.append(logistic_regression(C, seed).fit(contextual[self.starts[fit_rows]], labels[fit_rows]))
+        return models
+
+    def contextual_out_of_fold(self, labels: np.ndarray | None, folds: Folds, C: float, seed: int,
+                               focus: np.ndarray, per_fold: Sequence[np.ndarray] | None = None,
+                               models: Sequence[Any] | None = None) -> np.ndarray:
+        """Each text's highest contextual probability ``(N,)`` over the pieces ``focus`` it reads, from a model
+        fitted without its fold (``models[k]`` for fold ``k`` where given, then ``labels`` may be ``None``; else
+        :meth:`contextual_models`), reading ``per_fold[k]`` ``(P, 384)`` for fold ``k`` where given, else
+        :attr:`contextual`."""
+        if models is None:
+            models = self.contextual_models(_known(labels), folds, C, seed, per_fold)
+        predicted = np.zeros(len(self.starts))
+        for index, (model, (_, held_rows)) in enumerate(zip(models, folds, strict=True)):
+            contextual = self.contextual if per_fold is None else per_fold[index]
             held = focus[np.isin(self.owner[focus], held_rows)]
-            np.maximum.at(predicted, self.owner[held], model.predict_proba(contextual[held])[:, 1])
+            if len(held):
+                np.maximum.at(predicted, self.owner[held], model.predict_proba(contextual[held])[:, 1])
         return predicted
 
     def first_windows(self, max_tokens: int) -> list[list[int]]:
@@ -163,7 +198,11 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     template families (so each fold, like the eval split, scores phrasings its model never saw): each layer's
     ``C`` maximises its out-of-fold average precision, the combination is fitted on the out-of-fold scores,
     and the threshold is the lowest value, not under 0.5, whose out-of-fold false-positive rate on the
-    training negatives is at most :data:`THRESHOLD_FPR`. With ``adapter`` settings (the default; ``None``: the
+    training negatives is at most :data:`THRESHOLD_FPR`. Texts read by pieces get their own threshold
+    (``long_threshold``), by the same bound on long benign prompts (:func:`long_benign_prompts`) made from each
+    fold's held-out texts and scored by that fold's models, combination and gate: a long text's score is its
+    most suspicious piece's, so at the short-text threshold benign documents' false alarms add up over its
+    pieces. With ``adapter`` settings (the default; ``None``: the
     encoder as published), an adapter is trained in every fold on that fold's training texts, so the
     out-of-fold contextual scores come from an encoder that never saw their families either, and a last one
     on the whole split is shipped (six trainings: the longest part, about 3.5 minutes each on 2 idle cores).
@@ -180,29 +219,52 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     classifier = InjectionClassifier(threads=threads, seed=seed)
     pieces = TrainingPieces.embed(classifier, texts, contextual=adapter is None)
     folds = grouped_folds(labels, [e.family for e in train], seed)
-    lexical_pieces = {c: pieces.lexical_out_of_fold(labels, folds, c, seed) for c in LEXICAL_C_GRID}
+    long_texts, long_folds = long_benign_prompts(train, folds, seed)
+    long_pieces = TrainingPieces.embed(classifier, long_texts, contextual=adapter is None)
+    lexical_models = {c: pieces.lexical_models(labels, folds, c, seed) for c in LEXICAL_C_GRID}
+    lexical_pieces = {c: pieces.lexical_out_of_fold(labels, folds, c, seed, lexical_models[c]) for c in LEXICAL_C_GRID}
     lexical_c, lexical_oof, lexical_ap = _best_c(LEXICAL_C_GRID, lambda c: pieces.text_max(lexical_pieces[c]), labels)
     focus = pieces.focus_rows(classifier, lexical_pieces[lexical_c])
-    per_fold = None
+    long_lexical = long_pieces.lexical_out_of_fold(None, long_folds, lexical_c, seed, lexical_models[lexical_c])
+    long_focus = long_pieces.focus_rows(classifier, long_lexical)
+    per_fold = long_per_fold = None
     if adapter is not None:
         if adapter.threads is None and threads is not None:
             adapter = replace(adapter, threads=threads)
         windows = pieces.first_windows(classifier.max_tokens)
-        per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter, windows)
+        per_fold, long_per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter, windows,
+                                                 long_pieces, long_folds)
         classifier.adapter_ = _fit_adapter(windows, labels, np.arange(len(labels)), adapter, "the whole train split")
         pieces.contextual = pieces.read(classifier, np.empty(0, np.int64), heads=np.arange(len(labels)))
     contextual_c, contextual_oof, contextual_ap = _best_c(
         C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed, focus, per_fold), labels)
+    contextual_models = pieces.contextual_models(labels, folds, contextual_c, seed, per_fold)
+    long_contextual = long_pieces.contextual_out_of_fold(None, long_folds, contextual_c, seed, long_focus,
+                                                         long_per_fold, contextual_models)
     classifier.set_params(C=contextual_c, lexical_C=lexical_c)
     classifier.fit_pieces(pieces, labels, contextual_oof, lexical_oof, corpus_sha256=corpus_digest(texts, labels))
     combined = classifier.combine(lexical_oof, contextual_oof)
     classifier.threshold = _threshold(combined, labels)
     classifier.set_gate(lexical_oof, contextual_oof, labels)
+    long_scores = classifier.gated(long_pieces.text_max(long_lexical), long_contextual)
+    classifier.long_threshold = _threshold(long_scores, np.zeros(len(long_scores), np.int64), classifier.threshold)
+    read_long = ~np.array([classifier.is_short(spans[:count]) for spans, count in pieces.text_pieces])
+    judged_at = np.where(read_long, classifier.long_threshold, classifier.threshold)
     skipped = lexical_oof < classifier.lexical_.skip_below  # type: ignore[union-attr]
     cv = {"folds": len(folds), "grouped_by": "template family",
           "threshold_rule": f"lowest >= 0.5 with out-of-fold FPR <= {THRESHOLD_FPR}", "threshold": classifier.threshold,
           "adapter_per_fold": adapter is not None,
           "combined": _rates(combined >= classifier.threshold, labels),
+          "long_texts": {
+              "threshold_rule": f"lowest >= threshold with out-of-fold FPR <= {THRESHOLD_FPR} on long benign prompts",
+              "long_threshold": classifier.long_threshold, "long_benign_prompts": len(long_texts),
+              "prompt_fpr_at_threshold": float((long_scores >= classifier.threshold).mean()),
+              "prompt_fpr_at_long_threshold": float((long_scores >= classifier.long_threshold).mean()),
+              "training_texts_read_by_pieces": int(read_long.sum()),
+              "combined_at_both_thresholds": _rates(combined >= judged_at, labels),
+              "long_injections_recall": {
+                  "at_threshold": _recall(combined[read_long] >= classifier.threshold, labels[read_long]),
+                  "at_long_threshold": _recall(combined[read_long] >= classifier.long_threshold, labels[read_long])}},
           "gate": {"skip_below": classifier.lexical_.skip_below,  # type: ignore[union-attr]
                    "negatives_skipped": float(skipped[labels == 0].mean()),
                    "injections_skipped": float(skipped[labels == 1].mean()),
@@ -227,18 +289,47 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     return metrics
 
 
-def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray,
-                   folds: list[tuple[np.ndarray, np.ndarray]], settings: AdapterSettings,
-                   windows: list[list[int]]) -> list[np.ndarray]:
+def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray, folds: Folds,
+                   settings: AdapterSettings, windows: list[list[int]], extra: TrainingPieces | None = None,
+                   extra_folds: Folds | None = None) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """For each fold, the contextual embeddings ``(P, 384)`` through an adapter trained on the fold's training
     texts (their ``windows``, :meth:`TrainingPieces.first_windows`): of those texts' first windows (to fit the
-    layer) and of the held-out texts' readable pieces."""
-    per_fold = []
+    layer) and of the held-out texts' readable pieces; and, where ``extra`` texts are given, of the readable
+    pieces of those held out in the fold by ``extra_folds`` (``None`` when not given)."""
+    per_fold, extra_per_fold = [], []
     for index, (fit_rows, held_rows) in enumerate(folds):
         fold = InjectionClassifier(**classifier.get_params())
         fold.adapter_ = _fit_adapter(windows, labels, fit_rows, settings, f"fold {index + 1} of {len(folds)}")
         per_fold.append(pieces.read(fold, held_rows, heads=fit_rows))
-    return per_fold
+        if extra is not None and extra_folds is not None:
+            extra_per_fold.append(extra.read(fold, extra_folds[index][1]))
+    return per_fold, extra_per_fold if extra is not None else None
+
+
+def long_benign_prompts(train: Sequence[Example], folds: Folds, seed: int,
+                        per_fold: int = LONG_PROMPTS_PER_FOLD) -> tuple[list[str], Folds]:
+    """``(texts, folds)``: ``per_fold`` long benign prompts (:func:`~bastion.defenses.text.corpus.long_prompt`:
+    a benign or trigger-word request, then benign documents, :data:`LONG_PROMPT_CHARS` characters) made from each
+    fold's held-out ``train`` texts only, and folds over them (nothing fitted on; each fold holds out its own), so
+    that the fold's models score prompts none of whose parts they were fitted on. A fold without openings or
+    documents makes none."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    long_folds: Folds = []
+    for _, held_rows in folds:
+        held = [train[i] for i in held_rows.tolist()]
+        openings = [e.text for e in held if e.category in LONG_PROMPT_OPENINGS and e.label == 0]
+        documents = [e.text for e in held if e.category == LONG_PROMPT_DOCUMENTS and e.label == 0]
+        count = per_fold if openings and documents else 0
+        made = ["\n\n".join(long_prompt(rng.choice(openings), documents, rng))[:LONG_PROMPT_CHARS]
+                for _ in range(count)]
+        long_folds.append((np.empty(0, np.int64), np.arange(len(texts), len(texts) + len(made))))
+        texts += made
+    if not texts:
+        raise InputError("no fold holds both benign requests and benign documents to make long benign prompts "
+                         "from; the train split needs texts of both categories")
+    logger.info("made %d long benign prompts from the folds' held-out texts", len(texts))
+    return texts, long_folds
 
 
 def _fit_adapter(windows: list[list[int]], labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
@@ -258,12 +349,22 @@ def _best_c(grid: Sequence[float], out_of_fold: Any, labels: np.ndarray
     return best, scores[best], {str(c): value for c, value in precision.items()}
 
 
+def _recall(predicted: np.ndarray, labels: np.ndarray) -> float | None:
+    return float(predicted[labels == 1].mean()) if (labels == 1).any() else None
+
+
+def _known(labels: np.ndarray | None) -> np.ndarray:
+    if labels is None:
+        raise InputError("labels are needed to fit the folds' models (or pass the fitted models)")
+    return labels
+
+
 def _rates(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     return {"out_of_fold_recall": float(predicted[labels == 1].mean()),
             "out_of_fold_fpr": float(predicted[labels == 0].mean())}
 
 
-def grouped_folds(labels: np.ndarray, groups: Sequence[str] | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(labels: np.ndarray, groups: Sequence[str] | None, seed: int) -> Folds:
     """5 folds (fewer if a class or the groups are too few), grouped by ``groups`` when given."""
     from sklearn.model_selection import GroupKFold, StratifiedKFold
 
@@ -280,12 +381,13 @@ def grouped_folds(labels: np.ndarray, groups: Sequence[str] | None, seed: int) -
     return list(StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed).split(labels, labels))
 
 
-def _threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The lowest threshold, not under 0.5 (nor over 0.95), flagging at most :data:`THRESHOLD_FPR` of the negatives."""
+def _threshold(scores: np.ndarray, labels: np.ndarray, floor: float = 0.5) -> float:
+    """The lowest threshold, not under ``floor`` (nor over 0.95), flagging at most :data:`THRESHOLD_FPR` of the
+    negatives."""
     negatives = np.sort(scores[labels == 0])
     allowed = int(np.floor(THRESHOLD_FPR * len(negatives)))  # negatives that may score at or above it
     cut = negatives[len(negatives) - allowed - 1] if allowed < len(negatives) else 0.0
-    return float(min(max(0.5, np.nextafter(cut, 1.0)), 0.95))
+    return float(min(max(floor, np.nextafter(cut, 1.0)), 0.95))
 
 
 def _metrics(evaluation: Any) -> dict[str, Any]:
