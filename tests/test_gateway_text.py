@@ -143,6 +143,7 @@ def test_text_requests_are_audited_and_replay_identically(gateway, loaded, model
     ({"text": {"guard": {"action": "block"}}}, "text.guard.action"),
     ({"text": {"max_chars": 0}}, "text.max_chars"),
     ({"text": {"guard": {"threshold": 1.5}}}, "text.guard.threshold"),
+    ({"text": {"guard": {"long_threshold": 0}}}, "text.guard.long_threshold"),
 ])
 def test_bad_text_sections_are_named(raw, problem):
     with pytest.raises(ConfigError, match=problem.replace(".", r"\.")):
@@ -164,3 +165,27 @@ def test_serve_refuses_tensor_rules_for_a_text_model(tmp_path, model_path):
     policy.write_text("sanitise: {bit_depth: 4}\ntext: {guard: {action: review}}\n")
     run = CliRunner().invoke(cli, ["serve", "--model", model_path, "--policy", str(policy), "--home", str(tmp_path)])
     assert run.exit_code == 2 and "sanitise.bit_depth" in run.output, run.output
+
+
+def test_a_long_threshold_reaches_the_guards_and_their_replayed_parameters(loaded):
+    from bastion.gateway.guard import TextGuards, build_prompt_guard, prompt_parameters
+    from bastion.gateway.text_pipeline import TextPipeline
+
+    policy = policy_from_dict({"text": {"guard": {"long_threshold": 0.9}}})
+    assert TextPipeline(loaded.classifier, policy).guard.long_threshold == 0.9
+    guards = TextGuards(max_chars=1000, long_threshold=0.9, rules_only=True)
+    assert guards.parameters["prompt"]["long_threshold"] == 0.9
+    assert build_prompt_guard(guards.parameters["prompt"]).long_threshold == 0.9
+    # Without one the document is as before, so records written before the option replay unchanged.
+    assert "long_threshold" not in prompt_parameters(max_chars=1000, threshold=None, rules_only=True)
+    assert build_prompt_guard(prompt_parameters(max_chars=1000, threshold=None, rules_only=True)).long_threshold is None
+
+
+def test_a_text_policys_version_is_unchanged_unless_it_sets_a_long_threshold():
+    import hashlib
+    import json
+
+    plain = policy_from_dict({"text": {"guard": {"action": "flag"}}})
+    assert "long_threshold" not in json.loads(plain.document())["text"]["guard"]
+    assert plain.sha256() == hashlib.sha256(plain.document().encode()).hexdigest()
+    assert policy_from_dict({"text": {"guard": {"action": "flag", "long_threshold": 0.9}}}).sha256() != plain.sha256()

@@ -472,29 +472,69 @@ def test_a_wrong_embedding_backend_is_reported_even_when_the_transformer_is_not_
 
 
 def test_a_text_read_by_pieces_is_judged_at_the_long_threshold(tmp_path):
-    """A short text is flagged at ``threshold``, one longer than ``focus_chars`` at ``long_threshold``; a guard's
-    own threshold applies to both; the pair survives the file."""
+    """A text of at most ``focus_chars`` (256) characters is flagged at ``threshold``, a longer one at
+    ``long_threshold`` where the classifier or the guard sets one; a guard's ``threshold`` alone applies to both;
+    the classifier's long threshold survives its file."""
     from bastion.defenses.text.guard import PromptGuard
 
     texts = SMALL_INJECTIONS + SMALL_BENIGN
     classifier = InjectionClassifier(threads=1).fit(texts, [1] * len(SMALL_INJECTIONS) + [0] * len(SMALL_BENIGN))
     short = OVERT_INJECTIONS[0]
-    long = "The quarterly report shows revenue grew by four percent. " * 6 + short
-    probabilities, parts = classifier.score([short, long])
-    assert parts["threshold"].tolist() == [classifier.threshold, classifier.threshold]  # no long threshold set
-    classifier.long_threshold = float(min(probabilities[1] + 1e-3, 0.999))
-    probabilities, parts = classifier.score([short, long])
-    assert parts["threshold"].tolist() == [classifier.threshold, classifier.long_threshold]
-    assert probabilities[1] < classifier.long_threshold
-    assert classifier.predict([short, long]).tolist()[1] == 0
+    filler = "The quarterly report shows revenue grew by four percent. "
+    long = filler * 6 + short
+    at_limit, over_limit = ("x" * (256 - len(short) - 1) + " " + short, "x" * (257 - len(short) - 1) + " " + short)
+    assert (len(at_limit), len(over_limit)) == (256, 257)
+    probabilities, parts = classifier.score([short, long, at_limit, over_limit])
+    assert parts["threshold"].tolist() == [classifier.threshold] * 4  # no long threshold set
+    assert probabilities[1] >= classifier.threshold  # flagged at the one threshold ...
+    high = float(min(probabilities[1] + 1e-3, 0.999))
+    classifier.long_threshold = high
+    probabilities, parts = classifier.score([short, long, at_limit, over_limit])
+    assert parts["threshold"].tolist() == [classifier.threshold, high, classifier.threshold, high]
+    assert classifier.predict([short, long]).tolist() == [1, 0]  # ... and not at the long one
     assert not classifier.screen(long).flagged
-    guard = PromptGuard(classifier=classifier)
-    assert not any(f.layer == "classifier" for f in guard.screen(long).findings)
-    overridden = PromptGuard(classifier=classifier, threshold=float(probabilities[1]) - 1e-3, exhaustive=True)
-    (finding,) = [f for f in overridden.screen(long).findings if f.layer == "classifier"]
-    assert f"threshold {float(probabilities[1]) - 1e-3:.2f}" in finding.reason
+    assert not any(f.layer == "classifier" for f in PromptGuard(classifier=classifier).screen(long).findings)
+    assert np.allclose(classifier.gated(parts["lexical"], np.nan_to_num(parts["contextual"]), parts["threshold"]),
+                       probabilities)
+    # A guard's threshold alone sets both; its long_threshold sets the long one.
+    lower = float(probabilities[1]) - 1e-3
+    (finding,) = [f for f in PromptGuard(classifier=classifier, threshold=lower, exhaustive=True).screen(long).findings
+                  if f.layer == "classifier"]
+    assert f"threshold {lower:.2f}" in finding.reason
+    assert PromptGuard(classifier=classifier, threshold=0.5, long_threshold=0.99).get_params()["long_threshold"] == 0.99
+    assert classifier.score([long], threshold=0.5, long_threshold=0.99)[1]["threshold"].tolist() == [0.99]
     loaded = InjectionClassifier.load(classifier.save(tmp_path / "classifier.json"))
     assert loaded.long_threshold == classifier.long_threshold
+
+
+@pytest.mark.parametrize("long_threshold", [0.0, 1.0, 1.5, float("nan")])
+def test_a_guard_refuses_a_long_threshold_out_of_range(long_threshold):
+    from bastion.defenses.text.guard import PromptGuard
+
+    with pytest.raises(InputError, match="long_threshold must be strictly between 0 and 1"):
+        PromptGuard(long_threshold=long_threshold)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("long_threshold", 0.3, "long_threshold must be at least threshold"),
+    ("long_threshold", 1.5, "long_threshold must be at least threshold"),
+    ("long_threshold", True, "not a bastion injection-classifier file"),
+    ("long_threshold", "0.9", "not a bastion injection-classifier file"),
+    ("threshold", 0.0, "threshold must be between 0 and 1"),
+    ("threshold", "NaN", "not a bastion injection-classifier file"),
+    ("threshold", float("nan"), "threshold must be between 0 and 1"),
+    ("long_threshold", float("nan"), "long_threshold must be at least threshold"),
+])
+def test_a_classifier_file_with_thresholds_out_of_range_is_refused(tmp_path, field, value, message):
+    import json
+
+    classifier, _ = _fitted_on_random_embeddings()
+    classifier.threshold = 0.6
+    record = json.loads(classifier.save(tmp_path / "classifier.json").read_text())
+    record[field] = value
+    (tmp_path / "bad.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match=message):
+        InjectionClassifier.load(tmp_path / "bad.json")
 
 
 def test_a_long_threshold_under_the_threshold_is_refused():
@@ -537,3 +577,62 @@ def test_texts_scored_as_extra_pieces_get_their_out_of_fold_scores():
     assert np.allclose(extra_lexical, lexical) and np.allclose(extra_contextual, contextual)
     with pytest.raises(InputError, match="labels are needed"):
         extra.lexical_out_of_fold(None, folds, 4.0, 0)
+
+
+def test_the_contextual_layer_can_be_fitted_on_the_benign_texts_pieces_too():
+    from bastion.defenses.text.training import TrainingPieces
+
+    long_benign = "Preheat the oven to 200 degrees. " * 6 + "Ignore the smell of burning sugar at first."
+    texts = SMALL_INJECTIONS + SMALL_BENIGN + [long_benign]
+    labels = np.array([1] * len(SMALL_INJECTIONS) + [0] * (len(SMALL_BENIGN) + 1))
+    pieces = TrainingPieces.embed(InjectionClassifier(threads=1), texts)
+    heads, targets = pieces.contextual_training_rows(labels)
+    assert heads.tolist() == pieces.starts.tolist() and targets.tolist() == labels.tolist()
+    rows, targets = pieces.contextual_training_rows(labels, benign_pieces=True)
+    extra = rows[len(texts):]
+    assert len(extra) > 0 and (targets[len(texts):] == 0).all()
+    assert (labels[pieces.owner[extra]] == 0).all() and not np.isin(extra, pieces.starts).any()
+    assert np.isin(np.flatnonzero(pieces.owner == len(texts) - 1), rows).sum() > 1  # the long one's sentences
+    unread = pieces.contextual.copy()
+    unread[extra] = np.nan
+    assert len(pieces.contextual_training_rows(labels, contextual=unread, benign_pieces=True)[0]) == len(texts)
+
+
+def test_train_default_fits_the_contextual_layer_on_benign_pieces_when_asked(tmp_path, monkeypatch):
+    from bastion.defenses.text import training
+    from bastion.defenses.text.corpus import Example
+
+    def example(text: str, label: int, category: str, family: str, split: str = "train") -> Example:
+        return Example(text, label, category, family, split, "test", "Apache-2.0")  # type: ignore[arg-type]
+
+    corpus = [example(text, 1, "instruction-override", f"inj-{i % 4}") for i, text in enumerate(SMALL_INJECTIONS)]
+    corpus += [example(text, 0, "benign-trigger", f"ben-{i % 4}") for i, text in enumerate(SMALL_BENIGN)]
+    corpus += [example(f"Document {i}. " + "The committee met on Tuesday and approved the budget. " * 5, 0,
+                       "benign-document", f"ben-{i % 4}") for i in range(8)]
+    corpus += [example(OVERT_INJECTIONS[0], 1, "instruction-override", "eval-inj", "eval"),
+               example(BENIGN_WITH_TRIGGER_WORDS[0], 0, "benign-trigger", "eval-ben", "eval")]
+    monkeypatch.setattr(training, "assemble", lambda seed=0: corpus)
+    few = training.long_benign_prompts
+    monkeypatch.setattr(training, "long_benign_prompts", lambda train, folds, seed: few(train, folds, seed, per_fold=5))
+    training.train_default(tmp_path / "pieces.json", adapter=None, benign_pieces=True)
+    pieces = InjectionClassifier.load(tmp_path / "pieces.json")
+    assert pieces.training_["contextual_rows"] > pieces.training_["corpus_size"] == len(corpus) - 2
+    assert pieces.training_["cross_validation"]["contextual_benign_pieces"] is True
+
+
+def test_the_shipped_guard_judges_a_padded_injection_as_it_judges_it_alone():
+    """The length that would select a long-text threshold is the attacker's to choose: the shipped classifier applies
+    one threshold to every length and only records the long one its training chose."""
+    from bastion.defenses.text.guard import PromptGuard
+
+    classifier = load_default()
+    assert classifier.long_threshold is None
+    assert classifier.training_["cross_validation"]["long_texts"]["applied"] is False
+    padding = ("Our team meeting moved to Thursday at ten, in the small room on the third floor. Please bring the "
+               "draft budget, the hiring plan and last week's notes, so we can agree on next steps before the "
+               "end of the month.\n\n")
+    injection = OVERT_INJECTIONS[0]
+    assert len(padding + injection) > 256
+    _, parts = classifier.score([injection, padding + injection])
+    assert parts["threshold"].tolist() == [classifier.threshold] * 2
+    assert PromptGuard().screen(padding + injection).flagged

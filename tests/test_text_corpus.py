@@ -232,3 +232,24 @@ def test_long_benign_prompts_are_made_of_each_folds_held_out_texts_only():
     requests_only = grouped_folds(labels[:40], [e.family for e in train[:40]], seed=0)
     with pytest.raises(InputError, match="benign requests and benign documents"):
         long_benign_prompts(train[:40], requests_only, seed=0)
+
+
+def test_long_benign_prompts_of_bastions_corpus_share_no_paragraph_with_their_folds_training_texts():
+    """Families share carrier documents (a docstring clean in one family, with an instruction planted in another):
+    such paragraphs are left out, so a fold's models never saw any part of the prompts they score."""
+    import numpy as np
+
+    from bastion.defenses.text.corpus import assemble, is_encoded, split_examples
+    from bastion.defenses.text.training import grouped_folds, long_benign_prompts
+
+    train = [e for e in split_examples(assemble(0), "train") if not is_encoded(e)]
+    labels = np.array([e.label for e in train])
+    folds = grouped_folds(labels, [e.family for e in train], seed=0)
+    texts, long_folds = long_benign_prompts(train, folds, seed=0, per_fold=40)
+    for (fit_rows, _), (_, held) in zip(folds, long_folds, strict=True):
+        fitted = "\x00".join(train[i].text for i in fit_rows.tolist())
+        for index in held.tolist():
+            paragraphs = texts[index].split("\n\n")[:-1]  # the last one is cut at 1,000 characters
+            assert not [part for part in paragraphs if len(part) > 40 and part in fitted]
+    with pytest.raises(InputError, match="per_fold must be at least 1"):
+        long_benign_prompts(train, folds, seed=0, per_fold=0)

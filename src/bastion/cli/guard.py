@@ -31,6 +31,12 @@ guard_app = typer.Typer(
 
 _MAX_CHARS = typer.Option("--max-chars", help="The longest text screened, in characters; longer is refused.")
 _JSON = typer.Option("--json", help="Print the verdict as JSON instead of a summary.")
+_THRESHOLD = typer.Option(help="Classifier probability that flags a prompt (default: the classifier's own).",
+                          show_default=False)
+_LONG_THRESHOLD = typer.Option(help="Classifier probability that flags, instead, a prompt over 256 characters "
+                               "(default: --threshold). Higher flags fewer long benign prompts, misses more long "
+                               "attacks, and lets an attacker pad a short one past 256 characters; README, "
+                               "'bastion guard'.", show_default=False)
 
 
 @guard_app.command("prompt")
@@ -40,9 +46,8 @@ def prompt_command(
     file: Annotated[Path | None, typer.Option("--file", help="Read the prompt from this UTF-8 file.",
                                               show_default=False)] = None,
     rules_only: Annotated[bool, typer.Option("--rules-only", help="Skip the learned classifier.")] = False,
-    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt, short or "
-                                                    "long (default: the classifier's own two).",
-                                                    show_default=False)] = None,
+    threshold: Annotated[float | None, _THRESHOLD] = None,
+    long_threshold: Annotated[float | None, _LONG_THRESHOLD] = None,
     classifier: Annotated[Path | None, typer.Option(help="A classifier (.json) written by 'bastion guard train', "
                                                     "its .adapter.safetensors beside it (default: the one shipped "
                                                     "with bastion).",
@@ -55,7 +60,7 @@ def prompt_command(
 
     with user_errors():
         guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold,
-                            max_chars=max_chars)
+                            long_threshold=long_threshold, max_chars=max_chars)
         verdict = guard.screen(_read_text(text, file, max_chars))
     _report(verdict, as_json, "injection")
 
@@ -113,9 +118,8 @@ def eval_command(
     classifier: Annotated[Path | None, typer.Option(help="A classifier (.json) written by 'bastion guard train', "
                                                     "its .adapter.safetensors beside it.",
                                                     show_default=False)] = None,
-    threshold: Annotated[float | None, typer.Option(help="Classifier probability that flags a prompt, short or "
-                                                    "long (default: the classifier's own two).",
-                                                    show_default=False)] = None,
+    threshold: Annotated[float | None, _THRESHOLD] = None,
+    long_threshold: Annotated[float | None, _LONG_THRESHOLD] = None,
 ) -> None:
     """Measure the prompt guard on a labelled set: precision, recall and false positives per category."""
     from bastion.defenses.text.corpus import assemble, read_labelled_jsonl
@@ -126,7 +130,8 @@ def eval_command(
     with user_errors():
         examples = ([example for example in assemble() if example.split == "eval"] if data is None
                     else read_labelled_jsonl(data))
-        guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold)
+        guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold,
+                            long_threshold=long_threshold)
         evaluation = evaluate(guard.screen, examples)
         _make_folder(out)
         write_text_atomically(out / "guard_eval.json", evaluation.model_dump_json(indent=2) + "\n")

@@ -143,7 +143,7 @@ def prepare_shared_database(settings: GatewaySettings, policy: Policy) -> None:
         audit = AuditLog(database, sync=settings.audit_sync)
         audit.save_policy(policy.document(), policy.sha256())
         guards = TextGuards(max_chars=settings.guard_max_chars, threshold=settings.guard_threshold,
-                            rules_only=settings.guard_rules_only)
+                            long_threshold=settings.guard_long_threshold, rules_only=settings.guard_rules_only)
         try:
             guards.save_parameters(audit)
         finally:

@@ -5,7 +5,8 @@ Each guard is described by its *parameters*, a small JSON document whose SHA-256
 ``policy_sha256`` (the document is saved in the policy table, so replay finds it):
 
 - prompt: ``{"guard": "prompt", "classifier": "default" | null, "threshold": float | null,
-  "max_chars": int, "max_depth": 3, "exhaustive": false}`` (``classifier: null`` is rules only);
+  "max_chars": int, "max_depth": 3, "exhaustive": false}`` (``classifier: null`` is rules only), with
+  ``"long_threshold": float`` when one is set;
 - output: ``{"guard": "output", "max_chars": int}``.
 
 A record's ``inputs`` are the UTF-8 bytes of the canonical JSON of the request body (defaults filled in) as a
@@ -84,10 +85,12 @@ def ready(guard: PromptGuard) -> PromptGuard:
     return guard
 
 
-def prompt_parameters(*, max_chars: int, threshold: float | None, rules_only: bool) -> dict[str, Any]:
+def prompt_parameters(*, max_chars: int, threshold: float | None, rules_only: bool,
+                      long_threshold: float | None = None) -> dict[str, Any]:
     """The prompt guard's parameters document (see the module docstring)."""
-    return {"guard": "prompt", "classifier": None if rules_only else "default", "threshold": threshold,
-            "max_chars": max_chars, "max_depth": PROMPT_MAX_DEPTH, "exhaustive": False}
+    parameters = {"guard": "prompt", "classifier": None if rules_only else "default", "threshold": threshold,
+                  "max_chars": max_chars, "max_depth": PROMPT_MAX_DEPTH, "exhaustive": False}
+    return parameters if long_threshold is None else {**parameters, "long_threshold": long_threshold}
 
 
 def output_parameters(*, max_chars: int) -> dict[str, Any]:
@@ -104,7 +107,8 @@ def build_prompt_guard(parameters: dict[str, Any], classifier: Any = "default") 
     """The :class:`PromptGuard` a prompt parameters document describes. ``classifier`` is used when the document
     names one (default: bastion's own, loaded on first use); rules only when it names none."""
     return PromptGuard(classifier=None if parameters["classifier"] is None else classifier,
-                       threshold=parameters["threshold"], max_chars=parameters["max_chars"],
+                       threshold=parameters["threshold"], long_threshold=parameters.get("long_threshold"),
+                       max_chars=parameters["max_chars"],
                        max_depth=parameters["max_depth"], exhaustive=parameters["exhaustive"])
 
 
@@ -195,12 +199,16 @@ class TextGuards:
         max_chars: the longest text (and system prompt) screened, in characters.
         threshold: the classifier probability that flags a prompt; ``None``: the classifier's own.
         rules_only: screen prompts with the rules alone (no classifier is loaded).
+        long_threshold: the probability that flags, instead, a prompt over 256 characters; ``None``:
+            ``threshold`` (see :class:`~bastion.defenses.text.guard.PromptGuard`).
     """
 
-    def __init__(self, *, max_chars: int, threshold: float | None = None, rules_only: bool = False) -> None:
+    def __init__(self, *, max_chars: int, threshold: float | None = None, rules_only: bool = False,
+                 long_threshold: float | None = None) -> None:
         self.max_chars = max_chars
         self.parameters: dict[GuardKind, dict[str, Any]] = {
-            "prompt": prompt_parameters(max_chars=max_chars, threshold=threshold, rules_only=rules_only),
+            "prompt": prompt_parameters(max_chars=max_chars, threshold=threshold, rules_only=rules_only,
+                                        long_threshold=long_threshold),
             "output": output_parameters(max_chars=max_chars)}
         self.sha256: dict[GuardKind, str] = {kind: parameters_sha256(p) for kind, p in self.parameters.items()}
         self._prompt_guard = build_prompt_guard(self.parameters["prompt"])

@@ -25,7 +25,9 @@ instead of detectors, reference and sanitising; every instance is screened by th
 
     text:
       max_chars: 20000          # the longest instance, in characters
-      guard: {enabled: true, action: refuse, threshold: null, rules_only: false}
+      guard: {enabled: true, action: refuse, threshold: null, long_threshold: null, rules_only: false}
+      # long_threshold: flags an instance over 256 characters instead of threshold (null: threshold; padding
+      # a short injection past 256 characters gets it judged by this one)
       # action for a flagged instance: refuse (422 with the guard's reasons), review (202, human review)
       # or flag (answered, with the reasons in the answer's flags)
 
@@ -118,12 +120,14 @@ class ExtractionRules(_Strict):
 
 class TextGuardRules(_Strict):
     """The prompt guard in front of a text model: on or off, what a flagged instance leads to, the classifier
-    probability that flags, short or long texts alike (``None``: the classifier's own two) and whether to screen
+    probability that flags (``None``: the classifier's own), the one that flags an instance over 256 characters
+    instead (``None``: ``threshold``; see :class:`~bastion.defenses.text.guard.PromptGuard`) and whether to screen
     with the rules alone."""
 
     enabled: bool = True
     action: Literal["refuse", "review", "flag"] = "refuse"
     threshold: float | None = Field(None, gt=0, lt=1)
+    long_threshold: float | None = Field(None, gt=0, lt=1)
     rules_only: bool = False
 
 
@@ -160,11 +164,13 @@ class Policy(_Strict):
         return self.text if self.text is not None else TextRules()
 
     def document(self) -> str:
-        """Canonical JSON of the whole policy, defaults included (``text`` only when given, so that the hash of a
-        policy written before text models existed is unchanged)."""
+        """Canonical JSON of the whole policy, defaults included (``text`` only when given, and its guard's
+        ``long_threshold`` only when set, so that the hash of a policy written before either existed is unchanged)."""
         document = self.model_dump(mode="json")
         if document["text"] is None:
             del document["text"]
+        elif document["text"]["guard"]["long_threshold"] is None:
+            del document["text"]["guard"]["long_threshold"]
         return canonical_json(document)
 
     def sha256(self) -> str:

@@ -49,6 +49,9 @@ class GatewaySettings(BaseSettings):
             first: a text of ``guard_max_chars`` ASCII characters fits the default 4 MiB body, one of as
             many characters of 3 or 4 UTF-8 bytes (or JSON ``\\uXXXX`` escapes) gets 413.
         guard_threshold: the classifier probability that flags a prompt (default: the classifier's own).
+        guard_long_threshold: the one that flags, instead, a prompt over 256 characters (default:
+            ``guard_threshold``); higher flags fewer long benign prompts and lets an attacker pad a short
+            injection past 256 characters (see ``bastion.defenses.text.guard.PromptGuard``).
         guard_rules_only: screen prompts with the rules alone, without loading the learned classifier.
         key_cache_seconds: how long a key lookup is cached; a revocation takes effect within this time
             on other processes (at once on the process that revokes).
@@ -77,6 +80,7 @@ class GatewaySettings(BaseSettings):
     key_cache_seconds: float = Field(2.0, ge=0)
     guard_max_chars: int = Field(1_048_576, ge=1)
     guard_threshold: float | None = Field(None, gt=0, lt=1)
+    guard_long_threshold: float | None = Field(None, gt=0, lt=1)
     guard_rules_only: bool = False
 
     @field_validator("registry")

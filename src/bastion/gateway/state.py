@@ -167,7 +167,7 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
     database = open_database(settings.database_url, home=settings.home, sync_every_commit=settings.audit_sync)
     checkpoints = BackgroundCheckpoints(database)  # SQLite's checkpoints off the answering thread
     guards = TextGuards(max_chars=settings.guard_max_chars, threshold=settings.guard_threshold,
-                        rules_only=settings.guard_rules_only)
+                        long_threshold=settings.guard_long_threshold, rules_only=settings.guard_rules_only)
     try:
         audit = AuditLog(database, sync=settings.audit_sync)
         audit.save_policy(policy.document(), served.policy_sha256)

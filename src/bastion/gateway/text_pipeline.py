@@ -76,6 +76,7 @@ class TextPipeline:
         guard = self.rules.guard
         self.guard = None if not guard.enabled else PromptGuard(
             classifier=None if guard.rules_only else "default", threshold=guard.threshold,
+            long_threshold=guard.long_threshold,
             max_chars=self.rules.max_chars)
 
     def texts(self, shape: Any, datatype: Any, data: Any) -> list[str]:

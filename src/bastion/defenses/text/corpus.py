@@ -128,7 +128,7 @@ def long_prompt(opening: str, documents: Sequence[str], rng: random.Random, char
                 ) -> list[str]:
     """The paragraphs of a long prompt, the shape of a retrieval-augmented one: ``opening`` (a request), then the
     paragraphs of documents drawn from ``documents`` with ``rng`` until, joined by blank lines, they reach
-    ``chars`` characters (cut the joined text to ``chars``).
+    ``chars`` characters (the caller cuts the joined text to ``chars``).
 
     Raises:
         InputError: ``documents`` holds no text.

@@ -44,8 +44,14 @@ class PromptGuard:
     Args:
         classifier: ``"default"`` (the classifier shipped with bastion, loaded on first use), a fitted
             :class:`InjectionClassifier`, or ``None`` for rules only.
-        threshold: the classifier probability that flags a prompt (long or short), in (0, 1); default ``None``,
-            the classifier's own thresholds (its ``long_threshold`` for a text it reads by pieces).
+        threshold: the classifier probability that flags a prompt, in (0, 1); default ``None``, the classifier's
+            own.
+        long_threshold: the probability that flags, instead, a prompt (or decoded view) over 256 characters, which
+            the classifier scores by its most suspicious piece, in (0, 1); default ``None``: ``threshold`` (or the
+            classifier's own long threshold, where its file sets one; bastion's does not). A higher one flags
+            fewer long benign texts and misses more long attacks, and an attacker can pad a short injection past
+            256 characters to be judged by it: bastion's classifier file records the one its training chose
+            (``training.cross_validation.long_texts``) for those who accept that trade.
         max_chars: the longest text screened, at least 1 (default 1,048,576); longer raises ``InputError``.
         max_depth: decodings nested in one another that are followed (default 3).
         exhaustive: run the classifier even when a rule has fired (default ``False``), so that every
@@ -53,14 +59,16 @@ class PromptGuard:
     """
 
     def __init__(self, *, classifier: InjectionClassifier | Literal["default"] | None = "default",
-                 threshold: float | None = None, max_chars: int = DEFAULT_MAX_CHARS, max_depth: int = 3,
-                 exhaustive: bool = False) -> None:
-        if threshold is not None and not 0.0 < threshold < 1.0:
-            raise InputError(f"threshold must be strictly between 0 and 1, got {threshold!r}")
+                 threshold: float | None = None, long_threshold: float | None = None,
+                 max_chars: int = DEFAULT_MAX_CHARS, max_depth: int = 3, exhaustive: bool = False) -> None:
+        for name, value in (("threshold", threshold), ("long_threshold", long_threshold)):
+            if value is not None and not 0.0 < value < 1.0:
+                raise InputError(f"{name} must be strictly between 0 and 1, got {value!r}")
         if max_chars < 1:
             raise InputError(f"max_chars must be at least 1, got {max_chars!r}")
         self.classifier = classifier
         self.threshold = threshold
+        self.long_threshold = long_threshold
         self.max_chars = max_chars
         self.max_depth = max_depth
         self.exhaustive = exhaustive
@@ -69,7 +77,8 @@ class PromptGuard:
         """The ``__init__`` parameters, for the evidence record (the classifier by its description)."""
         classifier = self.classifier
         described = classifier if classifier is None or isinstance(classifier, str) else classifier.get_params()
-        return {"classifier": described, "threshold": self.threshold, "max_chars": self.max_chars,
+        return {"classifier": described, "threshold": self.threshold, "long_threshold": self.long_threshold,
+                "max_chars": self.max_chars,
                 "max_depth": self.max_depth, "exhaustive": self.exhaustive}
 
     def screen(self, text: str) -> Verdict:
@@ -106,7 +115,8 @@ class PromptGuard:
         """Findings where a view's probability reaches the threshold, and the highest probability."""
         from bastion.defenses.text.classifier import deciding_span, describe
 
-        probabilities, parts = model.score([view.text for view in views], threshold=self.threshold)
+        probabilities, parts = model.score([view.text for view in views], threshold=self.threshold,
+                                           long_threshold=self.long_threshold)
         findings = []
         for row, (view, probability) in enumerate(zip(views, probabilities.tolist(), strict=True)):
             if probability >= parts["threshold"][row]:

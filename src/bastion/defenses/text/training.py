@@ -43,7 +43,9 @@ logger = logging.getLogger(__name__)
 
 #: Folds of a cross-validation: ``(fit_rows, held_rows)`` text indices of each.
 Folds = list[tuple[np.ndarray, np.ndarray]]
-#: Long benign prompts made from each fold's held-out texts to set the long-text threshold.
+#: The highest threshold either rule picks.
+MAX_THRESHOLD = 0.95
+#: Long benign prompts made from each fold's held-out texts to choose a long-text threshold.
 LONG_PROMPTS_PER_FOLD = 100
 #: Categories of the requests that open a long benign prompt, and of the documents that fill it.
 LONG_PROMPT_OPENINGS = ("benign", "benign-trigger")
@@ -114,11 +116,28 @@ class TrainingPieces:
                               ) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, targets)`` the lexical layer is fitted on: each text's first window, with the text's label,
         and every other piece of the benign texts, as benign (of the texts ``texts``, default all)."""
+        return self._training_rows(labels, texts, benign_pieces=True)
+
+    def contextual_training_rows(self, labels: np.ndarray, texts: np.ndarray | None = None,
+                                 contextual: np.ndarray | None = None, benign_pieces: bool = False
+                                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, targets)`` the contextual layer is fitted on, of the texts ``texts`` (default all): each one's
+        first window, with the text's label, and with ``benign_pieces`` every other piece of the benign texts
+        that ``contextual`` ``(P, 384)`` (default :attr:`contextual`) holds (rows not read are NaN), as benign."""
+        return self._training_rows(labels, texts, benign_pieces=benign_pieces,
+                                   read=self.contextual if contextual is None else contextual)
+
+    def _training_rows(self, labels: np.ndarray, texts: np.ndarray | None, *, benign_pieces: bool,
+                       read: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         chosen = np.arange(len(labels)) if texts is None else np.asarray(texts)
         heads = self.starts[chosen]
-        benign_pieces = np.setdiff1d(np.flatnonzero(np.isin(self.owner, chosen[labels[chosen] == 0])), heads)
-        return (np.concatenate([heads, benign_pieces]),
-                np.concatenate([labels[chosen], np.zeros(len(benign_pieces), dtype=np.int64)]))
+        if not benign_pieces:
+            return heads, labels[chosen]
+        benign = np.setdiff1d(np.flatnonzero(np.isin(self.owner, chosen[labels[chosen] == 0])), heads)
+        if read is not None:
+            benign = benign[~np.isnan(read[benign]).any(axis=1)]
+        return (np.concatenate([heads, benign]),
+                np.concatenate([labels[chosen], np.zeros(len(benign), dtype=np.int64)]))
 
     def lexical_models(self, labels: np.ndarray, folds: Folds, C: float, seed: int) -> list[Any]:
         """The lexical layer fitted on each fold's training texts."""
@@ -151,24 +170,26 @@ class TrainingPieces:
         return np.asarray(rows, dtype=np.int64)
 
     def contextual_models(self, labels: np.ndarray, folds: Folds, C: float, seed: int,
-                          per_fold: Sequence[np.ndarray] | None = None) -> list[Any]:
-        """The contextual layer fitted on each fold's training texts' first windows, read from ``per_fold[k]``
-        ``(P, 384)`` for fold ``k`` where given (each fold's own encoder), else from :attr:`contextual`."""
+                          per_fold: Sequence[np.ndarray] | None = None, benign_pieces: bool = False) -> list[Any]:
+        """The contextual layer fitted on each fold's training texts (:meth:`contextual_training_rows`), read from
+        ``per_fold[k]`` ``(P, 384)`` for fold ``k`` where given (each fold's own encoder), else from
+        :attr:`contextual`."""
         models = []
         for index, (fit_rows, _) in enumerate(folds):
             contextual = self.contextual if per_fold is None else per_fold[index]
-            models.append(logistic_regression(C, seed).fit(contextual[self.starts[fit_rows]], labels[fit_rows]))
+            rows, targets = self.contextual_training_rows(labels, fit_rows, contextual, benign_pieces)
+            models.append(logistic_regression(C, seed).fit(contextual[rows], targets))
         return models
 
     def contextual_out_of_fold(self, labels: np.ndarray | None, folds: Folds, C: float, seed: int,
                                focus: np.ndarray, per_fold: Sequence[np.ndarray] | None = None,
-                               models: Sequence[Any] | None = None) -> np.ndarray:
+                               models: Sequence[Any] | None = None, benign_pieces: bool = False) -> np.ndarray:
         """Each text's highest contextual probability ``(N,)`` over the pieces ``focus`` it reads, from a model
         fitted without its fold (``models[k]`` for fold ``k`` where given, then ``labels`` may be ``None``; else
         :meth:`contextual_models`), reading ``per_fold[k]`` ``(P, 384)`` for fold ``k`` where given, else
         :attr:`contextual`."""
         if models is None:
-            models = self.contextual_models(_known(labels), folds, C, seed, per_fold)
+            models = self.contextual_models(_known(labels), folds, C, seed, per_fold, benign_pieces)
         predicted = np.zeros(len(self.starts))
         for index, (model, (_, held_rows)) in enumerate(zip(models, folds, strict=True)):
             contextual = self.contextual if per_fold is None else per_fold[index]
@@ -188,7 +209,7 @@ class TrainingPieces:
 
 
 def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 1,
-                  adapter: AdapterSettings | None = AdapterSettings()) -> dict[str, Any]:
+                  adapter: AdapterSettings | None = AdapterSettings(), benign_pieces: bool = False) -> dict[str, Any]:
     """Train the shipped classifier, and the encoder adapter it reads through, on the train split of
     :func:`~bastion.defenses.text.corpus.assemble`.
 
@@ -198,15 +219,19 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     template families (so each fold, like the eval split, scores phrasings its model never saw): each layer's
     ``C`` maximises its out-of-fold average precision, the combination is fitted on the out-of-fold scores,
     and the threshold is the lowest value, not under 0.5, whose out-of-fold false-positive rate on the
-    training negatives is at most :data:`THRESHOLD_FPR`. Texts read by pieces get their own threshold
-    (``long_threshold``), by the same bound on long benign prompts (:func:`long_benign_prompts`) made from each
-    fold's held-out texts and scored by that fold's models, combination and gate: a long text's score is its
-    most suspicious piece's, so at the short-text threshold benign documents' false alarms add up over its
-    pieces. With ``adapter`` settings (the default; ``None``: the
-    encoder as published), an adapter is trained in every fold on that fold's training texts, so the
-    out-of-fold contextual scores come from an encoder that never saw their families either, and a last one
-    on the whole split is shipped (six trainings: the longest part, about 3.5 minutes each on 2 idle cores).
+    training negatives is at most :data:`THRESHOLD_FPR`. A threshold for texts read by pieces is chosen by the
+    same bound on long benign prompts (:func:`long_benign_prompts`) made from each fold's held-out texts, scored
+    by that fold's layers with the final combination and gate (a long text's score is its most suspicious
+    piece's, so benign documents' false alarms add up over its pieces); it is recorded under
+    ``training.cross_validation.long_texts``, not applied (an attacker can pad a prompt past the length that
+    selects it), for :class:`~bastion.defenses.text.guard.PromptGuard`'s ``long_threshold``. With ``adapter``
+    settings (the default; ``None``: the encoder as published), an adapter is trained in every fold on that
+    fold's training texts, so the out-of-fold contextual scores come from an encoder that never saw their
+    families either, and a last one on the whole split is shipped (six trainings: the longest part, about 3.5
+    minutes each on 2 idle cores).
     ``threads`` applies to the embedding and, where ``adapter.threads`` is ``None``, to the adapter's training.
+    With ``benign_pieces``, the contextual layer is fitted also on every piece it can read of the benign texts
+    (:meth:`TrainingPieces.contextual_training_rows`), as the lexical layer is.
     The eval split is scored once, at the end, by the classifier alone. Writes the classifier to ``out_path``
     (and its adapter beside it) and returns its metrics.
     """
@@ -233,38 +258,42 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
             adapter = replace(adapter, threads=threads)
         windows = pieces.first_windows(classifier.max_tokens)
         per_fold, long_per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter, windows,
-                                                 long_pieces, long_folds)
+                                                 long_pieces, long_folds, benign_pieces)
         classifier.adapter_ = _fit_adapter(windows, labels, np.arange(len(labels)), adapter, "the whole train split")
-        pieces.contextual = pieces.read(classifier, np.empty(0, np.int64), heads=np.arange(len(labels)))
-    contextual_c, contextual_oof, contextual_ap = _best_c(
-        C_GRID, lambda c: pieces.contextual_out_of_fold(labels, folds, c, seed, focus, per_fold), labels)
-    contextual_models = pieces.contextual_models(labels, folds, contextual_c, seed, per_fold)
+        pieces.contextual = pieces.read(classifier, *_fitted_reads(labels, np.arange(len(labels)), benign_pieces))
+    contextual_c, contextual_oof, contextual_ap = _best_c(C_GRID, lambda c: pieces.contextual_out_of_fold(
+        labels, folds, c, seed, focus, per_fold, benign_pieces=benign_pieces), labels)
+    contextual_models = pieces.contextual_models(labels, folds, contextual_c, seed, per_fold, benign_pieces)
     long_contextual = long_pieces.contextual_out_of_fold(None, long_folds, contextual_c, seed, long_focus,
                                                          long_per_fold, contextual_models)
     classifier.set_params(C=contextual_c, lexical_C=lexical_c)
-    classifier.fit_pieces(pieces, labels, contextual_oof, lexical_oof, corpus_sha256=corpus_digest(texts, labels))
+    classifier.fit_pieces(pieces, labels, contextual_oof, lexical_oof, corpus_sha256=corpus_digest(texts, labels),
+                          benign_pieces=benign_pieces)
     combined = classifier.combine(lexical_oof, contextual_oof)
     classifier.threshold = _threshold(combined, labels)
     classifier.set_gate(lexical_oof, contextual_oof, labels)
     long_scores = classifier.gated(long_pieces.text_max(long_lexical), long_contextual)
-    classifier.long_threshold = _threshold(long_scores, np.zeros(len(long_scores), np.int64), classifier.threshold)
+    long_threshold = _threshold(long_scores, np.zeros(len(long_scores), np.int64), classifier.threshold)
     read_long = ~np.array([classifier.is_short(spans[:count]) for spans, count in pieces.text_pieces])
-    judged_at = np.where(read_long, classifier.long_threshold, classifier.threshold)
+    judged_at = np.where(read_long, long_threshold, classifier.threshold)
     skipped = lexical_oof < classifier.lexical_.skip_below  # type: ignore[union-attr]
     cv = {"folds": len(folds), "grouped_by": "template family",
           "threshold_rule": f"lowest >= 0.5 with out-of-fold FPR <= {THRESHOLD_FPR}", "threshold": classifier.threshold,
-          "adapter_per_fold": adapter is not None,
+          "adapter_per_fold": adapter is not None, "contextual_benign_pieces": benign_pieces,
           "combined": _rates(combined >= classifier.threshold, labels),
           "long_texts": {
-              "threshold_rule": f"lowest >= threshold with out-of-fold FPR <= {THRESHOLD_FPR} on long benign prompts",
-              "long_threshold": classifier.long_threshold, "long_benign_prompts": len(long_texts),
+              "threshold_rule": f"lowest >= threshold, at most {MAX_THRESHOLD}, with out-of-fold FPR <= "
+                                f"{THRESHOLD_FPR} on long benign prompts (with the gate); not applied unless asked",
+              "long_threshold": long_threshold, "long_benign_prompts": len(long_texts),
+              "capped": bool((long_scores >= MAX_THRESHOLD).mean() > THRESHOLD_FPR),
               "prompt_fpr_at_threshold": float((long_scores >= classifier.threshold).mean()),
-              "prompt_fpr_at_long_threshold": float((long_scores >= classifier.long_threshold).mean()),
+              "prompt_fpr_at_long_threshold": float((long_scores >= long_threshold).mean()),
               "training_texts_read_by_pieces": int(read_long.sum()),
+              "recall_figures": "the combination's out-of-fold scores without the gate, as 'combined'",
               "combined_at_both_thresholds": _rates(combined >= judged_at, labels),
               "long_injections_recall": {
                   "at_threshold": _recall(combined[read_long] >= classifier.threshold, labels[read_long]),
-                  "at_long_threshold": _recall(combined[read_long] >= classifier.long_threshold, labels[read_long])}},
+                  "at_long_threshold": _recall(combined[read_long] >= long_threshold, labels[read_long])}},
           "gate": {"skip_below": classifier.lexical_.skip_below,  # type: ignore[union-attr]
                    "negatives_skipped": float(skipped[labels == 0].mean()),
                    "injections_skipped": float(skipped[labels == 1].mean()),
@@ -291,19 +320,31 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
 
 def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray, folds: Folds,
                    settings: AdapterSettings, windows: list[list[int]], extra: TrainingPieces | None = None,
-                   extra_folds: Folds | None = None) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+                   extra_folds: Folds | None = None, benign_pieces: bool = False
+                   ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """For each fold, the contextual embeddings ``(P, 384)`` through an adapter trained on the fold's training
     texts (their ``windows``, :meth:`TrainingPieces.first_windows`): of those texts' first windows (to fit the
-    layer) and of the held-out texts' readable pieces; and, where ``extra`` texts are given, of the readable
-    pieces of those held out in the fold by ``extra_folds`` (``None`` when not given)."""
+    layer; with ``benign_pieces``, all the readable pieces of the benign ones) and of the held-out texts' readable
+    pieces; and, where ``extra`` texts are given, of the readable pieces of those held out in the fold by
+    ``extra_folds`` (``None`` when not given)."""
     per_fold, extra_per_fold = [], []
     for index, (fit_rows, held_rows) in enumerate(folds):
         fold = InjectionClassifier(**classifier.get_params())
         fold.adapter_ = _fit_adapter(windows, labels, fit_rows, settings, f"fold {index + 1} of {len(folds)}")
-        per_fold.append(pieces.read(fold, held_rows, heads=fit_rows))
+        whole, heads = _fitted_reads(labels, fit_rows, benign_pieces)
+        per_fold.append(pieces.read(fold, np.concatenate([held_rows, whole]), heads=heads))
         if extra is not None and extra_folds is not None:
             extra_per_fold.append(extra.read(fold, extra_folds[index][1]))
     return per_fold, extra_per_fold if extra is not None else None
+
+
+def _fitted_reads(labels: np.ndarray, rows: np.ndarray, benign_pieces: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(whole, heads)``: of the texts ``rows`` a contextual layer is fitted on, those whose readable pieces are
+    all read (the benign ones, with ``benign_pieces``) and those of which only the first window is."""
+    if not benign_pieces:
+        return np.empty(0, np.int64), rows
+    benign = labels[rows] == 0
+    return rows[benign], rows[~benign]
 
 
 def long_benign_prompts(train: Sequence[Example], folds: Folds, seed: int,
@@ -311,15 +352,25 @@ def long_benign_prompts(train: Sequence[Example], folds: Folds, seed: int,
     """``(texts, folds)``: ``per_fold`` long benign prompts (:func:`~bastion.defenses.text.corpus.long_prompt`:
     a benign or trigger-word request, then benign documents, :data:`LONG_PROMPT_CHARS` characters) made from each
     fold's held-out ``train`` texts only, and folds over them (nothing fitted on; each fold holds out its own), so
-    that the fold's models score prompts none of whose parts they were fitted on. A fold without openings or
-    documents makes none."""
+    that the fold's models score prompts none of whose parts they were fitted on: a document paragraph that also
+    appears in one of the fold's training texts (families share carrier documents, e.g. an injection planted in
+    the same docstring) is left out. A fold without openings or documents makes none.
+
+    Raises:
+        InputError: ``per_fold`` is under 1, or no fold has both openings and documents.
+    """
+    if per_fold < 1:
+        raise InputError(f"per_fold must be at least 1, got {per_fold}")
     rng = random.Random(seed)
     texts: list[str] = []
     long_folds: Folds = []
-    for _, held_rows in folds:
+    for fit_rows, held_rows in folds:
         held = [train[i] for i in held_rows.tolist()]
         openings = [e.text for e in held if e.category in LONG_PROMPT_OPENINGS and e.label == 0]
-        documents = [e.text for e in held if e.category == LONG_PROMPT_DOCUMENTS and e.label == 0]
+        fitted = "\x00".join(train[i].text for i in fit_rows.tolist())
+        documents = [_unseen_paragraphs(e.text, fitted) for e in held
+                     if e.category == LONG_PROMPT_DOCUMENTS and e.label == 0]
+        documents = [document for document in documents if document]
         count = per_fold if openings and documents else 0
         made = ["\n\n".join(long_prompt(rng.choice(openings), documents, rng))[:LONG_PROMPT_CHARS]
                 for _ in range(count)]
@@ -330,6 +381,12 @@ def long_benign_prompts(train: Sequence[Example], folds: Folds, seed: int,
                          "from; the train split needs texts of both categories")
     logger.info("made %d long benign prompts from the folds' held-out texts", len(texts))
     return texts, long_folds
+
+
+def _unseen_paragraphs(document: str, fitted: str) -> str:
+    """The paragraphs of ``document`` that do not occur in ``fitted`` (texts joined), joined by blank lines."""
+    paragraphs = [part.strip() for part in document.split("\n\n") if part.strip()]
+    return "\n\n".join(part for part in paragraphs if part not in fitted)
 
 
 def _fit_adapter(windows: list[list[int]], labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
@@ -382,12 +439,12 @@ def grouped_folds(labels: np.ndarray, groups: Sequence[str] | None, seed: int) -
 
 
 def _threshold(scores: np.ndarray, labels: np.ndarray, floor: float = 0.5) -> float:
-    """The lowest threshold, not under ``floor`` (nor over 0.95), flagging at most :data:`THRESHOLD_FPR` of the
-    negatives."""
+    """The lowest threshold, not under ``floor`` (nor over :data:`MAX_THRESHOLD`), flagging at most
+    :data:`THRESHOLD_FPR` of the negatives."""
     negatives = np.sort(scores[labels == 0])
     allowed = int(np.floor(THRESHOLD_FPR * len(negatives)))  # negatives that may score at or above it
     cut = negatives[len(negatives) - allowed - 1] if allowed < len(negatives) else 0.0
-    return float(min(max(floor, np.nextafter(cut, 1.0)), 0.95))
+    return float(min(max(floor, np.nextafter(cut, 1.0)), MAX_THRESHOLD))
 
 
 def _metrics(evaluation: Any) -> dict[str, Any]:
