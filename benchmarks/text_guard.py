@@ -329,6 +329,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="labelled JSON lines to evaluate detection on instead of the corpus's eval split")
     parser.add_argument("--skip-detection", action="store_true", help="latency only")
+    parser.add_argument("--long-threshold", type=float, default=None,
+                        help="the guard's long_threshold for prompts over 256 characters (default: none)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: {QUICK_PROMPTS} prompts, at most {QUICK_PER_CATEGORY} detection examples "
                              "per category, results to benchmarks/out/")
@@ -341,6 +343,8 @@ def main() -> None:
     count = args.prompts if args.prompts is not None else (QUICK_PROMPTS if args.quick else 200)
     if count < 2:
         parser.error("--prompts must be at least 2")
+    if args.long_threshold is not None and not 0.0 < args.long_threshold < 1.0:
+        parser.error("--long-threshold must be strictly between 0 and 1")
     rounds_count = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     if rounds_count < 1:
         parser.error("--rounds must be at least 1")
@@ -357,11 +361,12 @@ def main() -> None:
         classifier = InjectionClassifier.load(args.classifier) if args.classifier else load_default()
         if args.classifier_threads is not None:
             classifier.set_params(threads=args.classifier_threads)
-        guard = PromptGuard(classifier=classifier)
+        guard = PromptGuard(classifier=classifier, long_threshold=args.long_threshold)
         screens: dict[str, Callable[[str], Verdict]] = {"rules": PromptGuard(classifier=None).screen,
                                                          "rules + classifier": guard.screen}
         if args.exhaustive:
-            screens["rules + classifier (exhaustive)"] = PromptGuard(classifier=classifier, exhaustive=True).screen
+            screens["rules + classifier (exhaustive)"] = PromptGuard(classifier=classifier, exhaustive=True,
+                                                                     long_threshold=args.long_threshold).screen
         peer_screen, peer = build_peer(args.threads)
         if peer_screen is not None:
             screens[PEER_NAME] = peer_screen

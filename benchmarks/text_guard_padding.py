@@ -13,12 +13,15 @@ with the long-text threshold the shipped classifier's training recorded (``--lon
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bastion.defenses.text.classifier import load_default
+from bastion import __version__
+from bastion.defenses.text.classifier import DEFAULT_FILE, load_default
 from bastion.defenses.text.corpus import assemble, split_examples
 from bastion.defenses.text.guard import PromptGuard
 
@@ -45,6 +48,11 @@ def measure(count: int, long_threshold: float) -> dict[str, Any]:
     """Injections caught, alone and padded, with one threshold and with ``long_threshold`` for long texts."""
     plain = injections(count)
     padded = [PADDING + "\n\n" + text for text in plain]
+    classifier = load_default()
+    read_whole = [classifier.is_short(spans[:count])
+                  for spans, count in map(classifier.piece_spans, plain + padded)]
+    if not all(read_whole[:len(plain)]) or any(read_whole[len(plain):]):
+        raise SystemExit("every injection alone must be read whole and every padded one by pieces")
     guards = {"one threshold (default)": PromptGuard(), "long threshold": PromptGuard(long_threshold=long_threshold)}
     return {"injections": len(plain), "padding_chars": len(PADDING), "long_threshold": long_threshold,
             "caught": {name: {"alone": caught(guard, plain), "padded": caught(guard, padded)}
@@ -58,8 +66,12 @@ def main() -> None:
                         help="the long-text threshold to compare (default: the one the shipped classifier recorded)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "text_guard_padding.json")
     args = parser.parse_args()
+    if args.long_threshold is not None and not 0.0 < args.long_threshold < 1.0:
+        parser.error("--long-threshold must be strictly between 0 and 1")
     recorded = load_default().training_["cross_validation"]["long_texts"]["long_threshold"]
+    shipped = resources.files("bastion.defenses.text").joinpath("data", DEFAULT_FILE).read_bytes()
     result = {"benchmark": "text_guard_padding", "created_at": datetime.now(timezone.utc).isoformat(),
+              "bastion": __version__, "classifier_sha256": hashlib.sha256(shipped).hexdigest(),
               **measure(args.count, args.long_threshold if args.long_threshold is not None else recorded)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

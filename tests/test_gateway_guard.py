@@ -160,3 +160,19 @@ def test_the_shipped_classifier_is_loaded_once_shared_and_replayed(tmp_path, mon
         record = find_record(session, answers[0].headers["x-request-id"])
         assert record.model_sha256 == hashlib.sha256(shipped).hexdigest()
         assert replay(session, record.request_id).identical
+
+
+def test_the_long_threshold_setting_reaches_the_prompt_guard(tmp_path, monkeypatch):
+    from bastion.gateway.state import build_state
+
+    monkeypatch.setenv("BASTION_GUARD_LONG_THRESHOLD", "0.9")
+    settings = _settings(tmp_path)
+    assert settings.guard_long_threshold == 0.9
+    state = build_state(settings, loaded=load_classifier("bastion.models.zoo:digits_cnn"), policy=Policy())
+    try:
+        assert state.guards.parameters["prompt"]["long_threshold"] == 0.9
+    finally:
+        state.close()
+    monkeypatch.setenv("BASTION_GUARD_LONG_THRESHOLD", "1.5")
+    with pytest.raises(ValueError, match="guard_long_threshold"):
+        _settings(tmp_path)

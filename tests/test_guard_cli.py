@@ -89,3 +89,22 @@ def test_bad_input_gets_a_clear_error_and_exit_2(tmp_path):
     data.write_text(json.dumps({"text": "hello", "label": 0}) + "\n")
     unwritable = guard("eval", "--rules-only", "--data", str(data), "--out", str(blocked / "eval"))
     assert unwritable.exit_code == 2 and "cannot create the folder" in unwritable.output
+
+
+def test_long_threshold_applies_to_prompts_over_256_characters_only():
+    from bastion.defenses.text.classifier import load_default
+
+    long_text = "To reset your password, open Settings, choose Security and follow the instructions on the screen. " * 3
+    short_text = long_text[:200]
+    classifier = load_default()
+    scores = classifier.predict_proba([long_text, short_text])
+    assert len(long_text) > 256 and scores[1] < classifier.threshold and scores[0] < classifier.threshold
+    low = f"{min(scores) / 2:.6f}"  # under both scores: it flags whichever text it applies to
+    assert guard("prompt", long_text).exit_code == 0
+    strict = guard("prompt", "--long-threshold", low, "--json", long_text)
+    assert strict.exit_code == 1, strict.output
+    (finding,) = [f for f in json.loads(strict.output)["findings"] if f["layer"] == "classifier"]
+    assert "the learned classifier" in finding["reason"]
+    assert guard("prompt", "--long-threshold", low, short_text).exit_code == 0
+    refused = guard("prompt", "--long-threshold", "1.5", "hello")
+    assert refused.exit_code == 2 and "long_threshold must be strictly between 0 and 1" in refused.output

@@ -516,14 +516,16 @@ def test_a_guard_refuses_a_long_threshold_out_of_range(long_threshold):
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("long_threshold", 0.3, "long_threshold must be at least threshold"),
-    ("long_threshold", 1.5, "long_threshold must be at least threshold"),
+    ("long_threshold", 1.5, "long_threshold must be between 0 and 1"),
+    ("long_threshold", 0.0, "long_threshold must be between 0 and 1"),
     ("long_threshold", True, "not a bastion injection-classifier file"),
     ("long_threshold", "0.9", "not a bastion injection-classifier file"),
     ("threshold", 0.0, "threshold must be between 0 and 1"),
     ("threshold", "NaN", "not a bastion injection-classifier file"),
     ("threshold", float("nan"), "threshold must be between 0 and 1"),
-    ("long_threshold", float("nan"), "long_threshold must be at least threshold"),
+    ("long_threshold", float("nan"), "long_threshold must be between 0 and 1"),
+    ("params", {"C": "x"}, "wrong type"),
+    ("params", {"max_windows": None}, "wrong type"),
 ])
 def test_a_classifier_file_with_thresholds_out_of_range_is_refused(tmp_path, field, value, message):
     import json
@@ -531,16 +533,28 @@ def test_a_classifier_file_with_thresholds_out_of_range_is_refused(tmp_path, fie
     classifier, _ = _fitted_on_random_embeddings()
     classifier.threshold = 0.6
     record = json.loads(classifier.save(tmp_path / "classifier.json").read_text())
-    record[field] = value
+    record[field] = {**record["params"], **value} if field == "params" else value
     (tmp_path / "bad.json").write_text(json.dumps(record))
     with pytest.raises(InputError, match=message):
         InjectionClassifier.load(tmp_path / "bad.json")
 
 
-def test_a_long_threshold_under_the_threshold_is_refused():
-    with pytest.raises(InputError, match="long_threshold must be at least threshold"):
-        InjectionClassifier(threshold=0.6, long_threshold=0.5).fit(
+def test_a_long_threshold_out_of_range_is_refused_when_fitting():
+    with pytest.raises(InputError, match="long_threshold must be between 0 and 1"):
+        InjectionClassifier(threshold=0.6, long_threshold=1.0).fit(
             SMALL_INJECTIONS + SMALL_BENIGN, [1] * len(SMALL_INJECTIONS) + [0] * len(SMALL_BENIGN))
+
+
+def test_a_version_3_file_that_sets_a_long_threshold_is_refused(tmp_path):
+    import json
+
+    classifier, _ = _fitted_on_random_embeddings()
+    classifier.long_threshold = 0.9
+    record = json.loads(classifier.save(tmp_path / "classifier.json").read_text())
+    record["format_version"] = 3
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="version 3 file, which has no long_threshold"):
+        InjectionClassifier.load(tmp_path / "old.json")
 
 
 def test_a_version_3_file_has_one_threshold_for_every_text(tmp_path):

@@ -142,7 +142,7 @@ class InjectionClassifier:
         threshold: a text is flagged at or above this probability.
         long_threshold: the threshold, instead, of a text read by pieces (longer than ``focus_chars``, see
             :meth:`is_short`), whose score is the highest of several pieces' and so, on benign text, higher than
-            a short text's; ``None`` (the default): ``threshold``. Never below ``threshold``.
+            a short text's; ``None`` (the default): ``threshold``.
         max_tokens: tokens per embedding window (see :class:`~bastion.defenses.text.embedding.SentenceEncoder`).
         max_windows: windows scored per text.
         focus_chars: a text longer than this is also scored by its sentences (see :meth:`piece_spans`).
@@ -299,9 +299,8 @@ class InjectionClassifier:
             raise InputError(f"C and lexical_C must be positive, got {self.C} and {self.lexical_C}")
         if not 0.0 < self.threshold < 1.0:
             raise InputError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.long_threshold is not None and not self.threshold <= self.long_threshold < 1.0:
-            raise InputError(f"long_threshold must be at least threshold ({self.threshold}) and under 1, "
-                             f"got {self.long_threshold}")
+        if self.long_threshold is not None and not 0.0 < self.long_threshold < 1.0:
+            raise InputError(f"long_threshold must be between 0 and 1, got {self.long_threshold}")
         if self.max_windows < 1 or self.focus_pieces < 1 or self.focus_chars < 16:
             raise InputError(f"max_windows and focus_pieces must be at least 1 and focus_chars at least 16, got "
                              f"{self.max_windows}, {self.focus_pieces} and {self.focus_chars}")
@@ -351,8 +350,12 @@ class InjectionClassifier:
         ``threshold`` (default :attr:`threshold`); for one read by pieces ``long_threshold``, else
         :attr:`long_threshold` where set and no ``threshold`` is given, else the short texts' threshold."""
         short = self.threshold if threshold is None else threshold
-        long = long_threshold if long_threshold is not None else \
-            self.long_threshold if threshold is None and self.long_threshold is not None else short
+        if long_threshold is not None:
+            long = long_threshold
+        elif threshold is None and self.long_threshold is not None:
+            long = self.long_threshold
+        else:
+            long = short
         read_long = np.array([not self.is_short(spans[:windows]) for spans, windows in pieces], dtype=bool)
         return np.where(read_long, float(long), float(short))
 
@@ -530,14 +533,17 @@ class InjectionClassifier:
                              f"reads {FILE_FORMAT!r} versions {', '.join(map(str, READABLE_VERSIONS))}")
         if len(record.coef) != DIMENSION or (record.lexical is not None and len(record.lexical.coef) != DIMENSION):
             raise InputError(f"{where} holds a layer of {len(record.coef)} coefficients, expected {DIMENSION}")
+        if record.long_threshold is not None and record.format_version < 4:
+            raise InputError(f"{where} is a version {record.format_version} file, which has no long_threshold, yet "
+                             "sets one; set format_version to 4 or remove it")
         known = set(cls().get_params())
-        classifier = cls(**{key: value for key, value in record.params.items() if key in known})
-        classifier.threshold = record.threshold
-        classifier.long_threshold = record.long_threshold
         try:
+            classifier = cls(**{key: value for key, value in record.params.items() if key in known})
+            classifier.threshold = record.threshold
+            classifier.long_threshold = record.long_threshold
             classifier._check_params()
-        except InputError as error:
-            raise InputError(f"{where} holds settings out of range: {error}") from None
+        except (InputError, TypeError, ValueError) as error:
+            raise InputError(f"{where} holds settings out of range or of the wrong type: {error}") from None
         classifier.coef_ = np.asarray(record.coef, dtype=np.float64)
         classifier.intercept_ = float(record.intercept)
         classifier.lexical_ = record.lexical

@@ -47,6 +47,9 @@ Folds = list[tuple[np.ndarray, np.ndarray]]
 MAX_THRESHOLD = 0.95
 #: Long benign prompts made from each fold's held-out texts to choose a long-text threshold.
 LONG_PROMPTS_PER_FOLD = 100
+#: A document paragraph of at least this many characters found in a fold's training texts is left out of the
+#: fold's long benign prompts.
+SHARED_PARAGRAPH_CHARS = 40
 #: Categories of the requests that open a long benign prompt, and of the documents that fill it.
 LONG_PROMPT_OPENINGS = ("benign", "benign-trigger")
 LONG_PROMPT_DOCUMENTS = "benign-document"
@@ -352,9 +355,10 @@ def long_benign_prompts(train: Sequence[Example], folds: Folds, seed: int,
     """``(texts, folds)``: ``per_fold`` long benign prompts (:func:`~bastion.defenses.text.corpus.long_prompt`:
     a benign or trigger-word request, then benign documents, :data:`LONG_PROMPT_CHARS` characters) made from each
     fold's held-out ``train`` texts only, and folds over them (nothing fitted on; each fold holds out its own), so
-    that the fold's models score prompts none of whose parts they were fitted on: a document paragraph that also
-    appears in one of the fold's training texts (families share carrier documents, e.g. an injection planted in
-    the same docstring) is left out. A fold without openings or documents makes none.
+    that the fold's models score prompts none of whose parts they were fitted on: a document paragraph of at least
+    :data:`SHARED_PARAGRAPH_CHARS` characters that also appears in one of the fold's training texts (families share
+    carrier documents, e.g. an injection planted in the same docstring) is left out. A fold without openings or
+    documents makes none.
 
     Raises:
         InputError: ``per_fold`` is under 1, or no fold has both openings and documents.
@@ -384,9 +388,10 @@ def long_benign_prompts(train: Sequence[Example], folds: Folds, seed: int,
 
 
 def _unseen_paragraphs(document: str, fitted: str) -> str:
-    """The paragraphs of ``document`` that do not occur in ``fitted`` (texts joined), joined by blank lines."""
+    """The paragraphs of ``document``, joined by blank lines, less those of at least :data:`SHARED_PARAGRAPH_CHARS`
+    characters that occur in ``fitted`` (texts joined; shorter ones, such as "Thanks,", are common to many)."""
     paragraphs = [part.strip() for part in document.split("\n\n") if part.strip()]
-    return "\n\n".join(part for part in paragraphs if part not in fitted)
+    return "\n\n".join(part for part in paragraphs if len(part) < SHARED_PARAGRAPH_CHARS or part not in fitted)
 
 
 def _fit_adapter(windows: list[list[int]], labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
