@@ -20,9 +20,8 @@ The contextual layer may read the embeddings of a fine-tuned encoder: an adapter
 (:mod:`bastion.defenses.text.adapter`) trained on the same corpus and merged into the encoder's weights.
 
 The model is a JSON file (coefficients, intercepts, threshold and optional long-text threshold, the training
-corpus's SHA-256 and size,
-cross-validation figures, library versions), with the adapter, if any, in a safetensors file beside it that the
-JSON names and hashes; the pair shipped in ``data/`` is made by
+corpus's SHA-256 and size, cross-validation figures, library versions), with the adapter, if any, in a safetensors
+file beside it that the JSON names and hashes; the pair shipped in ``data/`` is made by
 :func:`~bastion.defenses.text.training.train_default` (``bastion guard train``). A file of format version 1
 holds the contextual layer alone and is scored by it alone; version 2 has no adapter (a file of version 3 may);
 version 4 adds ``long_threshold``.
