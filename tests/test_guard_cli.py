@@ -83,6 +83,9 @@ def test_bad_input_gets_a_clear_error_and_exit_2(tmp_path):
     assert not_utf8.exit_code == 2 and "not UTF-8" in not_utf8.output
     contradiction = guard("prompt", "--rules-only", "--classifier", str(both), "hello")
     assert contradiction.exit_code == 2 and "contradict" in contradiction.output
+    for option in ("--threshold", "--long-threshold"):
+        ignored = guard("prompt", "--rules-only", option, "0.9", "hello")
+        assert ignored.exit_code == 2 and "--rules-only skips the classifier" in ignored.output
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("x")
     data = tmp_path / "labelled.jsonl"

@@ -59,8 +59,8 @@ def prompt_command(
     from bastion.defenses.text.guard import PromptGuard
 
     with user_errors():
-        guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold,
-                            long_threshold=long_threshold, max_chars=max_chars)
+        guard = PromptGuard(classifier=_classifier(classifier, rules_only, threshold, long_threshold),
+                            threshold=threshold, long_threshold=long_threshold, max_chars=max_chars)
         verdict = guard.screen(_read_text(text, file, max_chars))
     _report(verdict, as_json, "injection")
 
@@ -130,8 +130,8 @@ def eval_command(
     with user_errors():
         examples = ([example for example in assemble() if example.split == "eval"] if data is None
                     else read_labelled_jsonl(data))
-        guard = PromptGuard(classifier=_classifier(classifier, rules_only), threshold=threshold,
-                            long_threshold=long_threshold)
+        guard = PromptGuard(classifier=_classifier(classifier, rules_only, threshold, long_threshold),
+                            threshold=threshold, long_threshold=long_threshold)
         evaluation = evaluate(guard.screen, examples)
         _make_folder(out)
         write_text_atomically(out / "guard_eval.json", evaluation.model_dump_json(indent=2) + "\n")
@@ -165,10 +165,15 @@ def train_command(
     console.print(f"wrote {out}" + (f" and {adapter_path(out)}" if adapter else ""), highlight=False)
 
 
-def _classifier(path: Path | None, rules_only: bool) -> object:
+def _classifier(path: Path | None, rules_only: bool, *thresholds: float | None) -> object:
+    """The guard's classifier argument; ``thresholds`` (``--threshold``, ``--long-threshold``) only to refuse
+    them with ``--rules-only``, which has no classifier for them to apply to."""
     if rules_only:
         if path is not None:
             raise InputError("--rules-only and --classifier contradict each other: give one")
+        if any(value is not None for value in thresholds):
+            raise InputError("--threshold and --long-threshold set the classifier's thresholds, and --rules-only "
+                             "skips the classifier: give one or the other")
         return None
     if path is None:
         return "default"

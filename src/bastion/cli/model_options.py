@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 ModelSpec = Annotated[str, typer.Option(
     "--model", "-m",
-    help="pkg.module:factory (with --weights), a TorchScript file, an ONNX file or a .skops file.",
+    help="pkg.module:factory (with --weights), a TorchScript file, an ONNX file, a .skops file or an ensemble "
+         "manifest (.yaml: members to average).",
 )]
 FactorySpec = Annotated[str, typer.Option(
     "--model", "-m", help="pkg.module:factory returning a torch nn.Module (e.g. bastion.models.zoo:digits_cnn).")]

@@ -44,7 +44,8 @@ if TYPE_CHECKING:  # the scan machinery (torch) is imported when a scan runs, no
 _DEFAULT_EPS = "0.1"
 OptionalModelSpec = Annotated[str | None, typer.Option(
     "--model", "-m",
-    help="pkg.module:factory (with --weights), a TorchScript file, an ONNX file or a .skops file. Or --endpoint.",
+    help="pkg.module:factory (with --weights), a TorchScript file, an ONNX file, a .skops file or an ensemble "
+         "manifest (.yaml: members to average). Or --endpoint.",
     show_default=False,
 )]
 

@@ -23,6 +23,7 @@ from torch import nn
 from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
 from bastion.core.ids import file_digest
 from bastion.models.base import Classifier
+from bastion.models.ensemble_spec import MANIFEST_SUFFIXES, load_ensemble
 from bastion.models.torch_adapter import TorchClassifier
 
 TORCHSCRIPT_SUFFIXES = frozenset({".pt", ".pth", ".ts"})
@@ -32,7 +33,8 @@ TRUSTED_SKOPS_PACKAGES = frozenset({"sklearn", "numpy", "scipy"})
 ACCEPTED_MODELS = (
     "pkg.module:factory (returning an nn.Module or a Classifier; weights via --weights "
     "file.safetensors), a TorchScript archive (.pt, .pth, .ts), an ONNX file (.onnx), "
-    "a skops file (.skops), a live endpoint (http(s)://host/v2/models/NAME, Open Inference Protocol v2)"
+    "a skops file (.skops), an ensemble manifest (.yaml, .yml, .json), "
+    "a live endpoint (http(s)://host/v2/models/NAME, Open Inference Protocol v2)"
 )
 #: The environment variable an endpoint's API key is read from when none is passed.
 API_KEY_ENV = "BASTION_API_KEY"
@@ -43,6 +45,11 @@ PICKLE_ADVICE = (
     "(or export the model to TorchScript or ONNX)."
 )
 _FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_factory_spec(spec: str | None) -> bool:
+    """Whether ``spec`` has the form ``pkg.module:factory``."""
+    return spec is not None and bool(_FACTORY_SPEC.match(spec))
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ def load_classifier(
         return _load_remote(spec, weights, options, api_key=api_key, budget=budget, journal=journal)
     if api_key is not None or budget is not None or journal is not None:
         raise InputError(f"api_key, budget and journal apply to http(s) endpoints only, not to {spec}")
-    if _FACTORY_SPEC.match(spec) and not Path(spec).exists():
+    if is_factory_spec(spec) and not Path(spec).exists():
         return _load_factory(spec, weights, options)
     if weights is not None:
         raise InputError(
@@ -133,6 +140,8 @@ def load_classifier(
         raise UnsafeFileError(f"{path}: {PICKLE_ADVICE}")
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
+    if suffix in MANIFEST_SUFFIXES:
+        return _load_manifest(path, options)
     loader = _FILE_LOADERS.get(suffix)
     if loader is None:
         raise InputError(_unknown_model_message(path))
@@ -405,6 +414,16 @@ def _load_skops(path: Path, options: _Options) -> LoadedModel:
     classifier = SklearnClassifier(estimator, input_shape=input_shape, bounds=options.bounds)
     _agree("num_classes", options.num_classes, classifier.num_classes, str(path))
     return LoadedModel(classifier, f"scikit-learn {path}", file_digest(str(path)), "sklearn")
+
+
+def _load_manifest(path: Path, options: _Options) -> LoadedModel:
+    """An ensemble manifest: each member loaded with the same shape, classes, bounds and normalisation."""
+
+    def member(spec: str, weights: str | None) -> LoadedModel:
+        return load_classifier(spec, weights=weights, input_shape=options.input_shape, num_classes=options.num_classes,
+                               bounds=options.bounds, mean=options.mean, std=options.std)
+
+    return load_ensemble(path, member)
 
 
 def _load_remote(spec: str, weights: str | None, options: _Options, *, api_key: str | None, budget: int | None,

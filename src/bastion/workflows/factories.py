@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import re
 from collections.abc import Callable
 
 import torch
@@ -18,17 +17,12 @@ from torch import nn
 
 from bastion.core.errors import InputError
 from bastion.models.base import Classifier
-from bastion.models.loading import LoadedModel
+from bastion.models.loading import LoadedModel, is_factory_spec
 
 #: Builds a fresh, untrained network mapping ``(N, *input_shape)`` to ``(N, C)`` logits.
 ModelFactory = Callable[[], nn.Module]
 
-_FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-def is_factory_spec(spec: str | None) -> bool:
-    """Whether ``spec`` has the form ``pkg.module:factory``."""
-    return spec is not None and bool(_FACTORY_SPEC.match(spec))
+__all__ = ["ModelFactory", "is_factory_spec", "torch_factory_spec"]
 
 
 def torch_factory_spec(spec: str | None, loaded: LoadedModel) -> str | None:

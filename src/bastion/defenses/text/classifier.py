@@ -256,8 +256,13 @@ class InjectionClassifier:
         if self.lexical_ is None:
             raise InputError("this classifier has no lexical layer (a format-1 file, or fitted by fit_embeddings)")
         lexical = np.asarray(lexical, dtype=np.float64)
-        skipped = lexical < np.minimum(self.lexical_.skip_below, self.threshold if threshold is None else threshold)
+        skipped = self._skips(lexical, self.threshold if threshold is None else threshold)
         return np.where(skipped, lexical, self.combine(lexical, contextual))
+
+    def _skips(self, lexical: np.ndarray, thresholds: float | np.ndarray) -> np.ndarray:
+        """The gate, ``(N,)`` bool: texts whose lexical probability is under both ``lexical_.skip_below`` and their
+        threshold skip the contextual pass (a text over its threshold is always read by both layers)."""
+        return lexical < np.minimum(self.lexical_.skip_below, thresholds)  # type: ignore[union-attr]
 
     def set_gate(self, lexical_oof: np.ndarray, contextual_oof: np.ndarray, labels: np.ndarray
                  ) -> InjectionClassifier:
@@ -423,7 +428,7 @@ class InjectionClassifier:
         piece_scores = self.lexical_proba(lexical_embeddings(texts, pieces))
         lexical = _max_by_owner(piece_scores, owner, flat, count, parts["lexical_span"])
         parts["lexical"] = lexical
-        run = lexical >= np.minimum(self.lexical_.skip_below, parts["threshold"])
+        run = ~self._skips(lexical, parts["threshold"])
         starts = np.cumsum([0] + [len(spans) for spans, _ in pieces])
         chosen = [self.focus(spans, windows, piece_scores[starts[t]: starts[t + 1]]) if run[t] else []
                   for t, (spans, windows) in enumerate(pieces)]

@@ -261,7 +261,7 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
             adapter = replace(adapter, threads=threads)
         windows = pieces.first_windows(classifier.max_tokens)
         per_fold, long_per_fold = _fold_encoders(classifier, pieces, labels, folds, adapter, windows,
-                                                 long_pieces, long_folds, benign_pieces)
+                                                 (long_pieces, long_folds), benign_pieces)
         classifier.adapter_ = _fit_adapter(windows, labels, np.arange(len(labels)), adapter, "the whole train split")
         pieces.contextual = pieces.read(classifier, *_fitted_reads(labels, np.arange(len(labels)), benign_pieces))
     contextual_c, contextual_oof, contextual_ap = _best_c(C_GRID, lambda c: pieces.contextual_out_of_fold(
@@ -322,22 +322,23 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
 
 
 def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray, folds: Folds,
-                   settings: AdapterSettings, windows: list[list[int]], extra: TrainingPieces | None = None,
-                   extra_folds: Folds | None = None, benign_pieces: bool = False
+                   settings: AdapterSettings, windows: list[list[int]],
+                   extra: tuple[TrainingPieces, Folds] | None = None, benign_pieces: bool = False
                    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """For each fold, the contextual embeddings ``(P, 384)`` through an adapter trained on the fold's training
     texts (their ``windows``, :meth:`TrainingPieces.first_windows`): of those texts' first windows (to fit the
     layer; with ``benign_pieces``, all the readable pieces of the benign ones) and of the held-out texts' readable
-    pieces; and, where ``extra`` texts are given, of the readable pieces of those held out in the fold by
-    ``extra_folds`` (``None`` when not given)."""
+    pieces; and, where ``extra`` (other texts and their folds) is given, of the readable pieces of the other texts
+    each fold holds out (``None`` when not given)."""
     per_fold, extra_per_fold = [], []
     for index, (fit_rows, held_rows) in enumerate(folds):
         fold = InjectionClassifier(**classifier.get_params())
         fold.adapter_ = _fit_adapter(windows, labels, fit_rows, settings, f"fold {index + 1} of {len(folds)}")
         whole, heads = _fitted_reads(labels, fit_rows, benign_pieces)
         per_fold.append(pieces.read(fold, np.concatenate([held_rows, whole]), heads=heads))
-        if extra is not None and extra_folds is not None:
-            extra_per_fold.append(extra.read(fold, extra_folds[index][1]))
+        if extra is not None:
+            other, other_folds = extra
+            extra_per_fold.append(other.read(fold, other_folds[index][1]))
     return per_fold, extra_per_fold if extra is not None else None
 
 

@@ -1,0 +1,140 @@
+"""Ensemble manifests: ``--model ensemble.yaml`` loads the members' average wherever a model is accepted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.core.errors import InputError
+from bastion.core.records import ScanRecord
+from bastion.models.loading import load_classifier
+from bastion.models.zoo import digits_cnn
+
+DIGITS = "bastion.models.zoo:digits_cnn"
+
+
+def _random_digits_weights(path, seed: int) -> str:
+    torch.manual_seed(seed)
+    save_file({k: v.contiguous() for k, v in digits_cnn().state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def members(tmp_path) -> list[str]:
+    """Two digits_cnn weight files with different random weights, in ``tmp_path/members``."""
+    folder = tmp_path / "members"
+    folder.mkdir()
+    return [_random_digits_weights(folder / f"m{i}.safetensors", seed=i) for i in range(2)]
+
+
+def _manifest(tmp_path, body: str, name: str = "ensemble.yaml"):
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def test_a_logit_manifest_averages_its_members_with_paths_relative_to_it(tmp_path, members):
+    path = _manifest(tmp_path, f"""
+ensemble:
+  combine: logits
+  members:
+    - {{model: {DIGITS}, weights: members/m0.safetensors}}
+    - {{model: {DIGITS}, weights: members/m1.safetensors, weight: 3}}
+""")
+    loaded = load_classifier(str(path))
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    first, second = (load_classifier(DIGITS, weights=w).classifier for w in members)
+    expected = 0.25 * first.logits(x) + 0.75 * second.logits(x)
+    assert loaded.kind == "ensemble" and loaded.classifier.access == "white"
+    assert torch.allclose(loaded.classifier.logits(x), expected, atol=1e-6)
+    assert "members/m0.safetensors" in loaded.description and len(loaded.sha256) == 64
+
+
+def test_the_digest_names_the_members_contents_not_their_paths(tmp_path, members):
+    body = f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n" \
+           f"    - {{model: {DIGITS}, weights: members/m1.safetensors}}\n"
+    first = load_classifier(str(_manifest(tmp_path, body))).sha256
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "members", moved / "members")
+    assert load_classifier(str(_manifest(moved, body))).sha256 == first
+    _random_digits_weights(moved / "members" / "m1.safetensors", seed=5)
+    assert load_classifier(str(_manifest(moved, body))).sha256 != first
+    as_json = _manifest(tmp_path, json.dumps({"ensemble": {"members": [
+        {"model": DIGITS, "weights": "members/m0.safetensors"},
+        {"model": DIGITS, "weights": "members/m1.safetensors"}]}}), "ensemble.json")
+    assert load_classifier(str(as_json)).sha256 == first
+
+
+def test_a_member_without_a_file_leaves_the_digest_unknown(tmp_path, members):
+    path = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}}}\n"
+                               f"    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n")
+    assert load_classifier(str(path)).sha256 is None
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("ensemble: [", "not a readable ensemble manifest"),
+    ("members: []", "ensemble: Field required"),
+    ("ensemble:\n  members: []", "members: List should have at least 1 item"),
+    ("ensemble:\n  combine: median\n  members:\n    - {model: " + DIGITS + "}", "combine"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: -1}", "greater than or equal to 0"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", wieght: 2}", "wieght: Extra inputs are not permitted"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: 0}", "not all zero"),
+    ("ensemble:\n  members:\n    - {model: other.yaml}", r"member 0 \(other.yaml\) is an endpoint or a manifest"),
+    ("ensemble:\n  members:\n    - {model: 'https://host/v2/models/m'}", "is an endpoint or a manifest"),
+    ("ensemble:\n  members:\n    - {model: missing.onnx}", "model file not found"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weights: missing.safetensors}", "missing.safetensors"),
+])
+def test_bad_manifests_say_what_to_fix(tmp_path, body, message):
+    with pytest.raises(InputError, match=message):
+        load_classifier(str(_manifest(tmp_path, body)))
+
+
+def test_members_that_disagree_are_refused(tmp_path, members):
+    path = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n"
+                               "    - {model: bastion.models.zoo:fashion_cnn}\n")
+    with pytest.raises(InputError, match="ensemble member 1 has input_shape"):
+        load_classifier(str(path))
+
+
+def test_scan_accepts_a_manifest(tmp_path, digits_weights):
+    shutil.copy(digits_weights, tmp_path / "a.safetensors")
+    path = _manifest(tmp_path, f"ensemble:\n  combine: logits\n  members:\n"
+                               f"    - {{model: {DIGITS}, weights: a.safetensors}}\n"
+                               f"    - {{model: {DIGITS}, weights: {digits_weights}}}\n")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["scan", "--model", str(path), "--data", "digits", "--limit", "40",
+                                      "--suite", "quick", "--eps", "0.1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    assert record.model.kind == "ensemble" and record.headline.clean_accuracy > 0.8
+
+
+def test_the_gateway_serves_a_manifest_and_replays_it(tmp_path, digits_weights, digits_arrays):
+    from bastion.gateway.app import create_app
+    from bastion.gateway.policy import policy_from_dict
+    from bastion.gateway.settings import GatewaySettings
+    from gateway_support import POLICY, SECRET, LiveServer, infer_body, make_key
+
+    shutil.copy(digits_weights, tmp_path / "a.safetensors")
+    path = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: a.safetensors}}\n"
+                               f"    - {{model: {DIGITS}, weights: {digits_weights}}}\n")
+    home = tmp_path / "home"
+    settings = GatewaySettings(environment="test", secret_key=SECRET, home=home, model=str(path), model_name="digits")
+    x, _ = digits_arrays
+    with LiveServer(create_app(settings, policy=policy_from_dict(POLICY))) as server:
+        _, key = make_key(home)
+        with server.client(key) as client:
+            answer = client.post("/v2/models/digits/infer", json=infer_body(x[1500:1502]))
+            metadata = client.get("/v2/models/digits").json()
+    assert answer.status_code == 200, answer.text
+    assert metadata["platform"] == "bastion-ensemble" and len(metadata["parameters"]["sha256"]) == 64
+    replayed = CliRunner().invoke(app, ["replay", answer.headers["x-request-id"], "--model", str(path),
+                                        "--home", str(home)])
+    assert replayed.exit_code == 0, replayed.output
+    assert "DIFFERENT" not in replayed.output
