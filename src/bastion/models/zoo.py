@@ -95,6 +95,27 @@ def fashion_wide_cnn() -> nn.Module:
     return _tagged(net, (1, 28, 28), 10)
 
 
+def fashion_deep_cnn() -> nn.Module:
+    """:func:`fashion_wide_cnn` with a third convolution (128 channels, 3x3, stride 1) on its 7x7 features.
+
+    Input ``(N, 1, 28, 28)`` in [0, 1], 10 logits. About 1.7 times the wide CNN's cost per pass: more capacity for
+    adversarial training, where the wide CNN's clean/robust trade-off stops just short of the hardening targets.
+    """
+    net = nn.Sequential(
+        nn.Conv2d(1, 64, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 128, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(128, 128, 3, stride=1, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(128 * 7 * 7, 512),
+        nn.ReLU(),
+        nn.Linear(512, 10),
+    )
+    return _tagged(net, (1, 28, 28), 10)
+
+
 def fashion_small_cnn() -> nn.Module:
     """A small CNN for certified training on 28x28 grey images (IBP, CROWN-IBP): input ``(N, 1, 28, 28)``.
 
