@@ -45,7 +45,7 @@ ensemble:
   combine: logits
   members:
     - {{model: {DIGITS}, weights: members/m0.safetensors}}
-    - {{model: {DIGITS}, weights: members/m1.safetensors, weight: 3}}
+    - {{model: {DIGITS}, weights: members/m1.safetensors, share: 3}}
 """)
     loaded = load_classifier(str(path))
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -78,28 +78,66 @@ def test_a_member_without_a_file_leaves_the_digest_unknown(tmp_path, members):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("ensemble: [", "not a readable ensemble manifest"),
+    ("ensemble: [", "not valid YAML at line 1"),
     ("members: []", "ensemble: Field required"),
     ("ensemble:\n  members: []", "members: List should have at least 1 item"),
     ("ensemble:\n  combine: median\n  members:\n    - {model: " + DIGITS + "}", "combine"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: -1}", "greater than or equal to 0"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", wieght: 2}", "wieght: Extra inputs are not permitted"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: 0}", "not all zero"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: -1}", "greater than or equal to 0"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: .nan}", "share"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1.0e+308}", "less than or equal to 1000000"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: true}", "share: Input should be a valid number"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: '2'}", "share: Input should be a valid number"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: 2}", "weight: Extra inputs are not permitted"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 0}", "not all zero"),
     ("ensemble:\n  members:\n    - {model: other.yaml}", r"member 0 \(other.yaml\) is an endpoint or a manifest"),
     ("ensemble:\n  members:\n    - {model: 'https://host/v2/models/m'}", "is an endpoint or a manifest"),
-    ("ensemble:\n  members:\n    - {model: missing.onnx}", "model file not found"),
+    ("ensemble:\n  members:\n    - {model: missing.onnx}", r"member 0 \(missing.onnx\): model file not found"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weights: missing.safetensors}", "missing.safetensors"),
+    ("ensemble:\n  members:\n    - {model: 'x',\n", "not valid YAML at line"),
+    ("", "ensemble: Field required|Input should be a valid dictionary"),
 ])
 def test_bad_manifests_say_what_to_fix(tmp_path, body, message):
     with pytest.raises(InputError, match=message):
         load_classifier(str(_manifest(tmp_path, body)))
 
 
+def test_shares_of_an_infinite_sum_are_refused():
+    from bastion.defenses.ensemble import EnsembleClassifier
+
+    torch.manual_seed(0)
+    member = load_classifier(DIGITS).classifier
+    with pytest.raises(InputError, match="finite sum"):
+        EnsembleClassifier([member, member], weights=[1e308, 1e308])
+
+
+def test_a_linked_manifest_reads_paths_beside_its_real_file(tmp_path, members):
+    real = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "link.yaml").symlink_to(real)
+    assert load_classifier(str(elsewhere / "link.yaml")).sha256 == load_classifier(str(real)).sha256
+
+
 def test_members_that_disagree_are_refused(tmp_path, members):
     path = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n"
                                "    - {model: bastion.models.zoo:fashion_cnn}\n")
-    with pytest.raises(InputError, match="ensemble member 1 has input_shape"):
+    with pytest.raises(InputError, match="ensemble.yaml: ensemble member 1 has input_shape"):
         load_classifier(str(path))
+
+
+def test_harden_and_the_registry_refuse_a_manifest_with_what_to_do(tmp_path, members):
+    path = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n")
+    harden = CliRunner().invoke(app, ["harden", "--model", str(path), "--data", "digits:train", "--method", "pgd",
+                                      "--epochs", "1", "--out", str(tmp_path / "hardened")])
+    assert harden.exit_code == 2 and "Harden each member" in harden.output
+    register = CliRunner().invoke(app, ["registry", "register", "--name", "ens", "--model", str(path),
+                                        "--home", str(tmp_path / "home")])
+    assert register.exit_code == 2 and "Register each member" in register.output
+
+
+def test_a_factory_name_in_an_error_is_printed_as_written(tmp_path):
+    result = CliRunner().invoke(app, ["scan", "--model", "nosuchmodule:five", "--data", "digits"])
+    assert result.exit_code == 2 and "nosuchmodule:five" in result.output
 
 
 def test_scan_accepts_a_manifest(tmp_path, digits_weights):

@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from bastion.core.errors import BastionError
 
@@ -38,15 +39,21 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except BastionError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        _print_error(str(error))
         raise typer.Exit(2) from None
     except ValidationError as error:
-        problems = "; ".join(_validation_problem(e) for e in error.errors())
-        errors.print(f"[bold red]error:[/] {problems}", highlight=False, soft_wrap=True)
+        _print_error("; ".join(_validation_problem(e) for e in error.errors()))
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
+
+
+def _print_error(message: str) -> None:
+    """``error: message`` on standard error; the message as plain text (a path or a factory name such as
+    ``pkg:five`` is not read as rich markup or an emoji code), unprintable characters escaped."""
+    plain = "\n".join(printable(line) for line in message.split("\n"))
+    errors.print(Text.assemble(("error:", "bold red"), " ", plain), highlight=False, soft_wrap=True)
 
 
 def _validation_problem(error: dict) -> str:

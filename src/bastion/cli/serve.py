@@ -17,8 +17,9 @@ if TYPE_CHECKING:  # the gateway (FastAPI, torch) is imported when the command r
 
 
 def serve_command(
-    model: Annotated[str | None, typer.Option(help="The model: pkg.module:factory (with --weights), or a model "
-                                                   "file (.pt2/.ts TorchScript, .onnx, .skops).")] = None,
+    model: Annotated[str | None, typer.Option(help="The model: pkg.module:factory (with --weights), a model "
+                                                   "file (.pt/.pth/.ts TorchScript, .onnx, .skops) or an "
+                                                   "ensemble manifest (.yaml).")] = None,
     registry: Annotated[str | None, typer.Option(help="Serve the registry version NAME:ALIAS points to (e.g. "
                                                       "fraud-cnn:production) and follow promotes and rollbacks "
                                                       "without a restart; instead of --model.")] = None,

@@ -98,7 +98,7 @@ class EpsResult(_Record):
 class ArtifactRef(_Record):
     description: str
     sha256: str | None = Field(default=None, description="hash of the model file(s) loaded")
-    kind: str = Field(description="torch, torchscript, onnx or sklearn")
+    kind: str = Field(description="torch, torchscript, onnx, sklearn, sklearn-text, remote or ensemble")
     access: Access
 
 

@@ -118,7 +118,7 @@ def _normalised(weights: Sequence[float] | None, count: int) -> list[float]:
     values = [float(w) for w in weights]
     if len(values) != count:
         raise InputError(f"weights has {len(values)} values for {count} members; give one weight per member")
-    if any(not math.isfinite(w) or w < 0 for w in values) or sum(values) <= 0:
-        raise InputError(f"weights must be finite, >= 0 and not all zero, got {values}")
+    if any(not math.isfinite(w) or w < 0 for w in values) or not 0 < sum(values) < math.inf:
+        raise InputError(f"weights must be finite, >= 0, not all zero and of a finite sum, got {values}")
     total = sum(values)
     return [w / total for w in values]

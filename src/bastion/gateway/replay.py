@@ -106,8 +106,8 @@ def replay(session: Session, request_id: str, *, loaded: LoadedModel | None = No
         raise InputError(f"request {request_id} was answered by model {record.model!r}: give the model it served "
                          "(--model, --weights)")
     if loaded.sha256 != record.model_sha256:
-        raise InputError(f"request {request_id} was answered by model file {record.model_sha256}; the model given "
-                         f"has {loaded.sha256}. Pass the same --model/--weights the gateway served then")
+        raise InputError(f"request {request_id} was answered by the model of hash {record.model_sha256}; the model "
+                         f"given has {loaded.sha256}. Pass the same --model/--weights the gateway served then")
     policy = policy_from_dict(_policy_document(session, record), source=f"policy {record.policy_sha256}")
     served = serve_model(loaded, policy, name=record.model, version=record.model_version)
     evaluation = _evaluate_as_logged(session, record, served.pipeline)

@@ -6,7 +6,6 @@ with ed25519. ``bastion.governance.registry`` calls these; nothing here touches 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,18 @@ from bastion.storage.tables import ModelArtifactRow, ModelVersionRow
 
 
 def model_file(model: str) -> Path | None:
-    """The model file ``--model`` names, or ``None`` for a factory (``module:function``)."""
+    """The model file ``--model`` names, or ``None`` for a factory (``module:function``). An ensemble manifest is
+    refused: a version holds one model file (or one weights file), and a manifest's members are files of their own."""
+    from bastion.models.ensemble_spec import MANIFEST_SUFFIXES
+    from bastion.models.loading import is_factory_spec
+
     path = Path(model)
     if path.is_file():
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            raise InputError(f"--model {model} is an ensemble manifest; the registry stores one model file per "
+                             "version. Register each member (with its --weights) as a version of its own")
         return path
-    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", model):
+    if is_factory_spec(model):
         return None
     raise InputError(f"--model {model!r} is neither a file nor a factory 'module:function'")
 

@@ -1,8 +1,8 @@
 """Ensemble manifests: a YAML or JSON file that names member models, so that ``--model ensemble.yaml`` loads
-their :class:`~bastion.defenses.ensemble.EnsembleClassifier` wherever a model is accepted (scan, certify,
-harden's before/after scans, the gateway).
+their :class:`~bastion.defenses.ensemble.EnsembleClassifier` where a model is scanned, certified, audited or
+served (not where one is trained: harden each member, then list the hardened members).
 
-A manifest (paths relative to the manifest's folder)::
+A manifest (relative paths are read from the folder of the manifest's real file, symbolic links followed)::
 
     ensemble:
       combine: logits              # or probabilities (the default): how the members' scores are averaged
@@ -10,11 +10,12 @@ A manifest (paths relative to the manifest's folder)::
         - model: bastion.models.zoo:fashion_wide_cnn
           weights: trades4/model.safetensors
         - model: trades5.onnx
-          weight: 2.0              # its share of the average (default 1; normalised over the members)
+          share: 2.0               # its part of the average (default 1; normalised over the members)
 
-Members are any model spec but an endpoint or another manifest. The ensemble's ``sha256`` hashes the
-combination and every member's file hash (``None`` when a member has no file), so evidence records name the
-members' contents, not their paths.
+Members are any model spec but an endpoint or another manifest. A factory member imports and runs code, as
+``--model pkg.module:factory`` does: load only manifests you trust. The ensemble's ``sha256`` hashes the
+combination, the shares and every member's file hash, in order (``None`` when a member has no file), so evidence
+records name the members' contents, not their paths.
 """
 
 from __future__ import annotations
@@ -23,38 +24,47 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.core.errors import InputError
+from bastion.core.errors import BastionError, InputError
+
+if TYPE_CHECKING:
+    from bastion.models.loading import LoadedModel
 
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+#: The largest share a member may have (shares are normalised; a bound keeps their sum finite).
+MAX_SHARE = 1e6
 
 
-class _Member(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ManifestMember(BaseModel):
+    """One member: a model spec, its weights file (for a factory) and its share of the average."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1)
     weights: str | None = None
-    weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    share: float = Field(default=1.0, ge=0.0, le=MAX_SHARE)
 
 
-class _Ensemble(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EnsembleManifest(BaseModel):
+    """A manifest's ``ensemble`` section."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     combine: Literal["probabilities", "logits"] = "probabilities"
-    members: list[_Member] = Field(min_length=1)
+    members: list[ManifestMember] = Field(min_length=1)
 
 
-class _Manifest(BaseModel):
+class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ensemble: _Ensemble
+    ensemble: EnsembleManifest
 
 
-def read_manifest(path: Path) -> _Ensemble:
+def read_manifest(path: Path) -> EnsembleManifest:
     """The manifest's ``ensemble`` section, checked.
 
     Raises:
@@ -63,10 +73,14 @@ def read_manifest(path: Path) -> _Ensemble:
     try:
         text = path.read_text(encoding="utf-8")
         document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise InputError(f"{path}: not valid YAML{where} ({getattr(error, 'problem', None) or error})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise InputError(f"{path}: not a readable ensemble manifest ({error})") from None
     try:
-        return _Manifest.model_validate(document).ensemble
+        return _Document.model_validate(document).ensemble
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'the file'}: {e['msg']}"
                              for e in error.errors())
@@ -74,45 +88,59 @@ def read_manifest(path: Path) -> _Ensemble:
                          "'ensemble: {members: [{model: ..., weights: ...}, ...]}'") from None
 
 
-def load_ensemble(path: Path, load_member: Callable[[str, str | None], Any]) -> Any:
+def load_ensemble(path: Path, load_member: Callable[[str, str | None], LoadedModel]) -> LoadedModel:
     """The :class:`~bastion.models.loading.LoadedModel` of the manifest at ``path``.
 
     Args:
         path: the manifest.
-        load_member: ``(spec, weights) -> LoadedModel`` for one member (paths already resolved).
+        load_member: ``(spec, weights) -> LoadedModel`` for one member (relative paths already resolved).
 
     Raises:
-        InputError: a bad manifest, a member that is an endpoint or a manifest, members that disagree on
-            input shape, classes or bounds, or weights that are all zero.
+        InputError: a bad manifest, a member that is an endpoint or a manifest or does not load (the message names
+            the manifest and the member), members that disagree on input shape, classes or bounds, or shares that
+            are all zero.
     """
     from bastion.defenses.ensemble import EnsembleClassifier
-    from bastion.models.loading import LoadedModel
+    from bastion.models.loading import LoadedModel, is_endpoint_spec
 
     manifest = read_manifest(path)
+    folder = path.resolve().parent
     loaded = []
     for index, member in enumerate(manifest.members):
-        spec = member.model
-        if spec.lower().startswith(("http://", "https://")) or Path(spec).suffix.lower() in MANIFEST_SUFFIXES:
-            raise InputError(f"{path}: member {index} ({spec}) is an endpoint or a manifest; an ensemble's "
-                             "members must be model files or factories")
-        weights = None if member.weights is None else _resolve(path.parent, member.weights)
-        loaded.append(load_member(_resolve(path.parent, spec), weights))
-    shares = [member.weight for member in manifest.members]
-    classifier = EnsembleClassifier([m.classifier for m in loaded], combine=manifest.combine, weights=shares)
-    description = f"ensemble {path} ({manifest.combine}): " + "; ".join(m.description for m in loaded)
+        where = f"{path}: member {index} ({member.model})"
+        if is_endpoint_spec(member.model) or Path(member.model).suffix.lower() in MANIFEST_SUFFIXES:
+            raise InputError(f"{where} is an endpoint or a manifest; an ensemble's members must be model files or "
+                             "factories")
+        weights = None if member.weights is None else str(_resolve(folder, member.weights))
+        try:
+            loaded.append(load_member(_resolve_spec(folder, member.model), weights))
+        except BastionError as error:
+            raise InputError(f"{where}: {error}") from None
+    try:
+        classifier = EnsembleClassifier([m.classifier for m in loaded], combine=manifest.combine,
+                                        weights=[member.share for member in manifest.members])
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    description = f"ensemble {path} ({manifest.combine}, shares {classifier.weights}): " + "; ".join(
+        m.description for m in loaded)
     return LoadedModel(classifier, description, _digest(manifest.combine, classifier.weights, loaded), "ensemble")
 
 
-def _resolve(folder: Path, spec: str) -> str:
-    """A relative file path against the manifest's folder; factories (``pkg.module:factory``) as they are."""
+def _resolve(folder: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else folder / candidate
+
+
+def _resolve_spec(folder: Path, spec: str) -> str:
+    """A member's spec: a factory (``pkg.module:factory``) as it is unless a file of that name lies beside the
+    manifest; a file path against the manifest's folder."""
     from bastion.models.loading import is_factory_spec
 
-    candidate = Path(spec).expanduser()
-    resolved = candidate if candidate.is_absolute() else folder / candidate
+    resolved = _resolve(folder, spec)
     return spec if is_factory_spec(spec) and not resolved.exists() else str(resolved)
 
 
-def _digest(combine: str, shares: list[float], loaded: list[Any]) -> str | None:
+def _digest(combine: str, shares: list[float], loaded: list[LoadedModel]) -> str | None:
     hashes = [m.sha256 for m in loaded]
     if any(h is None for h in hashes):
         return None

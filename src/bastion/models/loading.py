@@ -52,6 +52,11 @@ def is_factory_spec(spec: str | None) -> bool:
     return spec is not None and bool(_FACTORY_SPEC.match(spec))
 
 
+def is_endpoint_spec(spec: str) -> bool:
+    """Whether ``spec`` names a live endpoint (``http://`` or ``https://``)."""
+    return spec.lower().startswith(("http://", "https://"))
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A classifier with what the evidence record needs to name it.
@@ -124,7 +129,7 @@ def load_classifier(
         mean=mean,
         std=std,
     )
-    if spec.lower().startswith(("http://", "https://")):
+    if is_endpoint_spec(spec):
         return _load_remote(spec, weights, options, api_key=api_key, budget=budget, journal=journal)
     if api_key is not None or budget is not None or journal is not None:
         raise InputError(f"api_key, budget and journal apply to http(s) endpoints only, not to {spec}")

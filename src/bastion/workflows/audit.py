@@ -215,7 +215,7 @@ def _features(classifier: Any | None, dataset: Dataset, settings: AuditSettings,
               say: Progress) -> np.ndarray | None:
     if classifier is None:
         notes.append("Without a torch model: duplicates, outliers and label issues read the pixels; the poison "
-                     "detectors, which need a model's features, did not run (pass --model).")
+                     "detectors, which need a model's features, did not run (pass --model with a torch network).")
         return None
     from bastion.defenses.poison import penultimate_features
 

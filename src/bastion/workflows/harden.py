@@ -115,6 +115,10 @@ def run_harden(
     before_model = load(weights) if weights else None
     trainee = load(weights if settings.fine_tune else None)
     classifier = trainee.classifier
+    if trainee.kind == "ensemble":
+        raise InputError("bastion harden trains one torch factory model; an ensemble manifest cannot be trained. "
+                         "Harden each member (--model pkg.module:factory --weights member.safetensors), then list "
+                         "the hardened weights in a manifest")
     if not isinstance(classifier, TorchClassifier) or classifier.kind != "torch":
         raise InputError("bastion harden trains a torch factory model (pkg.module:factory)")
     threat = ThreatModel(norm=settings.norm, eps=settings.eps, bounds=classifier.bounds)
