@@ -24,7 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion import __version__
 from bastion.gateway import console, console_governance
-from bastion.gateway.errors import GatewayError
+from bastion.gateway.errors import GatewayError, error_response
+from bastion.gateway.fastpath import InferFastPath
 from bastion.gateway.follow import RegistryFollower
 from bastion.gateway.metrics import GatewayMetrics
 from bastion.gateway.middleware import AccessLog, BodyLimits
@@ -87,6 +88,7 @@ def create_app(settings: GatewaySettings | None = None, *, loaded: LoadedModel |
     app.include_router(console_governance.router)
     _add_metrics(app, metrics)
     _add_error_handlers(app)
+    app.add_middleware(InferFastPath, routes=inference.infer_routes())
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog, metrics=metrics)
     return app
@@ -115,10 +117,6 @@ def _add_metrics(app: FastAPI, metrics: GatewayMetrics) -> None:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _error_response(status: int, code: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
-
-
 def _json_problem(problem: dict, body: object) -> str:
     """What is wrong with a body that is not JSON, and where."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
@@ -130,22 +128,22 @@ def _json_problem(problem: dict, body: object) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, error: GatewayError) -> JSONResponse:
-        return _error_response(error.status, error.code, error.detail, error.headers)
+        return error_response(error.status, error.code, error.detail, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [_json_problem(e, error.body) if e["type"] == "json_invalid" else
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        return _error_response(422, "invalid_request", "; ".join(problems) or "the request does not fit the schema")
+        return error_response(422, "invalid_request", "; ".join(problems) or "the request does not fit the schema")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
         detail = f"no route {request.url.path}" if error.status_code == 404 else str(error.detail)
-        return _error_response(error.status_code, codes.get(error.status_code, "http_error"), detail,
+        return error_response(error.status_code, codes.get(error.status_code, "http_error"), detail,
                                getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error", extra={"path": request.url.path})
-        return _error_response(500, "internal_error", "the gateway failed on this request; it is logged")
+        return error_response(500, "internal_error", "the gateway failed on this request; it is logged")

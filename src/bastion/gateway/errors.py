@@ -3,6 +3,8 @@ says what to fix. Every error body is ``{"error": CODE, "detail": MESSAGE}``."""
 
 from __future__ import annotations
 
+from starlette.responses import JSONResponse
+
 
 class GatewayError(Exception):
     """A request the gateway refuses. ``headers`` go into the answer (``Retry-After``, ``WWW-Authenticate``)."""
@@ -13,6 +15,11 @@ class GatewayError(Exception):
         self.code = code
         self.detail = detail
         self.headers = headers or {}
+
+
+def error_response(status: int, code: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON answer ``{"error": code, "detail": detail}`` with ``status`` and ``headers``."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def invalid_input(detail: str) -> GatewayError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 
 from bastion import __version__
 from bastion.gateway.deps import Caller, KeyedRoute, State, keyed
@@ -30,9 +31,20 @@ router = APIRouter(route_class=FastJSONRoute)
 
 
 async def _infer(name: str, version: str | None, body: InferRequest, state: GatewayState, key: KeyInfo):
-    _served(state, name, key, version)
     tensor = body.inputs[0]
-    result = await infer(state, key, TensorIn(tensor.shape, tensor.datatype, tensor.data), client_id=body.id)
+    return await answer_infer(state, key, name, version, TensorIn(tensor.shape, tensor.datatype, tensor.data),
+                              body.id)
+
+
+async def answer_infer(state: GatewayState, key: KeyInfo, name: str, version: str | None, tensor: TensorIn,
+                       client_id: str | None) -> FastJSONResponse:
+    """The answer to an OIP v2 inference request for model ``name`` (``version``: any when ``None``).
+
+    Raises:
+        GatewayError: 404 for another model, 403 for a key without its scope, and what :func:`infer` raises.
+    """
+    served_model(state, name, key, version)
+    result = await infer(state, key, tensor, client_id=client_id)
     return FastJSONResponse(result.body, status_code=result.status, headers={"X-Request-Id": result.request_id})
 
 
@@ -59,7 +71,7 @@ async def predict(body: PredictRequest, request: Request):
     """Simple JSON inference: ``{"instances": [input, ...]}`` with each input nested lists of the model's shape
     (for a text model: each input a string)."""
     state, key = keyed(request)
-    served = _served(state, state.served.name, key)
+    served = served_model(state, state.served.name, key)
     tensor = TensorIn([len(body.instances)], "BYTES", body.instances) if served.takes_text \
         else nested_tensor(body.instances, served.pipeline.dtype)
     result = await infer(state, key, tensor)
@@ -92,7 +104,13 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "bastion", "version": __version__, "extensions": ["bastion-policy", "bastion-review"]}
 
 
-def _served(state: GatewayState, name: str, key: KeyInfo | None, version: str | None = None):
+def infer_routes() -> dict[bool, APIRoute]:
+    """The two OIP v2 inference routes, by whether their path names a version (for ``InferFastPath``)."""
+    by_path = {route.path: route for route in infer_router.routes if isinstance(route, APIRoute)}
+    return {False: by_path["/v2/models/{name}/infer"], True: by_path["/v2/models/{name}/versions/{version}/infer"]}
+
+
+def served_model(state: GatewayState, name: str, key: KeyInfo | None, version: str | None = None):
     served = state.served
     if name != served.name or (version is not None and version != served.version):
         wanted = name if version is None else f"{name} version {version}"
@@ -105,12 +123,12 @@ def _served(state: GatewayState, name: str, key: KeyInfo | None, version: str | 
 @router.get("/v2/models/{name}/ready", tags=["health"], responses=ErrorResponses)
 def model_ready(name: str, state: State) -> dict[str, Any]:
     """Whether model ``name`` is ready."""
-    _served(state, name, None)
+    served_model(state, name, None)
     return {"name": name, "ready": True}
 
 
 def _metadata(state: GatewayState, name: str, key: KeyInfo, version: str | None) -> dict[str, Any]:
-    served = _served(state, name, key, version)
+    served = served_model(state, name, key, version)
     pipeline = served.pipeline
     parameters: dict[str, Any] = {"sha256": served.sha256, "policy_sha256": served.policy_sha256,
                                   "max_instances": pipeline.policy.input.max_instances}
