@@ -145,3 +145,29 @@ def test_records_written_before_the_batch_column_still_verify(tmp_path):
     with open_database(home=tmp_path) as upgraded, upgraded.sessions() as session:  # upgrades to the newest schema
         assert session.get(AuditRecordRow, 1).batch is None
         assert verify_audit(session, anchor=None).ok
+
+
+def test_a_pass_waits_for_requests_in_flight_and_never_for_a_lone_one(pipeline, digits_arrays):
+    x, _ = digits_arrays
+    tensors = [torch.from_numpy(x[i:i + 1]) for i in range(3)]
+
+    async def staggered(batcher, in_flight):
+        first = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "a", in_flight=in_flight))
+        await asyncio.sleep(0.01)  # past a 1 ms wait: the first pass has run alone
+        rest = [batcher.evaluate(pipeline, t, d, in_flight=in_flight) for t, d in zip(tensors[1:], "bc", strict=True)]
+        return [await first, *await asyncio.gather(*rest)]
+
+    alone = asyncio.run(staggered(MicroBatcher(wait_seconds=0.001), in_flight=1))
+    assert [slot for _, slot in alone][0] is None and alone[1][1].inputs == ["b", "c"]
+
+    async def joined(batcher):
+        first = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "a", in_flight=3))
+        await asyncio.sleep(0)  # the loop turns: a pass on call_soon would run now, a waiting one does not
+        await asyncio.sleep(0)
+        rest = [batcher.evaluate(pipeline, t, d, in_flight=3) for t, d in zip(tensors[1:], "bc", strict=True)]
+        return await asyncio.gather(first, *rest)
+
+    together = asyncio.run(joined(MicroBatcher(wait_seconds=0.5)))  # the third arrival runs it, long before 0.5 s
+    assert [slot.inputs for _, slot in together] == [["a", "b", "c"]] * 3
+    with pytest.raises(ValueError, match="wait_seconds"):
+        MicroBatcher(wait_seconds=-1)

@@ -1,9 +1,11 @@
 """Micro-batching: requests that reach the model while the event loop serves others share one forward pass.
 
 A small model spends most of a one-image forward pass in per-call overhead, so evaluating the images of
-eight concurrent requests together costs little more than one. Nothing waits for a batch to fill: the
-first request to arrive schedules the pass for when the loop has run the other requests that are ready,
-so a lone request goes through at once and a busy gateway batches what is already there.
+eight concurrent requests together costs little more than one. A lone request never waits: when it is the only
+one in flight, the pass runs as soon as the loop has run what else is ready. When other requests are in flight
+(being read, checked or answered), the first to arrive waits up to ``wait_seconds`` (1 ms by default) for them to
+join its pass, and the pass runs at once when every request in flight has joined or the batch is full. Measured
+on a small CNN at 8 connections, the wait made passes larger and the gateway 7-63% faster round by round.
 
 Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
 row can differ in the last bits from those of the same input evaluated alone, so the audit record of a
@@ -57,34 +59,46 @@ class MicroBatcher:
         max_instances: the most instances (rows) in one forward pass, at least 2 (default 64); a queue
             holding more is split, in arrival order, into several passes. Requests for different
             pipelines (a gateway that switched models while some were queued) never share a pass.
+        wait_seconds: how long the first request of a pass waits for other requests in flight to join it
+            (default 0.001; 0 runs every pass as soon as the loop is free).
     """
 
-    def __init__(self, *, max_instances: int = 64) -> None:
+    def __init__(self, *, max_instances: int = 64, wait_seconds: float = 0.001) -> None:
         if max_instances < 2:
             raise ValueError(f"max_instances must be at least 2 to batch anything, got {max_instances}")
+        if not 0 <= wait_seconds <= 1:
+            raise ValueError(f"wait_seconds must be between 0 and 1, got {wait_seconds}")
         self.max_instances = max_instances
+        self.wait_seconds = wait_seconds
         self._waiting: list[_Waiting] = []
-        self._due = False
+        self._rows = 0
+        self._due: asyncio.TimerHandle | asyncio.Handle | None = None
 
     def close(self) -> None:
         """Nothing to release: passes run on the event loop (a worker thread was measured slower: the hand-over
         cost more than overlapping the forward pass with the loop's other work gained)."""
 
-    async def evaluate(self, pipeline: PolicyPipeline, x: torch.Tensor, digest: str
+    async def evaluate(self, pipeline: PolicyPipeline, x: torch.Tensor, digest: str, *, in_flight: int = 1
                        ) -> tuple[Evaluation, BatchSlot | None]:
         """Evaluate ``x`` ``(N, *input_shape)`` (validated by ``pipeline``) whose input hash is ``digest``; its
-        evaluation, and its batch (``None`` when it ran alone)."""
+        evaluation, and its batch (``None`` when it ran alone). ``in_flight``: the requests the gateway is serving,
+        this one included (1: nobody to wait for)."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(pipeline, x, digest, loop.create_future())
         self._waiting.append(waiting)
-        if not self._due:
-            self._due = True
-            loop.call_soon(self._run)
+        self._rows += x.shape[0]
+        everyone = len(self._waiting) >= in_flight or self._rows >= self.max_instances
+        if self._due is None:
+            self._due = loop.call_soon(self._run) if everyone or not self.wait_seconds else \
+                loop.call_later(self.wait_seconds, self._run)
+        elif everyone and isinstance(self._due, asyncio.TimerHandle):  # nobody else to wait for: run now
+            self._due.cancel()
+            self._due = loop.call_soon(self._run)
         return await waiting.done
 
     def _run(self) -> None:
-        self._due = False
-        queue, self._waiting = self._waiting, []
+        self._due = None
+        queue, self._waiting, self._rows = self._waiting, [], 0
         for group in _groups(queue, self.max_instances):
             for waiting, answer in zip(group, self._evaluate(group), strict=True):
                 if waiting.done.done():  # the client went away while it waited

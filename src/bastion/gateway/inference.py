@@ -72,6 +72,14 @@ async def infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, *, client_i
     Raises:
         GatewayError: 422 for an invalid tensor or a refused input (logged), 429 for a limit (not logged).
     """
+    state.in_flight += 1
+    try:
+        return await _infer(state, key, tensor, client_id)
+    finally:
+        state.in_flight -= 1
+
+
+async def _infer(state: GatewayState, key: KeyInfo, tensor: TensorIn, client_id: str | None) -> InferenceResult:
     served = state.served
     request_id = new_request_id()
     admit(state, key, _instance_count(tensor, served.pipeline.policy.input.max_instances))
@@ -118,7 +126,7 @@ async def _evaluate(state: GatewayState, served: ServedModel, tensor: TensorIn
     digest = array_digest(inputs)
     if state.batcher is None:
         return inputs, digest, pipeline.evaluate(x), None
-    evaluation, batch = await state.batcher.evaluate(pipeline, x, digest)
+    evaluation, batch = await state.batcher.evaluate(pipeline, x, digest, in_flight=state.in_flight)
     return inputs, digest, evaluation, batch
 
 

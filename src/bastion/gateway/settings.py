@@ -44,6 +44,8 @@ class GatewaySettings(BaseSettings):
             ``registry_poll_seconds``, default 2). ``model``/``weights`` are then not needed.
         batch_instances: the most instances evaluated in one forward pass when concurrent requests are
             batched (default 64); 1 evaluates every request alone. See ``bastion.gateway.batching``.
+        batch_wait_ms: how long a request waits for other requests in flight to share its forward pass, in
+            milliseconds (default 1; 0 never waits; a lone request never waits).
         guard_max_chars: the longest text (and system prompt) ``/v1/guard/prompt`` and ``/v1/guard/output``
             screen, in characters (default 1,048,576); longer is refused with 422. The body limit applies
             first: a text of ``guard_max_chars`` ASCII characters fits the default 4 MiB body, one of as
@@ -75,6 +77,7 @@ class GatewaySettings(BaseSettings):
     policy: Path | None = None
     audit_sync: bool = False
     batch_instances: int = Field(64, ge=1)
+    batch_wait_ms: float = Field(1.0, ge=0, le=100)
     registry: str | None = None
     registry_poll_seconds: float = Field(2.0, gt=0)
     key_cache_seconds: float = Field(2.0, ge=0)

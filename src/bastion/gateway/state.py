@@ -68,6 +68,7 @@ class GatewayState:
     batcher: MicroBatcher | None = None
     checkpoints: BackgroundCheckpoints | None = None
     throttled_keys: set[str] = field(default_factory=set)
+    in_flight: int = 0  # inference requests being served (the micro-batcher waits for them)
 
     def close(self) -> None:
         """Flush the audit log, stop the batching and guard threads and close the database."""
@@ -180,7 +181,8 @@ def build_state(settings: GatewaySettings, *, loaded: LoadedModel | None = None,
         raise
     keys = KeyCache(database.sessions, secret=settings.secret_key.get_secret_value(), ttl=settings.key_cache_seconds)
     monitor = extraction_monitor(policy)
-    batcher = None if settings.batch_instances < 2 else MicroBatcher(max_instances=settings.batch_instances)
+    batcher = None if settings.batch_instances < 2 else MicroBatcher(max_instances=settings.batch_instances,
+                                                                     wait_seconds=settings.batch_wait_ms / 1000)
     logger.info("gateway ready", extra={"model": served.name, "version": served.version, "sha256": served.sha256,
                                         "policy": served.policy_sha256, "database": database.display_url})
     return GatewayState(settings=settings, database=database, keys=keys, throttle=throttle, audit=audit,
