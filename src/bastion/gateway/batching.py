@@ -5,7 +5,7 @@ eight concurrent requests together costs little more than one. A lone request ne
 one in flight, the pass runs as soon as the loop has run what else is ready. When other requests are in flight
 (being read, checked or answered), the first to arrive waits up to ``wait_seconds`` (1 ms by default) for them to
 join its pass, and the pass runs at once when every request in flight has joined or the batch is full. Measured
-on a small CNN at 8 connections, the wait made passes larger and the gateway 7-63% faster round by round.
+on a small CNN at 8 connections, the wait made passes larger and the gateway about a quarter faster.
 
 Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
 row can differ in the last bits from those of the same input evaluated alone, so the audit record of a
