@@ -36,13 +36,16 @@ def test_a_well_formed_request_is_answered_logged_and_counted_under_its_route(se
     x, _ = digits_arrays
     with server.client(server.key) as client:
         answer = client.post(INFER, json={**_plain(x[1500:1501]), "id": "mine", "parameters": {"a": 1}})
-        versioned = client.post("/v2/models/digits/versions/1/infer", json=_plain(x[1501:1502]))
+        version = client.get("/v2/models/digits").json()["versions"][0]
+        versioned = client.post(f"/v2/models/digits/versions/{version}/infer", json=_plain(x[1501:1502]))
+        other_version = client.post("/v2/models/digits/versions/no-such/infer", json=_plain(x[1501:1502]))
         metrics = client.get("/metrics").text
     assert answer.status_code == 200 and answer.json()["id"] == "mine"
     assert answer.headers["x-request-id"] == answer.json()["parameters"]["request_id"]
     assert answer.headers["content-type"] == "application/json"
-    assert versioned.status_code in (200, 404)  # 404 when the served version is not "1": the route's own answer
+    assert versioned.status_code == 200 and other_version.status_code == 404
     assert 'route="/v2/models/{name}/infer",status="200"' in metrics
+    assert 'route="/v2/models/{name}/versions/{version}/infer",status="200"' in metrics
 
 
 @pytest.mark.parametrize(("change", "status", "code"), [
@@ -86,3 +89,53 @@ def test_well_formed_takes_only_the_plain_form_of_the_schema():
                  json.dumps({"inputs": [tensor], "outputs": [{"name": 1}]}).encode(),
                  json.dumps({"inputs": [tensor], "parameters": []}).encode()):
         assert well_formed(body) is None, body
+
+
+def test_the_bounds_are_the_schemas():
+    from bastion.gateway import fastpath
+    from bastion.gateway.schemas import InferInput, InferRequest, RequestedOutput
+
+    def longest(model, name):
+        return next(m.max_length for m in model.model_fields[name].metadata if hasattr(m, "max_length"))
+
+    assert fastpath.MAX_ID == longest(InferRequest, "id") and fastpath.MAX_OUTPUTS == longest(InferRequest, "outputs")
+    assert fastpath.MAX_NAME == longest(InferInput, "name") == longest(RequestedOutput, "name")
+    assert fastpath.MAX_DATATYPE == longest(InferInput, "datatype")
+    assert fastpath.MAX_DIMENSIONS == longest(InferInput, "shape")
+
+
+def test_a_client_that_leaves_mid_body_and_a_streamed_body_over_the_limit(tmp_path, digits_weights):
+    import asyncio
+
+    loaded = load_classifier("bastion.models.zoo:digits_cnn", weights=digits_weights)
+    settings = GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, model_name="digits",
+                               default_rate=None, default_budget=None, key_cache_seconds=0, max_body_bytes=1000)
+    app = create_app(settings, loaded=loaded, policy=policy_from_dict(POLICY))
+    key = make_key(tmp_path)[1]
+
+    async def post(chunks: list[bytes], then_leave: bool) -> list[dict]:
+        scope = {"type": "http", "method": "POST", "path": INFER, "raw_path": INFER.encode(), "query_string": b"",
+                 "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())],
+                 "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
+                 "root_path": "", "asgi": {"version": "3.0"}, "state": {}}
+        messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+        messages.append({"type": "http.disconnect"} if then_leave else {"type": "http.request", "body": b""})
+        sent: list[dict] = []
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+            metrics = app.state.gateway.metrics
+        return sent, metrics
+
+    left, _ = asyncio.run(post([b'{"inputs": ['], then_leave=True))
+    assert left[0]["status"] == 400 and b"client_disconnected" in left[1]["body"]
+    large, metrics = asyncio.run(post([b'{"inputs": [' + b" " * 600, b" " * 600], then_leave=False))
+    assert large[0]["status"] == 413 and b"too_large" in large[1]["body"]
+    from prometheus_client import generate_latest
+    assert 'route="/v2/models/{name}/infer",status="413"' in generate_latest(metrics.registry).decode()

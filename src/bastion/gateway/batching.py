@@ -1,11 +1,13 @@
 """Micro-batching: requests that reach the model while the event loop serves others share one forward pass.
 
 A small model spends most of a one-image forward pass in per-call overhead, so evaluating the images of
-eight concurrent requests together costs little more than one. A lone request never waits: when it is the only
-one in flight, the pass runs as soon as the loop has run what else is ready. When other requests are in flight
-(being read, checked or answered), the first to arrive waits up to ``wait_seconds`` (1 ms by default) for them to
-join its pass, and the pass runs at once when every request in flight has joined or the batch is full. Measured
-on a small CNN at 8 connections, the wait made passes larger and the gateway about a quarter faster.
+eight concurrent requests together costs little more than one. A request that is the only one in flight (as in
+sequential traffic) never waits: the pass runs as soon as the loop has run what else is ready. When other
+inference requests are in flight, the first to reach the model waits up to ``wait_seconds`` (1 ms by default), so
+that requests the loop is still reading join its pass; the pass runs at once when every request in flight has
+joined or the batch is full. The count of requests in flight includes those already past the model (writing their
+audit records), which cannot join: then the pass waits the whole ``wait_seconds`` for nothing. Measured on a small
+CNN at 8 connections, the wait made passes larger and the gateway about a quarter faster.
 
 Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
 row can differ in the last bits from those of the same input evaluated alone, so the audit record of a

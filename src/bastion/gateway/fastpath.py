@@ -11,7 +11,8 @@ before, and it answers only what it can answer exactly as the route would:
 * a well-formed request runs the route's own function (:func:`~bastion.gateway.routes.inference.answer_infer`),
   and its refusals are the app's error answers.
 
-Everything else passes through untouched. The routes stay in the app and in its OpenAPI schema.
+Everything else passes through untouched, and so does every request of an app served under a ``root_path``
+(``--root-path``, or mounted in another app). The routes stay in the app and in its OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from bastion.gateway.deps import authenticate
 from bastion.gateway.errors import GatewayError, error_response
@@ -28,7 +29,8 @@ from bastion.gateway.inference import TensorIn
 from bastion.gateway.routes.inference import answer_infer
 
 INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
-#: The schema's bounds (``bastion.gateway.schemas.InferRequest``): longer or larger goes to the app to be refused.
+#: The schema's bounds (``bastion.gateway.schemas.InferRequest``; a test checks they agree): longer or larger goes to
+#: the app to be refused.
 MAX_ID, MAX_NAME, MAX_DATATYPE, MAX_DIMENSIONS, MAX_OUTPUTS = 200, 200, 16, 8, 8
 
 
@@ -58,16 +60,24 @@ class InferFastPath:
         except GatewayError:  # the route answers it, with its own checks in its own order
             await self.app(scope, receive, send)
             return
+        route = self.routes[match["version"] is not None]
         try:
-            body = await request.body()
+            try:
+                body = await request.body()
+            except ClientDisconnect:  # nobody to answer; the access log records a 400 under the route
+                scope["route"] = route
+                await error_response(400, "client_disconnected", "the client closed the connection before its "
+                                     "body was read")(scope, receive, send)
+                return
             parsed = well_formed(body)
             if parsed is None:
                 await self.app(scope, _replaying(body, receive), send)
                 return
-            scope["route"] = self.routes[match["version"] is not None]
+            scope["route"] = route
             client_id, tensor = parsed
             response = await answer_infer(state, key, match["name"], match["version"], tensor, client_id)
-        except GatewayError as error:
+        except GatewayError as error:  # a refusal, or a streamed body over the size limit (413)
+            scope["route"] = route
             response = error_response(error.status, error.code, error.detail, error.headers)
         await response(scope, receive, send)
 

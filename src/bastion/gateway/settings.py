@@ -45,7 +45,7 @@ class GatewaySettings(BaseSettings):
         batch_instances: the most instances evaluated in one forward pass when concurrent requests are
             batched (default 64); 1 evaluates every request alone. See ``bastion.gateway.batching``.
         batch_wait_ms: how long a request waits for other requests in flight to share its forward pass, in
-            milliseconds (default 1; 0 never waits; a lone request never waits).
+            milliseconds (default 1; 0 never waits; a request with no other in flight never waits).
         guard_max_chars: the longest text (and system prompt) ``/v1/guard/prompt`` and ``/v1/guard/output``
             screen, in characters (default 1,048,576); longer is refused with 422. The body limit applies
             first: a text of ``guard_max_chars`` ASCII characters fits the default 4 MiB body, one of as
