@@ -77,6 +77,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from bastion import __version__
+from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import (
     LONG_PROMPT_CHARS,
     OVERT_CATEGORIES,
@@ -93,7 +94,7 @@ from bastion.defenses.text.evaluate import (
     evaluate,
 )
 from bastion.defenses.text.findings import Finding, Verdict
-from bastion.defenses.text.guard import PromptGuard
+from bastion.defenses.text.guard import PromptGuard, check_threshold
 
 ROOT = Path(__file__).resolve().parent
 #: Characters per latency prompt.
@@ -343,8 +344,10 @@ def main() -> None:
     count = args.prompts if args.prompts is not None else (QUICK_PROMPTS if args.quick else 200)
     if count < 2:
         parser.error("--prompts must be at least 2")
-    if args.long_threshold is not None and not 0.0 < args.long_threshold < 1.0:
-        parser.error("--long-threshold must be strictly between 0 and 1")
+    try:
+        check_threshold("--long-threshold", args.long_threshold)  # PromptGuard's own check, before any work
+    except InputError as error:
+        parser.error(str(error))
     rounds_count = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     if rounds_count < 1:
         parser.error("--rounds must be at least 1")

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bastion import __version__
+from bastion.core.errors import InputError
 from bastion.defenses.text.classifier import DEFAULT_FILE, load_default
 from bastion.defenses.text.corpus import assemble, split_examples
-from bastion.defenses.text.guard import PromptGuard
+from bastion.defenses.text.guard import PromptGuard, check_threshold
 
 ROOT = Path(__file__).resolve().parent
 PADDING = ("Our team meeting moved to Thursday at ten, in the small room on the third floor. Please bring the draft "
@@ -66,8 +67,10 @@ def main() -> None:
                         help="the long-text threshold to compare (default: the one the shipped classifier recorded)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "text_guard_padding.json")
     args = parser.parse_args()
-    if args.long_threshold is not None and not 0.0 < args.long_threshold < 1.0:
-        parser.error("--long-threshold must be strictly between 0 and 1")
+    try:
+        check_threshold("--long-threshold", args.long_threshold)  # PromptGuard's own check, before any work
+    except InputError as error:
+        parser.error(str(error))
     recorded = load_default().training_["cross_validation"]["long_texts"]["long_threshold"]
     shipped = resources.files("bastion.defenses.text").joinpath("data", DEFAULT_FILE).read_bytes()
     result = {"benchmark": "text_guard_padding", "created_at": datetime.now(timezone.utc).isoformat(),

@@ -38,6 +38,12 @@ DEFAULT_MAX_CHARS = 1_048_576
 FLAGGING_NORMALIZE_RULES = frozenset({"unicode-tags"})
 
 
+def check_threshold(name: str, value: float | None) -> None:
+    """Raise ``InputError`` naming ``name`` unless ``value`` is ``None`` or strictly between 0 and 1."""
+    if value is not None and not 0.0 < value < 1.0:
+        raise InputError(f"{name} must be strictly between 0 and 1, got {value!r}")
+
+
 class PromptGuard:
     """Screen prompts (or retrieved documents) for injected instructions.
 
@@ -61,9 +67,8 @@ class PromptGuard:
     def __init__(self, *, classifier: InjectionClassifier | Literal["default"] | None = "default",
                  threshold: float | None = None, long_threshold: float | None = None,
                  max_chars: int = DEFAULT_MAX_CHARS, max_depth: int = 3, exhaustive: bool = False) -> None:
-        for name, value in (("threshold", threshold), ("long_threshold", long_threshold)):
-            if value is not None and not 0.0 < value < 1.0:
-                raise InputError(f"{name} must be strictly between 0 and 1, got {value!r}")
+        check_threshold("threshold", threshold)
+        check_threshold("long_threshold", long_threshold)
         if max_chars < 1:
             raise InputError(f"max_chars must be at least 1, got {max_chars!r}")
         self.classifier = classifier
