@@ -21,17 +21,27 @@ import re
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect, Request
 
 from bastion.gateway.deps import authenticate
 from bastion.gateway.errors import GatewayError, error_response
 from bastion.gateway.inference import TensorIn
 from bastion.gateway.routes.inference import answer_infer
+from bastion.gateway.schemas import InferInput, InferRequest
 
 INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
-#: The schema's bounds (``bastion.gateway.schemas.InferRequest``; a test checks they agree): longer or larger goes to
-#: the app to be refused.
-MAX_ID, MAX_NAME, MAX_DATATYPE, MAX_DIMENSIONS, MAX_OUTPUTS = 200, 200, 16, 8, 8
+
+
+def _longest(model: type[BaseModel], name: str) -> int:
+    """The ``max_length`` the schema ``model`` gives its field ``name``."""
+    return next(rule.max_length for rule in model.model_fields[name].metadata if hasattr(rule, "max_length"))
+
+
+#: The schema's bounds, read from it: longer or larger goes to the app to be refused.
+MAX_ID, MAX_OUTPUTS = _longest(InferRequest, "id"), _longest(InferRequest, "outputs")
+MAX_NAME, MAX_DATATYPE = _longest(InferInput, "name"), _longest(InferInput, "datatype")
+MAX_DIMENSIONS = _longest(InferInput, "shape")
 
 
 class InferFastPath:
