@@ -171,3 +171,11 @@ def test_a_pass_waits_for_requests_in_flight_and_never_for_a_lone_one(pipeline, 
     assert [slot.inputs for _, slot in together] == [["a", "b", "c"]] * 3
     with pytest.raises(ValueError, match="wait_seconds"):
         MicroBatcher(wait_seconds=-1)
+
+
+@pytest.mark.parametrize("wait", [-1, 101])
+def test_a_batch_wait_out_of_range_is_refused(tmp_path, wait):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="batch_wait_ms"):
+        GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, batch_wait_ms=wait)
