@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from bastion.gateway.deps import authenticate
 from bastion.gateway.errors import GatewayError, error_response
 from bastion.gateway.inference import TensorIn
+from bastion.gateway.middleware import replaying
 from bastion.gateway.routes.inference import answer_infer
 from bastion.gateway.schemas import InferInput, InferRequest
 
@@ -81,12 +82,13 @@ class InferFastPath:
                 return
             parsed = well_formed(body)
             if parsed is None:
-                await self.app(scope, _replaying(body, receive), send)
+                await self.app(scope, replaying([{"type": "http.request", "body": body, "more_body": False}], receive),
+                               send)
                 return
             scope["route"] = route
             client_id, tensor = parsed
             response = await answer_infer(state, key, match["name"], match["version"], tensor, client_id)
-        except GatewayError as error:  # a refusal, or a streamed body over the size limit (413)
+        except GatewayError as error:  # a refusal
             scope["route"] = route
             response = error_response(error.status, error.code, error.detail, error.headers)
         await response(scope, receive, send)
@@ -120,17 +122,3 @@ def well_formed(body: bytes) -> tuple[str | None, TensorIn] | None:
 
 def _text(value: object, longest: int) -> bool:
     return isinstance(value, str) and len(value) <= longest
-
-
-def _replaying(body: bytes, receive: Any) -> Any:
-    """A ``receive`` that gives ``body`` again (already read from the client), then the client's own messages."""
-    given = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

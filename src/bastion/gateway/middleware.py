@@ -8,7 +8,6 @@ import logging
 import time
 from typing import Any
 
-from bastion.gateway.errors import GatewayError
 from bastion.gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger("bastion.gateway.access")
@@ -24,8 +23,8 @@ def _error(status: int, code: str, detail: str) -> tuple[dict[str, Any], dict[st
 
 
 class BodyLimits:
-    """413 for bodies over ``max_bytes`` (by ``Content-Length``, or counted while streaming), 415 for a POST
-    whose body is not JSON (outside the console's forms)."""
+    """413 for bodies over ``max_bytes`` (by ``Content-Length``, or, for a body streamed without one, counted as it
+    is read, before any route sees it), 415 for a POST whose body is not JSON (outside the console's forms)."""
 
     def __init__(self, app, *, max_bytes: int) -> None:
         self.app = app
@@ -38,34 +37,55 @@ class BodyLimits:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reply(send, 413, "too_large", f"the body may hold at most {self.max_bytes} bytes")
+            await self._too_large(send)
             return
         kind = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
         if not scope["path"].startswith(FORM_PREFIXES) and kind not in JSON_TYPES:
             await self._reply(send, 415, "unsupported_media_type",
                               f"send the body as JSON with 'Content-Type: application/json' (got {kind or 'none'})")
             return
-        await self.app(scope, self._counting(receive), send)
+        if length is None:  # streamed (chunked): the server checks a declared length, not this
+            messages = await self._read_streamed(receive)
+            if messages is None:
+                await self._too_large(send)
+                return
+            receive = replaying(messages, receive)
+        await self.app(scope, receive, send)
 
-    def _counting(self, receive):
+    async def _read_streamed(self, receive) -> list[dict[str, Any]] | None:
+        """The messages of a body sent without ``Content-Length``, read to its end (or to the client leaving);
+        ``None`` once it passes ``max_bytes``."""
+        messages: list[dict[str, Any]] = []
         seen = 0
-
-        async def counted():
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise GatewayError(413, "too_large", f"the body may hold at most {self.max_bytes} bytes")
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":  # the client left: the app hears it as it would have
+                return messages
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
 
-        return counted
+    async def _too_large(self, send) -> None:
+        await self._reply(send, 413, "too_large", f"the body may hold at most {self.max_bytes} bytes")
 
     @staticmethod
     async def _reply(send, status: int, code: str, detail: str) -> None:
         start, body = _error(status, code, detail)
         await send(start)
         await send(body)
+
+
+def replaying(messages: list[dict[str, Any]], receive):
+    """A ``receive`` that gives ``messages`` (already read from the client) again, then the client's own."""
+    queued = list(messages)
+
+    async def replay() -> dict[str, Any]:
+        return queued.pop(0) if queued else await receive()
+
+    return replay
 
 
 class AccessLog:
