@@ -108,6 +108,10 @@ def test_long_threshold_applies_to_prompts_over_256_characters_only():
     assert strict.exit_code == 1, strict.output
     (finding,) = [f for f in json.loads(strict.output)["findings"] if f["layer"] == "classifier"]
     assert "the learned classifier" in finding["reason"]
-    assert guard("prompt", "--long-threshold", low, short_text).exit_code == 0
+    short = guard("prompt", "--long-threshold", low, short_text)  # a clean verdict names the threshold it met
+    assert short.exit_code == 0 and f"classifier threshold {classifier.threshold:.2f}" in short.output
+    lenient = guard("prompt", "--long-threshold", "0.99", "--json", long_text)
+    assert lenient.exit_code == 0 and json.loads(lenient.output)["threshold"] == 0.99
+    assert json.loads(guard("prompt", "--rules-only", "--json", short_text).output)["threshold"] is None
     refused = guard("prompt", "--long-threshold", "1.5", "hello")
     assert refused.exit_code == 2 and "long_threshold must be strictly between 0 and 1" in refused.output

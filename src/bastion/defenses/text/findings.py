@@ -67,6 +67,9 @@ class Verdict(BaseModel):
             ``None`` for the input guard.
         stats: counts from normalisation (``invisible``, ``bidi``, ``homoglyphs``, ``decoded_layers``) and
             the characters scanned.
+        threshold: the learned classifier's threshold for the text as sent (its long-text threshold when the text
+            was read by pieces), so a clean score can be read against it; ``None`` when the classifier did not
+            run (rules only, a rule matched the text as sent, or the output guard).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -77,3 +80,4 @@ class Verdict(BaseModel):
     findings: list[Finding]
     redacted: str | None = None
     stats: dict[str, int] = Field(default_factory=dict)
+    threshold: float | None = None

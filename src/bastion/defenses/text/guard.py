@@ -98,16 +98,16 @@ class PromptGuard:
         ruled = match_rules(normalized.views)
         findings += ruled
         model = self._model()
-        probability = 0.0
+        probability, threshold = 0.0, None
         if model is not None and (self.exhaustive or not any(not finding.path for finding in ruled)):
-            learned, probability = self._classify(model, normalized.views)
+            learned, probability, threshold = self._classify(model, normalized.views)
             findings += learned
         flagging = [finding for finding in findings
                     if finding.layer != "normalize" or finding.rule in FLAGGING_NORMALIZE_RULES]
         score = max([probability, *(1.0 if finding.score is None else finding.score for finding in flagging)])
         return Verdict(flagged=bool(flagging), score=score,
                        categories=sorted({finding.category for finding in findings if finding in flagging}),
-                       findings=findings, stats=dict(normalized.stats))
+                       findings=findings, stats=dict(normalized.stats), threshold=threshold)
 
     def _model(self) -> InjectionClassifier | None:
         if self.classifier == "default":
@@ -116,8 +116,10 @@ class PromptGuard:
             self.classifier = load_default()
         return self.classifier if not isinstance(self.classifier, str) else None
 
-    def _classify(self, model: InjectionClassifier, views: Sequence[TextView]) -> tuple[list[Finding], float]:
-        """Findings where a view's probability reaches the threshold, and the highest probability."""
+    def _classify(self, model: InjectionClassifier, views: Sequence[TextView]
+                  ) -> tuple[list[Finding], float, float]:
+        """Findings where a view's probability reaches the threshold, the highest probability, and the threshold
+        of the text as sent (``views[0]``)."""
         from bastion.defenses.text.classifier import deciding_span, describe
 
         probabilities, parts = model.score([view.text for view in views], threshold=self.threshold,
@@ -133,7 +135,7 @@ class PromptGuard:
                     evidence=quote(view.text[span[0]:span[1]].strip()) if span else "",
                     reason=describe(probability, parts, row) + where
                     + ("; the quoted part scored highest" if span else "")))
-        return findings, round(float(probabilities.max(initial=0.0)), 4)
+        return findings, round(float(probabilities.max(initial=0.0)), 4), float(parts["threshold"][0])
 
 
 def check_text(text: object, max_chars: int, what: str) -> None:
