@@ -39,7 +39,9 @@ Setup:
    a minimal asyncio HTTP/1.1 client (requests built before the clock starts, so the client costs
    little CPU), ``--warmup`` requests first, then ``--requests`` timed ones; the gateway's requests
    are dealt round-robin to ``--keys`` API keys. Throughput = timed requests / wall time.
-   Sequential latency: ``--sequential`` requests at concurrency 1.
+   Sequential latency: ``--sequential`` requests at concurrency 1. With 2 CPUs or more, the servers run on the
+   last CPU and the load generator on the others (``--no-pin``: anywhere). Unpinned, a server and the load
+   generator ran in turn on this 2-CPU machine (each server's loop about 65% busy), so the figure was the pair's.
 4. Rounds: all servers run side by side (an idle one costs nothing) and are loaded one at a time,
    ``--rounds`` rounds, the order rotating each round. This machine's speed drifts by a third from
    minute to minute, so the ratio to bare and the added latencies are compared within each round
@@ -143,6 +145,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+#: CPUs for the servers and for the load generator (``None``: any); set by ``--pin`` (see :func:`pinning`).
+CPUS: dict[str, set[int] | None] = {"servers": None, "load": None}
+
+
+def pinning(enabled: bool) -> dict[str, list[int]] | None:
+    """Give the servers the last CPU and the load generator the others (needs 2 CPUs). Unpinned on this 2-CPU
+    machine, a server and the load generator ran in turn rather than side by side (the kernel puts a task woken
+    over loopback on its waker's CPU): each server's event loop was about 65% busy with 8 requests always
+    outstanding, so the figure measured the pair, not the server."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not enabled or len(cpus) < 2:
+        CPUS.update(servers=None, load=None)
+        return None
+    CPUS.update(servers={cpus[-1]}, load=set(cpus[:-1]))
+    return {"servers": cpus[-1:], "load": cpus[:-1]}
+
+
+def _pinned_to(role: str):
+    """A ``preexec_fn`` putting the child (and every thread it starts) on ``role``'s CPUs, or ``None``."""
+    cpus = CPUS[role]
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
 class Server:
     """One server process on a free loopback port; ``keys`` are the API keys its clients send (none for bare)."""
 
@@ -153,7 +178,8 @@ class Server:
 
     def start(self) -> Server:
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=_pinned_to("servers"))
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -364,7 +390,8 @@ def load(server: Server, *, requests: int, warmup: int, concurrency: int, offset
                str(requests), "--warmup", str(warmup), "--concurrency", str(concurrency), "--offset", str(offset)]
     for key in server.keys:
         command += ["--key", key]
-    run = subprocess.run(command, env=server_env(), capture_output=True, text=True, timeout=3600)
+    run = subprocess.run(command, env=server_env(), capture_output=True, text=True, timeout=3600,
+                         preexec_fn=_pinned_to("load"))
     if run.returncode != 0:
         raise RuntimeError(f"the load generator failed against {server.name}:\n{run.stderr[-3000:]}")
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -504,7 +531,8 @@ def run(args: argparse.Namespace) -> None:
     else:
         weights, how = Path(args.weights), f"given {args.weights}"
     reference = prepare_reference()
-    print(f"model: {args.factory}, {how}", flush=True)
+    pinned = pinning(args.pin)
+    print(f"model: {args.factory}, {how}; CPUs: {pinned or 'not pinned'}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bastion-gateway-bench-") as folder:
@@ -539,7 +567,7 @@ def run(args: argparse.Namespace) -> None:
         if args.profile_requests:
             profile = {"stages_us": stage_profile(args.factory, weights, reference, work, args.profile_requests),
                        "cprofile_top": live_profile(args, weights, reference, work)}
-    write_results(args, how, throughput, sequential, profile, load_before)
+    write_results(args, how, throughput, sequential, profile, load_before, pinned)
 
 
 def live_profile(args: argparse.Namespace, weights: Path, reference: Path, work: Path) -> list[dict[str, Any]]:
@@ -564,7 +592,7 @@ def live_profile(args: argparse.Namespace, weights: Path, reference: Path, work:
 
 def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list[dict[str, Any]]],
                   sequential: dict[str, list[dict[str, Any]]], profile: dict[str, Any] | None,
-                  load_before: tuple[float, float, float]) -> None:
+                  load_before: tuple[float, float, float], pinned: dict[str, list[int]] | None) -> None:
     import torch
 
     summary: dict[str, dict[str, float]] = {}
@@ -585,7 +613,8 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
         "benchmark": "gateway_throughput", "issue": 6,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-                    "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
+                    "cpus": os.cpu_count(), "pinned": pinned, "load_average_before": load_before,
+                    "load_average_after": os.getloadavg()},
         "model": {"factory": args.factory, "weights": how, "epochs": None if args.weights else args.epochs},
         "settings": {"rounds": args.rounds, "requests": args.requests, "warmup": args.warmup,
                      "concurrency": args.concurrency, "sequential": args.sequential, "keys": args.keys,
@@ -628,6 +657,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(
         f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--out", default="gateway_throughput")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="servers on the last CPU, the load generator on the others (default; needs 2 CPUs)")
 
     bare = commands.add_parser("bare-server", help="(internal) the bare FastAPI endpoint")
     bare.add_argument("--factory", required=True)
