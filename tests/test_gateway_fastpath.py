@@ -137,10 +137,9 @@ def test_a_client_that_leaves_mid_body_and_a_streamed_body_over_the_limit(tmp_pa
         return sent, metrics
 
     left, _ = asyncio.run(post([b'{"inputs": ['], then_leave=True))
+    assert left[0]["status"] == 400  # nobody is left to read it, but the access log counts a 400, not a 500
     if path == INFER:
-        assert left[0]["status"] == 400 and b"client_disconnected" in left[1]["body"]
-    else:  # FastAPI's route: nobody is left to answer, and nothing is half-answered
-        assert not left or left[0]["status"] == 400
+        assert b"client_disconnected" in left[1]["body"]
     large, metrics = asyncio.run(post([b'{"inputs": [' + b" " * 600, b" " * 600], then_leave=False))
     assert large[0]["status"] == 413 and json.loads(large[1]["body"])["error"] == "too_large"
     from prometheus_client import generate_latest
