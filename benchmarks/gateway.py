@@ -37,8 +37,8 @@ Setup:
 
 3. Load: a separate process (``gateway.py load``) with ``--concurrency`` keep-alive connections and
    a minimal asyncio HTTP/1.1 client (requests built before the clock starts; it still spends about
-   0.9 ms of CPU a request on this machine), ``--warmup`` requests first, then ``--requests`` timed ones; the gateway's requests
-   are dealt round-robin to ``--keys`` API keys. Throughput = timed requests / wall time.
+   0.9 ms of CPU a request on this machine), ``--warmup`` requests first, then ``--requests`` timed ones;
+   the gateway's requests are dealt round-robin to ``--keys`` API keys. Throughput = timed requests / wall time.
    Sequential latency: ``--sequential`` requests at concurrency 1. With 2 CPUs or more, the servers run on the
    last CPU and the load generator on the others (``--no-pin``: anywhere). Unpinned, a server and the load
    generator ran in turn on this 2-CPU machine (each server's loop about 65% busy), so the figure was the pair's.
@@ -162,10 +162,12 @@ def pinning(enabled: bool) -> dict[str, list[int]] | None:
     return {"servers": cpus[-1:], "load": cpus[:-1]}
 
 
-def _pinned_to(role: str):
-    """A ``preexec_fn`` putting the child (and every thread it starts) on ``role``'s CPUs, or ``None``."""
-    cpus = CPUS[role]
-    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+def _pin(process: subprocess.Popen, role: str) -> subprocess.Popen:
+    """Put a child just started on ``role``'s CPUs (if pinned). It is still starting the interpreter, so every
+    thread it starts later inherits them (no ``preexec_fn``: unsafe in a parent with threads, such as torch's)."""
+    if CPUS[role] is not None:
+        os.sched_setaffinity(process.pid, CPUS[role])
+    return process
 
 
 class Server:
@@ -178,8 +180,8 @@ class Server:
 
     def start(self) -> Server:
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            preexec_fn=_pinned_to("servers"))
+            self.process = _pin(subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT),
+                                "servers")
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -390,11 +392,16 @@ def load(server: Server, *, requests: int, warmup: int, concurrency: int, offset
                str(requests), "--warmup", str(warmup), "--concurrency", str(concurrency), "--offset", str(offset)]
     for key in server.keys:
         command += ["--key", key]
-    run = subprocess.run(command, env=server_env(), capture_output=True, text=True, timeout=3600,
-                         preexec_fn=_pinned_to("load"))
-    if run.returncode != 0:
-        raise RuntimeError(f"the load generator failed against {server.name}:\n{run.stderr[-3000:]}")
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    with _pin(subprocess.Popen(command, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+              "load") as generator:
+        try:
+            stdout, stderr = generator.communicate(timeout=3600)
+        except subprocess.TimeoutExpired:
+            generator.kill()
+            raise
+    if generator.returncode != 0:
+        raise RuntimeError(f"the load generator failed against {server.name}:\n{stderr[-3000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
     answered = sum(v for k, v in result["statuses"].items() if k in ("200", "202"))
     if answered != result["requests"]:
         raise RuntimeError(f"{server.name} answered {result['statuses']}: not every request was served")

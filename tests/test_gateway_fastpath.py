@@ -104,21 +104,22 @@ def test_the_bounds_are_the_schemas():
     assert fastpath.MAX_DIMENSIONS == longest(InferInput, "shape")
 
 
-@pytest.mark.parametrize("path", [INFER, "/predict"])
-def test_a_client_that_leaves_mid_body_and_a_streamed_body_over_the_limit(tmp_path, digits_weights, path):
-    """The fast path's route and a FastAPI route alike: a client leaving mid-body gets the route's 400, a body
-    streamed without Content-Length past the limit a 413 (FastAPI's own body reading used to make it a 400)."""
-    import asyncio
-
+def _limited_app(tmp_path, digits_weights):
     loaded = load_classifier("bastion.models.zoo:digits_cnn", weights=digits_weights)
     settings = GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, model_name="digits",
                                default_rate=None, default_budget=None, key_cache_seconds=0, max_body_bytes=1000)
-    app = create_app(settings, loaded=loaded, policy=policy_from_dict(POLICY))
-    key = make_key(tmp_path)[1]
+    return create_app(settings, loaded=loaded, policy=policy_from_dict(POLICY)), make_key(tmp_path)[1]
 
-    async def post(chunks: list[bytes], then_leave: bool) -> list[dict]:
+
+def _post_chunks(app, key: str, path: str, chunks: list[bytes], *, then_leave: bool = False,
+                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[list[dict], object]:
+    """POST ``chunks`` as one streamed body straight to the ASGI app; the messages it sent, and its metrics."""
+    import asyncio
+
+    async def post() -> tuple[list[dict], object]:
         scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode())],
+                 "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode()),
+                             *headers],
                  "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
                  "root_path": "", "asgi": {"version": "3.0"}, "state": {}}
         messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
@@ -133,16 +134,35 @@ def test_a_client_that_leaves_mid_body_and_a_streamed_body_over_the_limit(tmp_pa
 
         async with app.router.lifespan_context(app):
             await app(scope, receive, send)
-            metrics = app.state.gateway.metrics
-        return sent, metrics
+            return sent, app.state.gateway.metrics
 
-    left, _ = asyncio.run(post([b'{"inputs": ['], then_leave=True))
+    return asyncio.run(post())
+
+
+@pytest.mark.parametrize("path", [INFER, "/predict"])
+def test_a_client_that_leaves_mid_body_and_a_streamed_body_over_the_limit(tmp_path, digits_weights, path):
+    """The fast path's route and a FastAPI route alike: a client leaving mid-body gets the route's 400, a body
+    streamed without Content-Length past the limit a 413 (FastAPI's own body reading used to make it a 400)."""
+    app, key = _limited_app(tmp_path, digits_weights)
+    left, _ = _post_chunks(app, key, path, [b'{"inputs": ['], then_leave=True)
     assert left[0]["status"] == 400  # nobody is left to read it, but the access log counts a 400, not a 500
     if path == INFER:
         assert b"client_disconnected" in left[1]["body"]
-    large, metrics = asyncio.run(post([b'{"inputs": [' + b" " * 600, b" " * 600], then_leave=False))
+    large, metrics = _post_chunks(app, key, path, [b'{"inputs": [' + b" " * 600, b" " * 600])
     assert large[0]["status"] == 413 and json.loads(large[1]["body"])["error"] == "too_large"
+    assert (b"connection", b"close") in large[0]["headers"]  # the rest of the body is never read
     from prometheus_client import generate_latest
     assert 'route="unmatched",status="413"' in generate_latest(metrics.registry).decode()  # as for Content-Length
-    fits, _ = asyncio.run(post([b'{"inputs": ', b"[]}"], then_leave=False))  # streamed, within the limit
+    fits, _ = _post_chunks(app, key, path, [b'{"inputs": ', b"[]}"])  # streamed, within the limit
     assert fits[0]["status"] == 422
+
+
+def test_a_chunked_body_is_counted_whatever_content_length_says_beside_it(tmp_path, digits_weights):
+    """The server reads a chunked body to its last chunk even when a Content-Length is sent too (HTTP/1.1 lets
+    Transfer-Encoding win), so the declared length must not excuse it from the count."""
+    app, key = _limited_app(tmp_path, digits_weights)
+    both = ((b"content-length", b"5"), (b"transfer-encoding", b"chunked"))
+    large, _ = _post_chunks(app, key, "/predict", [b" " * 600, b" " * 600], headers=both)
+    assert large[0]["status"] == 413 and json.loads(large[1]["body"])["error"] == "too_large"
+    at_limit, _ = _post_chunks(app, key, "/predict", [b'{"instances": ' + b" " * 981, b"[[]]}"], headers=both)
+    assert at_limit[0]["status"] == 422  # 1,000 bytes exactly: read, and refused by the route for its content

@@ -136,6 +136,16 @@ def test_guard_calls_are_audited_and_replay_identically(gateway):
     refused = CliRunner().invoke(cli, ["replay", refused_id, "--home", str(gateway.home)])
     assert refused.exit_code == 2 and "no prediction to replay" in refused.output
     assert CliRunner().invoke(cli, ["audit", "verify", "--home", str(gateway.home)]).exit_code == 0
+    with open_database(home=gateway.home) as database, database.transaction() as session:
+        for request_id in (prompt_id, output_id):  # as logged before verdicts carried their threshold
+            record = find_record(session, request_id)
+            record.response = {key: value for key, value in record.response.items() if key != "threshold"}
+    with open_database(home=gateway.home) as database, database.sessions() as session:
+        for request_id in (prompt_id, output_id):
+            assert replay(session, request_id).identical
+        record = find_record(session, prompt_id)
+        record.response = {**record.response, "score": 0.5}  # what is in the record is still compared
+        assert not replay(session, prompt_id).checks["verdict"]
 
 
 def test_the_shipped_classifier_is_loaded_once_shared_and_replayed(tmp_path, monkeypatch):

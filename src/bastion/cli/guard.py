@@ -224,12 +224,12 @@ def _report(verdict: Verdict, as_json: bool, what: str) -> None:
 def _print_verdict(verdict: Verdict, what: str) -> None:
     from rich.text import Text
 
-    against = "" if verdict.threshold is None else f" (classifier threshold {verdict.threshold:.2f})"
+    against = "" if verdict.threshold is None else f" (classifier threshold {verdict.threshold:g})"
     if verdict.flagged:
         console.print(Text.assemble(("FLAGGED", "bold red"), f"  {what}: {', '.join(verdict.categories)}  "
-                                    f"score {verdict.score:.2f}{against}"))
+                                    f"score {verdict.score:.4g}{against}"))
     else:
-        console.print(Text.assemble(("CLEAN", "bold green"), f"  score {verdict.score:.2f}{against}"))
+        console.print(Text.assemble(("CLEAN", "bold green"), f"  score {verdict.score:.4g}{against}"))
     for finding in verdict.findings:
         where = "after " + " > ".join(finding.path) if finding.path else "as sent"
         evidence = f" {finding.evidence!r}" if finding.evidence else ""

@@ -15,10 +15,12 @@ JSON_TYPES = ("application/json",)
 FORM_PREFIXES = ("/console",)  # the console's forms post urlencoded bodies
 
 
-def _error(status: int, code: str, detail: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _error(status: int, code: str, detail: str, *, close: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     body = json.dumps({"error": code, "detail": detail}).encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the rest of the body is not read: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
+    start = {"type": "http.response.start", "status": status, "headers": headers}
     return start, {"type": "http.response.body", "body": body}
 
 
@@ -44,12 +46,13 @@ class BodyLimits:
             await self._reply(send, 415, "unsupported_media_type",
                               f"send the body as JSON with 'Content-Type: application/json' (got {kind or 'none'})")
             return
-        if length is None:  # streamed (chunked): the server checks a declared length, not this
-            messages = await self._read_streamed(receive)
+        if length is None or b"transfer-encoding" in headers:  # streamed: the server reads it to its last chunk,
+            messages = await self._read_streamed(receive)   # whatever Content-Length says beside it
             if messages is None:
                 await self._too_large(send)
                 return
             receive = replaying(messages, receive)
+            del messages  # the replay gives each message up as it hands it over
         await self.app(scope, receive, send)
 
     async def _read_streamed(self, receive) -> list[dict[str, Any]] | None:
@@ -69,21 +72,22 @@ class BodyLimits:
                 return messages
 
     async def _too_large(self, send) -> None:
-        await self._reply(send, 413, "too_large", f"the body may hold at most {self.max_bytes} bytes")
+        await self._reply(send, 413, "too_large", f"the body may hold at most {self.max_bytes} bytes", close=True)
 
     @staticmethod
-    async def _reply(send, status: int, code: str, detail: str) -> None:
-        start, body = _error(status, code, detail)
+    async def _reply(send, status: int, code: str, detail: str, *, close: bool = False) -> None:
+        start, body = _error(status, code, detail, close=close)
         await send(start)
         await send(body)
 
 
 def replaying(messages: list[dict[str, Any]], receive):
-    """A ``receive`` that gives ``messages`` (already read from the client) again, then the client's own."""
-    queued = list(messages)
+    """A ``receive`` that gives ``messages`` (already read from the client; the list is emptied as they are handed
+    over) again, then the client's own."""
+    messages.reverse()
 
     async def replay() -> dict[str, Any]:
-        return queued.pop(0) if queued else await receive()
+        return messages.pop() if messages else await receive()
 
     return replay
 

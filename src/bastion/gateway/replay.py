@@ -22,6 +22,9 @@ from bastion.gateway.text_pipeline import TextPipeline, texts_from_array
 from bastion.models.loading import LoadedModel
 from bastion.storage.tables import AuditInputRow, AuditRecordRow, PolicyRow
 
+#: Fields the guards' verdicts gained after records were first logged: a record without one is compared without it.
+LATER_VERDICT_FIELDS = ("threshold",)
+
 
 class ReplayResult(BaseModel):
     """The comparison of a replayed prediction with its record.
@@ -137,7 +140,9 @@ def _replay_guard(session: Session, record: AuditRecordRow) -> ReplayResult:
     kind = "prompt" if record.model == GUARD_MODELS["prompt"] else "output"
     again = rerun(kind, _policy_document(session, record), logged_input(session, record),
                   model_sha256=record.model_sha256)
-    checks = {"verdict": again.response == record.response, "scores": again.scores == record.scores,
+    replayed = {key: value for key, value in again.response.items()
+                if key in record.response or key not in LATER_VERDICT_FIELDS}
+    checks = {"verdict": replayed == record.response, "scores": again.scores == record.scores,
               "decision": again.decision == record.decision}
     difference = abs(again.scores["score"] - record.scores.get("score", float("inf")))
     return ReplayResult(request_id=record.request_id, model=record.model, model_sha256=record.model_sha256,

@@ -467,7 +467,7 @@ class InjectionClassifier:
                 reason=f"{describe(score, parts, 0)}; the quoted part scored highest",
                 evidence=quote(text[start:end].strip()), span=(start, end), score=score))
         return Verdict(flagged=bool(findings), score=score, categories=["learned"] if findings else [],
-                       findings=findings, stats={"characters": len(text)})
+                       findings=findings, stats={"characters": len(text)}, threshold=float(parts["threshold"][0]))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):

@@ -67,9 +67,10 @@ class Verdict(BaseModel):
             ``None`` for the input guard.
         stats: counts from normalisation (``invisible``, ``bidi``, ``homoglyphs``, ``decoded_layers``) and
             the characters scanned.
-        threshold: the learned classifier's threshold for the text as sent (its long-text threshold when the text
-            was read by pieces), so a clean score can be read against it; ``None`` when the classifier did not
-            run (rules only, a rule matched the text as sent, or the output guard).
+        threshold: the learned classifier's threshold for the view of the text (as sent, or a decoding) it gave
+            its highest probability, the long-text threshold where that view was read by pieces, so the classifier's
+            score can be read against it; ``None`` when the classifier did not run (rules only, a rule matched the
+            text as sent and the guard is not exhaustive, or the output guard).
     """
 
     model_config = ConfigDict(extra="forbid")

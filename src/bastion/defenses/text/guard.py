@@ -119,7 +119,7 @@ class PromptGuard:
     def _classify(self, model: InjectionClassifier, views: Sequence[TextView]
                   ) -> tuple[list[Finding], float, float]:
         """Findings where a view's probability reaches the threshold, the highest probability, and the threshold
-        of the text as sent (``views[0]``)."""
+        that applied to the view with that probability."""
         from bastion.defenses.text.classifier import deciding_span, describe
 
         probabilities, parts = model.score([view.text for view in views], threshold=self.threshold,
@@ -135,7 +135,8 @@ class PromptGuard:
                     evidence=quote(view.text[span[0]:span[1]].strip()) if span else "",
                     reason=describe(probability, parts, row) + where
                     + ("; the quoted part scored highest" if span else "")))
-        return findings, round(float(probabilities.max(initial=0.0)), 4), float(parts["threshold"][0])
+        highest = int(probabilities.argmax())
+        return findings, round(float(probabilities[highest]), 4), float(parts["threshold"][highest])
 
 
 def check_text(text: object, max_chars: int, what: str) -> None:
