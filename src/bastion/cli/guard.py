@@ -224,12 +224,14 @@ def _report(verdict: Verdict, as_json: bool, what: str) -> None:
 def _print_verdict(verdict: Verdict, what: str) -> None:
     from rich.text import Text
 
-    against = "" if verdict.threshold is None else f" (classifier threshold {verdict.threshold:g})"
+    # The classifier's threshold, where its probability is what the score shows (not a rule's match).
+    learned = not verdict.flagged or any(finding.layer == "classifier" for finding in verdict.findings)
+    against = f" (classifier threshold {verdict.threshold:g})" if verdict.threshold is not None and learned else ""
     if verdict.flagged:
         console.print(Text.assemble(("FLAGGED", "bold red"), f"  {what}: {', '.join(verdict.categories)}  "
-                                    f"score {verdict.score:.4g}{against}"))
+                                    f"score {verdict.score:.4f}{against}"))
     else:
-        console.print(Text.assemble(("CLEAN", "bold green"), f"  score {verdict.score:.4g}{against}"))
+        console.print(Text.assemble(("CLEAN", "bold green"), f"  score {verdict.score:.4f}{against}"))
     for finding in verdict.findings:
         where = "after " + " > ".join(finding.path) if finding.path else "as sent"
         evidence = f" {finding.evidence!r}" if finding.evidence else ""
