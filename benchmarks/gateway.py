@@ -29,6 +29,8 @@ Setup:
      review at 2), the ``full`` output policy, the extraction monitor, the JSON access log (to a
      file) and the SQLite audit log (hash-chained, every record committed before the answer).
      Detectors fitted on training images 50,000..51,999 (never trained on) at 1% false positives.
+     ``--memory-format channels_last`` sets the policy's ``memory_format`` and gives the bare endpoint's model
+     the same layout (default: contiguous, the policy's default).
    - ``gateway-unbatched``: ``gateway-shared`` with micro-batching off (``BASTION_BATCH_INSTANCES=1``): every
      request its own forward pass, as the bare endpoint does. ``gateway-shared`` batches the requests
      that arrive while the event loop serves others (at most 64 instances a pass).
@@ -210,7 +212,7 @@ def server_env() -> dict[str, str]:
 
 def bare_server(factory: str, weights: Path, work: Path) -> Server:
     command = [sys.executable, str(Path(__file__).resolve()), "bare-server", "--factory", factory, "--weights",
-               str(weights)]
+               str(weights), "--memory-format", BASE_POLICY.get("memory_format", "contiguous")]
     return Server("bare", command, server_env(), work / "bare.log", [])
 
 
@@ -271,6 +273,8 @@ def run_bare_server(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     model = load_classifier(args.factory, weights=args.weights).classifier
+    if args.memory_format == "channels_last":  # the layout the gateway's policy gives the model
+        model = model.in_channels_last()
     app = FastAPI()
 
     @app.post(PATH)
@@ -538,6 +542,8 @@ def run(args: argparse.Namespace) -> None:
     else:
         weights, how = Path(args.weights), f"given {args.weights}"
     reference = prepare_reference()
+    if args.memory_format != "contiguous":
+        BASE_POLICY["memory_format"] = args.memory_format
     pinned = pinning(args.pin)
     print(f"model: {args.factory}, {how}; CPUs: {pinned or 'not pinned'}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -664,6 +670,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: " + ", ".join(
         f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--out", default="gateway_throughput")
+    parser.add_argument("--memory-format", choices=("contiguous", "channels_last"), default="contiguous",
+                        help="the model's memory layout in every server: the gateways' policy memory_format, and the "
+                             "bare endpoint's model the same (default %(default)s)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="servers on the last CPU, the load generator on the others (default; needs 2 CPUs)")
 
@@ -671,6 +680,7 @@ def main() -> None:
     bare.add_argument("--factory", required=True)
     bare.add_argument("--weights", required=True)
     bare.add_argument("--port", type=int, required=True)
+    bare.add_argument("--memory-format", choices=("contiguous", "channels_last"), default="contiguous")
     profiled = commands.add_parser("profile-server", help="(internal) bastion serve under cProfile")
     for option in ("--stats", "--model", "--weights", "--policy", "--name", "--home"):
         profiled.add_argument(option, required=True)

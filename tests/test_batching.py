@@ -86,11 +86,13 @@ def test_a_failed_batch_runs_each_request_alone(pipeline, digits_arrays, monkeyp
     assert all(evaluation.probabilities.shape == (1, 10) for evaluation, _ in answers)
 
 
-def test_concurrent_requests_share_a_pass_and_replay_bit_for_bit(tmp_path, loaded, digits_arrays):
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_concurrent_requests_share_a_pass_and_replay_bit_for_bit(tmp_path, loaded, digits_arrays, memory_format):
     x, _ = digits_arrays
     settings = GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, model_name="digits",
                                default_rate=None, default_budget=None, key_cache_seconds=0)
-    with LiveServer(create_app(settings, loaded=loaded, policy=policy_from_dict(POLICY))) as server:
+    policy = policy_from_dict({**POLICY, "memory_format": memory_format})  # replay reads the layout from the policy
+    with LiveServer(create_app(settings, loaded=loaded, policy=policy)) as server:
         _, key = make_key(tmp_path)
 
         async def burst():

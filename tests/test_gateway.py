@@ -315,6 +315,7 @@ def test_throttle_counts_exactly_without_starting_threads():
     ("reference: digits:train\nreference_limit: 5\n", "reference_limit"),
     ("input: [1, 2]\n", "input"),
     ("{not yaml", "not valid YAML"),
+    ("memory_format: nhwc\n", "memory_format"),
 ])
 def test_serve_refuses_a_bad_policy_with_what_to_fix(tmp_path, digits_weights, policy, message):
     path = tmp_path / "policy.yaml"
@@ -341,3 +342,30 @@ def test_sanitising_is_the_bit_depth_defense(loaded, digits_arrays):
     pipeline = PolicyPipeline(loaded.classifier, policy_from_dict({"sanitise": {"bit_depth": 3}}))
     assert torch.equal(pipeline.sanitise(x), BitDepthReduction(3).fit(bounds=(0.0, 1.0)).transform(x))
     assert len(torch.unique(pipeline.sanitise(x))) <= 8
+
+
+def test_channels_last_is_part_of_the_policy_and_only_for_torch_models_on_images(loaded, digits_arrays):
+    import torch
+    from torch import nn
+
+    from bastion.core.errors import ConfigError
+    from bastion.gateway.pipeline import PolicyPipeline
+    from bastion.gateway.policy import Policy
+    from bastion.models.torch_adapter import TorchClassifier
+
+    assert "memory_format" not in Policy().document()  # the hash of every policy written before it is unchanged
+    fast = policy_from_dict({"memory_format": "channels_last"})
+    assert fast.sha256() != Policy().sha256()
+    x = torch.from_numpy(digits_arrays[0][:16])
+    plain, twin = PolicyPipeline(loaded.classifier, Policy()), PolicyPipeline(loaded.classifier, fast)
+    assert plain.model is loaded.classifier and twin.model is not loaded.classifier  # the loaded model is untouched
+
+    def last_conv(model):  # (64, 32, 3, 3): one input channel would be contiguous in both layouts
+        return [m for m in model.module.modules() if isinstance(m, nn.Conv2d)][-1].weight
+
+    assert last_conv(twin.model).is_contiguous(memory_format=torch.channels_last)
+    assert not last_conv(loaded.classifier).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(twin.evaluate(x).probabilities, plain.evaluate(x).probabilities, atol=1e-5, rtol=0)
+    tabular = TorchClassifier(nn.Linear(4, 3), (4,), 3)
+    with pytest.raises(ConfigError, match="image inputs"):
+        PolicyPipeline(tabular, fast)

@@ -19,6 +19,7 @@ from bastion.defenses.preprocess import BitDepthReduction
 from bastion.gateway.errors import invalid_input
 from bastion.gateway.policy import Decision, Policy
 from bastion.models.base import Classifier
+from bastion.models.torch_adapter import TorchClassifier
 
 NUMPY_DTYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
 
@@ -74,7 +75,7 @@ class PolicyPipeline:
     """
 
     def __init__(self, model: Classifier, policy: Policy, *, reference: torch.Tensor | None = None) -> None:
-        self.model = model
+        self.model = _in_layout(model, policy.memory_format)
         self.policy = policy
         rules = policy.input
         self.input_shape = tuple(rules.shape) if rules.shape is not None else tuple(model.input_shape)
@@ -206,3 +207,17 @@ class PolicyPipeline:
     def fitted_state(self) -> dict[str, Any]:
         """Each detector's parameters and threshold, for the metadata route and the audit trail."""
         return {d.name: {"params": d.get_params(), "threshold": float(d.threshold_)} for d in self.detectors}
+
+
+def _in_layout(model: Classifier, memory_format: str) -> Classifier:
+    """``model`` as the policy's ``memory_format`` runs it (a channels-last copy of a torch model, or itself).
+
+    Raises:
+        ConfigError: channels-last layout for a model that is not a torch model on image inputs.
+    """
+    if memory_format == "contiguous":
+        return model
+    if not isinstance(model, TorchClassifier) or len(model.input_shape) != 3:
+        raise ConfigError(f"memory_format: {memory_format} is for torch models on image inputs (C, H, W); this model "
+                          f"is {type(model).__name__} on {list(model.input_shape)}: remove it from the policy")
+    return model.in_channels_last()
