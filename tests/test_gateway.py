@@ -369,3 +369,27 @@ def test_channels_last_is_part_of_the_policy_and_only_for_torch_models_on_images
     tabular = TorchClassifier(nn.Linear(4, 3), (4,), 3)
     with pytest.raises(ConfigError, match="image inputs"):
         PolicyPipeline(tabular, fast)
+
+    class Viewing(nn.Module):  # the classic `.view` after a convolution: it cannot run channels-last
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x):
+            return self.head(self.conv(x).view(x.shape[0], -1))
+
+    viewing = TorchClassifier(Viewing(), (1, 8, 8), 10)
+    assert PolicyPipeline(viewing, Policy()).evaluate(x[:2]).probabilities.shape == (2, 10)
+    with pytest.raises(ConfigError, match="does not run in channels-last layout"):
+        PolicyPipeline(viewing, fast)
+
+
+def test_serve_refuses_channels_last_for_a_model_that_cannot_run_it(tmp_path, monkeypatch):
+    (tmp_path / "tabular_factory.py").write_text(
+        "from bastion.models.zoo import tabular_mlp\n\ndef four_features():\n    return tabular_mlp(4, 3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "policy.yaml"
+    path.write_text("memory_format: channels_last\n")
+    run = CliRunner().invoke(cli, ["serve", "--model", "tabular_factory:four_features", "--policy", str(path),
+                                   "--home", str(tmp_path / "home")])
+    assert run.exit_code == 2 and "image inputs" in run.output, run.output

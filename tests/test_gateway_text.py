@@ -154,6 +154,8 @@ def test_text_and_tensor_sections_stay_with_their_models(loaded):
     tensor_policy = policy_from_dict({"reference": "digits:train", "detectors": [{"kind": "energy"}]})
     with pytest.raises(ConfigError, match="detectors, reference"):
         serve_model(loaded, tensor_policy, name="reviews", version="1")
+    with pytest.raises(ConfigError, match="sets memory_format"):  # a layout for tensors, never run on strings
+        serve_model(loaded, policy_from_dict({"memory_format": "channels_last"}), name="reviews", version="1")
     digits = load_classifier("bastion.models.zoo:digits_cnn")
     with pytest.raises(ConfigError, match="`text:` section"):
         serve_model(digits, policy_from_dict({"text": {}}), name="digits", version="1")

@@ -88,7 +88,7 @@ def serve_command(
                              "mean nothing (pass --weights FILE.safetensors)")
         rules = load_policy(policy)
         shape = getattr(loaded.classifier, "input_shape", None)  # None: a text model (strings in)
-        check_policy(rules, None if shape is None else tuple(shape))
+        check_policy(rules, None if shape is None else tuple(shape), classifier=loaded.classifier)
         if workers > 1:
             # Every worker rebuilds these settings (see app_from_environment) and loads the model itself. The
             # schema and the policy rows are written here, once, so that the workers do not race to create them.

@@ -75,7 +75,7 @@ class PolicyPipeline:
     """
 
     def __init__(self, model: Classifier, policy: Policy, *, reference: torch.Tensor | None = None) -> None:
-        self.model = _in_layout(model, policy.memory_format)
+        self.model = in_layout(model, policy.memory_format)
         self.policy = policy
         rules = policy.input
         self.input_shape = tuple(rules.shape) if rules.shape is not None else tuple(model.input_shape)
@@ -209,15 +209,24 @@ class PolicyPipeline:
         return {d.name: {"params": d.get_params(), "threshold": float(d.threshold_)} for d in self.detectors}
 
 
-def _in_layout(model: Classifier, memory_format: str) -> Classifier:
+def in_layout(model: Classifier, memory_format: str) -> Classifier:
     """``model`` as the policy's ``memory_format`` runs it (a channels-last copy of a torch model, or itself).
 
     Raises:
-        ConfigError: channels-last layout for a model that is not a torch model on image inputs.
+        ConfigError: channels-last layout for a model that is not a torch model on image inputs, or whose forward
+            pass does not run in that layout (e.g. ``.view`` on convolution features), tried on one zero image.
     """
     if memory_format == "contiguous":
         return model
     if not isinstance(model, TorchClassifier) or len(model.input_shape) != 3:
         raise ConfigError(f"memory_format: {memory_format} is for torch models on image inputs (C, H, W); this model "
                           f"is {type(model).__name__} on {list(model.input_shape)}: remove it from the policy")
-    return model.in_channels_last()
+    twin = model.in_channels_last()
+    try:
+        with torch.no_grad():
+            twin.logits(torch.zeros(1, *model.input_shape, device=twin.device))
+    except RuntimeError as error:
+        raise ConfigError(f"this model's forward pass does not run in channels-last layout ({error}); it may call "
+                          "`.view` on convolution features, where `flatten` or `reshape` would do: remove "
+                          f"memory_format: {memory_format} from the policy, or change the model") from None
+    return twin

@@ -22,9 +22,9 @@ Example (``policy.yaml``)::
     memory_format: contiguous   # or channels_last: see below
 
 ``memory_format: channels_last`` runs a torch model on image inputs ``(C, H, W)`` with its weights and every batch
-in channels-last layout, where PyTorch's CPU convolutions and pooling are faster (on bastion's Fashion-MNIST CNN a
-forward pass took about half the time, and batches of requests paid: 190 µs an image in a batch of eight against
-417 alone, where the default layout's pooling costs the same per image in any batch). The bits of a prediction
+in channels-last layout, where PyTorch's CPU convolutions and pooling are faster (bastion's Fashion-MNIST CNN, one
+thread: 417 µs for one image and 190 µs an image in a batch of eight, against 604 and 417 in the default layout,
+whose pooling costs about the same per image in any batch). The bits of a prediction
 differ between the two layouts, so the layout is part of the policy, and of its hash, and replay uses it.
 
 A text model (a scikit-learn pipeline on raw strings, OIP v2 ``BYTES`` inputs) takes a ``text:`` section

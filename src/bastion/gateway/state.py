@@ -16,11 +16,12 @@ from bastion.gateway.batching import MicroBatcher
 from bastion.gateway.guard import TextGuards
 from bastion.gateway.keys import KeyCache
 from bastion.gateway.metrics import GatewayMetrics
-from bastion.gateway.pipeline import PolicyPipeline
+from bastion.gateway.pipeline import PolicyPipeline, in_layout
 from bastion.gateway.policy import Policy, load_policy
 from bastion.gateway.settings import GatewaySettings
 from bastion.gateway.text_pipeline import TextPipeline, check_text_policy
 from bastion.gateway.throttle import Throttle
+from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel, load_classifier
 from bastion.models.text_adapter import TextClassifier
 from bastion.monitor.extraction import ExtractionMonitor
@@ -92,10 +93,10 @@ def load_reference(policy: Policy, input_shape: tuple[int, ...]) -> torch.Tensor
     return torch.from_numpy(dataset.x)
 
 
-def check_policy(policy: Policy, input_shape: tuple[int, ...] | None) -> None:
+def check_policy(policy: Policy, input_shape: tuple[int, ...] | None, *, classifier: Classifier | None = None) -> None:
     """Fail early on what the policy names: unknown detectors or parameters, an unreadable or misshapen
-    reference, tensor rules for a text model (``input_shape`` ``None``) or text rules for a tensor model
-    (``InputError``/``ConfigError`` saying which)."""
+    reference, tensor rules for a text model (``input_shape`` ``None``) or text rules for a tensor model, and a
+    ``memory_format`` that ``classifier`` (when given) cannot run in (``InputError``/``ConfigError`` saying which)."""
     if input_shape is None:
         check_text_policy(policy)
         return
@@ -103,6 +104,8 @@ def check_policy(policy: Policy, input_shape: tuple[int, ...] | None) -> None:
     for rule in policy.detectors:
         build_detector(rule.kind, **rule.params)
     load_reference(policy, input_shape)
+    if classifier is not None:
+        in_layout(classifier, policy.memory_format)
 
 
 def _refuse_text_section(policy: Policy) -> None:

@@ -39,7 +39,8 @@ def check_text_policy(policy: Policy) -> None:
                                            ("reference", policy.reference is not None),
                                            ("sanitise.bit_depth", policy.sanitise.bit_depth is not None),
                                            ("input.shape", policy.input.shape is not None),
-                                           ("input.range", policy.input.range is not None)) if used]
+                                           ("input.range", policy.input.range is not None),
+                                           ("memory_format", policy.memory_format != "contiguous")) if used]
     if tensor_only:
         raise ConfigError(f"the policy sets {', '.join(tensor_only)}, which act on tensors; a text model takes "
                           "strings: screen them with the `text:` section (text.guard) instead")
