@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bastion.core.errors import ConfigError
+from bastion.core.errors import ConfigError, InputError
 from bastion.defenses.detectors import InputDetector, build_detector
 from bastion.defenses.preprocess import BitDepthReduction
 from bastion.gateway.errors import invalid_input
@@ -218,13 +218,15 @@ def in_layout(model: Classifier, memory_format: str) -> Classifier:
     """
     if memory_format == "contiguous":
         return model
-    if not isinstance(model, TorchClassifier) or len(model.input_shape) != 3:
+    if not isinstance(model, TorchClassifier):
         raise ConfigError(f"memory_format: {memory_format} is for torch models on image inputs (C, H, W); this model "
-                          f"is {type(model).__name__} on {list(model.input_shape)}: remove it from the policy")
-    twin = model.in_channels_last()
+                          f"is {type(model).__name__}: remove it from the policy")
     try:
+        twin = model.in_channels_last()
         with torch.no_grad():
             twin.logits(torch.zeros(1, *model.input_shape, device=twin.device))
+    except InputError as error:
+        raise ConfigError(f"memory_format: {memory_format}: {error}; remove it from the policy") from None
     except RuntimeError as error:
         raise ConfigError(f"this model's forward pass does not run in channels-last layout ({error}); it may call "
                           "`.view` on convolution features, where `flatten` or `reshape` would do: remove "
