@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
@@ -95,12 +99,79 @@ def test_harden_with_certified_training_certifies_the_result(tmp_path):
     (("--method", "pgd", "--val-fraction", "0", "--eval-data", "digits"), "for the early stop: add --no-early-stop"),
     (("--method", "pgd", "--epochs", "0"), "epochs"),
     (("--method", "pgd", "--weight-average", "1.5"), "weight-average decay must be a number in (0, 1)"),
+    (("--method", "pgd", "--eval-suite", "bogus"), "unknown --eval-suite 'bogus'; choose one of quick"),
+    (("--method", "pgd", "--fine-tune"), "--fine-tune starts from the model's current weights: pass them"),
+    (("--method", "fast", "--steps", "3"), "--steps does not apply to --method fast; it goes with --method pgd "
+                                           "or trades"),
+    (("--method", "pgd", "--sigma", "0.5"), "--sigma does not apply to --method pgd; it goes with --method noise"),
+    (("--method", "pgd", "--batch-size", "0"), "--batch-size must be >= 1"),
+    (("--method", "pgd", "--patience", "0"), "--patience must be >= 1"),
+    (("--method", "pgd", "--limit", "0"), "--limit must be a positive number of samples"),
+    (("--method", "pgd", "--bounds", "1,0"), "--bounds must be LOW,HIGH with LOW below HIGH"),
 ])
 def test_harden_rejects_bad_settings_with_a_clear_message(tmp_path, args, message):
     result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--out", str(tmp_path / "h"), *args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "h").exists()  # refused before any data is loaded or any folder made
+
+
+def test_harden_refuses_to_overwrite_the_weights_it_is_given(weights, tmp_path):
+    out = tmp_path / "mymodel"
+    out.mkdir()
+    current = out / "model.safetensors"
+    current.write_bytes(Path(weights).read_bytes())
+    result = invoke("harden", "--model", MODEL, "--weights", str(current), "--data", "digits:train", "--limit",
+                    "100", "--method", "plain", "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 2
+    assert "so they would be overwritten: choose another --out" in " ".join(result.output.split())
+    assert current.read_bytes() == Path(weights).read_bytes() and sorted(out.iterdir()) == [current]
+
+
+def test_harden_checks_the_evaluation_data_before_it_trains(tmp_path):
+    x, _ = load_digits(return_X_y=True)
+    wrong_labels = tmp_path / "wrong.npz"
+    np.savez(wrong_labels, x=(x[:20] / 16.0).reshape(20, 1, 8, 8).astype(np.float32), y=np.arange(20, 40))
+    out_of_range = tmp_path / "range.npz"
+    np.savez(out_of_range, x=x[:20].reshape(20, 1, 8, 8).astype(np.float32), y=np.zeros(20, dtype=np.int64))
+    for data, message in ((wrong_labels, "--eval-data has labels up to 39; the model has 10 classes"),
+                          (out_of_range, "--eval-data ranges over [0, 16], outside the model's bounds [0, 1]")):
+        out = tmp_path / data.stem
+        result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--limit", "100", "--method", "pgd",
+                        "--eval-data", str(data), "--bounds", "0,1", "--out", str(out))
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert not (out / "model.safetensors").exists() and not any((out / "checkpoints").glob("*"))
+
+
+def test_certified_training_refuses_a_layer_the_bounds_cannot_pass_before_training(tmp_path, monkeypatch):
+    (tmp_path / "tanh_models.py").write_text(
+        "from torch import nn\n\n\ndef tanh_net():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "certified"
+    result = invoke("harden", "--model", "tanh_models:tanh_net", "--data", "digits:train", "--limit", "100",
+                    "--input-shape", "1,8,8", "--num-classes", "10", "--method", "ibp", "--out", str(out))
+    assert result.exit_code == 2 and "Tanh" in result.output, result.output
+    assert not (out / "model.safetensors").exists() and not any((out / "checkpoints").glob("*"))
+
+
+def test_harden_noise_trains_at_the_sigma_given(tmp_path):
+    out = tmp_path / "noise"
+    result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--limit", "100", "--method", "noise",
+                    "--sigma", "0.5", "--epochs", "1", "--no-early-stop", "--eval-limit", "5", "--eval-suite", "quick",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = HardenRecord.model_validate_json((out / "harden.json").read_text())
+    assert record.training["method"] == "noise" and record.training["params"] == {"sigma": 0.5}
+
+
+def test_harden_resume_without_checkpoints_says_it_starts_afresh(tmp_path):
+    out = tmp_path / "fresh"
+    result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--limit", "100", "--method", "plain",
+                    "--epochs", "1", "--no-early-stop", "--eval-limit", "5", "--eval-suite", "quick", "--resume",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "--resume found no checkpoints" in " ".join(result.output.split())
 
 
 def test_certify_smoothing_writes_the_curve_and_per_sample_certificates(weights, tmp_path):
@@ -134,6 +205,11 @@ def test_certify_bounds_on_a_cnn(weights, tmp_path):
     record = CertifyRecord.model_validate_json((out / "certify.json").read_text())
     assert record.config.norm == "linf" and [p.radius for p in record.curve] == [0.0, 0.005, 0.01]
     assert record.certified_accuracy <= record.robust_accuracy <= record.clean_accuracy
+    # Each sample's radius is the curve radius itself (0.01 has no exact float32 form: a float32 radius fell
+    # just under it, and the samples contradicted the headline).
+    recounted = sum(s.radius >= record.config.radius and s.prediction == s.label for s in record.samples)
+    assert record.certified_accuracy > 0 and recounted / len(record.samples) == record.certified_accuracy
+    assert {s.radius for s in record.samples} <= {0.0, 0.005, 0.01}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -143,12 +219,52 @@ def test_certify_bounds_on_a_cnn(weights, tmp_path):
     (("--method", "smoothing", "--alpha", "2"), "alpha"),
     (("--method", "crown", "--eps", "-1"), "--eps must be a finite radius"),
     (("--method", "ibp", "--eps", "0.1", "--fail-under", "7"), "--fail-under"),
+    (("--method", "ibp", "--eps", "0"), "--eps must be a finite radius > 0"),
+    (("--method", "smoothing", "--eps", "0"), "--eps must be a finite radius > 0"),
+    (("--method", "smoothing", "--n", "0"), "--n must be a number of noise samples >= 1"),
+    (("--method", "smoothing", "--n0", "0"), "--n0 must be a number of noise samples >= 1"),
+    (("--method", "smoothing", "--n", "9"), "--n 9 cannot certify anything at --alpha 0.001"),
+    (("--method", "smoothing", "--n", "9"), "use --n 10 or more"),
+    (("--method", "smoothing", "--limit", "0"), "--limit must be a positive number of samples"),
 ])
 def test_certify_rejects_bad_settings_with_a_clear_message(weights, tmp_path, args, message):
     result = invoke("certify", "--model", MODEL, "--weights", weights, "--data", "digits", "--limit", "4",
                     "--out", str(tmp_path / "c"), *args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+    assert not (tmp_path / "c").exists()  # refused before any folder is made
+
+
+@pytest.mark.parametrize("method", ["smoothing", "ibp"])
+def test_certify_refuses_data_that_does_not_fit_the_model_before_certifying(weights, tmp_path, method):
+    x, _ = load_digits(return_X_y=True)
+    images = x[:10].reshape(10, 1, 8, 8).astype(np.float32)
+    for name, arrays, message in (
+            ("labels", {"x": images / 16.0, "y": np.arange(20, 30)}, "--data has labels up to 29"),
+            ("range", {"x": images, "y": np.zeros(10, dtype=np.int64)}, "--data ranges over [0, 16], outside")):
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        result = invoke("certify", "--model", MODEL, "--weights", weights, "--data", str(tmp_path / f"{name}.npz"),
+                        "--method", method, "--eps", "0.1", "--n", "50", "--bounds", "0,1",
+                        "--out", str(tmp_path / name))
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert not (tmp_path / name / "certify.json").exists()
+
+
+def test_certify_warns_about_a_factory_model_without_weights(tmp_path):
+    result = invoke("certify", "--model", MODEL, "--data", "digits", "--limit", "4", "--method", "ibp",
+                    "--eps", "0.01", "--no-attack", "--out", str(tmp_path / "c"))
+    assert result.exit_code == 0, result.output
+    assert "starts from random weights" in " ".join(result.output.split())
+
+
+def test_certify_smoothing_summary_separates_the_base_model_from_the_smoothed_one(weights, tmp_path):
+    result = invoke("certify", "--model", MODEL, "--weights", weights, "--data", "digits", "--limit", "6",
+                    "--method", "smoothing", "--n", "100", "--n0", "10", "--alpha", "0.01", "--batch-size", "120",
+                    "--out", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "base model without noise: clean" in text and "smoothed classifier: clean" in text
+    assert "are the base model's, without noise" in (tmp_path / "s" / "certify.html").read_text()
 
 
 def test_certify_bounds_refuse_a_model_without_layers(digits_model, digits_test):

@@ -21,6 +21,7 @@ from bastion.cli.model_options import (
     WeightsFile,
     load_data_from_options,
     load_model_from_options,
+    warn_if_untrained,
 )
 from bastion.cli.options import floats
 from bastion.core.errors import InputError
@@ -76,7 +77,7 @@ def certify_command(
 ) -> None:
     """Prove robustness: certified accuracy with its curve against radius; JSON evidence and HTML report."""
     from bastion.scan.report.writer import prepare_folder
-    from bastion.workflows.certify import CertifySettings, run_certify
+    from bastion.workflows.certify import CertifySettings, check_certify_settings, run_certify
     from bastion.workflows.report import write_certify_reports
 
     with user_errors():
@@ -86,9 +87,11 @@ def certify_command(
             method=method, norm=norm, eps=eps, radii=floats(radii, "--radii") if radii else None, sigma=sigma,
             n=n, n0=n0, alpha=alpha, sequential=sequential, seed=seed, batch_size=batch_size, attack=attack)
         chosen_engine = _engine(engine, ray_address, settings.method)
-        prepare_folder(out)
+        check_certify_settings(settings)
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
+        warn_if_untrained(model, weights)
         dataset = load_data_from_options(data, label_column, schema, limit)
+        prepare_folder(out)
         with progress_bars() as progress:
             record = run_certify(loaded, dataset, settings, progress=progress, engine=chosen_engine)
         paths = write_certify_reports(record, out)
@@ -106,9 +109,14 @@ def print_certify_summary(record: CertifyRecord) -> None:
 
     config = record.config
     robust = "—" if record.robust_accuracy is None else f"{record.robust_accuracy:.1%}"
-    console.print(f"{config.method}: clean {record.clean_accuracy:.1%}, under attack {robust}, certified "
-                  f"{record.certified_accuracy:.1%} at {config.norm} radius {config.radius:g} "
-                  f"({len(record.samples)} samples, abstained {record.abstain_rate:.1%}, {record.seconds:.1f} s)")
+    certified = (f"certified {record.certified_accuracy:.1%} at {config.norm} radius {config.radius:g} "
+                 f"({len(record.samples)} samples, abstained {record.abstain_rate:.1%}, {record.seconds:.1f} s)")
+    if config.method == "smoothing":  # the clean and attacked figures are the base model's, not the smoothed one's
+        smoothed_clean = next(point.certified_accuracy for point in record.curve if point.radius == 0)
+        console.print(f"smoothing: base model without noise: clean {record.clean_accuracy:.1%}, under attack "
+                      f"{robust}; smoothed classifier: clean {smoothed_clean:.1%}, {certified}")
+    else:
+        console.print(f"{config.method}: clean {record.clean_accuracy:.1%}, under attack {robust}, {certified}")
     table = Table("radius", "certified accuracy", title="certified accuracy against radius")
     for point in record.curve:
         table.add_row(f"{point.radius:g}", f"{point.certified_accuracy:.1%}")

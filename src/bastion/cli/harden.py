@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bastion.cli.console import console, progress_bars, user_errors
+from bastion.cli.console import console, errors, progress_bars, user_errors
 from bastion.cli.model_options import (
     Bounds,
     DataSpec,
@@ -18,6 +18,7 @@ from bastion.cli.model_options import (
     NumClasses,
     SchemaFile,
     Std,
+    bounds_option,
     load_data_from_options,
     load_model_from_options,
 )
@@ -32,7 +33,8 @@ def harden_command(
     data: DataSpec,
     method: Annotated[str, typer.Option(help="pgd (PGD adversarial training), trades, fast (FGSM with random "
                                         "start), distill (defensive distillation), ibp or crown-ibp (certified "
-                                        "training), plain.")],
+                                        "training), noise (Gaussian noise augmentation, the base model for "
+                                        "certify --method smoothing), plain.")],
     out: Annotated[Path, typer.Option(help="Folder for model.safetensors, harden.json/.html, before/ and "
                                       "after/ scans and checkpoints/.")],
     weights: Annotated[str | None, typer.Option(
@@ -44,13 +46,20 @@ def harden_command(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: the optimizer's usual).")] = None,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
     schedule: Annotated[str, typer.Option(help="constant, cosine, piecewise or one-cycle.")] = "cosine",
-    steps: Annotated[int | None, typer.Option(help="Attack steps per batch (pgd, trades).")] = None,
-    beta: Annotated[float | None, typer.Option(help="TRADES: weight of the robustness term.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="distill: softmax temperature.")] = None,
+    steps: Annotated[int | None, typer.Option(help="pgd, trades: attack steps per batch (default 7).",
+                                              show_default=False)] = None,
+    beta: Annotated[float | None, typer.Option(help="trades: weight of the robustness term (default 6).",
+                                               show_default=False)] = None,
+    temperature: Annotated[float | None, typer.Option(help="distill: softmax temperature (default 20).",
+                                                      show_default=False)] = None,
+    sigma: Annotated[float | None, typer.Option(help="noise: standard deviation of the training noise, in input "
+                                                "units (default 0.25); use certify's --sigma.",
+                                                show_default=False)] = None,
     eval_data: Annotated[str | None, typer.Option(help="Data for the before/after scans (default: the held-out "
                                                   "validation split).")] = None,
     eval_limit: Annotated[int, typer.Option(help="Scan at most this many evaluation samples.")] = 1000,
-    eval_suite: Annotated[str, typer.Option(help="Suite of the before/after scans.")] = "standard",
+    eval_suite: Annotated[str, typer.Option(help="Suite of the before/after scans: quick, standard or "
+                                            "full.")] = "standard",
     val_fraction: Annotated[float, typer.Option(help="Share of --data held out for validation; 0 trains on all of it "
                                                 "(with --eval-data and --no-early-stop).")] = 0.1,
     early_stop: Annotated[bool, typer.Option(help="Keep the epoch with the best validation robust accuracy; "
@@ -73,21 +82,26 @@ def harden_command(
 ) -> None:
     """Harden a factory model against evasion; write weights, evidence and before/after reports."""
     from bastion.scan.report.writer import prepare_folder
-    from bastion.workflows.harden import HardenSettings, check_settings, run_harden
+    from bastion.workflows.harden import HardenSettings, check_files, check_settings, run_harden
     from bastion.workflows.report import write_harden_reports
 
     with user_errors():
-        given = (("steps", steps), ("beta", beta), ("temperature", temperature))
-        options: dict[str, Any] = {key: value for key, value in given if value is not None}
+        given = {"steps": steps, "beta": beta, "temperature": temperature, "sigma": sigma}
+        options: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
         settings = HardenSettings(
             method=method, norm=norm, eps=eps, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             schedule=schedule, seed=seed, options=options, val_fraction=val_fraction, early_stop=early_stop,
             patience=patience, eval_suite=eval_suite, eval_limit=eval_limit, fine_tune=fine_tune, resume=resume,
             weight_average=weight_average)
         check_settings(settings, eval_data_given=bool(eval_data))
-        prepare_folder(out)
+        _check_method_flags(method, options)
+        bounds_option(bounds)
+        check_files(settings, weights, out)
         train = load_data_from_options(data, label_column, schema, limit)
         evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None
+        prepare_folder(out)
+        if resume and not _has_checkpoints(out):
+            errors.print(f"note: --resume found no checkpoints in {out / 'checkpoints'}: starting a new run")
 
         def load(weights_file: str | None):
             return load_model_from_options(model, weights_file, input_shape, num_classes, bounds, mean, std)
@@ -97,6 +111,25 @@ def harden_command(
         paths = write_harden_reports(outcome.record, out)
     print_harden_summary(outcome.record)
     console.print(f"weights: {outcome.weights}; reports: {', '.join(str(p) for p in paths.values())}")
+
+
+def _check_method_flags(method: str, options: dict[str, Any]) -> None:
+    """Refuse a method flag (``--steps``, ``--beta``, ...) that ``method`` does not take."""
+    from bastion.core.errors import InputError
+    from bastion.defenses.training import method_options
+
+    known = method_options(method)
+    for option in options:
+        if known is not None and option not in known:
+            takers = [name for name in ("pgd", "trades", "distill", "noise", "plain")
+                      if option in (method_options(name) or ())]
+            raise InputError(f"--{option} does not apply to --method {method}; it goes with --method "
+                             f"{' or '.join(takers)}")
+
+
+def _has_checkpoints(out: Path) -> bool:
+    folder = out / "checkpoints"
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def print_harden_summary(record: HardenRecord) -> None:

@@ -59,10 +59,30 @@ def load_model_from_options(
         weights=weights,
         input_shape=ints(input_shape, "--input-shape") if input_shape else None,
         num_classes=num_classes,
-        bounds=pair(bounds, "--bounds"),
+        bounds=bounds_option(bounds),
         mean=floats(mean, "--mean") if mean else None,
         std=floats(std, "--std") if std else None,
     )
+
+
+def bounds_option(bounds: str) -> tuple[float, float]:
+    """``--bounds`` ``"LOW,HIGH"`` as numbers, checked (``InputError`` unless LOW < HIGH)."""
+    from bastion.core.errors import InputError
+
+    low, high = pair(bounds, "--bounds")
+    if not low < high:
+        raise InputError(f"--bounds must be LOW,HIGH with LOW below HIGH, got {bounds}")
+    return low, high
+
+
+def warn_if_untrained(model: str, weights: str | None) -> None:
+    """Warn on stderr when ``model`` is a factory given no weights: its figures would be a random network's."""
+    from bastion.cli.console import errors
+    from bastion.models.loading import is_factory_spec
+
+    if weights is None and is_factory_spec(model) and not Path(model).exists():
+        errors.print("warning: a factory model without --weights starts from random weights: its figures mean "
+                     "nothing (pass --weights FILE.safetensors)")
 
 
 def load_data_from_options(data: str, label_column: str, schema: Path | None, limit: int | None = None) -> Dataset:
@@ -72,8 +92,11 @@ def load_data_from_options(data: str, label_column: str, schema: Path | None, li
         InputError: a missing or invalid schema file, a schema given for data that is not a CSV/Parquet
             table, or data that fails to load (see :func:`bastion.data.sources.load_dataset`).
     """
+    from bastion.core.errors import InputError
     from bastion.data.schema import load_schema
     from bastion.data.sources import load_dataset
 
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be a positive number of samples, got {limit}")
     table_schema = load_schema(schema) if schema is not None else None
     return load_dataset(data, label_column=label_column, limit=limit, schema=table_schema)

@@ -54,6 +54,7 @@ def serve_command(
     import torch
     import uvicorn
 
+    from bastion.cli.model_options import warn_if_untrained
     from bastion.core.errors import InputError
     from bastion.gateway.app import WORKER_OPTIONS_ENV, create_app
     from bastion.gateway.logs import configure_json_logs
@@ -83,9 +84,7 @@ def serve_command(
             settings = settings.model_copy(update={"model_name": name, "model_version": version})
         else:
             loaded = load_classifier(model, weights=weights)
-            if weights is None and ":" in model and not Path(model).exists():
-                errors.print("warning: a factory model without --weights starts from random weights: its answers "
-                             "mean nothing (pass --weights FILE.safetensors)")
+            warn_if_untrained(model, weights)
         rules = load_policy(policy)
         shape = getattr(loaded.classifier, "input_shape", None)  # None: a text model (strings in)
         check_policy(rules, None if shape is None else tuple(shape), classifier=loaded.classifier)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from bastion.scan.engine import ScanEngine
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.runner import library_versions
 from bastion.scan.suites import build_attacks
+from bastion.workflows.scan_common import check_fits, check_in_bounds
 
 #: Default curve radii, as multiples of sigma (smoothing) or of eps (bounds).
 SMOOTHING_RADII = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -100,8 +102,10 @@ def run_certify(
         InputError: bad settings or data. CapabilityError: the model cannot be certified this way
             (bounds need a torch model made of supported layers).
     """
-    _check(settings)
+    check_certify_settings(settings)
     model = loaded.classifier
+    check_fits(dataset, model, "--data")
+    check_in_bounds(dataset, model, "--data")
     x = torch.as_tensor(dataset.x, dtype=torch.float32)
     y = torch.as_tensor(dataset.y, dtype=torch.int64)
     if not len(x):
@@ -153,16 +157,40 @@ def run_certify(
     )
 
 
-def _check(settings: CertifySettings) -> None:
+def check_certify_settings(settings: CertifySettings) -> None:
+    """Refuse settings that cannot give a certificate, before any model or data is loaded (``InputError`` naming
+    the command-line option to fix)."""
     if settings.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {settings.batch_size}")
-    if settings.eps is not None and not (settings.eps >= 0 and settings.eps < float("inf")):
-        raise InputError(f"--eps must be a finite radius >= 0, got {settings.eps}")
+    settings.headline()  # the bounds methods have no default radius
+    if settings.eps is not None and not (settings.eps > 0 and settings.eps < float("inf")):
+        raise InputError(f"--eps must be a finite radius > 0 (at radius 0 nothing is certified: that is clean "
+                         f"accuracy), got {settings.eps}")
     if settings.radii is not None and any(not (r >= 0 and r < float("inf")) for r in settings.radii):
         raise InputError(f"--radii must be finite and >= 0, got {settings.radii}")
-    if settings.method == "smoothing" and settings.norm == "linf":
+    if settings.method == "smoothing":
+        _check_smoothing(settings)
+
+
+def _check_smoothing(settings: CertifySettings) -> None:
+    if settings.norm == "linf":
         raise InputError("Gaussian smoothing certifies l2 radii: use --norm l2 (or leave --norm out), or a bounds "
                          "method (--method crown) for linf")
+    if not (settings.sigma > 0 and settings.sigma < float("inf")):
+        raise InputError(f"--sigma must be a finite noise level > 0, got {settings.sigma}")
+    if not 0 < settings.alpha < 1:
+        raise InputError(f"--alpha must be a probability strictly between 0 and 1, got {settings.alpha}")
+    for flag, value in (("--n", settings.n), ("--n0", settings.n0)):
+        if value < 1:
+            raise InputError(f"{flag} must be a number of noise samples >= 1, got {value}")
+    # With every one of n votes for the top class, the one-sided Clopper-Pearson lower bound of its probability
+    # is alpha ** (1 / n); no radius is certified unless it exceeds 1/2.
+    if settings.alpha ** (1 / settings.n) <= 0.5:
+        least = math.floor(math.log(settings.alpha) / math.log(0.5)) + 1
+        raise InputError(f"--n {settings.n} cannot certify anything at --alpha {settings.alpha:g}: even if all "
+                         f"{settings.n} noisy copies voted for the top class, its probability's lower confidence "
+                         f"bound would be {settings.alpha ** (1 / settings.n):.3f}, not above 1/2; use --n {least} "
+                         "or more (radii grow with --n; 10,000 is usual) or a larger --alpha")
 
 
 def _curve_from_radii(certificates: list[Certificate], y: torch.Tensor, radii: list[float]) -> list[CurvePoint]:
@@ -220,7 +248,7 @@ def _bounds(model: Classifier, x: torch.Tensor, y: torch.Tensor, settings: Certi
         raise CapabilityError(f"--method {settings.method} bounds a torch network layer by layer; this model is "
                               f"{model.kind}. Use --method smoothing, which needs predictions only")
     predictions = predict_in_batches(model, x)
-    best = torch.zeros(len(x))
+    best = torch.zeros(len(x), dtype=torch.float64)  # float32 would store 0.1 as 0.0999..., under the radius
     curve = []
     for done, radius in enumerate(radii, start=1):
         if radius == 0:
@@ -229,7 +257,7 @@ def _bounds(model: Classifier, x: torch.Tensor, y: torch.Tensor, settings: Certi
             certificates = certify_bounds(model, x, y, eps=radius, norm=settings.norm_certified,
                                           method=settings.method, batch_size=settings.batch_size)
             certified = torch.tensor([c.radius >= radius for c in certificates])
-        best = torch.where(certified & (best < radius), torch.tensor(radius), best)
+        best = torch.where(certified & (best < radius), torch.tensor(radius, dtype=torch.float64), best)
         curve.append(CurvePoint(radius=radius, certified_accuracy=float(certified.float().mean())))
         progress(f"certify ({settings.method})", done, len(radii))
     pairs = zip(predictions.tolist(), best.tolist(), strict=True)

@@ -20,6 +20,7 @@ import numpy as np
 from safetensors.torch import save_file
 
 from bastion import __version__
+from bastion.certify.network import build_chain
 from bastion.core.errors import InputError
 from bastion.core.evidence import CertifyRecord, HardenCost, HardenRecord
 from bastion.core.ids import array_digest, file_digest
@@ -33,9 +34,11 @@ from bastion.models.torch_adapter import TorchClassifier
 from bastion.scan.progress import ProgressCallback, no_progress
 from bastion.scan.report.writer import prepare_folder, write_reports
 from bastion.scan.runner import ScanSettings, library_versions, run_scan
+from bastion.scan.suites import SUITES
 from bastion.workflows.certify import CertifySettings, run_certify
 from bastion.workflows.refs import model_ref
 from bastion.workflows.report import write_certify_reports
+from bastion.workflows.scan_common import check_fits, check_in_bounds
 
 #: Methods ``harden`` accepts (``bastion.defenses.training.METHODS``); these two are certified training.
 CERTIFIED_METHODS = ("ibp", "crown-ibp")
@@ -110,6 +113,7 @@ def run_harden(
             ``val_fraction`` is 0).
     """
     check_settings(settings, eval_data_given=eval_data is not None)
+    check_files(settings, weights, out_dir)
     folder = prepare_folder(out_dir)
     _check_checkpoints(folder / "checkpoints", settings.resume)
     before_model = load(weights) if weights else None
@@ -122,6 +126,11 @@ def run_harden(
     if not isinstance(classifier, TorchClassifier) or classifier.kind != "torch":
         raise InputError("bastion harden trains a torch factory model (pkg.module:factory)")
     threat = ThreatModel(norm=settings.norm, eps=settings.eps, bounds=classifier.bounds)
+    if settings.method in CERTIFIED_METHODS:
+        build_chain(classifier)  # a layer the bounds cannot pass: say so now, not after training
+    if eval_data is not None:  # checked before training, which it would otherwise follow by hours
+        check_fits(eval_data, classifier, "--eval-data")
+        check_in_bounds(eval_data, classifier, "--eval-data")
     fit_data, validation = _split(train, settings.val_fraction, settings.seed)
     evaluation = _limit(eval_data or validation, settings.eval_limit)
 
@@ -158,8 +167,10 @@ def check_settings(settings: HardenSettings, *, eval_data_given: bool) -> None:
     """Refuse settings that cannot work, before any data is loaded (``InputError`` naming the option to fix)."""
     if settings.method not in method_names():
         raise InputError(f"unknown --method {settings.method!r}; choose one of {', '.join(method_names())}")
-    if settings.epochs < 1:
-        raise InputError(f"--epochs must be >= 1, got {settings.epochs}")
+    for flag, value in (("--epochs", settings.epochs), ("--batch-size", settings.batch_size),
+                        ("--patience", settings.patience)):
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
     if settings.method != "plain" and not settings.eps > 0:
         raise InputError(f"--eps must be > 0 to harden against attacks, got {settings.eps}")
     if not 0 <= settings.val_fraction < 1:
@@ -173,8 +184,20 @@ def check_settings(settings: HardenSettings, *, eval_data_given: bool) -> None:
             raise InputError(f"--val-fraction 0 holds out no validation split for {uses}: add {flags}")
     if settings.eval_limit is not None and settings.eval_limit < 1:
         raise InputError(f"--eval-limit must be >= 1, got {settings.eval_limit}")
+    if settings.eval_suite not in SUITES:
+        raise InputError(f"unknown --eval-suite {settings.eval_suite!r}; choose one of {', '.join(SUITES)}")
     if settings.weight_average is not None:
         check_decay(settings.weight_average)
+
+
+def check_files(settings: HardenSettings, weights: str | None, out_dir: str | Path) -> None:
+    """Refuse ``--fine-tune`` without weights, and weights that the run would overwrite (``OUT/model.safetensors``)."""
+    if settings.fine_tune and not weights:
+        raise InputError("--fine-tune starts from the model's current weights: pass them with --weights")
+    if weights and Path(weights).resolve() == (Path(out_dir) / WEIGHTS_FILE).resolve():
+        raise InputError(f"--weights {weights} is where this run writes the hardened weights ({WEIGHTS_FILE} in "
+                         "--out), so they would be overwritten: choose another --out, or copy the weights elsewhere "
+                         "first")
 
 
 def _check_checkpoints(folder: Path, resume: bool) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from bastion.core.errors import InputError
 from bastion.data.sources import Dataset
 from bastion.models.base import Classifier
@@ -43,3 +45,18 @@ def check_fits(dataset: Dataset, model: Classifier, option: str) -> None:
     if int(dataset.y.max()) >= model.num_classes:
         raise InputError(f"{option} has labels up to {int(dataset.y.max())}; the model has {model.num_classes} "
                          f"classes (0..{model.num_classes - 1})")
+
+
+def check_in_bounds(dataset: Dataset, model: Classifier, option: str) -> None:
+    """Refuse data with non-finite values or values outside ``model.bounds``; ``option`` names it in the message.
+
+    Raises:
+        InputError: NaN or infinite values, or values below or above the model's bounds.
+    """
+    x = dataset.x
+    if not np.isfinite(x).all():
+        raise InputError(f"{option} contains NaN or infinite values")
+    low, high = model.bounds
+    if len(x) and (float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6):
+        raise InputError(f"{option} ranges over [{float(x.min()):.4g}, {float(x.max()):.4g}], outside the model's "
+                         f"bounds [{low:g}, {high:g}]: rescale the data or set --bounds")

@@ -10,7 +10,13 @@ from bastion.defenses.training.distillation import Distillation, Distilled, dist
 from bastion.defenses.training.dp import DPTrainingRecord, PrivacyAccounting, default_delta, fit_private
 from bastion.defenses.training.fast_at import FastAdversarial
 from bastion.defenses.training.loop import EpochCallback, StepCallback, fit, train_classifier
-from bastion.defenses.training.methods import METHODS, method_names, objective_from_name, train_by_name
+from bastion.defenses.training.methods import (
+    METHODS,
+    method_names,
+    method_options,
+    objective_from_name,
+    train_by_name,
+)
 from bastion.defenses.training.objective import Objective
 from bastion.defenses.training.pgd_at import PGDAdversarial
 from bastion.defenses.training.plain import CrossEntropy
@@ -20,6 +26,7 @@ from bastion.defenses.training.validation import EarlyStop
 
 __all__ = [
     "METHODS",
+    "method_options",
     "TRADES",
     "CrossEntropy",
     "CrownIBPObjective",

@@ -93,15 +93,30 @@ def _factory(name: str, method: Method) -> Any:
     return factory
 
 
-def _check_options(name: str, factory: Any, options: dict[str, Any], needs_threat: bool) -> None:
-    """Refuse options the objective does not take, naming the ones it does."""
+def method_options(name: str) -> list[str] | None:
+    """The option names method ``name``'s objective takes (``None``: any keyword). Raises ``ConfigError`` for an
+    unknown method."""
+    method = METHODS.get(name)
+    if method is None:
+        raise ConfigError(f"unknown training method {name!r}; choose one of {', '.join(METHODS)}")
+    return _option_names(_factory(name, method), method.needs_threat)
+
+
+def _option_names(factory: Any, needs_threat: bool) -> list[str] | None:
     parameters = list(inspect.signature(factory).parameters.values())
     if needs_threat:
         parameters = parameters[1:]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                     inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+
+def _check_options(name: str, factory: Any, options: dict[str, Any], needs_threat: bool) -> None:
+    """Refuse options the objective does not take, naming the ones it does."""
+    known = _option_names(factory, needs_threat)
+    if known is None:
         return
-    known = [p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                       inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(f"method {name!r} has no option {', '.join(map(repr, unknown))}; "
