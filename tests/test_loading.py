@@ -175,6 +175,15 @@ def test_image_folder_with_a_different_size_names_the_file(tmp_path):
         load_dataset(str(tmp_path))
 
 
+def test_image_folder_with_a_corrupt_file_names_it(tmp_path):
+    _write_image(tmp_path / "a" / "1.png", "L", (4, 4), 0)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(InputError, match=r"broken\.png: it is not an image format Pillow can decode") as caught:
+        load_dataset(str(tmp_path))
+    assert "BytesIO" not in str(caught.value)
+
+
 def test_image_folder_without_class_folders(tmp_path):
     with pytest.raises(InputError, match="one sub-folder per class"):
         load_dataset(str(tmp_path))

@@ -335,12 +335,15 @@ def _read_bytes(file: Path) -> bytes:
 
 def _read_image(content: bytes, file: Path) -> np.ndarray:
     """``(C, H, W)`` float32 in [0, 1]: one channel for greyscale images, three for colour."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(content)) as image:
             mode = "L" if image.mode in _GRAY_MODES else "RGB"
             pixels = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    except UnidentifiedImageError:
+        raise InputError(f"cannot read image {file}: it is not an image format Pillow can decode (a corrupt or "
+                          "truncated file?): replace or remove it") from None
     except (OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"cannot read image {file}: {exc}") from exc
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
