@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bastion.core.ids import file_digest
 from bastion.gateway.app import create_app
 from bastion.gateway.policy import policy_from_dict
 from bastion.gateway.settings import GatewaySettings
@@ -21,9 +22,10 @@ from gateway_support import POLICY, SECRET, LiveServer, make_key
 FACTORY = "bastion.models.zoo:digits_cnn"
 
 
-def _scan_record(path: Path, robust: float) -> Path:
-    """A scan record (the fields the gates read) with robust accuracy ``robust`` at eps 0.1."""
+def _scan_record(path: Path, robust: float, weights: str) -> Path:
+    """A scan record of ``weights`` (the fields the gates read) with robust accuracy ``robust`` at eps 0.1."""
     path.write_text(json.dumps({"kind": "scan", "created_at": "2026-11-21T00:00:00Z", "config": {"suite": "quick"},
+                                "model": {"sha256": file_digest(weights)},
                                 "results": [{"eps": 0.1, "clean_accuracy": 0.9, "robust_accuracy": robust}]}))
     return path
 
@@ -51,7 +53,7 @@ def gateway(tmp_path_factory, digits_weights):
         for robust in (0.7, 0.2):  # version 1 passes its gate, version 2 fails it
             ref = registry.register("digits", model=FACTORY, weights=Path(digits_weights), threat=threat,
                                     actor="carol").ref
-            registry.attach(ref, [_scan_record(home / f"scan-{robust}.json", robust)], actor="carol")
+            registry.attach(ref, [_scan_record(home / f"scan-{robust}.json", robust, digits_weights)], actor="carol")
         registry.approve("digits:1", actor="bob")
         incident = open_incident(registry.database, "digits:2", summary="robust accuracy fell", actor="dana")
         link_incident(registry.database, incident.id, "action", "kept version 1 in production", actor="dana")

@@ -55,6 +55,20 @@ def test_an_incident_from_open_to_close(home):
         open_incident(registry.database, "fraud", summary="x")
 
 
+def test_links_are_all_or_nothing_and_names_are_read_as_typed(home):
+    runner = CliRunner()
+    with open_registry(home) as registry:
+        incident = open_incident(registry.database, "digits :1", summary="x", actor="dana")
+        assert incident.model == "digits" and incident.version == 1
+    run = runner.invoke(cli, ["incident", "link", str(incident.id), "--version", "digits:1", "--version", "digits:99",
+                              "--home", str(home)])
+    assert run.exit_code == 2 and "no version 99" in run.output
+    with open_registry(home) as registry:
+        assert list_incidents(registry.database, model=" digits")[0].links == []  # not even the first
+        with pytest.raises(InputError, match="use open or closed"):
+            list_incidents(registry.database, status="bogus")
+
+
 def test_the_incident_cli(home):
     runner = CliRunner()
 

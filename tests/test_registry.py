@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,99 @@ def test_the_mistakes_a_new_user_makes_are_refused_with_what_to_do(tmp_path, dig
             registry.rollback("digits:production", actor="mallory")
     run = CliRunner().invoke(cli, ["serve", "--registry", "digits", "--home", str(tmp_path)])
     assert run.exit_code == 2 and "NAME:ALIAS" in run.output
+
+
+def _copy_json(source: Path, target: Path, change) -> Path:
+    """``source``'s record with ``change(record)`` applied, written to ``target``."""
+    record = json.loads(source.read_text())
+    change(record)
+    target.write_text(json.dumps(record))
+    return target
+
+
+def test_evidence_that_does_not_name_this_versions_weights_is_refused(registry, tmp_path, digits_weights,
+                                                                       scan_json):
+    ref = _register(registry, tmp_path, digits_weights, minimum=0.0)
+    nameless = _copy_json(scan_json, tmp_path / "nameless.json", lambda r: r["model"].update(sha256=None))
+    modelless = _copy_json(scan_json, tmp_path / "modelless.json", lambda r: r.pop("model"))
+    for record in (nameless, modelless):
+        with pytest.raises(InputError, match="does not name the model it tested"):
+            registry.attach(ref, [record], actor="carol")
+    unweighted = registry.register("random", model=FACTORY, threat=tmp_path / "threat-0.0.yaml", actor="carol").ref
+    with pytest.raises(InputError, match="registered as a factory without --weights"):
+        registry.attach(unweighted, [scan_json], actor="carol")
+    future = _copy_json(scan_json, tmp_path / "future.json", lambda r: r.update(created_at="2999-01-01T00:00:00Z"))
+    with pytest.raises(InputError, match="in the future"):
+        registry.attach(ref, [future], actor="carol")
+    assert registry.version(ref).evidence == []
+
+
+def test_promotion_rechecks_the_gates_on_evidence_attached_after_approval(registry, tmp_path, digits_weights,
+                                                                          scan_json):
+    robust = _robust(scan_json)
+    ref = _register(registry, tmp_path, digits_weights, minimum=robust)
+    registry.attach(ref, [scan_json], actor="carol")
+    registry.approve(ref, actor="alice")
+    assert registry.approve(ref, actor="bob").approved
+    now = datetime.now(timezone.utc).isoformat()
+    worse = _copy_json(scan_json, tmp_path / "worse.json", lambda r: (
+        r["results"][0].update(robust_accuracy=robust - 0.05), r.update(created_at=now)))
+    registry.attach(ref, [worse], actor="carol")
+    with pytest.raises(InputError, match="evidence attached since then changed that"):
+        registry.promote(ref, actor="root")
+    assert registry.version(ref).aliases == []
+
+
+def test_a_threat_model_without_gates_cannot_approve(registry, tmp_path, digits_weights, scan_json):
+    document = yaml.safe_load(_threat(tmp_path / "t.yaml", 0.0).read_text())
+    del document["attack_paths"][0]["requires"]
+    (tmp_path / "nogates.yaml").write_text(yaml.safe_dump(document))
+    ref = registry.register("digits", model=FACTORY, weights=Path(digits_weights), threat=tmp_path / "nogates.yaml",
+                            actor="carol").ref
+    registry.attach(ref, [scan_json], actor="carol")
+    with pytest.raises(InputError, match="has no release gates"):
+        registry.approve(ref, actor="alice")
+
+
+def test_names_roles_and_aliases_as_people_type_them(registry, tmp_path, digits_weights, scan_json):
+    ref = _approved_and_promoted(registry, tmp_path, digits_weights, scan_json)
+    with pytest.raises(InputError, match="version 1 already"):
+        registry.promote(ref, actor="root")  # twice would stack it, and a rollback would then do nothing
+    with pytest.raises(InputError, match="alias '   '"):
+        registry.promote(ref, alias="   ", actor="root")
+    with pytest.raises(InputError, match="no version"):
+        registry.version("digits:²")  # a digit int() does not read
+    registry.grant(" Carol ", "approver", actor="root")
+    second = _register(registry, tmp_path, digits_weights, minimum=0.0)
+    registry.attach(second, [scan_json], actor="carol")
+    with pytest.raises(InputError, match="registered digits:2 and may not approve it"):
+        registry.approve(second, actor="Carol")
+    registry.approve(second, actor="alice")
+    with pytest.raises(InputError, match="may not approve"):
+        registry.approve(second, actor="ALICE")  # a role is held by the name as granted
+    with pytest.raises(InputError, match="only admin"):
+        registry.grant("root", "approver", actor="root")
+    objects = sorted((tmp_path / "objects").rglob("*"))
+    with pytest.raises(InputError, match="model name 'a:b'"):
+        registry.register("a:b", model=FACTORY, weights=Path(digits_weights), actor="carol")
+    assert sorted((tmp_path / "objects").rglob("*")) == objects  # nothing stored for a refused name
+    assert registry.register(" digits", model=FACTORY, weights=Path(digits_weights), actor="carol").ref == "digits:3"
+
+
+def test_the_cli_rolls_back_the_alias_it_names(tmp_path, digits_weights, scan_json):
+    with open_registry(tmp_path) as registry:
+        registry.grant("root", "admin", actor="root")
+        for approver in ("alice", "bob"):
+            registry.grant(approver, "approver", actor="root")
+        for _ in range(2):
+            ref = _register(registry, tmp_path, digits_weights, minimum=0.0)
+            registry.attach(ref, [scan_json], actor="carol")
+            registry.approve(ref, actor="alice")
+            registry.approve(ref, actor="bob")
+            registry.promote(ref, alias="canary", actor="root")
+    run = CliRunner().invoke(cli, ["registry", "rollback", "digits:canary", "--as", "root", "--home", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    assert "digits:canary rolled back to version 1" in run.output
+    card = CliRunner().invoke(cli, ["registry", "card", "digits:1", "--out", str(tmp_path / "missing" / "c.md"),
+                                    "--home", str(tmp_path)])
+    assert card.exit_code == 2 and "cannot write the card" in card.output

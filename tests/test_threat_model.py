@@ -246,6 +246,20 @@ def test_load_reports_missing_files_yaml_syntax_and_the_wrong_shape(tmp_path: Pa
     assert load_threat_document(good).system.name == "digits-api"
 
 
+def test_a_key_given_twice_and_yes_no_for_numbers_are_refused(tmp_path: Path) -> None:
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(BASE + "attack_paths: []\n")  # a second attack_paths would drop every gate of the first
+    with pytest.raises(InputError, match=r"twice.yaml line \d+, column 1: not valid YAML \(found the key "
+                                         r"'attack_paths' twice; keep one\)"):
+        load_threat_document(twice)
+    for where, value in (("likelihood", True), ("requires", [{"evidence": "scan", "metric": "robust_accuracy",
+                                                               "eps": 0.03, "min": True}])):
+        data = base()
+        data["attack_paths"][0][where] = value
+        with pytest.raises(InputError, match="is a yes/no value; give a number"):
+            parse_threat_document(data, source="threat.yaml")
+
+
 def test_paths_rank_by_risk_then_impact() -> None:
     data = base()
     template = data["attack_paths"][0]

@@ -56,7 +56,7 @@ def link_command(incident_id: IncidentId,
                                                                   show_default=False)] = None,
                  actor: Actor = None, home: Home = None) -> None:
     """Link requests, versions and actions to an open incident."""
-    from bastion.governance.incidents import link_incident
+    from bastion.governance.incidents import link_incidents
 
     links = [("request", r) for r in request or []] + [("version", v) for v in version or []] \
         + [("action", a) for a in action or []]
@@ -65,8 +65,7 @@ def link_command(incident_id: IncidentId,
             from bastion.core.errors import InputError
 
             raise InputError("link something: --request REQ_ID, --version NAME:NUMBER or --action 'what was done'")
-        for kind, target in links:
-            incident = link_incident(database, incident_id, kind, target, actor=actor)  # type: ignore[arg-type]
+        incident = link_incidents(database, incident_id, links, actor=actor)  # type: ignore[arg-type]
     console.print(f"incident {incident_id}: {len(incident.links)} link(s)", highlight=False)
 
 

@@ -120,9 +120,11 @@ def rollback_command(name: Annotated[str, typer.Argument(help="The model (NAME, 
                                                          show_default=False)],
                      alias: Alias = "production", actor: Actor = None, home: Home = None) -> None:
     """Point an alias back at the version it named before its last promotion."""
+    if ":" in name:  # NAME:ALIAS, as every other command names a version
+        name, alias = name.split(":", 1)
     with user_errors(), _registry(home) as registry:
         info = registry.rollback(name, alias=alias, actor=actor)
-    console.print(f"{info.name}:{alias} rolled back to version {info.number}", highlight=False)
+    console.print(f"{info.name}:{alias.strip()} rolled back to version {info.number}", highlight=False)
 
 
 @registry_app.command("list")
@@ -172,7 +174,11 @@ def card_command(ref: Ref,
     if out is None:
         typer.echo(text)
         return
-    out.write_text(text, encoding="utf-8")
+    with user_errors():
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise InputError(f"cannot write the card to {out}: {error.strerror or error}") from None
     console.print(f"wrote {out}", highlight=False)
 
 

@@ -171,12 +171,14 @@ def load_schema(path: Path) -> TabularSchema:
     """
     import yaml
 
+    from bastion.core.yamlio import load_yaml
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"schema file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"{path} is not a readable schema ({'JSON' if path.suffix == '.json' else 'YAML'}): "
                          f"{exc}") from exc

@@ -52,6 +52,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bastion.core.errors import ConfigError
+from bastion.core.yamlio import load_yaml
 from bastion.storage.ledger import canonical_json
 
 Decision = Literal["answer", "flag", "review", "refuse"]
@@ -201,7 +202,7 @@ def load_policy(path: str | Path | None) -> Policy:
     if not path.is_file():
         raise ConfigError(f"policy file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     return policy_from_dict(raw if raw is not None else {}, source=str(path))

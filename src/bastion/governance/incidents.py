@@ -51,8 +51,9 @@ def open_incident(database: Database, ref: str, *, summary: str, actor: str | No
     if not summary.strip():
         raise InputError("say what happened: --summary 'what went wrong, seen where'")
     name, _, selector = ref.partition(":")
-    number = ModelRegistry(database).version(ref).number if selector else None
-    if not selector:
+    name = name.strip()
+    number = ModelRegistry(database).version(ref).number if selector.strip() else None
+    if not selector.strip():
         ModelRegistry(database).versions(name)  # the model exists
     with database.transaction() as session:
         row = IncidentRow(model=name, version_number=number, summary=summary.strip(), status="open",
@@ -67,29 +68,41 @@ def open_incident(database: Database, ref: str, *, summary: str, actor: str | No
 def link_incident(database: Database, incident_id: int, kind: LinkKind, target: str, *,
                   actor: str | None = None) -> Incident:
     """Link a request id (it must be in the audit log), a version (``NAME:NUMBER``) or an action (words)."""
+    return link_incidents(database, incident_id, [(kind, target)], actor=actor)
+
+
+def link_incidents(database: Database, incident_id: int, links: list[tuple[LinkKind, str]], *,
+                   actor: str | None = None) -> Incident:
+    """Link several ``(kind, target)`` pairs at once: all of them, or none when one is refused."""
     actor = current_actor(actor)
+    with database.transaction() as session:
+        row = _open_row(session, incident_id)
+        for kind, target in links:
+            target = _checked_target(session, database, kind, target)
+            row.links.append(IncidentLinkRow(kind=kind, target=target, linked_at=datetime.now(timezone.utc),
+                                             linked_by=actor))
+            session.flush()
+            append(session, action="incident.link", subject=f"incident:{row.id}", actor=actor,
+                   payload={"kind": kind, "target": target})
+        return _incident(row)
+
+
+def _checked_target(session: Session, database: Database, kind: str, target: str) -> str:
+    """``target`` as it is stored: a request id in the audit log, a version ``NAME:NUMBER``, an action's words."""
     if kind not in LINK_KINDS:
         raise InputError(f"unknown link kind {kind!r}; use one of {', '.join(LINK_KINDS)}")
     target = target.strip()
     if not target:
         raise InputError(f"name the {kind} to link")
-    with database.transaction() as session:
-        row = _open_row(session, incident_id)
-        if kind == "request" and session.scalar(select(AuditRecordRow.seq)
-                                                .where(AuditRecordRow.request_id == target)) is None:
-            raise InputError(f"no request {target!r} in the audit log; request ids start with 'req_' and come back "
-                             "in the X-Request-Id header")
-        if kind == "version":
-            from bastion.governance.registry import ModelRegistry
+    if kind == "request" and session.scalar(select(AuditRecordRow.seq)
+                                            .where(AuditRecordRow.request_id == target)) is None:
+        raise InputError(f"no request {target!r} in the audit log; request ids start with 'req_' and come back "
+                         "in the X-Request-Id header")
+    if kind == "version":
+        from bastion.governance.registry import ModelRegistry
 
-            info = ModelRegistry(database).version(target)
-            target = info.ref
-        row.links.append(IncidentLinkRow(kind=kind, target=target, linked_at=datetime.now(timezone.utc),
-                                         linked_by=actor))
-        session.flush()
-        append(session, action="incident.link", subject=f"incident:{row.id}", actor=actor,
-               payload={"kind": kind, "target": target})
-        return _incident(row)
+        return ModelRegistry(database).version(target).ref
+    return target
 
 
 def close_incident(database: Database, incident_id: int, *, resolution: str, actor: str | None = None) -> Incident:
@@ -108,10 +121,12 @@ def close_incident(database: Database, incident_id: int, *, resolution: str, act
 
 def list_incidents(database: Database, *, model: str | None = None, status: str | None = None) -> list[Incident]:
     """Incidents, newest first, optionally of one model and one status (``open``, ``closed``)."""
+    if status is not None and status not in ("open", "closed"):
+        raise InputError(f"--status {status!r}: use open or closed")
     with database.sessions() as session:
         query = select(IncidentRow).order_by(IncidentRow.id.desc())
         if model is not None:
-            query = query.where(IncidentRow.model == model)
+            query = query.where(IncidentRow.model == model.strip())
         if status is not None:
             query = query.where(IncidentRow.status == status)
         return [_incident(row) for row in session.scalars(query)]

@@ -5,12 +5,15 @@ A version is registered with the files it is made of (model file or factory, wei
 data's manifest, the threat model); each file is scanned for malicious pickle payloads (a file that
 fails is refused), hashed, optionally signed with an ed25519 key, and kept in the object store, so a
 later change to a stored file is detected (``verify``). Evidence records (the JSON of ``bastion scan``,
-``data audit``, ``privacy``...) are attached to a version. Approval is refused while the version has
-no threat model, no evidence, or a failing or unanswered gate of its threat model, and takes two
-approvers (``approvals_needed``), neither of them the person who registered the version, each holding
-the ``approver`` or ``admin`` role. Only an approved version can be promoted to an alias
-(``production``, ``staging``...); ``rollback`` moves an alias back to where it pointed before its
-last promotion.
+``data audit``, ``privacy``...) are attached to a version; a record of a kind that tests a model must name this
+version's weights (or model file) by hash. Approval is refused while the version has no threat model, one without
+gates, no evidence, or a failing or unanswered gate, and takes two approvers (``approvals_needed``), neither of
+them the person who registered the version, each holding the ``approver`` or ``admin`` role. Only an approved
+version whose gates still pass can be promoted to an alias (``production``, ``staging``...); ``rollback`` moves
+an alias back to where it pointed before its last promotion.
+
+People are names (``--as``, ``$BASTION_USER``), compared without case and surrounding spaces; they are not
+authenticated, so the two-person rule guards against mistakes, not against one person typing two names.
 
 Versions are named ``name:3`` (number) or ``name:production`` (an alias).
 """
@@ -32,6 +35,7 @@ from bastion.core.ids import file_digest
 from bastion.governance.version_files import (
     artifact_row,
     check_loads,
+    check_not_future,
     check_tested_model,
     evidence_file,
     model_file,
@@ -258,6 +262,7 @@ class ModelRegistry:
             InputError: a missing file, an artifact the scanner flags, an invalid threat model.
         """
         actor = current_actor(actor)
+        name = _checked_name(name)  # before any file is stored
         files = [(role, Path(path)) for role, path in (("model", model_file(model)), ("weights", weights),
                                                        ("data-manifest", data_manifest), ("threat", threat))
                  if path is not None]
@@ -273,7 +278,7 @@ class ModelRegistry:
         with self.database.transaction() as session:
             registered = session.scalar(select(RegisteredModelRow).where(RegisteredModelRow.name == name))
             if registered is None:
-                registered = RegisteredModelRow(name=_checked_name(name), created_at=now, created_by=actor)
+                registered = RegisteredModelRow(name=name, created_at=now, created_by=actor)
                 session.add(registered)
                 session.flush()
             number = (session.scalar(select(func.max(ModelVersionRow.number))
@@ -296,6 +301,8 @@ class ModelRegistry:
         if not records:
             raise InputError("name at least one evidence file (the JSON of bastion scan, data audit, privacy...)")
         now = datetime.now(timezone.utc)
+        for path, _, document in records:
+            check_not_future(path, document, now)
         with self.database.transaction() as session:
             version = _version(session, ref)
             for path, _, document in records:
@@ -316,6 +323,7 @@ class ModelRegistry:
             raise InputError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         if not who or not who.strip():
             raise InputError("name who gets the role")
+        who = who.strip()
         with self.database.transaction() as session:
             holders = session.scalar(select(func.count()).select_from(RegistryRoleRow))
             granter = session.get(RegistryRoleRow, actor)
@@ -325,6 +333,9 @@ class ModelRegistry:
             if holders and (granter is None or granter.role != "admin"):
                 raise InputError(f"{actor} is not a registry admin; only an admin can grant roles")
             row = session.get(RegistryRoleRow, who)
+            if row is not None and row.role == "admin" and role != "admin" and _admins(session) == 1:
+                raise InputError(f"{who} is the registry's only admin; making them {role} would leave nobody able to "
+                                 "grant roles: make another admin first")
             now = datetime.now(timezone.utc)
             if row is None:
                 session.add(RegistryRoleRow(actor=who, role=role, granted_at=now, granted_by=actor))
@@ -367,6 +378,13 @@ class ModelRegistry:
             if version.status != "approved":
                 raise InputError(f"{_subject(version)[6:]} is {version.status}, not approved: only an approved "
                                  f"version can become {alias} (see `bastion registry approve`)")
+            try:  # evidence attached since the approval counts: the newest record of each kind decides
+                _check_gates(version, _gate_results(version))
+            except InputError as error:
+                raise InputError(f"{error}. It was approved before; evidence attached since then changed that, "
+                                 "so it is not promoted") from None
+            if alias_target(session, version.model.name, alias) == version.number:
+                raise InputError(f"{version.model.name}:{alias} is version {version.number} already")
             _move(session, version.model, alias, version.number, "promote", actor)
             return _info(session, version)
 
@@ -406,6 +424,7 @@ def alias_target(session: Session, name: str, alias: str) -> int | None:
 
 
 def _model(session: Session, name: str) -> RegisteredModelRow:
+    name = name.strip()
     row = session.scalar(select(RegisteredModelRow).where(RegisteredModelRow.name == name))
     if row is None:
         known = ", ".join(session.scalars(select(RegisteredModelRow.name))) or "none yet"
@@ -421,7 +440,7 @@ def _version(session: Session, ref: str) -> ModelVersionRow:
         raise InputError(f"model {parsed.name!r} has no versions")
     if parsed.selector is None:
         return model.versions[-1]
-    if parsed.selector.lstrip("v").isdigit():
+    if _is_number(parsed.selector.lstrip("v")):
         return _numbered(model, int(parsed.selector.lstrip("v")))
     number = alias_target(session, parsed.name, parsed.selector)
     if number is None:
@@ -495,9 +514,9 @@ def _check_approver(session: Session, version: ModelVersionRow, actor: str) -> N
     if role is None or role.role not in APPROVING_ROLES:
         raise InputError(f"{actor} may not approve: approvers hold the approver or admin role (an admin grants it "
                          "with `bastion registry grant NAME approver`)")
-    if actor == version.created_by:
+    if _same_person(actor, version.created_by):
         raise InputError(f"{actor} registered {_subject(version)[6:]} and may not approve it: a second person must")
-    if any(a.approver == actor for a in version.approvals):
+    if any(_same_person(a.approver, actor) for a in version.approvals):
         raise InputError(f"{actor} approved {_subject(version)[6:]} already; it needs another approver")
 
 
@@ -517,6 +536,9 @@ def _check_gates(version: ModelVersionRow, gates: list[dict[str, Any]]) -> None:
     if version.threat_document is None:
         raise InputError(f"{ref} has no threat model, so it has no release gates: register a version with "
                          "--threat (`bastion threat init` writes one)")
+    if not gates:
+        raise InputError(f"{ref}'s threat model has no release gates (no `requires:` under any attack path), so "
+                         "nothing shows it is fit to release: add gates and register a new version")
     if not version.evidence:
         raise InputError(f"{ref} has no evidence attached: attach the records its gates need with "
                          "`bastion registry attach`")
@@ -528,12 +550,27 @@ def _check_gates(version: ModelVersionRow, gates: list[dict[str, Any]]) -> None:
 
 
 def _checked_name(name: str) -> str:
-    if not name or not name.strip() or ":" in name or len(name) > 200:
+    if not name or not name.strip() or ":" in name or len(name.strip()) > 200:
         raise InputError(f"model name {name!r}: use 1-200 characters without ':' (e.g. fraud-cnn)")
     return name.strip()
 
 
 def _checked_alias(alias: str) -> str:
-    if not alias or alias.strip().lstrip("v").isdigit() or ":" in alias or len(alias) > 64:
+    stripped = (alias or "").strip()
+    if not stripped or _is_number(stripped.lstrip("v")) or ":" in stripped or len(stripped) > 64:
         raise InputError(f"alias {alias!r}: use a name such as production or staging (not a number, no ':')")
-    return alias.strip()
+    return stripped
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` is a version number: ASCII digits only (``str.isdigit`` accepts '²', which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def _same_person(first: str, second: str) -> bool:
+    """Names as people type them: case and surrounding spaces aside (not authentication: see the module docstring)."""
+    return first.strip().casefold() == second.strip().casefold()
+
+
+def _admins(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(RegistryRoleRow).where(RegistryRoleRow.role == "admin"))

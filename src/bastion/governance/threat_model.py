@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from bastion.core.errors import ConfigError, InputError
+from bastion.core.yamlio import load_yaml
 from bastion.governance.metrics import AUDIT_CHECKS, METRICS, SELECTORS, EvidenceKind
 from bastion.storage.ledger import canonical_json
 
@@ -86,6 +87,21 @@ AtlasId = Annotated[str, AfterValidator(_atlas_id)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_yes_no_for_numbers(cls, data: Any) -> Any:
+        """Refuse ``true``/``false`` where a number goes (pydantic would read them as 1 and 0)."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{name}: {str(value).lower()} is a yes/no value; give a number")
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    return annotation in (int, float) or any(arg in (int, float) for arg in get_args(annotation))
 
 
 class System(_Model):
@@ -290,7 +306,7 @@ def parse_threat_document(data: object, *, source: str = "the document") -> Thre
 
 
 def load_threat_document(path: str | Path) -> ThreatDocument:
-    """Read and validate a threat document from a YAML file (``yaml.safe_load``).
+    """Read and validate a threat document from a YAML file (``yaml.safe_load``, refusing a key given twice).
 
     Raises:
         InputError: a missing or unreadable file, a YAML syntax error (with its line and column), or an
@@ -305,7 +321,7 @@ def load_threat_document(path: str | Path) -> ThreatDocument:
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read threat document {path}: {error}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -6,6 +6,7 @@ with ed25519. ``bastion.governance.registry`` calls these; nothing here touches 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,41 @@ TESTED_MODEL_FIELD = {"scan": "model", "defense-scan": "model", "certify": "mode
 
 
 def check_tested_model(version: ModelVersionRow, path: Path, document: dict[str, Any]) -> None:
-    """Refuse a record that tested another model than this version's weights (or model file)."""
+    """Refuse a record of a kind that tests a model unless it names, by hash, this version's weights (or model file):
+    a record naming another model, none, or a version with no weights or model file to compare with."""
     field = TESTED_MODEL_FIELD.get(document.get("kind", ""))
-    tested = ((document.get(field) or {}) if field else {}).get("sha256")
+    if field is None:
+        return
+    tested = document.get(field)
+    tested = tested.get("sha256") if isinstance(tested, dict) else None
     files = {a.role: a.sha256 for a in version.artifacts}
     own = files.get("weights") or files.get("model")
-    if tested and own and tested != own:
-        ref = f"{version.model.name}:{version.number}"
+    ref = f"{version.model.name}:{version.number}"
+    if own is None:
+        raise InputError(f"{ref} was registered as a factory without --weights, so no {document['kind']} record can "
+                         "show that it tested this version's model: register a version with its --weights")
+    if not isinstance(tested, str) or not tested:
+        raise InputError(f"{path} does not name the model it tested ({field}.sha256 is missing), so it cannot count "
+                         f"for {ref}: attach the record as the bastion command wrote it")
+    if tested != own:
         raise InputError(f"{path} tested the model file {tested[:16]}…, but {ref}'s "
                          f"{'weights' if 'weights' in files else 'model file'} are {own[:16]}…: attach evidence "
                          "produced with this version's files")
+
+
+#: How far in the future a record's ``created_at`` may lie (clocks of two machines differ a little).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def check_not_future(path: Path, document: dict[str, Any], now: datetime) -> None:
+    """Refuse a record dated in the future: of several records of a kind, the newest ``created_at`` decides a gate,
+    so a future date would let a stale record outrank every later one."""
+    from bastion.governance.gates import created_at
+
+    when = created_at(document)
+    if when is not None and when > now + CLOCK_SKEW:
+        raise InputError(f"{path} is dated {when.isoformat()}, in the future: attach the record as the bastion "
+                         "command wrote it")
 
 
 def check_loads(model: str, weights: Path | None) -> None:

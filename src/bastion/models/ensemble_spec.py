@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BastionError, InputError
+from bastion.core.yamlio import load_yaml
 
 if TYPE_CHECKING:
     from bastion.models.loading import LoadedModel
@@ -72,7 +73,7 @@ def read_manifest(path: Path) -> EnsembleManifest:
     """
     try:
         text = path.read_text(encoding="utf-8")
-        document = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        document = json.loads(text) if path.suffix.lower() == ".json" else load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"

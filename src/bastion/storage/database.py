@@ -184,8 +184,8 @@ def _require_existing(url: str, home: Path) -> None:
         return  # _create_engine says what is wrong with it
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).is_file():
-        raise InputError(f"no bastion store at {home}: check --home or ${HOME_ENV}; `bastion data commit` "
-                         "creates one")
+        raise InputError(f"no bastion store at {home}: check --home or ${HOME_ENV} (`bastion data commit` creates "
+                         "one for datasets, `bastion registry grant` or `register` for a registry)")
 
 
 def _create_engine(url: str, *, create: bool = True, sync_every_commit: bool = True) -> Engine:
