@@ -345,6 +345,8 @@ def test_a_threat_model_without_gates_cannot_approve(registry, tmp_path, digits_
     registry.attach(ref, [scan_json], actor="carol")
     with pytest.raises(InputError, match="has no release gates"):
         registry.approve(ref, actor="alice")
+    run = CliRunner().invoke(cli, ["registry", "gates", ref, "--home", str(tmp_path)])
+    assert run.exit_code == 1 and "its threat model has no `requires:`" in run.output
 
 
 def test_names_roles_and_aliases_as_people_type_them(registry, tmp_path, digits_weights, scan_json):

@@ -92,7 +92,8 @@ def gates_command(ref: Ref, home: Home = None) -> None:
     """Show the version's release gates: each of its threat model's gates on its evidence."""
     with user_errors(), _registry(home) as registry:
         gates = registry.gates(ref)
-    _print_gates(gates)
+        has_threat_model = registry.version(ref).threat_sha256 is not None
+    _print_gates(gates, has_threat_model)
     if not gates or any(g.get("status") != "pass" for g in gates):
         raise typer.Exit(1)
 
@@ -196,9 +197,11 @@ def verify_command(ref: Ref, home: Home = None) -> None:
                   highlight=False)
 
 
-def _print_gates(gates: list[dict]) -> None:
+def _print_gates(gates: list[dict], has_threat_model: bool) -> None:
     if not gates:
-        errors.print("no release gates: the version has no threat model (register it with --threat)")
+        errors.print("no release gates: " + ("its threat model has no `requires:` under any attack path"
+                                             if has_threat_model else
+                                             "the version has no threat model (register it with --threat)"))
         return
     table = Table("attack path", "gate", "status", "value", "threshold")
     for gate in gates:
