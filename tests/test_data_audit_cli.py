@@ -97,7 +97,7 @@ def test_quarantine_refuses_uncommitted_changed_or_unknown_input(workspace, digi
     train, out = workspace / "train", workspace / "audit"
     assert bastion("data", "audit", train, "--out", out, "--checks", "duplicates").exit_code == 0
     uncommitted = bastion("data", "quarantine", out, "--select", "duplicates", "--approve")
-    assert uncommitted.exit_code == 2 and "not under version control" in text(uncommitted)
+    assert uncommitted.exit_code == 2 and "no bastion store" in text(uncommitted)  # nothing committed yet
 
     bastion("data", "commit", train, "-m", "v1")
     next(train.rglob("0000.png")).unlink()  # the data changes after the audit ...
@@ -173,3 +173,38 @@ def test_backdoored_folder_is_found_quarantined_and_the_retrained_model_ignores_
     test = load_dataset("digits:test")
     asr = attack_success_rate(load_classifier(MODEL, weights=str(retrained)).classifier, test.x, test.y, BadNets(0))
     assert asr < 0.2
+
+
+def test_duplicates_are_located_at_the_copy_and_hidden_files_are_not_samples(workspace):
+    train = workspace / "train"
+    shutil.copy(next(train.rglob("0005.png")), next(train.rglob("0005.png")).parent / ".hidden.png")
+    out = workspace / "audit"
+    result = bastion("data", "audit", train, "--checks", "duplicates", "--out", out)
+    assert result.exit_code == 0, result.output
+    record = read_audit(out)
+    assert len(record.ids) == 303  # the hidden copy is neither loaded nor listed
+    flagged = [record.locations[i] for i in record.selection("duplicates")]
+    assert sorted(Path(location).name for location in flagged) == ["copy-0.png", "copy-1.png", "copy-2.png"]
+
+
+def test_a_poison_audit_that_cannot_run_is_an_error_not_an_empty_result(workspace, digits_model):
+    import torch
+
+    scripted = workspace / "scripted.pt"
+    torch.jit.script(digits_model.module).save(str(scripted))
+    result = bastion("data", "audit", workspace / "train", "--model", scripted, "--input-shape", "1,8,8",
+                     "--num-classes", "10", "--checks", "poison", "--out", workspace / "a")
+    assert result.exit_code == 2 and "the poison audit cannot read --model" in text(result)
+    assert bastion("data", "audit", workspace / "train", "--checks", "duplicates,poison",
+                   "--out", workspace / "pixels").exit_code == 0
+    skipped = bastion("data", "quarantine", workspace / "pixels", "--select", "suspected")
+    assert skipped.exit_code == 2 and "has no poison-consensus results" in text(skipped)
+
+
+def test_quarantine_without_a_store_does_not_create_one(workspace, monkeypatch):
+    monkeypatch.delenv("BASTION_HOME")
+    monkeypatch.chdir(workspace)
+    assert bastion("data", "audit", workspace / "train", "--checks", "duplicates", "--out", "audit").exit_code == 0
+    result = bastion("data", "quarantine", "audit", "--select", "duplicates", "--approve")
+    assert result.exit_code == 2 and "no bastion store" in text(result)
+    assert not (workspace / ".bastion").exists()

@@ -488,3 +488,40 @@ def test_reanchor_backwards_warns_that_entries_were_lost(folder, tmp_path):
     result = bastion("ledger", "--reanchor", "--home", str(home))
     assert result.exit_code == 0 and "moved back from entry 2 to 1" in result.output
     assert "entries 2..2 were lost" in result.output
+
+
+def test_a_damaged_ledger_anchor_refuses_a_commit_before_anything_is_stored(store, folder):
+    store.commit(folder, message="v1", actor="alice")
+    change(folder)
+    before = state(store)
+    anchor = store.database.home / "ledger.head"
+    good = anchor.read_bytes()
+    anchor.write_text("garbage")
+    with pytest.raises(InputError, match="ledger head anchor .* is unreadable"):
+        store.commit(folder, message="v2", actor="alice")
+    anchor.write_bytes(good)
+    assert state(store) == before
+
+
+def test_an_anchor_that_cannot_be_written_after_a_commit_keeps_the_version_whole(store, folder, monkeypatch, tmp_path,
+                                                                                  caplog):
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ledger, "write_anchor", fail)
+    version = store.commit(folder, message="v1", actor="alice")
+    assert "could not be updated (disk full)" in caplog.text
+    out = store.checkout("train", version.version, dest=tmp_path / "out")  # every object of the version is there
+    assert snapshot(out) == snapshot(folder)
+
+
+def test_checkout_never_replaces_or_nests_in_a_working_copy(store, folder):
+    store.commit(folder, message="v1", actor="alice")
+    notes = folder.parent / "notes.txt"
+    notes.write_text("mine")
+    before = snapshot(folder.parent)
+    for dest, where in ((folder.parent, "holds the working copy"),
+                        (folder / "3" / "new", "is inside the working copy")):
+        with pytest.raises(InputError, match=f"it {where} of dataset 'train'"):
+            store.checkout("train", 1, dest=dest, force=True)
+    assert snapshot(folder.parent) == before

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,9 +44,9 @@ def audit_command(
     path: Annotated[str, typer.Argument(help="The training data: a folder of images per class, an .npz, a CSV or "
                                         "Parquet table, or a built-in (digits:train).", show_default=False)],
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="The model trained on this data (pkg.module:factory with --weights, or a "
-        "TorchScript file): its penultimate features drive the poison detectors. Without it only duplicates, "
-        "outliers and label issues run, on the pixels.", show_default=False)] = None,
+        "--model", "-m", help="The model trained on this data (pkg.module:factory with --weights): its "
+        "penultimate features drive the poison detectors. Without it duplicates, leakage, outliers and label "
+        "issues run, on the pixels.", show_default=False)] = None,
     weights: WeightsFile = None,
     test: Annotated[str | None, typer.Option(help="Test data, for train/test leakage.", show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Folder for audit.json and audit.html.")] = Path("audit"),
@@ -91,6 +92,8 @@ def audit_command(
         if model is not None:
             loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
             classifier, model_ref = _torch_classifier(loaded)
+            if classifier is not None and "poison" in settings.checks:
+                _check_features(classifier, dataset, model)
         test_data = load_data_from_options(test, label_column, schema) if test else None
         record = run_audit(dataset, settings, classifier=classifier, model_ref=model_ref, test=test_data,
                            locations=locations, data_path=_data_path(path), manifest_root=root,
@@ -117,13 +120,17 @@ def quarantine_command(
                                               "./.bastion).", show_default=False)] = None,
 ) -> None:
     """Take an audit's flagged samples out of the dataset: a new version, the files kept aside, a ledger entry."""
-    from bastion.workflows.audit import read_audit
+    from bastion.workflows.audit import SELECTIONS, read_audit
     from bastion.workflows.dataset_store import open_dataset_store
 
     with user_errors():
         record = read_audit(audit)
         chosen = record.selection(select)
         if not chosen:
+            ran = [name for name in SELECTIONS[select] if record.column(name) is not None]
+            if not ran:
+                raise InputError(f"the audit has no {' or '.join(SELECTIONS[select])} results to select from (it did "
+                                 f"not run them; its notes: {' '.join(record.notes) or 'none'})")
             console.print(f"nothing to quarantine: the audit selected no sample as {select}")
             return
         if record.data_path is None:
@@ -133,7 +140,7 @@ def quarantine_command(
         if not approve:
             console.print(f"nothing moved: re-run with --approve to quarantine these {len(chosen)} sample(s)")
             return
-        store = open_dataset_store(home)
+        store = open_dataset_store(home, create=False)  # a new, empty store would only split the history
         try:
             dataset = store.dataset_for_path(record.data_path)
             if dataset is None:
@@ -182,11 +189,25 @@ def _locations(spec: str, dataset: Dataset, schema: Path | None,
     # As load_dataset does: the default 'label' gives way to the schema's label column.
     explicit = label_column if not (table_schema is not None and label_column == "label") else None
     listing = list_samples(Path(spec), schema=table_schema, label_column=explicit if table else None)
-    where: dict[str, str] = {}
+    # Exact copies share an id: each id's locations are dealt out in order, so the second copy of a file gets the
+    # second location (the loader and the listing both go through the files in sorted order).
+    where: dict[str, deque[str]] = {}
     for entry in listing.entries:
-        where.setdefault(entry.id, entry.location)
+        where.setdefault(entry.id, deque()).append(entry.location)
     root = manifest_from_listing(listing).merkle_root
-    return [where.get(sample_id) for sample_id in dataset.sample_ids], root
+    return [where[sample_id].popleft() if where.get(sample_id) else None for sample_id in dataset.sample_ids], root
+
+
+def _check_features(classifier: TorchClassifier, dataset: Dataset, model: str) -> None:
+    """Refuse, before any audit runs, a torch model whose penultimate features cannot be read (a TorchScript file
+    has no ``nn.Linear`` a hook can catch): the poison audit it was given for would not run."""
+    from bastion.defenses.poison import penultimate_features
+
+    try:
+        penultimate_features(classifier, dataset.x[:2])
+    except InputError as error:
+        raise InputError(f"the poison audit cannot read --model {model}'s features: {error}. Pass the network as a "
+                         "factory with --weights, or leave poison out of --checks") from None
 
 
 def _torch_classifier(loaded: LoadedModel) -> tuple[TorchClassifier | None, ArtifactRef]:

@@ -304,7 +304,10 @@ def _read_image_folder(root: Path) -> RawArrays:
     ids: list[str] = []
     first: tuple[Path, tuple[int, ...]] | None = None
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        # Hidden files are skipped, as the listing behind manifests and ids skips them: a sample that is loaded
+        # must be one that `data verify` sees.
+        files = sorted(f for f in class_dir.iterdir()
+                       if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
         if not files:
             raise InputError(
                 f"class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -43,6 +44,8 @@ from sqlalchemy.orm import Session
 from bastion.core.errors import InputError
 from bastion.storage.database import DATABASE_KEY, LEDGER_HEAD_KEY
 from bastion.storage.tables import LedgerEntry
+
+logger = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 USER_ENV = "BASTION_USER"
@@ -96,6 +99,9 @@ def append(session: Session, *, action: str, subject: str, actor: str, payload: 
     for field, value in (("action", action), ("subject", subject), ("actor", actor)):
         if not value or not value.strip():
             raise InputError(f"a ledger entry needs a non-empty {field}")
+    anchor = session.info.get(LEDGER_HEAD_KEY)
+    if anchor is not None:
+        _read_anchor_file(anchor)  # a damaged anchor refuses the change now, before anything is committed
     try:
         stored_payload = json.loads(canonical_json(payload or {}))
     except (TypeError, ValueError) as error:
@@ -228,7 +234,13 @@ def _after_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, None)
     anchor = session.info.get(LEDGER_HEAD_KEY)
     if pending is not None and anchor is not None:
-        write_anchor(anchor, session.info.get(DATABASE_KEY), *pending)
+        try:
+            write_anchor(anchor, session.info.get(DATABASE_KEY), *pending)
+        except (OSError, InputError) as error:
+            # The change is committed: raising now would make the caller undo its files (objects a committed
+            # version needs). The anchor only lags; `ledger --verify` reports it and `--reanchor` renews it.
+            logger.error("committed, but the ledger head anchor %s could not be updated (%s); "
+                         "`bastion data ledger --verify` will report it", anchor, error)
 
 
 def _after_rollback(session: Session) -> None:

@@ -256,6 +256,7 @@ class DatasetStore:
             row = check_version(session, dataset, find_version(dataset, version))
             target = self._target(dataset, dest)
             self._refuse_home(target)
+            _refuse_working_copies(session, target)
             if not force:
                 self._refuse_unsaved(dataset, target)
             staged = stage_files(self.objects, self._index_of(row), target)
@@ -444,6 +445,22 @@ class DatasetStore:
                              f"bastion's own store {home} (database, objects, ledger anchor), which the restore would "
                              "replace. Keep the store outside the dataset (--home or $BASTION_HOME), or check the "
                              "version out elsewhere with --out DIR")
+
+
+def _refuse_working_copies(session: Session, target: Path) -> None:
+    """Raise when writing ``target`` would replace, or nest inside, a working copy the store tracks (its own
+    working copy aside, which a checkout without ``--out`` rewrites): even ``--force`` only means the content of
+    ``target`` itself may go."""
+    resolved = target.resolve()
+    for name, root in session.execute(select(DatasetRow.name, DatasetRow.root)):
+        tracked = Path(root).resolve()
+        if resolved == tracked:
+            continue
+        if tracked.is_relative_to(resolved) or resolved.is_relative_to(tracked):
+            where = "holds" if tracked.is_relative_to(resolved) else "is inside"
+            raise InputError(f"refusing to write {target}: it {where} the working copy of dataset {name!r} "
+                             f"({tracked}), which the checkout would replace or break. Choose an --out outside "
+                             "every working copy")
 
 
 def open_dataset_store(home: str | Path | None = None, *, url: str | None = None, create: bool = True
