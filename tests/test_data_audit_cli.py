@@ -208,3 +208,12 @@ def test_quarantine_without_a_store_does_not_create_one(workspace, monkeypatch):
     result = bastion("data", "quarantine", "audit", "--select", "duplicates", "--approve")
     assert result.exit_code == 2 and "no bastion store" in text(result)
     assert not (workspace / ".bastion").exists()
+
+
+def test_poison_refuses_class_names_that_are_not_folder_names(tmp_path):
+    source = tmp_path / "named.npz"
+    np.savez(source, x=np.zeros((6, 1, 4, 4), dtype=np.float32), y=np.array([0, 1, 2] * 2),
+             class_names=np.array(["../escaped", ".hidden", "ok"]))
+    result = bastion("data", "poison", source, "--rate", 0, "--target", 2, "--out", tmp_path / "p")
+    assert result.exit_code == 2 and "cannot be a folder name" in text(result), result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["named.npz"]

@@ -200,3 +200,40 @@ def test_scan_names_samples_by_their_manifest_ids(train, tmp_path, digits_weight
     record = ScanRecord.model_validate_json((tmp_path / "report" / "scan.json").read_text())
     scanned = [s.sample_id for s in record.headline.samples]
     assert scanned == loaded.sample_ids and set(scanned) <= ids
+
+
+def test_paths_a_user_gets_wrong_are_refused_cleanly(signed, tmp_path, monkeypatch):
+    train, manifest, public = signed
+    folder = data("manifest", train, "--out", tmp_path)
+    assert folder.exit_code == 2 and "is a folder; name the manifest file" in text(folder)
+    monkeypatch.chdir(train)
+    here = data("manifest", ".")
+    assert here.exit_code == 0, here.output
+    assert (train.parent / "train.manifest.json").is_file()
+    report = data("verify", train, manifest, "--report", tmp_path / "missing" / "r.json")
+    assert report.exit_code == 2 and "give a file in an existing folder" in text(report)
+    if Path("/proc/self").is_dir():  # Linux: /proc takes no new files, even from root
+        unwritable = data("keygen", "--out", "/proc/bastion-test.key")
+        assert unwritable.exit_code == 2 and "check the path and its permissions" in text(unwritable)
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.zeros((0, 4), dtype=np.float32), y=np.zeros(0, dtype=np.int64))
+    nothing = data("manifest", empty, "--out", tmp_path / "e.json")
+    assert nothing.exit_code == 2 and "x holds no samples" in text(nothing)
+
+
+def test_a_valid_dataset_with_a_broken_signature_is_not_called_intact(signed):
+    train, manifest, public = signed
+    document = json.loads(manifest.read_text())
+    document["signatures"][0]["signature"] = document["signatures"][0]["signature"][::-1]
+    manifest.write_text(json.dumps(document))
+    result = data("verify", train, manifest, "--public-key", public)
+    assert result.exit_code == 1 and "UNTRUSTED (the data matches, the signatures do not)" in text(result)
+    assert "intact:" not in text(result)
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
+    table = tmp_path / "excel.csv"
+    table.write_bytes("\ufefflabel,a,b\r\n0,1,2\r\n1,3,4\r\n".encode())
+    result = data("manifest", table, "--out", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert "2 samples in 2 classes" in text(result)

@@ -525,3 +525,15 @@ def test_checkout_never_replaces_or_nests_in_a_working_copy(store, folder):
         with pytest.raises(InputError, match=f"it {where} of dataset 'train'"):
             store.checkout("train", 1, dest=dest, force=True)
     assert snapshot(folder.parent) == before
+
+
+def test_csv_quarantine_moves_each_row_as_its_bytes(store, tmp_path):
+    path = tmp_path / "crlf.csv"
+    lines = ["\ufeffa,b,label\r\n"] + [f'{i},"x, {i}",{"yes" if i % 2 else "no"}\r\n' for i in range(20)]
+    path.write_bytes("".join(lines).encode("utf-8"))  # as a spreadsheet writes it: BOM, CRLF, quoted commas
+    store.commit(path, message="table", actor="alice")
+    chosen = [e for e in store.manifest("crlf").entries if e.location == "row 3"]
+    store.quarantine("crlf", [e.id for e in chosen], reason="label noise", actor="alice", approved=True)
+    assert path.read_bytes() == "".join(lines[:3] + lines[4:]).encode("utf-8")
+    kept = tmp_path / "home" / "quarantine" / "crlf" / "v2" / "crlf.csv"
+    assert kept.read_bytes() == (lines[0] + lines[3]).encode("utf-8")

@@ -35,7 +35,8 @@ def progress_bars() -> Iterator[object]:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn bastion's own errors and invalid settings into a one-line message and exit code 2."""
+    """Turn bastion's own errors, invalid settings and unusable paths (``OSError``) into a one-line message and exit
+    code 2."""
     try:
         yield
     except BastionError as error:
@@ -43,6 +44,10 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except ValidationError as error:
         _print_error("; ".join(_validation_problem(e) for e in error.errors()))
+        raise typer.Exit(2) from None
+    except OSError as error:  # a path the user gave that cannot be read or written (missing folder, no permission)
+        where = f": {error.filename}" if error.filename else ""
+        _print_error(f"{error.strerror or error}{where}; check the path and its permissions")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("interrupted")

@@ -46,7 +46,10 @@ def manifest_command(
     from bastion.data.schema import load_schema
 
     with user_errors():
-        target = out or path.with_name(f"{path.name}.manifest.json")
+        target = out or path.resolve().with_name(f"{path.resolve().name}.manifest.json")  # '.' has no name
+        if target.is_dir():
+            raise InputError(f"--out {target} is a folder; name the manifest file, e.g. "
+                             f"{target / (path.resolve().name + '.manifest.json')}")
         _refuse_inside(target, path)
         provenance = Provenance(source=source, owner=owner, collected=collected, transforms=transform or [])
         table_schema = load_schema(schema) if schema is not None else None
@@ -80,7 +83,8 @@ def sign_command(
     key: Annotated[Path, typer.Option(help="Private key from 'bastion data keygen'.")],
     signer: Annotated[str | None, typer.Option(help="Name of the signer (default: user@host).")] = None,
 ) -> None:
-    """Sign a manifest with an ed25519 key; the signature covers every field of the manifest."""
+    """Sign a manifest with an ed25519 key; the signature covers the manifest's content (ids, labels, locations,
+    counts, Merkle root, provenance), not the signer name and time written beside it."""
     from bastion.data.manifest import read_manifest, write_manifest
     from bastion.data.signing import load_private_key, sign_manifest
 
@@ -114,6 +118,8 @@ def verify_command(
     from bastion.data.signing import load_public_key, verify_signatures
 
     with user_errors():
+        if report is not None and (report.is_dir() or not report.parent.is_dir()):
+            raise InputError(f"--report {report}: give a file in an existing folder")
         trusted = load_public_key(public_key) if public_key is not None else None
         try:
             manifest = read_manifest(manifest_path)
@@ -129,7 +135,8 @@ def verify_command(
         _print_changes(result, show)
         if result.class_changes:
             console.print(_class_table(result.class_changes))
-    verdict = "[bold green]intact[/]" if result.ok else "[bold red]DIFFERS[/]"
+    verdict = "[bold red]DIFFERS[/]" if not result.ok else "[bold green]intact[/]" if signatures.ok else \
+        "[bold red]UNTRUSTED[/] (the data matches, the signatures do not)"
     console.print(f"{verdict}: {result.found_count} samples found, {result.expected_count} in the manifest; "
                   f"{result.summary()} ({result.seconds:.1f} s)")
     if not (result.ok and signatures.ok):

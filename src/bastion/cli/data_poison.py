@@ -96,6 +96,10 @@ def _write_images(out: Path, x: np.ndarray, y: np.ndarray, class_names: list[str
 
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise InputError(f"an image folder needs images (N, 1 or 3, H, W), got {x.shape}; write an .npz instead")
+    for name in class_names:  # each name becomes a folder under out/
+        if not name or name.startswith(".") or "/" in name or "\\" in name or "\x00" in name:
+            raise InputError(f"class name {name!r} cannot be a folder name (empty, hidden, or with a path "
+                             "separator); rename the classes, or write an .npz instead")
     low, high = bounds
     pixels = np.rint(np.clip((x - low) / (high - low), 0, 1) * 255).astype(np.uint8)
     locations = []

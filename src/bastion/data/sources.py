@@ -208,6 +208,8 @@ def _as_float_inputs(x: np.ndarray, source: str) -> np.ndarray:
             f"{source}: x must have shape (N, *input_shape), e.g. (N, D) or (N, C, H, W); "
             f"got {x.shape}"
         )
+    if not len(x):
+        raise InputError(f"{source}: x holds no samples (shape {x.shape}); there is nothing to use")
     x = np.ascontiguousarray(x, dtype=np.float32)
     finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if not finite.all():

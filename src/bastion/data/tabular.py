@@ -162,7 +162,7 @@ def _label_text(value: Any) -> str:
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[int, int], Any]:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a byte-order mark (Excel) is not a name
             reader = csv.reader(handle)
             header_row = next(reader, None)
             if header_row is None:

@@ -20,7 +20,7 @@ import re
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bastion.core.errors import InputError
@@ -224,17 +224,28 @@ def _split_npz(source: Path, rows: Sequence[int], kept: Path, removed: Path) -> 
 
 
 def _split_csv(source: Path, rows: Sequence[int], kept: Path, removed: Path) -> None:
-    """Data rows are numbered like ``bastion.data.tabular``: every record after the header, blank ones too."""
-    text = source.read_text(encoding="utf-8")
-    line_end = "\r\n" if "\r\n" in text else "\n"
-    header, *data = list(csv.reader(io.StringIO(text, newline="")))
+    """Data rows are numbered like ``bastion.data.tabular``: every record after the header, blank ones too. Each
+    record is moved as the lines it was read from, byte for byte (quoting, line endings, a byte-order mark)."""
+    lines = list(io.StringIO(source.read_bytes().decode("utf-8"), newline=""))  # line endings as they are
+    consumed = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal consumed
+        for line in lines:
+            consumed += 1
+            yield line
+
+    spans, start = [], 0
+    for _ in csv.reader(feed()):
+        spans.append((start, consumed))
+        start = consumed
+    if not spans:
+        raise InputError(f"{source} is empty; it has no header row")
+    header, *data = ["".join(lines[begin:end]) for begin, end in spans]
     drop = set(rows)
     for path, chosen in ((kept, [r for i, r in enumerate(data) if i not in drop]),
                          (removed, [r for i, r in enumerate(data) if i in drop])):
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator=line_end)
-            writer.writerow(header)
-            writer.writerows(chosen)
+        path.write_bytes("".join([header, *chosen]).encode("utf-8"))
 
 
 def _split_parquet(source: Path, rows: Sequence[int], kept: Path, removed: Path) -> None:
