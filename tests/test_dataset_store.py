@@ -537,3 +537,13 @@ def test_csv_quarantine_moves_each_row_as_its_bytes(store, tmp_path):
     assert path.read_bytes() == "".join(lines[:3] + lines[4:]).encode("utf-8")
     kept = tmp_path / "home" / "quarantine" / "crlf" / "v2" / "crlf.csv"
     assert kept.read_bytes() == (lines[0] + lines[3]).encode("utf-8")
+
+
+def test_a_deleted_ledger_anchor_fails_the_check_until_reanchored(store, folder, tmp_path):
+    store.commit(folder, message="v1", actor="alice")
+    (tmp_path / "home" / "ledger.head").unlink()
+    home = str(tmp_path / "home")
+    result = bastion("ledger", "--verify", "--home", home)
+    assert result.exit_code == 1 and "ledger unanchored" in result.output and "--reanchor" in result.output
+    assert bastion("ledger", "--reanchor", "--home", home).exit_code == 0
+    assert bastion("ledger", "--verify", "--home", home).exit_code == 0

@@ -195,6 +195,11 @@ def _report_check(check: LedgerCheck, versions: list[str]) -> None:
         errors.print(f"[bold red]version does not match the ledger:[/] {problem}", highlight=False, soft_wrap=True)
     if check.ok and versions:
         raise typer.Exit(1)
+    if check.ok and check.checked and check.anchored_seq is None:  # deleting the anchor must not pass the check
+        errors.print("[bold red]ledger unanchored:[/] entries cut off its end cannot be ruled out. If this home was "
+                     "moved or copied (the anchor names the database by its path), check the last entries, then "
+                     "accept them with `bastion data ledger --reanchor`", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if check.ok:
         anchored = f", head anchor at entry {check.anchored_seq}" if check.anchored_seq else ""
         console.print(f"ledger ok: {check.checked} entries, hash chain intact{anchored}", highlight=False)
