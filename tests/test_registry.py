@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from sqlalchemy import update
@@ -391,3 +392,34 @@ def test_the_cli_rolls_back_the_alias_it_names(tmp_path, digits_weights, scan_js
     card = CliRunner().invoke(cli, ["registry", "card", "digits:1", "--out", str(tmp_path / "missing" / "c.md"),
                                     "--home", str(tmp_path)])
     assert card.exit_code == 2 and "cannot write the card" in card.output
+
+
+def test_audit_evidence_must_be_of_the_data_the_version_names(registry, tmp_path, digits_weights):
+    from PIL import Image
+
+    from bastion.data.manifest import build_manifest, write_manifest
+
+    folders = {}
+    for name, offset in (("train", 0), ("other", 40)):
+        root = tmp_path / name
+        for i in range(30):
+            (root / str(i % 3)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), (i + offset) * 3, dtype=np.uint8)).save(root / str(i % 3) / f"{i}.png")
+        folders[name] = root
+    manifest = tmp_path / "train.manifest.json"
+    write_manifest(build_manifest(folders["train"]), manifest)
+    broken = tmp_path / "broken.manifest.json"
+    broken.write_text("{not json")
+    with pytest.raises(InputError, match="broken.manifest.json"):
+        registry.register("digits", model=FACTORY, weights=Path(digits_weights), data_manifest=broken, actor="carol")
+    ref = registry.register("digits", model=FACTORY, weights=Path(digits_weights), data_manifest=manifest,
+                            threat=_threat(tmp_path / "t.yaml", 0.0), actor="carol").ref
+    audits = {}
+    for name, root in folders.items():
+        run = CliRunner().invoke(cli, ["data", "audit", str(root), "--checks", "duplicates",
+                                       "--out", str(tmp_path / f"audit-{name}")])
+        assert run.exit_code == 0, run.output
+        audits[name] = tmp_path / f"audit-{name}" / "audit.json"
+    with pytest.raises(InputError, match="audit the training data the version was registered with"):
+        registry.attach(ref, [audits["other"]], actor="carol")
+    assert registry.attach(ref, [audits["train"]], actor="carol").evidence[0].kind == "audit"

@@ -34,7 +34,9 @@ from bastion.core.errors import InputError
 from bastion.core.ids import file_digest
 from bastion.governance.version_files import (
     artifact_row,
+    check_audited_data,
     check_loads,
+    check_manifest_file,
     check_not_future,
     check_tested_model,
     evidence_file,
@@ -267,6 +269,8 @@ class ModelRegistry:
                                                        ("data-manifest", data_manifest), ("threat", threat))
                  if path is not None]
         document = threat_document(threat) if threat is not None else None
+        if data_manifest is not None and Path(data_manifest).is_file():
+            check_manifest_file(Path(data_manifest))
         key = private_key(sign_key) if sign_key is not None else None
         for role, path in files:
             if not path.is_file():
@@ -307,6 +311,7 @@ class ModelRegistry:
             version = _version(session, ref)
             for path, _, document in records:
                 check_tested_model(version, path, document)
+                check_audited_data(version, path, document, self.objects)
             for path, digest, document in records:
                 version.evidence.append(EvidenceRow(kind=document["kind"], sha256=digest, source=path.name,
                                                     attached_at=now, attached_by=actor, document=document))

@@ -61,6 +61,33 @@ def check_tested_model(version: ModelVersionRow, path: Path, document: dict[str,
                          "produced with this version's files")
 
 
+def check_audited_data(version: ModelVersionRow, path: Path, document: dict[str, Any], objects: ObjectStore) -> None:
+    """Refuse a data audit of other data than the version's ``--data-manifest`` (by Merkle root), when it has one."""
+    if document.get("kind") != "audit":
+        return
+    stored = next((a.sha256 for a in version.artifacts if a.role == "data-manifest"), None)
+    if stored is None:
+        return  # nothing to compare with: the version was registered without its data's manifest
+    from bastion.data.manifest import Manifest
+
+    expected = Manifest.model_validate_json(objects.get_bytes(stored)).merkle_root
+    data = document.get("data")
+    audited = data.get("manifest_root") if isinstance(data, dict) else None
+    ref = f"{version.model.name}:{version.number}"
+    if audited != expected:
+        seen = f"data with Merkle root {audited[:16]}…" if isinstance(audited, str) and audited else \
+            "data without a manifest root (a built-in or in-memory dataset)"
+        raise InputError(f"{path} audited {seen}, but {ref}'s --data-manifest has root {expected[:16]}…: audit "
+                         "the training data the version was registered with")
+
+
+def check_manifest_file(path: Path) -> None:
+    """Refuse a ``--data-manifest`` that is not a readable dataset manifest."""
+    from bastion.data.manifest import read_manifest
+
+    read_manifest(path)
+
+
 #: How far in the future a record's ``created_at`` may lie (clocks of two machines differ a little).
 CLOCK_SKEW = timedelta(minutes=5)
 
