@@ -547,3 +547,14 @@ def test_a_deleted_ledger_anchor_fails_the_check_until_reanchored(store, folder,
     assert result.exit_code == 1 and "ledger unanchored" in result.output and "--reanchor" in result.output
     assert bastion("ledger", "--reanchor", "--home", home).exit_code == 0
     assert bastion("ledger", "--verify", "--home", home).exit_code == 0
+
+
+def test_an_edited_author_or_message_is_caught_by_the_ledger_check(store, folder, tmp_path):
+    store.commit(folder, message="v1", actor="alice")
+    database = tmp_path / "home" / "bastion.db"
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("UPDATE dataset_versions SET author = 'mallory', message = 'approved by security'")
+    connection.close()
+    result = bastion("ledger", "--verify", "--home", str(tmp_path / "home"))
+    assert result.exit_code == 1 and "author is 'mallory'" in result.output and "message" in result.output

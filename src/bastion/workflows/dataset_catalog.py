@@ -110,14 +110,15 @@ def next_version_number(session: Session, dataset: DatasetRow) -> int:
 # --- versions against the ledger ------------------------------------------------------------------
 
 #: The fields of a version row the ledger records, as (row attribute, what messages call it).
-_RECORDED = ("manifest_object", "files_object", "merkle_root", "sample_count", "release_tag", "status")
+_RECORDED = ("manifest_object", "files_object", "merkle_root", "sample_count", "release_tag", "status", "author",
+             "message", "parent")
 
 
 def recorded_versions(session: Session, dataset: str) -> dict[int, dict[str, object]]:
     """What the ledger recorded for each version of ``dataset``: number -> the fields of its row.
 
-    Replays the ``dataset.commit`` and ``dataset.quarantine`` entries (a new version: its objects, root
-    and sample count) and ``dataset.release`` entries (its tag and status), oldest first.
+    Replays the ``dataset.commit`` and ``dataset.quarantine`` entries (a new version: its objects, root,
+    sample count, author, message and parent) and ``dataset.release`` entries (its tag and status), oldest first.
     """
     versions: dict[int, dict[str, object]] = {}
     query = (select(LedgerEntry).where(LedgerEntry.subject == f"dataset:{dataset}",
@@ -136,7 +137,8 @@ def recorded_versions(session: Session, dataset: str) -> dict[int, dict[str, obj
             versions[number] = {"manifest_object": payload.get("manifest_object"),
                                 "files_object": payload.get("files_object"),
                                 "merkle_root": payload.get("merkle_root"), "sample_count": payload.get("samples"),
-                                "release_tag": None, "status": "committed"}
+                                "release_tag": None, "status": "committed", "author": entry.actor,
+                                **{field: payload[field] for field in ("message", "parent") if field in payload}}
     return versions
 
 
@@ -155,7 +157,7 @@ def version_problems(session: Session, dataset: DatasetRow, only: DatasetVersion
                             "added or renumbered behind bastion's back)")
             continue
         wrong = [f"{field} is {getattr(row, field)!r} but the ledger recorded {expected.get(field)!r}"
-                 for field in _RECORDED if getattr(row, field) != expected.get(field)]
+                 for field in _RECORDED if field in expected and getattr(row, field) != expected[field]]
         if wrong:
             problems.append(f"{dataset.name} v{row.number}: the dataset_versions row was edited: {'; '.join(wrong)}")
     if only is None:
