@@ -389,6 +389,8 @@ def test_the_cli_rolls_back_the_alias_it_names(tmp_path, digits_weights, scan_js
     run = CliRunner().invoke(cli, ["registry", "rollback", "digits:canary", "--as", "root", "--home", str(tmp_path)])
     assert run.exit_code == 0, run.output
     assert "digits:canary rolled back to version 1" in run.output
+    listed = CliRunner().invoke(cli, ["data", "ledger", "--subject", "model:digits", "--home", str(tmp_path)])
+    assert "registry.rollback" in listed.output and "alias=canary from=2 to=1" in " ".join(listed.output.split())
     card = CliRunner().invoke(cli, ["registry", "card", "digits:1", "--out", str(tmp_path / "missing" / "c.md"),
                                     "--home", str(tmp_path)])
     assert card.exit_code == 2 and "cannot write the card" in card.output
