@@ -279,3 +279,16 @@ def test_certify_bounds_refuse_a_model_without_layers(digits_model, digits_test)
     data = Dataset(x=x[:4].numpy(), y=y[:4].numpy(), class_names=[str(i) for i in range(10)], description="d")
     with pytest.raises(CapabilityError, match="Use --method smoothing"):
         run_certify(opaque, data, CertifySettings(method="crown", eps=0.1))
+
+
+def test_data_with_non_finite_values_is_refused_before_certifying(digits_model, digits_test):
+    from bastion.core.errors import InputError
+    from bastion.data.sources import Dataset
+    from bastion.workflows.scan_common import check_in_bounds
+
+    x, y = digits_test
+    values = x[:4].numpy().copy()
+    values[1, 0, 0, 0] = np.nan
+    data = Dataset(x=values, y=y[:4].numpy(), class_names=[str(i) for i in range(10)], description="d")
+    with pytest.raises(InputError, match="--data contains NaN or infinite values"):
+        check_in_bounds(data, digits_model, "--data")

@@ -181,8 +181,8 @@ def _print_entries(entries: list[LedgerEntry]) -> None:
         return
     for entry in entries:
         details = " ".join(f"{key}={value}" for key, value in entry.payload.items()
-                           if key in ("version", "from_version", "tag", "samples", "reason", "message", "alias", "from",
-                                                           "to", "status"))
+                           if key in ("version", "from_version", "tag", "samples", "reason", "message", "alias",
+                                      "from", "to", "status"))
         console.print(f"[bold]{entry.seq:>5}[/]  {entry.time.strftime('%Y-%m-%d %H:%M:%S')}  {entry.entry_hash[:12]}  "
                       f"{entry.actor}  [cyan]{entry.action}[/]  {entry.subject}  [dim]{details}[/]",
                       highlight=False, soft_wrap=True, markup=True)

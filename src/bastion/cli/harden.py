@@ -82,7 +82,14 @@ def harden_command(
 ) -> None:
     """Harden a factory model against evasion; write weights, evidence and before/after reports."""
     from bastion.scan.report.writer import prepare_folder
-    from bastion.workflows.harden import HardenSettings, check_files, check_settings, run_harden
+    from bastion.workflows.harden import (
+        CHECKPOINTS,
+        HardenSettings,
+        check_files,
+        check_settings,
+        has_checkpoints,
+        run_harden,
+    )
     from bastion.workflows.report import write_harden_reports
 
     with user_errors():
@@ -100,8 +107,8 @@ def harden_command(
         train = load_data_from_options(data, label_column, schema, limit)
         evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None
         prepare_folder(out)
-        if resume and not _has_checkpoints(out):
-            errors.print(f"note: --resume found no checkpoints in {out / 'checkpoints'}: starting a new run")
+        if resume and not has_checkpoints(out / CHECKPOINTS):
+            errors.print(f"note: --resume found no checkpoints in {out / CHECKPOINTS}: starting a new run")
 
         def load(weights_file: str | None):
             return load_model_from_options(model, weights_file, input_shape, num_classes, bounds, mean, std)
@@ -116,20 +123,14 @@ def harden_command(
 def _check_method_flags(method: str, options: dict[str, Any]) -> None:
     """Refuse a method flag (``--steps``, ``--beta``, ...) that ``method`` does not take."""
     from bastion.core.errors import InputError
-    from bastion.defenses.training import method_options
+    from bastion.defenses.training import method_names, method_options
 
     known = method_options(method)
     for option in options:
         if known is not None and option not in known:
-            takers = [name for name in ("pgd", "trades", "distill", "noise", "plain")
-                      if option in (method_options(name) or ())]
+            takers = [name for name in method_names() if option in (method_options(name) or ())]
             raise InputError(f"--{option} does not apply to --method {method}; it goes with --method "
                              f"{' or '.join(takers)}")
-
-
-def _has_checkpoints(out: Path) -> bool:
-    folder = out / "checkpoints"
-    return folder.is_dir() and any(folder.iterdir())
 
 
 def print_harden_summary(record: HardenRecord) -> None:

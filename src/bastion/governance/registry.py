@@ -269,12 +269,12 @@ class ModelRegistry:
                                                        ("data-manifest", data_manifest), ("threat", threat))
                  if path is not None]
         document = threat_document(threat) if threat is not None else None
-        if data_manifest is not None and Path(data_manifest).is_file():
-            check_manifest_file(Path(data_manifest))
         key = private_key(sign_key) if sign_key is not None else None
         for role, path in files:
             if not path.is_file():
                 raise InputError(f"the {role} file {path} does not exist")
+        if data_manifest is not None:
+            check_manifest_file(Path(data_manifest))
         scans = {role: scan_file(path) for role, path in files}  # before anything loads them
         check_loads(model, weights)
         artifacts = [artifact_row(role, path, self.objects, key, scans[role]) for role, path in files]

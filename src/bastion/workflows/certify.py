@@ -108,8 +108,6 @@ def run_certify(
     check_in_bounds(dataset, model, "--data")
     x = torch.as_tensor(dataset.x, dtype=torch.float32)
     y = torch.as_tensor(dataset.y, dtype=torch.int64)
-    if not len(x):
-        raise InputError("the dataset is empty")
     ids = dataset.sample_ids
     keys = keys_from_ids(ids)
     radius = settings.headline()

@@ -43,6 +43,7 @@ from bastion.workflows.scan_common import check_fits, check_in_bounds
 #: Methods ``harden`` accepts (``bastion.defenses.training.METHODS``); these two are certified training.
 CERTIFIED_METHODS = ("ibp", "crown-ibp")
 WEIGHTS_FILE = "model.safetensors"
+CHECKPOINTS = "checkpoints"  # the folder in OUT with the per-epoch checkpoints
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def run_harden(
     check_settings(settings, eval_data_given=eval_data is not None)
     check_files(settings, weights, out_dir)
     folder = prepare_folder(out_dir)
-    _check_checkpoints(folder / "checkpoints", settings.resume)
+    _check_checkpoints(folder / CHECKPOINTS, settings.resume)
     before_model = load(weights) if weights else None
     trainee = load(weights if settings.fine_tune else None)
     classifier = trainee.classifier
@@ -200,9 +201,14 @@ def check_files(settings: HardenSettings, weights: str | None, out_dir: str | Pa
                          "first")
 
 
+def has_checkpoints(folder: Path) -> bool:
+    """Whether ``folder`` (``OUT/checkpoints``) holds an earlier run's checkpoints."""
+    return folder.is_dir() and any(folder.iterdir())
+
+
 def _check_checkpoints(folder: Path, resume: bool) -> None:
     """Refuse, before any work, to start afresh over an earlier run's checkpoints (they would be lost)."""
-    if not resume and folder.is_dir() and any(folder.iterdir()):
+    if not resume and has_checkpoints(folder):
         raise InputError(f"{folder} holds the checkpoints of an earlier run: pass --resume to continue it, "
                          "or choose another --out (or delete that folder) to start afresh")
 
@@ -236,7 +242,7 @@ def _train(classifier: TorchClassifier, data: Dataset, validation: Dataset | Non
         epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer, lr=settings.lr,
         schedule=settings.schedule, seed=settings.seed,
         validation=None if validation is None else (validation.x, validation.y),
-        early_stop=early_stop, checkpoint_dir=folder / "checkpoints", resume=settings.resume,
+        early_stop=early_stop, checkpoint_dir=folder / CHECKPOINTS, resume=settings.resume,
         weight_average=settings.weight_average,
         on_epoch=lambda epoch, total, *_: progress("training epochs", epoch, total),
     )
