@@ -650,7 +650,8 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
         print("\ncProfile of the gateway's event loop under load, top own time:")
         for row in profile["cprofile_top"][:15]:
             print(f"  {row['own_share']:6.1%} {row['own_s']:8.3f} s {row['calls']:8d}  {row['function']}")
-    print(f"\nwritten to {path.relative_to(ROOT.parent)}")
+    shown = path.relative_to(ROOT.parent) if path.is_relative_to(ROOT.parent) else path  # --out may be absolute
+    print(f"\nwritten to {shown}")
 
 
 def main() -> None:

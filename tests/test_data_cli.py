@@ -135,7 +135,6 @@ def test_tampered_manifest_entries_exit_1(signed):
     ("malformed", "is not valid JSON"),
     ("no-dataset", "dataset not found"),
     ("no-manifest", "manifest not found"),
-    ("stray-file", "is not an image"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(signed, problem, message):
     train, manifest, _ = signed
@@ -143,13 +142,29 @@ def test_bad_input_exits_2_with_a_clear_message(signed, problem, message):
         manifest.write_text("{ nope")
     elif problem == "no-dataset":
         train = train.with_name("missing")
-    elif problem == "no-manifest":
-        manifest = manifest.with_name("missing.json")
     else:
-        (train / "4" / "notes.txt").write_text("x")
+        manifest = manifest.with_name("missing.json")
     result = data("verify", train, manifest)
     assert result.exit_code == 2, result.output
     assert message in text(result)
+
+
+@pytest.mark.parametrize("stray, message", [
+    ("4/notes.txt", "is not an image"),
+    ("README", "is a file at the top of the image folder"),
+    ("4/extra/001.png", "is a folder inside the class folder"),
+])
+def test_a_stray_entry_is_a_difference_exit_1(signed, tmp_path, stray, message):
+    """Something put into the dataset folder that the manifest cannot cover is a change to the dataset (exit 1),
+    not a mistake in the command (exit 2); with --report nothing is written, and the output says so."""
+    train, manifest, _ = signed
+    (train / stray).parent.mkdir(parents=True, exist_ok=True)
+    (train / stray).write_bytes(b"x")
+    report = tmp_path / "report.json"
+    result = data("verify", train, manifest, "--report", report)
+    assert result.exit_code == 1, result.output
+    assert "DIFFERS" in text(result) and message in text(result) and "no report written" in text(result)
+    assert not report.exists()
 
 
 def test_manifest_refuses_to_write_inside_the_dataset_and_keygen_to_overwrite(train, tmp_path):

@@ -112,8 +112,10 @@ def verify_command(
 ) -> None:
     """Check a dataset against its manifest: names every added, removed, changed, relabelled or moved sample.
 
-    Exit code 0: intact; 1: something differs (or a signature is invalid or missing); 2: bad input.
+    Exit code 0: intact; 1: something differs (a file that is not a sample, such as a stray non-image, included;
+    or a signature is invalid or missing); 2: bad input.
     """
+    from bastion.data.listing import DatasetLayoutError
     from bastion.data.manifest import ManifestTamperedError, read_manifest, verify_dataset
     from bastion.data.signing import load_public_key, verify_signatures
 
@@ -127,7 +129,12 @@ def verify_command(
             errors.print(f"[bold red]TAMPERED:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         signatures = verify_signatures(manifest, trusted_key=trusted)
-        result = verify_dataset(path, manifest)
+        try:
+            result = verify_dataset(path, manifest)
+        except DatasetLayoutError as error:  # a file the manifest cannot cover was put in: the dataset differs
+            errors.print(f"[bold red]DIFFERS:[/] {error}" + (" (no report written)" if report is not None else ""),
+                         highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         if report is not None:
             report.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     _print_signatures(signatures)

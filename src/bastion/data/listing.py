@@ -52,6 +52,12 @@ _LABEL_SEPARATOR = b"\x00label="
 _IMAGE_ENDINGS = tuple(sorted(IMAGE_SUFFIXES))
 
 
+class DatasetLayoutError(InputError):
+    """An image folder holds an entry that is not a sample the loader reads: a stray file, a nested folder, a link
+    that leaves the folder or leads nowhere. Against a manifest (``bastion data verify``) it is a change to the
+    dataset, not a mistake in the command."""
+
+
 @dataclass(frozen=True)
 class SampleEntry:
     """One sample of a dataset on disk.
@@ -206,9 +212,9 @@ def _list_image_folder(root: Path, workers: int | None) -> SampleRows:
                     continue
                 target = _inside_root(entry, root)
                 if not os.path.isdir(target):
-                    raise InputError(f"{entry.path} is a file at the top of the image folder; an image dataset holds "
-                                     f"only class folders ({root}/<class>/<image>): move it into its class folder "
-                                     "or out of the dataset folder")
+                    raise DatasetLayoutError(f"{entry.path} is a file at the top of the image folder; an image dataset "
+                                             f"holds only class folders ({root}/<class>/<image>): move it into its "
+                                             "class folder or out of the dataset folder")
                 found_class = True
                 names, targets = _class_files(entry.name, target, root)
                 # The threads hash this class's files while the next class folder is listed.
@@ -246,19 +252,19 @@ def _class_files(label: str, folder: str, root: Path) -> tuple[list[str], dict[s
         if entry.is_symlink():
             target = _inside_root(entry, root, shown=shown)
             if not os.path.isfile(target):
-                raise InputError(f"{root}/{shown} is a link to {target}, which is not a file; an image folder "
+                raise DatasetLayoutError(f"{root}/{shown} is a link to {target}, which is not a file; an image folder "
                                  "holds image files only")
             targets[entry.name] = target
             names.append(entry.name)
         elif entry.is_dir():
-            raise InputError(f"{root}/{shown} is a folder inside the class folder {label!r}; an image dataset "
+            raise DatasetLayoutError(f"{root}/{shown} is a folder inside the class folder {label!r}; an image dataset "
                              "has one level of class folders (root/<class>/<image>): move its images up a level")
         else:
-            raise InputError(f"{root}/{shown} is not a regular file; remove it from the dataset folder")
+            raise DatasetLayoutError(f"{root}/{shown} is not a regular file; remove it from the dataset folder")
     names.sort()
     not_images = [n for n in names if not n.lower().endswith(_IMAGE_ENDINGS)]  # no name starts with "."
     if not_images:
-        raise InputError(f"{root}/{label}/{not_images[0]} is not an image (image suffixes: "
+        raise DatasetLayoutError(f"{root}/{label}/{not_images[0]} is not an image (image suffixes: "
                          f"{', '.join(sorted(IMAGE_SUFFIXES))}); training would ignore it: move it out of the "
                          "dataset folder, or convert it to a supported image format"
                          + (f" ({len(not_images) - 1} more such file(s) in {label}/)" if len(not_images) > 1 else ""))
@@ -284,10 +290,11 @@ def _inside_root(entry: os.DirEntry[str], root: Path, *, shown: str | None = Non
         return entry.path
     target = os.path.realpath(entry.path)
     if os.path.commonpath([target, str(root)]) != str(root):
-        raise InputError(f"{root}/{shown or entry.name} is a symbolic link to {target}, outside the dataset folder "
-                         f"{root}; copy the file into the dataset instead, so that the manifest covers it")
+        raise DatasetLayoutError(f"{root}/{shown or entry.name} is a symbolic link to {target}, outside the dataset "
+                                 f"folder {root}; copy the file into the dataset instead, so that the manifest "
+                                 "covers it")
     if not os.path.exists(target):
-        raise InputError(f"{root}/{shown or entry.name} is a broken symbolic link (to {target})")
+        raise DatasetLayoutError(f"{root}/{shown or entry.name} is a broken symbolic link (to {target})")
     return target
 
 
