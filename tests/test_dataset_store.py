@@ -558,3 +558,30 @@ def test_an_edited_author_or_message_is_caught_by_the_ledger_check(store, folder
     connection.close()
     result = bastion("ledger", "--verify", "--home", str(tmp_path / "home"))
     assert result.exit_code == 1 and "author is 'mallory'" in result.output and "message" in result.output
+
+
+def test_cli_ledger_verify_objects_names_each_missing_or_corrupt_file(folder, tmp_path, monkeypatch):
+    """`data ledger --verify --objects` re-hashes every stored object a version uses, before any checkout needs it."""
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("BASTION_DATABASE_URL", raising=False)
+    assert bastion("commit", str(folder), "-m", "v1").exit_code == 0
+    change(folder)
+    assert bastion("commit", str(folder), "-m", "v2").exit_code == 0
+    result = bastion("ledger", "--verify", "--objects")
+    assert result.exit_code == 0 and "objects ok" in result.output, result.output
+
+    with open_dataset_store(tmp_path / "state") as store:
+        index = store.file_index(None, 1)
+        objects = store.objects
+    first, second = sorted(index.files.items())[:2]
+    corrupted, removed = objects.path(first[1].object), objects.path(second[1].object)
+    corrupted.write_bytes(corrupted.read_bytes() + b"\0")
+    removed.unlink()
+    result = bastion("ledger", "--verify", "--objects")
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert f"train v1's {first[0]}" in output and "corrupt" in output
+    assert f"train v1's {second[0]}" in output and "is not in the store" in output
+
+    refused = bastion("ledger", "--objects")
+    assert refused.exit_code == 2 and "--verify" in refused.output

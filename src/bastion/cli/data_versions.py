@@ -143,15 +143,20 @@ def ledger_command(
     reanchor: Annotated[bool, typer.Option("--reanchor", help="Accept the ledger's current last entry as the "
                                            "trusted head (after checking entries --verify reports as not covered "
                                            "by the anchor).")] = False,
+    objects: Annotated[bool, typer.Option("--objects", help="With --verify: also re-hash every stored object the "
+                                          "versions use (manifests, file indexes, each file's bytes); exit 1 naming "
+                                          "each missing or corrupt one.")] = False,
     home: Home = None,
 ) -> None:
-    """List the last ledger entries, or verify the whole chain with --verify."""
+    """List the last ledger entries, or verify the whole chain with --verify (and the stored files with --objects)."""
     from bastion.storage import ledger
     from bastion.storage.database import open_database
 
     with user_errors():
         if limit < 1:
             raise typer.BadParameter("must be at least 1", param_hint="--limit")
+        if objects and not verify:
+            raise typer.BadParameter("goes with --verify", param_hint="--objects")
         database = open_database(home=home, create=False)
         try:
             with database.sessions() as session:
@@ -167,7 +172,8 @@ def ledger_command(
                 if verify:
                     from bastion.workflows.dataset_catalog import all_version_problems
 
-                    _report_check(ledger.verify(session), all_version_problems(session))
+                    _report_check(ledger.verify(session), all_version_problems(session),
+                                  _object_problems(home) if objects else None)
                 elif not reanchor:
                     _print_entries(ledger.entries(session, subject=subject, limit=limit))
         finally:
@@ -188,13 +194,23 @@ def _print_entries(entries: list[LedgerEntry]) -> None:
                       highlight=False, soft_wrap=True, markup=True)
 
 
-def _report_check(check: LedgerCheck, versions: list[str]) -> None:
-    """Print the check; exit 1 when the chain is broken or a version row disagrees with the ledger."""
+def _object_problems(home: Path | None) -> list[str]:
+    with _store(home) as store:
+        return store.object_problems()
+
+
+def _report_check(check: LedgerCheck, versions: list[str], objects: list[str] | None = None) -> None:
+    """Print the check; exit 1 when the chain is broken, a version row disagrees with the ledger or (``objects``
+    given: the store was checked) a stored object is missing or corrupt."""
     for warning in check.warnings:
         errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for problem in versions:
         errors.print(f"[bold red]version does not match the ledger:[/] {problem}", highlight=False, soft_wrap=True)
-    if check.ok and versions:
+    for problem in objects or []:
+        errors.print(f"[bold red]stored object damaged:[/] {problem}", highlight=False, soft_wrap=True)
+    if objects is not None and not objects:
+        console.print("objects ok: every stored file of every version re-hashed to its name", highlight=False)
+    if check.ok and (versions or objects):
         raise typer.Exit(1)
     if check.ok and check.checked and check.anchored_seq is None:  # deleting the anchor must not pass the check
         errors.print("[bold red]ledger unanchored:[/] entries cut off its end cannot be ruled out. If this home was "

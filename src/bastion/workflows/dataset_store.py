@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -50,7 +50,7 @@ from bastion.data.schema import TabularSchema
 from bastion.storage.database import Database, open_database
 from bastion.storage.ledger import append as append_entry
 from bastion.storage.ledger import current_actor
-from bastion.storage.objects import ObjectStore
+from bastion.storage.objects import CorruptObjectError, MissingObjectError, ObjectStore
 from bastion.storage.tables import DatasetRow, DatasetVersionRow, QuarantinedSampleRow
 from bastion.workflows.dataset_catalog import (
     check_dataset_name,
@@ -185,6 +185,35 @@ class DatasetStore:
         """The stored file index of a version (default: the current one)."""
         info = self.version(name, version)
         return FileIndex.model_validate_json(self.objects.get_bytes(info.files_object))
+
+    def object_problems(self) -> list[str]:
+        """Re-hash every stored object a version uses (its manifest, its file index and each file's bytes, each
+        object once): one message per missing or corrupt object, naming the first version and file that use it.
+        An empty list: every version can be checked out byte for byte."""
+        problems: list[str] = []
+        checked: set[str] = set()
+
+        def check(digest: str, what: str, read: Callable[[str], object]) -> object | None:
+            if digest in checked:
+                return None
+            checked.add(digest)
+            try:
+                return read(digest)
+            except (MissingObjectError, CorruptObjectError) as error:
+                problems.append(f"{what}: {error}")
+                return None
+
+        with self.database.sessions() as session:
+            versions = [(dataset.name, row.number, row.manifest_object, row.files_object)
+                        for dataset in session.scalars(select(DatasetRow).order_by(DatasetRow.name))
+                        for row in dataset.versions]
+        for name, number, manifest_object, files_object in versions:
+            check(manifest_object, f"{name} v{number}'s manifest", self.objects.check)
+            index = check(files_object, f"{name} v{number}'s file index", self.objects.get_bytes)
+            if isinstance(index, bytes):
+                for path, record in FileIndex.model_validate_json(index).files.items():
+                    check(record.object, f"{name} v{number}'s {path}", self.objects.check)
+        return problems
 
     # --- commit ---------------------------------------------------------------------------------
 
