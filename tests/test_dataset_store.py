@@ -4,6 +4,7 @@ Datasets are a few hundred of scikit-learn's digits written as PNGs (or one .npz
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -585,3 +586,27 @@ def test_cli_ledger_verify_objects_names_each_missing_or_corrupt_file(folder, tm
 
     refused = bastion("ledger", "--objects")
     assert refused.exit_code == 2 and "--verify" in refused.output
+
+
+def test_quarantine_keeps_a_linked_sample_as_bytes_and_undo_restores_the_link(store, folder, monkeypatch):
+    """A sample that is a relative link inside the dataset is kept as the bytes it pointed to (the link, moved, would
+    point nowhere); a quarantine that fails puts the link itself back."""
+    os.symlink("../1/0001.png", folder / "0" / "linked.png")
+    store.commit(folder, message="v1", actor="alice")
+    entry = next(e for e in store.manifest("train").entries if e.location == "0/linked.png")
+    expected = (folder / "1" / "0001.png").read_bytes()
+
+    def broken_append(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(dataset_store, "append_entry", broken_append)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.quarantine("train", [entry.id], reason="x", actor="alice", approved=True)
+    link = folder / "0" / "linked.png"
+    assert link.is_symlink() and os.readlink(link) == "../1/0001.png"
+    monkeypatch.undo()
+
+    store.quarantine("train", [entry.id], reason="suspected", actor="alice", approved=True)
+    kept = store.quarantine_root / "train" / "v2" / "0" / "linked.png"
+    assert not kept.is_symlink() and kept.read_bytes() == expected
+    assert not os.path.lexists(link) and (folder / "1" / "0001.png").read_bytes() == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import re
 import shutil
 import uuid
@@ -71,11 +72,13 @@ def check_removed(old: Manifest, new: Manifest, chosen: list[ManifestEntry], nam
 
 
 class FolderRemoval:
-    """Quarantine in an image folder: move the samples' files aside, keeping their relative paths."""
+    """Quarantine in an image folder: move the samples' files aside, keeping their relative paths. A sample that is
+    a symbolic link (to a file inside the dataset) is kept as the bytes it pointed to, and the link is removed:
+    moved as it is, a relative link would point nowhere from the quarantine."""
 
     def __init__(self, root: Path, kept_root: Path, chosen: list[ManifestEntry], index: FileIndex) -> None:
         self.root, self.kept_root, self.chosen, self.index = root, kept_root, chosen, index
-        self.moved: list[tuple[Path, Path]] = []
+        self.moved: list[tuple[Path, Path, str | None]] = []  # (source, target, the link's text if it was one)
         self.removed_dirs: list[Path] = []
 
     def kept_at(self, entry: ManifestEntry) -> Path:
@@ -95,9 +98,15 @@ class FolderRemoval:
                                  "check out before quarantining")
             target = self.kept_at(entry)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(source, target)
-            self.moved.append((source, target))
-        for folder in sorted({source.parent for source, _ in self.moved}, key=lambda p: len(p.parts), reverse=True):
+            if source.is_symlink():
+                link = os.readlink(source)
+                target.write_bytes(data)
+                source.unlink()
+                self.moved.append((source, target, link))
+            else:
+                shutil.move(source, target)
+                self.moved.append((source, target, None))
+        for folder in sorted({source.parent for source, *_ in self.moved}, key=lambda p: len(p.parts), reverse=True):
             if folder != self.root and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
                 self.removed_dirs.append(folder)
@@ -115,9 +124,13 @@ class FolderRemoval:
     def undo(self) -> None:
         for folder in reversed(self.removed_dirs):
             folder.mkdir(parents=True, exist_ok=True)
-        for source, target in reversed(self.moved):
+        for source, target, link in reversed(self.moved):
             source.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(target, source)
+            if link is None:
+                shutil.move(target, source)
+            else:
+                os.symlink(link, source)
+                target.unlink()
         self.moved.clear()
         prune_empty(self.kept_root)
 
