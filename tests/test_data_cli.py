@@ -153,18 +153,49 @@ def test_bad_input_exits_2_with_a_clear_message(signed, problem, message):
     ("4/notes.txt", "is not an image"),
     ("README", "is a file at the top of the image folder"),
     ("4/extra/001.png", "is a folder inside the class folder"),
+    ("4/outside.png", "outside the dataset folder"),
+    ("4/broken.png", "broken symbolic link"),
 ])
-def test_a_stray_entry_is_a_difference_exit_1(signed, tmp_path, stray, message):
-    """Something put into the dataset folder that the manifest cannot cover is a change to the dataset (exit 1),
-    not a mistake in the command (exit 2); with --report nothing is written, and the output says so."""
-    train, manifest, _ = signed
-    (train / stray).parent.mkdir(parents=True, exist_ok=True)
-    (train / stray).write_bytes(b"x")
+def test_a_stray_entry_is_a_difference_named_beside_the_others(signed, tmp_path, stray, message):
+    """Something put into the dataset folder that the manifest cannot cover is a difference (exit 1), not a mistake
+    in the command (exit 2): named with every other difference, in the terminal and in the report."""
+    train, manifest, public = signed
+    target = train / stray
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if stray.endswith("outside.png"):
+        target.symlink_to(tmp_path / "train.manifest.json")
+    elif stray.endswith("broken.png"):
+        target.symlink_to(train / "4" / "missing.png")
+    else:
+        target.write_bytes(b"x")
+    changed = sorted((train / "3").iterdir())[0]
+    changed.write_bytes((train / "2" / sorted(p.name for p in (train / "2").iterdir())[0]).read_bytes())
     report = tmp_path / "report.json"
-    result = data("verify", train, manifest, "--report", report)
+    result = data("verify", train, manifest, "--public-key", public, "--report", report)
     assert result.exit_code == 1, result.output
-    assert "DIFFERS" in text(result) and message in text(result) and "no report written" in text(result)
-    assert not report.exists()
+    output = text(result)
+    assert "DIFFERS" in output and message in output and "1 not a sample" in output
+    assert f"3/{changed.name}" in output and "signatures:" in output  # the rest is still checked and shown
+    saved = json.loads(report.read_text())
+    assert len(saved["strays"]) == 1 and message in saved["strays"][0] and saved["changed"]
+
+
+def test_every_stray_entry_is_named_and_a_wrong_folder_gets_a_hint(signed, tmp_path):
+    train, manifest, _ = signed
+    for name in ("a.txt", "b.txt"):
+        (train / "4" / name).write_text("x")
+    result = data("verify", train, manifest, "--show", "0")
+    assert result.exit_code == 1 and "a.txt" in text(result) and "b.txt" in text(result)
+    assert "2 not a sample" in text(result)
+
+    parent = data("verify", train.parent, manifest)  # the folder above the dataset
+    assert parent.exit_code == 1 and "none of the manifest's 120 samples is in" in text(parent)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=np.zeros((2, 1, 8, 8), np.float32), y=np.array([0, 1]))
+    other = tmp_path / "d.manifest.json"
+    assert data("manifest", npz, "--out", other).exit_code == 0
+    wrong_format = data("verify", train, other)  # an npz manifest against a folder, stray file and all
+    assert wrong_format.exit_code == 2 and "describes a npz dataset" in text(wrong_format)
 
 
 def test_manifest_refuses_to_write_inside_the_dataset_and_keygen_to_overwrite(train, tmp_path):

@@ -20,6 +20,7 @@ from bastion.cli.main import app
 from bastion.core.errors import InputError
 from bastion.data.manifest import build_manifest
 from bastion.storage import CorruptObjectError, MissingObjectError, ledger
+from bastion.storage.objects import ObjectStore
 from bastion.storage.tables import QuarantinedSampleRow
 from bastion.workflows import dataset_store
 from bastion.workflows.dataset_store import open_dataset_store
@@ -583,6 +584,15 @@ def test_cli_ledger_verify_objects_names_each_missing_or_corrupt_file(folder, tm
     output = " ".join(result.output.split())
     assert f"train v1's {first[0]}" in output and "corrupt" in output
     assert f"train v1's {second[0]}" in output and "is not in the store" in output
+    assert "more file(s) of this or other versions" in output  # v2 holds the same bytes
+    assert "ledger ok" in output and "2 stored object(s) damaged" in output  # the chain itself is intact
+
+    def unreadable(self, digest):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ObjectStore, "check", unreadable)  # a failing disk or a permission: named, not a crash
+    result = bastion("ledger", "--verify", "--objects")
+    assert result.exit_code == 1 and "cannot be read: Permission denied" in " ".join(result.output.split())
 
     refused = bastion("ledger", "--objects")
     assert refused.exit_code == 2 and "--verify" in refused.output
@@ -610,3 +620,32 @@ def test_quarantine_keeps_a_linked_sample_as_bytes_and_undo_restores_the_link(st
     kept = store.quarantine_root / "train" / "v2" / "0" / "linked.png"
     assert not kept.is_symlink() and kept.read_bytes() == expected
     assert not os.path.lexists(link) and (folder / "1" / "0001.png").read_bytes() == expected
+
+
+@pytest.mark.parametrize("link_name", ["zzz.png", "00-link.png"])
+def test_quarantine_of_a_file_and_a_link_to_it_works_in_either_order(store, folder, link_name):
+    """The link and its target share a sample id; every file is read before any is moved, whichever sorts first."""
+    target = sorted((folder / "0").iterdir())[0]
+    os.symlink(target.name, folder / "0" / link_name)
+    expected = target.read_bytes()
+    store.commit(folder, message="v1", actor="alice")
+    entry = next(e for e in store.manifest("train").entries if e.location == f"0/{target.name}")
+    v2 = store.quarantine("train", [entry.id], reason="duplicate", actor="alice", approved=True)
+    kept = store.quarantine_root / "train" / "v2" / "0"
+    assert (kept / target.name).read_bytes() == expected and (kept / link_name).read_bytes() == expected
+    assert not os.path.lexists(target) and not os.path.lexists(folder / "0" / link_name)
+    assert v2.sample_count == IMAGES - 1  # both entries of the id (file and link) left the IMAGES + 1
+
+
+def test_quarantine_of_a_file_a_remaining_sample_links_to_says_why(store, folder):
+    target = sorted((folder / "1").iterdir())[0]
+    os.symlink(f"../1/{target.name}", folder / "2" / "linked-copy.png")
+    store.commit(folder, message="v1", actor="alice")
+    files = snapshot(folder)
+    entry = next(e for e in store.manifest("train").entries if e.location == f"1/{target.name}")
+    linked = next(e for e in store.manifest("train").entries if e.location == "2/linked-copy.png")
+    if linked.id == entry.id:  # same bytes but another class: another id, so only the file is chosen
+        pytest.skip("the link and its target share an id")
+    with pytest.raises(InputError, match="may be a link to one of them"):
+        store.quarantine("train", [entry.id], reason="x", actor="alice", approved=True)
+    assert snapshot(folder) == files and (folder / "2" / "linked-copy.png").is_symlink()

@@ -112,10 +112,9 @@ def verify_command(
 ) -> None:
     """Check a dataset against its manifest: names every added, removed, changed, relabelled or moved sample.
 
-    Exit code 0: intact; 1: something differs (a file that is not a sample, such as a stray non-image, included;
+    Exit code 0: intact; 1: something differs (an entry that is not a sample, such as a stray non-image, included;
     or a signature is invalid or missing); 2: bad input.
     """
-    from bastion.data.listing import DatasetLayoutError
     from bastion.data.manifest import ManifestTamperedError, read_manifest, verify_dataset
     from bastion.data.signing import load_public_key, verify_signatures
 
@@ -129,12 +128,7 @@ def verify_command(
             errors.print(f"[bold red]TAMPERED:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         signatures = verify_signatures(manifest, trusted_key=trusted)
-        try:
-            result = verify_dataset(path, manifest)
-        except DatasetLayoutError as error:  # a file the manifest cannot cover was put in: the dataset differs
-            errors.print(f"[bold red]DIFFERS:[/] {error}" + (" (no report written)" if report is not None else ""),
-                         highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+        result = verify_dataset(path, manifest)
         if report is not None:
             report.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
     _print_signatures(signatures)
@@ -142,6 +136,10 @@ def verify_command(
         _print_changes(result, show)
         if result.class_changes:
             console.print(_class_table(result.class_changes))
+    _print_strays(result.strays, show)
+    if result.unrelated:
+        console.print(f"[yellow]none of the manifest's {result.expected_count} samples is in {path}:[/] if this is "
+                      "not the dataset the manifest was built from, give that one", highlight=False)
     verdict = "[bold red]DIFFERS[/]" if not result.ok else "[bold green]intact[/]" if signatures.ok else \
         "[bold red]UNTRUSTED[/] (the data matches, the signatures do not)"
     console.print(f"{verdict}: {result.found_count} samples found, {result.expected_count} in the manifest; "
@@ -200,6 +198,14 @@ def _print_changes(changes: Changes, show: int) -> None:
     console.print(table)
     if len(shown) < len(rows):
         console.print(f"... and {len(rows) - len(shown)} more (pass --show 0 for all, or --report FILE)")
+
+
+def _print_strays(strays: list[str], show: int) -> None:
+    shown = strays if show <= 0 else strays[:show]
+    for stray in shown:
+        console.print(f"[bold red]not a sample:[/] {stray}", highlight=False, soft_wrap=True)
+    if len(shown) < len(strays):
+        console.print(f"... and {len(strays) - len(shown)} more entries that are not samples (--show 0 for all)")
 
 
 def _print_signatures(report: SignatureReport) -> None:

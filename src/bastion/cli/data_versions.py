@@ -194,6 +194,10 @@ def _print_entries(entries: list[LedgerEntry]) -> None:
                       highlight=False, soft_wrap=True, markup=True)
 
 
+#: Damaged objects named one by one; a lost objects folder would print one line per file.
+OBJECT_PROBLEMS_SHOWN = 20
+
+
 def _object_problems(home: Path | None) -> list[str]:
     with _store(home) as store:
         return store.object_problems()
@@ -201,30 +205,32 @@ def _object_problems(home: Path | None) -> list[str]:
 
 def _report_check(check: LedgerCheck, versions: list[str], objects: list[str] | None = None) -> None:
     """Print the check; exit 1 when the chain is broken, a version row disagrees with the ledger or (``objects``
-    given: the store was checked) a stored object is missing or corrupt."""
+    given: the store was checked) a stored object is missing, corrupt or unreadable."""
     for warning in check.warnings:
         errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for problem in versions:
         errors.print(f"[bold red]version does not match the ledger:[/] {problem}", highlight=False, soft_wrap=True)
-    for problem in objects or []:
+    for problem in (objects or [])[:OBJECT_PROBLEMS_SHOWN]:
         errors.print(f"[bold red]stored object damaged:[/] {problem}", highlight=False, soft_wrap=True)
-    if objects is not None and not objects:
-        console.print("objects ok: every stored file of every version re-hashed to its name", highlight=False)
-    if check.ok and (versions or objects):
+    if objects and len(objects) > OBJECT_PROBLEMS_SHOWN:
+        errors.print(f"  ... and {len(objects) - OBJECT_PROBLEMS_SHOWN} more", highlight=False)
+    if not check.ok:
+        errors.print(f"[bold red]ledger tampered:[/] entry {check.first_bad_seq}: {check.problem}", highlight=False,
+                     soft_wrap=True)
+        for problem in check.problems[1:6]:
+            errors.print(f"  also entry {problem.seq}: {problem.problem}", highlight=False, soft_wrap=True)
+        if len(check.problems) > 6:
+            errors.print(f"  ... and {len(check.problems) - 6} more", highlight=False)
         raise typer.Exit(1)
-    if check.ok and check.checked and check.anchored_seq is None:  # deleting the anchor must not pass the check
+    if check.checked and check.anchored_seq is None:  # deleting the anchor must not pass the check
         errors.print("[bold red]ledger unanchored:[/] entries cut off its end cannot be ruled out. If this home was "
                      "moved or copied (the anchor names the database by its path), check the last entries, then "
                      "accept them with `bastion data ledger --reanchor`", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    if check.ok:
-        anchored = f", head anchor at entry {check.anchored_seq}" if check.anchored_seq else ""
-        console.print(f"ledger ok: {check.checked} entries, hash chain intact{anchored}", highlight=False)
-        return
-    errors.print(f"[bold red]ledger tampered:[/] entry {check.first_bad_seq}: {check.problem}", highlight=False,
-                 soft_wrap=True)
-    for problem in check.problems[1:6]:
-        errors.print(f"  also entry {problem.seq}: {problem.problem}", highlight=False, soft_wrap=True)
-    if len(check.problems) > 6:
-        errors.print(f"  ... and {len(check.problems) - 6} more", highlight=False)
-    raise typer.Exit(1)
+    anchored = f", head anchor at entry {check.anchored_seq}" if check.anchored_seq else ""
+    console.print(f"ledger ok: {check.checked} entries, hash chain intact{anchored}", highlight=False)
+    if objects is not None:
+        console.print(f"{len(objects)} stored object(s) damaged" if objects else
+                      "objects ok: every stored file of every version re-hashed to its name", highlight=False)
+    if versions or objects:
+        raise typer.Exit(1)

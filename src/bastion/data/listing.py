@@ -19,8 +19,10 @@ What an image folder may hold:
 - hidden entries (names starting with ``.``, e.g. ``.DS_Store``) are skipped anywhere;
 - an empty class folder is skipped: it holds no samples (so emptying a class shows as removals);
 - a file at the top level, a folder inside a class folder, a file whose suffix is not an image
-  suffix, and a symbolic link that points outside the dataset folder are errors naming the entry:
-  the loader would ignore or could not label them, so a manifest must not silently leave them out.
+  suffix, a name that is not UTF-8, and a symbolic link that points outside the dataset folder or
+  nowhere are errors naming the entry (``DatasetLayoutError``): the loader would ignore or could not
+  label them, so a manifest must not silently leave them out. A verify against a manifest lists
+  them all instead, as differences (``collect_strays=True``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import starmap
 from operator import itemgetter
 from pathlib import Path
@@ -89,6 +91,7 @@ class SampleRows:
     format: str
     root: Path
     rows: list[SampleRow]
+    strays: list[str] = field(default_factory=list)  # see ``list_samples(collect_strays=True)``
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class DatasetListing:
     format: str
     root: Path
     entries: list[SampleEntry]
+    strays: list[str] = field(default_factory=list)  # see ``list_samples(collect_strays=True)``
 
     @property
     def class_counts(self) -> dict[str, int]:
@@ -116,6 +120,7 @@ def list_samples(
     schema: TabularSchema | None = None,
     label_column: str | None = None,
     workers: int | None = None,
+    collect_strays: bool = False,
 ) -> DatasetListing:
     """Every sample of the dataset at ``path`` with its id, label, location and size.
 
@@ -124,16 +129,21 @@ def list_samples(
         schema: checks a table's columns and rows (every bad row is reported); tables only.
         label_column: a table's label column; default the schema's label, else ``"label"``.
         workers: threads hashing image files; default ``min(4, 2 * CPUs)``.
+        collect_strays: ``True`` lists an image folder's entries that are not samples (a stray file, a nested
+            folder, a link out of the folder...) in ``strays``, leaving them out, instead of raising
+            ``DatasetLayoutError`` at the first; a folder with no class folders then lists no samples. For a
+            comparison with a manifest, where such an entry is a difference like any other.
 
     Raises:
         InputError: a missing path, an unknown format, an entry that does not belong in an image folder
-            (named), an unreadable file, or a table that breaks ``schema`` (a ``SchemaViolationError``).
+            (named; a ``DatasetLayoutError``), an unreadable file, or a table that breaks ``schema`` (a
+            ``SchemaViolationError``).
         UnsafeFileError: a pickle file.
     """
-    listed = list_rows(path, schema=schema, label_column=label_column, workers=workers)
+    listed = list_rows(path, schema=schema, label_column=label_column, workers=workers, collect_strays=collect_strays)
     with gc_paused():
         entries = list(starmap(_entry, listed.rows))
-    return DatasetListing(format=listed.format, root=listed.root, entries=entries)
+    return DatasetListing(format=listed.format, root=listed.root, entries=entries, strays=listed.strays)
 
 
 def list_rows(
@@ -142,6 +152,7 @@ def list_rows(
     schema: TabularSchema | None = None,
     label_column: str | None = None,
     workers: int | None = None,
+    collect_strays: bool = False,
 ) -> SampleRows:
     """:func:`list_samples` (same arguments, same checks and errors), each sample a plain tuple ``SampleRow``.
 
@@ -159,7 +170,7 @@ def list_rows(
         raise InputError(f"{path}: a schema and a label column apply to CSV and Parquet tables only")
     with gc_paused():
         if path.is_dir():
-            return _list_image_folder(path.resolve(), workers)
+            return _list_image_folder(path.resolve(), workers, _Strays(collect_strays))
         if suffix == ".npz":
             return _list_npz(path)
         if suffix in TABLE_SUFFIXES:
@@ -199,7 +210,21 @@ class _Batch:
     targets: dict[str, str]
 
 
-def _list_image_folder(root: Path, workers: int | None) -> SampleRows:
+class _Strays:
+    """Entries of an image folder that are not samples: each an error (``collect=False``, every caller but a verify)
+    or a message in ``found``, the entry left out of the listing."""
+
+    def __init__(self, collect: bool) -> None:
+        self.collect = collect
+        self.found: list[str] = []
+
+    def add(self, message: str) -> None:
+        if not self.collect:
+            raise DatasetLayoutError(message)
+        self.found.append(message)
+
+
+def _list_image_folder(root: Path, workers: int | None, strays: _Strays) -> SampleRows:
     count = workers if workers is not None else min(4, 2 * (os.cpu_count() or 1))
     if count < 1:
         raise InputError(f"workers must be >= 1, got {count}")
@@ -210,13 +235,18 @@ def _list_image_folder(root: Path, workers: int | None) -> SampleRows:
             for entry in _scan(root):
                 if entry.name.startswith("."):
                     continue
-                target = _inside_root(entry, root)
+                target = _inside_root(entry, root, strays)
+                if target is None:
+                    continue
                 if not os.path.isdir(target):
-                    raise DatasetLayoutError(f"{entry.path} is a file at the top of the image folder; an image dataset "
-                                             f"holds only class folders ({root}/<class>/<image>): move it into its "
-                                             "class folder or out of the dataset folder")
+                    strays.add(f"{entry.path} is a file at the top of the image folder; an image dataset holds only "
+                               f"class folders ({root}/<class>/<image>): move it into its class folder or out of the "
+                               "dataset folder")
+                    continue
+                if not _is_utf8(entry.name, target, strays):
+                    continue
                 found_class = True
-                names, targets = _class_files(entry.name, target, root)
+                names, targets = _class_files(entry.name, target, root, strays)
                 # The threads hash this class's files while the next class folder is listed.
                 futures.extend(pool.submit(_hash_batch, _Batch(entry.name, target, names[i:i + CHUNK], targets))
                                for i in range(0, len(names), CHUNK))
@@ -224,17 +254,16 @@ def _list_image_folder(root: Path, workers: int | None) -> SampleRows:
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-    if not found_class:
+    if not found_class and not strays.collect:
         raise InputError(f"{root} has no class folders; an image dataset needs one sub-folder per class, "
                          f"e.g. {root}/cat/001.png")
     rows = [row for part in parts for row in part]
     rows.sort(key=_LOCATION)  # batches come in class order, not always in location order ("a-b/" < "a/")
-    return SampleRows(format="image-folder", root=root, rows=rows)
+    return SampleRows(format="image-folder", root=root, rows=rows, strays=strays.found)
 
 
-def _class_files(label: str, folder: str, root: Path) -> tuple[list[str], dict[str, str]]:
+def _class_files(label: str, folder: str, root: Path, strays: _Strays) -> tuple[list[str], dict[str, str]]:
     """Image names in a class folder (sorted), and the resolved targets of those that are links."""
-    _check_utf8(label, folder)
     regular: list[os.DirEntry[str]] = []
     others: list[os.DirEntry[str]] = []
     try:
@@ -250,29 +279,35 @@ def _class_files(label: str, folder: str, root: Path) -> tuple[list[str], dict[s
             continue
         shown = f"{label}/{entry.name}"
         if entry.is_symlink():
-            target = _inside_root(entry, root, shown=shown)
+            target = _inside_root(entry, root, strays, shown=shown)
+            if target is None:
+                continue
             if not os.path.isfile(target):
-                raise DatasetLayoutError(f"{root}/{shown} is a link to {target}, which is not a file; an image folder "
-                                 "holds image files only")
+                strays.add(f"{root}/{shown} is a link to {target}, which is not a file; an image folder holds image "
+                           "files only")
+                continue
             targets[entry.name] = target
             names.append(entry.name)
         elif entry.is_dir():
-            raise DatasetLayoutError(f"{root}/{shown} is a folder inside the class folder {label!r}; an image dataset "
-                             "has one level of class folders (root/<class>/<image>): move its images up a level")
+            strays.add(f"{root}/{shown} is a folder inside the class folder {label!r}; an image dataset has one level "
+                       "of class folders (root/<class>/<image>): move its images up a level")
         else:
-            raise DatasetLayoutError(f"{root}/{shown} is not a regular file; remove it from the dataset folder")
+            strays.add(f"{root}/{shown} is not a regular file; remove it from the dataset folder")
     names.sort()
     not_images = [n for n in names if not n.lower().endswith(_IMAGE_ENDINGS)]  # no name starts with "."
     if not_images:
-        raise DatasetLayoutError(f"{root}/{label}/{not_images[0]} is not an image (image suffixes: "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))}); training would ignore it: move it out of the "
-                         "dataset folder, or convert it to a supported image format"
-                         + (f" ({len(not_images) - 1} more such file(s) in {label}/)" if len(not_images) > 1 else ""))
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        if not strays.collect:
+            more = f" ({len(not_images) - 1} more such file(s) in {label}/)" if len(not_images) > 1 else ""
+            strays.add(f"{root}/{label}/{not_images[0]} is not an image (image suffixes: {suffixes}); training would "
+                       "ignore it: move it out of the dataset folder, or convert it to a supported image format" + more)
+        for name in not_images:
+            strays.add(f"{root}/{label}/{name} is not an image (image suffixes: {suffixes})")
+        names = [n for n in names if n.lower().endswith(_IMAGE_ENDINGS)]
     try:
         "/".join(names).encode("utf-8")
     except UnicodeEncodeError:
-        for name in names:
-            _check_utf8(name, f"{root}/{label}/{name}")
+        names = [name for name in names if _is_utf8(name, f"{root}/{label}/{name}", strays)]
     return names, targets
 
 
@@ -284,25 +319,29 @@ def _scan(folder: Path) -> list[os.DirEntry[str]]:
         raise InputError(f"cannot list {folder}: {exc.strerror or exc}") from exc
 
 
-def _inside_root(entry: os.DirEntry[str], root: Path, *, shown: str | None = None) -> str:
-    """The path to read for ``entry``; a link must resolve to a path inside ``root``."""
+def _inside_root(entry: os.DirEntry[str], root: Path, strays: _Strays, *, shown: str | None = None) -> str | None:
+    """The path to read for ``entry``; a link must resolve to a path inside ``root`` (else ``None``, the link
+    recorded in ``strays``)."""
     if not entry.is_symlink():
         return entry.path
     target = os.path.realpath(entry.path)
     if os.path.commonpath([target, str(root)]) != str(root):
-        raise DatasetLayoutError(f"{root}/{shown or entry.name} is a symbolic link to {target}, outside the dataset "
-                                 f"folder {root}; copy the file into the dataset instead, so that the manifest "
-                                 "covers it")
+        strays.add(f"{root}/{shown or entry.name} is a symbolic link to {target}, outside the dataset folder {root}; "
+                   "copy the file into the dataset instead, so that the manifest covers it")
+        return None
     if not os.path.exists(target):
-        raise DatasetLayoutError(f"{root}/{shown or entry.name} is a broken symbolic link (to {target})")
+        strays.add(f"{root}/{shown or entry.name} is a broken symbolic link (to {target})")
+        return None
     return target
 
 
-def _check_utf8(name: str, shown: str) -> None:
+def _is_utf8(name: str, shown: str, strays: _Strays) -> bool:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise InputError(f"{shown!r}: the name is not valid UTF-8; rename it") from None
+        strays.add(f"{shown!r}: the name is not valid UTF-8; rename it")
+        return False
+    return True
 
 
 _local = threading.local()

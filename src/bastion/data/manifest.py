@@ -161,11 +161,23 @@ class VerifyReport(Changes):
     expected_count: int
     found_count: int
     seconds: float
+    strays: list[str] = Field(default=[], description="entries of an image folder that are not samples (a stray "
+                              "file, a nested folder, a link out of the folder...), each named: put there since")
 
     @property
     def ok(self) -> bool:
-        """The data is exactly what the manifest lists."""
-        return self.identical and self.found_root == self.manifest_root
+        """The data is exactly what the manifest lists, and nothing else is in its folder."""
+        return self.identical and not self.strays and self.found_root == self.manifest_root
+
+    @property
+    def unrelated(self) -> bool:
+        """Not one of the manifest's samples is where the manifest puts it (a wrong folder, or all replaced)."""
+        return self.expected_count > 0 and len(self.removed) == self.expected_count
+
+    def summary(self) -> str:
+        strays = f"{len(self.strays)} not a sample" if self.strays else ""
+        changes = super().summary()
+        return ", ".join(part for part in (changes if not self.identical else "", strays) if part) or changes
 
 
 def entry_bytes(entry: Sample) -> bytes:
@@ -308,13 +320,19 @@ def verify_dataset(path: Path, manifest: Manifest, *, workers: int | None = None
     """Compare the dataset at ``path`` with ``manifest``: every added, removed, changed, relabelled and
     moved sample, each with its id and location (see :mod:`bastion.data.changes`).
 
+    An image folder's entries that are not samples (a stray file, a nested folder, a link out of the folder) are
+    differences too, named in ``strays``.
+
     Raises:
         InputError: a dataset that cannot be listed, or of another format than the manifest's.
     """
     started = time.perf_counter()
+    if Path(path).exists() and Path(path).is_dir() != (manifest.format == "image-folder"):
+        raise InputError(f"the manifest describes a {manifest.format} dataset but {path} is a "
+                         f"{'folder' if Path(path).is_dir() else 'file'}; give the dataset the manifest was built from")
     with gc_paused():
         listing = list_samples(path, schema=manifest.table_schema, label_column=manifest.label_column,
-                               workers=workers)
+                               workers=workers, collect_strays=True)
         if listing.format != manifest.format:
             raise InputError(f"the manifest describes a {manifest.format} dataset but {path} is a "
                              f"{listing.format}; give the dataset the manifest was built from")
@@ -325,7 +343,7 @@ def verify_dataset(path: Path, manifest: Manifest, *, workers: int | None = None
     return VerifyReport(
         **changes.model_dump(), path=str(path), format=listing.format, manifest_root=manifest.merkle_root,
         found_root=found_root, expected_count=manifest.count, found_count=len(found),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, strays=listing.strays,
     )
 
 

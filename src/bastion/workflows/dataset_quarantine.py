@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bastion.core.errors import InputError
 from bastion.core.ids import file_digest, stored_sample_id
+from bastion.data.listing import DatasetLayoutError
 from bastion.data.manifest import Manifest, ManifestEntry
 from bastion.storage.objects import ObjectStore
 from bastion.workflows.dataset_files import FileIndex, FileRecord, Swap, remove_path, safe_relative
@@ -85,7 +86,9 @@ class FolderRemoval:
         return self.kept_root / safe_relative(entry.location)
 
     def apply(self, manifest_of: Callable[[Path], Manifest]) -> Manifest:
-        """Move the files out; returns the manifest of what is left."""
+        """Move the files out; returns the manifest of what is left. Every file is read and checked before any is
+        moved (a link may point at another chosen file)."""
+        checked = []
         for entry in self.chosen:
             source = self.root / safe_relative(entry.location)
             try:
@@ -96,11 +99,12 @@ class FolderRemoval:
             if stored_sample_id(data, entry.label) != entry.id:
                 raise InputError(f"{source} differs from the current version (sample {entry.id[:12]}); commit or "
                                  "check out before quarantining")
-            target = self.kept_at(entry)
+            checked.append((source, self.kept_at(entry), data))
+        for source, target, data in checked:
             target.parent.mkdir(parents=True, exist_ok=True)
             if source.is_symlink():
                 link = os.readlink(source)
-                target.write_bytes(data)
+                _write_whole(target, data)
                 source.unlink()
                 self.moved.append((source, target, link))
             else:
@@ -110,7 +114,12 @@ class FolderRemoval:
             if folder != self.root and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
                 self.removed_dirs.append(folder)
-        return manifest_of(self.root)
+        try:
+            return manifest_of(self.root)
+        except DatasetLayoutError as error:
+            raise InputError(f"without the chosen samples the dataset no longer lists: {error}. A sample left in it "
+                             "may be a link to one of them: quarantine both, or replace the link with a copy of the "
+                             "file") from None
 
     def new_index(self, objects: ObjectStore, created: set[str]) -> FileIndex:
         """The current index less the moved files (their objects stay: older versions hold them)."""
@@ -201,6 +210,16 @@ def _row_position(location: str) -> int:
     if match := _TABLE_ROW.fullmatch(location):
         return int(match.group(1)) - 1
     raise InputError(f"cannot quarantine the sample at {location!r}: not a row of an .npz, .csv or .parquet file")
+
+
+def _write_whole(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file beside it: ``target`` is whole or absent."""
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _write_without_rows(source: Path, rows: Sequence[int], *, kept: Path, removed: Path) -> None:

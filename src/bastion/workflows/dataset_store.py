@@ -34,7 +34,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -188,31 +188,38 @@ class DatasetStore:
 
     def object_problems(self) -> list[str]:
         """Re-hash every stored object a version uses (its manifest, its file index and each file's bytes, each
-        object once): one message per missing or corrupt object, naming the first version and file that use it.
-        An empty list: every version can be checked out byte for byte."""
-        problems: list[str] = []
-        checked: set[str] = set()
-
-        def check(digest: str, what: str, read: Callable[[str], object]) -> object | None:
-            if digest in checked:
-                return None
-            checked.add(digest)
-            try:
-                return read(digest)
-            except (MissingObjectError, CorruptObjectError) as error:
-                problems.append(f"{what}: {error}")
-                return None
-
+        object once): one message per missing, corrupt or unreadable object, naming the first version and file
+        that use it and how many others do. An empty list: every version can be checked out byte for byte."""
+        users: dict[str, list[str]] = {}  # object -> what uses it, in order
+        indexes: dict[str, FileIndex | None] = {}
+        unindexed: list[str] = []
         with self.database.sessions() as session:
             versions = [(dataset.name, row.number, row.manifest_object, row.files_object)
                         for dataset in session.scalars(select(DatasetRow).order_by(DatasetRow.name))
                         for row in dataset.versions]
         for name, number, manifest_object, files_object in versions:
-            check(manifest_object, f"{name} v{number}'s manifest", self.objects.check)
-            index = check(files_object, f"{name} v{number}'s file index", self.objects.get_bytes)
-            if isinstance(index, bytes):
-                for path, record in FileIndex.model_validate_json(index).files.items():
-                    check(record.object, f"{name} v{number}'s {path}", self.objects.check)
+            users.setdefault(manifest_object, []).append(f"{name} v{number}'s manifest")
+            users.setdefault(files_object, []).append(f"{name} v{number}'s file index")
+            if files_object not in indexes:
+                try:
+                    indexes[files_object] = FileIndex.model_validate_json(self.objects.get_bytes(files_object))
+                except (MissingObjectError, CorruptObjectError, OSError):
+                    indexes[files_object] = None  # named below with the other damaged objects
+            index = indexes[files_object]
+            if index is None:
+                unindexed.append(f"{name} v{number}")
+                continue
+            for path, record in index.files.items():
+                users.setdefault(record.object, []).append(f"{name} v{number}'s {path}")
+        problems = []
+        for digest, used_by in users.items():
+            try:
+                self.objects.check(digest)
+            except (MissingObjectError, CorruptObjectError) as error:
+                problems.append(_damage(used_by, str(error)))
+            except OSError as error:
+                problems.append(_damage(used_by, f"object {digest} cannot be read: {error.strerror or error}"))
+        problems.extend(f"{version}'s files were not checked: its file index is damaged" for version in unindexed)
         return problems
 
     # --- commit ---------------------------------------------------------------------------------
@@ -521,6 +528,11 @@ def _version_info(dataset: DatasetRow, row: DatasetVersionRow) -> VersionInfo:
         sample_count=row.sample_count, merkle_root=row.merkle_root, manifest_object=row.manifest_object,
         files_object=row.files_object, parent=row.parent, status=row.status, release_tag=row.release_tag,
         current=dataset.current_version == row.number, format=dataset.format, path=dataset.root)
+
+
+def _damage(used_by: list[str], problem: str) -> str:
+    others = f" (also used by {len(used_by) - 1} more file(s) of this or other versions)" if len(used_by) > 1 else ""
+    return f"{used_by[0]}{others}: {problem}"
 
 
 def _dataset_info(row: DatasetRow) -> DatasetInfo:
