@@ -168,15 +168,29 @@ def list_rows(
         raise InputError(f"dataset not found: {path}")
     if (schema is not None or label_column is not None) and (path.is_dir() or suffix not in TABLE_SUFFIXES):
         raise InputError(f"{path}: a schema and a label column apply to CSV and Parquet tables only")
+    found = dataset_format(path)
     with gc_paused():
-        if path.is_dir():
+        if found == "image-folder":
             return _list_image_folder(path.resolve(), workers, _Strays(collect_strays))
-        if suffix == ".npz":
+        if found == "npz":
             return _list_npz(path)
-        if suffix in TABLE_SUFFIXES:
+        if found is not None:
             return _list_table(path, schema, label_column)
     raise InputError(f"unknown dataset format: {path}. Give a folder of images with one sub-folder per class, "
                      "a .npz with arrays x and y, or a .csv/.parquet table with a label column")
+
+
+def dataset_format(path: Path) -> str | None:
+    """The format (one of ``FORMATS``) :func:`list_samples` reads ``path`` as, from its kind and suffix alone;
+    ``None`` for none it reads."""
+    if path.is_dir():
+        return "image-folder"
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return "npz"
+    if suffix in TABLE_SUFFIXES:
+        return "csv" if suffix == ".csv" else "parquet"
+    return None
 
 
 @contextmanager

@@ -30,7 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from bastion.core.errors import InputError
 from bastion.data.changes import Changes, Sample, compare
-from bastion.data.listing import FORMATS, DatasetListing, SampleRow, gc_paused, list_rows, list_samples
+from bastion.data.listing import (
+    FORMATS,
+    DatasetListing,
+    SampleRow,
+    dataset_format,
+    gc_paused,
+    list_rows,
+    list_samples,
+)
 from bastion.data.merkle import InclusionProof, inclusion_proof, root_of_leaf_hashes, verify_inclusion
 from bastion.data.schema import TabularSchema
 
@@ -175,9 +183,11 @@ class VerifyReport(Changes):
         return self.expected_count > 0 and len(self.removed) == self.expected_count
 
     def summary(self) -> str:
-        strays = f"{len(self.strays)} not a sample" if self.strays else ""
-        changes = super().summary()
-        return ", ".join(part for part in (changes if not self.identical else "", strays) if part) or changes
+        """:meth:`Changes.summary`, and the entries that are not samples (``"1 changed, 2 not a sample"``)."""
+        if not self.strays:
+            return super().summary()
+        changes = [] if self.identical else [super().summary()]
+        return ", ".join([*changes, f"{len(self.strays)} not a sample"])
 
 
 def entry_bytes(entry: Sample) -> bytes:
@@ -327,15 +337,13 @@ def verify_dataset(path: Path, manifest: Manifest, *, workers: int | None = None
         InputError: a dataset that cannot be listed, or of another format than the manifest's.
     """
     started = time.perf_counter()
-    if Path(path).exists() and Path(path).is_dir() != (manifest.format == "image-folder"):
-        raise InputError(f"the manifest describes a {manifest.format} dataset but {path} is a "
-                         f"{'folder' if Path(path).is_dir() else 'file'}; give the dataset the manifest was built from")
+    found_format = dataset_format(Path(path)) if Path(path).exists() else None  # checked before anything is hashed
+    if found_format is not None and found_format != manifest.format:
+        raise InputError(f"the manifest describes a {manifest.format} dataset but {path} is a {found_format}; give "
+                         "the dataset the manifest was built from")
     with gc_paused():
         listing = list_samples(path, schema=manifest.table_schema, label_column=manifest.label_column,
                                workers=workers, collect_strays=True)
-        if listing.format != manifest.format:
-            raise InputError(f"the manifest describes a {manifest.format} dataset but {path} is a "
-                             f"{listing.format}; give the dataset the manifest was built from")
         found = listing.entries
         changes = compare(manifest.entries, found)
         # Identical entries (location, id, size and digest) are identical leaves: the root need not be recomputed.

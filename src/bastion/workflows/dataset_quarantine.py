@@ -99,10 +99,10 @@ class FolderRemoval:
             if stored_sample_id(data, entry.label) != entry.id:
                 raise InputError(f"{source} differs from the current version (sample {entry.id[:12]}); commit or "
                                  "check out before quarantining")
-            checked.append((source, self.kept_at(entry), data))
+            checked.append((source, self.kept_at(entry), data if source.is_symlink() else None))  # a link's bytes
         for source, target, data in checked:
             target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_symlink():
+            if data is not None:
                 link = os.readlink(source)
                 _write_whole(target, data)
                 source.unlink()

@@ -191,7 +191,7 @@ class DatasetStore:
         object once): one message per missing, corrupt or unreadable object, naming the first version and file
         that use it and how many others do. An empty list: every version can be checked out byte for byte."""
         users: dict[str, list[str]] = {}  # object -> what uses it, in order
-        indexes: dict[str, FileIndex | None] = {}
+        indexes: dict[str, FileIndex | None] = {}  # read (and so re-hashed) here, not checked again below
         unindexed: list[str] = []
         with self.database.sessions() as session:
             versions = [(dataset.name, row.number, row.manifest_object, row.files_object)
@@ -213,6 +213,8 @@ class DatasetStore:
                 users.setdefault(record.object, []).append(f"{name} v{number}'s {path}")
         problems = []
         for digest, used_by in users.items():
+            if indexes.get(digest) is not None:
+                continue
             try:
                 self.objects.check(digest)
             except (MissingObjectError, CorruptObjectError) as error:
