@@ -401,7 +401,7 @@ def test_write_reports_writes_every_file(tmp_path: Path) -> None:
         "json": "scan.json", "html": "scan.html", "sarif": "scan.sarif", "junit": "junit.xml"}
     assert all(path.is_file() and path.stat().st_size > 0 for path in paths.values())
     assert read_json(paths["json"]) == outcome.record
-    assert not list(paths["json"].parent.glob(".*.tmp"))
+    assert not list(paths["json"].parent.glob(".*"))  # no temporary file left behind
 
 
 def test_write_reports_refuses_a_file_as_folder(tmp_path: Path) -> None:

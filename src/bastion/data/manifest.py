@@ -13,10 +13,8 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 import re
 import socket
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from bastion.core.errors import InputError
+from bastion.core.files import write_atomically
 from bastion.data.changes import Changes, Sample, compare
 from bastion.data.listing import (
     FORMATS,
@@ -474,19 +473,7 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
     body = f'{head},\n  "entries": [\n{lines}\n  ]\n}}\n' if lines else f'{head},\n  "entries": []\n}}\n'
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # The temporary file is private (0600); a manifest is meant to be shared, like any written file.
-        os.chmod(handle.name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    write_atomically(path, body.encode("utf-8"), sync=True)
 
 
 def _entry_line(entry: ManifestEntry) -> str:

@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from bastion.core.errors import InputError
+from bastion.core.files import write_atomically
 from bastion.storage.database import DATABASE_KEY, LEDGER_HEAD_KEY
 from bastion.storage.tables import LedgerEntry
 
@@ -325,14 +325,4 @@ def write_anchor(anchor: Path, database: str | None, seq: int, digest: str, *, f
         return
     heads[key] = {"seq": seq, "hash": digest, "written": canonical_time(datetime.now(timezone.utc))}
     anchor.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".ledger.head-", dir=anchor.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(heads, file, indent=1, sort_keys=True)
-            file.flush()
-            if sync:
-                os.fsync(file.fileno())
-        os.replace(temp, anchor)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomically(anchor, json.dumps(heads, indent=1, sort_keys=True).encode("utf-8"), sync=sync)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bastion.core.errors import BastionError, InputError
+from bastion.core.files import atomic_file
 
 _CHUNK = 1 << 20
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -161,12 +162,6 @@ class ObjectStore:
 
     def _write(self, target: Path, write: Callable[[BinaryIO], object]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=".incoming-", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                write(out)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as out:
+            write(out)
 

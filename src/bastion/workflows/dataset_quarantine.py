@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from bastion.core.errors import InputError
+from bastion.core.files import write_atomically
 from bastion.core.ids import file_digest, stored_sample_id
 from bastion.data.listing import DatasetLayoutError
 from bastion.data.manifest import Manifest, ManifestEntry
@@ -104,7 +105,7 @@ class FolderRemoval:
             target.parent.mkdir(parents=True, exist_ok=True)
             if data is not None:
                 link = os.readlink(source)
-                _write_whole(target, data)
+                write_atomically(target, data)
                 source.unlink()
                 self.moved.append((source, target, link))
             else:
@@ -210,16 +211,6 @@ def _row_position(location: str) -> int:
     if match := _TABLE_ROW.fullmatch(location):
         return int(match.group(1)) - 1
     raise InputError(f"cannot quarantine the sample at {location!r}: not a row of an .npz, .csv or .parquet file")
-
-
-def _write_whole(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file beside it: ``target`` is whole or absent."""
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _write_without_rows(source: Path, rows: Sequence[int], *, kept: Path, removed: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from bastion.core.errors import InputError
+from bastion.core.files import write_atomically
 from bastion.defenses.training.record import EpochRecord
 
 FORMAT = "bastion-training-checkpoint"
@@ -144,42 +144,15 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     payload = save_tensors({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
     tensor_file = f"epoch-{loop.epoch:04d}.safetensors"
-    _atomic_write(folder / tensor_file, payload)
+    write_atomically(folder / tensor_file, payload, sync=True)
     document = {"format": FORMAT, "version": VERSION, "config": config, "loop": loop.to_json(),
                 "optimizer": optimizer_structure,
                 "tensors": {"file": tensor_file, "sha256": hashlib.sha256(payload).hexdigest()}}
-    _atomic_write(folder / STATE_FILE, json.dumps(document, indent=1, sort_keys=True).encode())
+    write_atomically(folder / STATE_FILE, json.dumps(document, indent=1, sort_keys=True).encode(), sync=True)
     # Older tensor files, and temporary files a crash may have left behind.
-    for stale in [*folder.glob("epoch-*.safetensors"), *folder.glob(".*.tmp")]:
+    for stale in [*folder.glob("epoch-*.safetensors"), *folder.glob(".*.part"), *folder.glob(".*.tmp")]:
         if stale.name != tensor_file:
             stale.unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-# --- reading ----------------------------------------------------------------------------------
 
 
 def has_checkpoint(folder: Path) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from bastion.core.errors import InputError
+from bastion.core.files import write_atomically
 from bastion.core.threat import Norm
 
 _NORM_SYMBOLS: dict[str, str] = {"linf": "L∞", "l2": "L2"}
@@ -42,12 +42,9 @@ def write_text_atomically(path: Path, text: str) -> Path:
         InputError: the file or its folder cannot be written.
     """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8", newline="\n")
-        os.replace(temporary, path)
+        write_atomically(path, text.encode("utf-8"))
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         reason = error.strerror or str(error)
         raise InputError(f"cannot write report file {path}: {reason}") from error
     return path
