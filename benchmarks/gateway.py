@@ -41,6 +41,9 @@ Setup:
    a minimal asyncio HTTP/1.1 client (requests built before the clock starts; it still spends about
    0.9 ms of CPU a request on this machine), ``--warmup`` requests first, then ``--requests`` timed ones;
    the gateway's requests are dealt round-robin to ``--keys`` API keys. Throughput = timed requests / wall time.
+   Each server's own CPU a request (all its threads, read from ``/proc`` around the load run, warm-up included)
+   is recorded beside it (``server_cpu_us``, and ``cpu_ratio_to_bare`` in the summary): when both servers are
+   busy throughout, throughput is the inverse of it, and it does not depend on the load generator's speed.
    Sequential latency: ``--sequential`` requests at concurrency 1. With 2 CPUs or more, the servers run on the
    last CPU and the load generator on the others (``--no-pin``: anywhere). Unpinned, a server and the load
    generator ran in turn on this 2-CPU machine (each server's loop about 65% busy), so the figure was the pair's.
@@ -391,7 +394,20 @@ def run_load(args: argparse.Namespace) -> None:
                       "mean_ms": float(milliseconds.mean()), "statuses": {str(k): v for k, v in statuses.items()}}))
 
 
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user and system) the process has used so far, all its threads; ``None`` without ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(server: Server, *, requests: int, warmup: int, concurrency: int, offset: int) -> dict[str, Any]:
+    """One load run against ``server``: the load generator's figures, plus ``server_cpu_us`` (the server's CPU a
+    request, warm-up requests included; the machine's speed drifts, but within a round this compares servers)."""
+    cpu_before = server_cpu_seconds(server.process.pid)
     command = [sys.executable, str(Path(__file__).resolve()), "load", "--port", str(server.port), "--requests",
                str(requests), "--warmup", str(warmup), "--concurrency", str(concurrency), "--offset", str(offset)]
     for key in server.keys:
@@ -403,9 +419,12 @@ def load(server: Server, *, requests: int, warmup: int, concurrency: int, offset
         except subprocess.TimeoutExpired:
             generator.kill()
             raise
+    cpu_after = server_cpu_seconds(server.process.pid)
     if generator.returncode != 0:
         raise RuntimeError(f"the load generator failed against {server.name}:\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
+    if cpu_before is not None and cpu_after is not None:
+        result["server_cpu_us"] = round(1e6 * (cpu_after - cpu_before) / (requests + warmup), 1)
     answered = sum(v for k, v in result["statuses"].items() if k in ("200", "202"))
     if answered != result["requests"]:
         raise RuntimeError(f"{server.name} answered {result['statuses']}: not every request was served")
@@ -564,9 +583,10 @@ def run(args: argparse.Namespace) -> None:
                     figures = load(server, requests=args.requests, warmup=args.warmup,
                                    concurrency=args.concurrency, offset=offset)
                     throughput[server.name].append(figures)
+                    cpu = f", server CPU {figures['server_cpu_us']:.0f} us/req" if "server_cpu_us" in figures else ""
                     print(f"round {round_index + 1} {server.name:16s} c={args.concurrency}: "
                           f"{figures['throughput']:7.1f} req/s, p50 {figures['p50_ms']:.2f} ms, "
-                          f"p99 {figures['p99_ms']:.2f} ms", flush=True)
+                          f"p99 {figures['p99_ms']:.2f} ms{cpu}", flush=True)
                 for server in order:
                     figures = load(server, requests=args.sequential, warmup=20, concurrency=1, offset=offset)
                     sequential[server.name].append(figures)
@@ -620,6 +640,10 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
             "added_p99_ms": round(paired_median(sequential, name, "p99_ms", lambda a, b: a - b), 3),
             "added_p50_ms": round(paired_median(sequential, name, "p50_ms", lambda a, b: a - b), 3),
         }
+        if all("server_cpu_us" in figures for figures in throughput[name] + throughput["bare"]):
+            summary[name]["server_cpu_us"] = round(median_of(throughput[name], "server_cpu_us"), 1)
+            summary[name]["cpu_ratio_to_bare"] = round(paired_median(throughput, name, "server_cpu_us",
+                                                                     lambda a, b: b / a), 3)
         summary[name]["meets_targets"] = bool(name == "bare" or (summary[name]["ratio_to_bare"] >= 0.8
                                                                   and summary[name]["added_p99_ms"] < 5.0))
     document = {
@@ -640,9 +664,11 @@ def write_results(args: argparse.Namespace, how: str, throughput: dict[str, list
     print(f"\n{'server':16s} {'req/s':>7s} {'x bare':>7s} {'p50':>7s} {'p99':>7s} | {'seq p50':>8s} {'seq p99':>8s} "
           f"{'+p50':>7s} {'+p99':>7s}   (ms; median of {args.rounds} rounds, c={args.concurrency})")
     for name, row in summary.items():
+        cpu = (f"   server CPU {row['server_cpu_us']:.0f} us/req (bare/this {row['cpu_ratio_to_bare']:.3f})"
+               if "server_cpu_us" in row else "")
         print(f"{name:16s} {row['throughput_rps']:7.1f} {row['ratio_to_bare']:7.3f} {row['loaded_p50_ms']:7.2f} "
               f"{row['loaded_p99_ms']:7.2f} | {row['sequential_p50_ms']:8.3f} {row['sequential_p99_ms']:8.3f} "
-              f"{row['added_p50_ms']:7.3f} {row['added_p99_ms']:7.3f}")
+              f"{row['added_p50_ms']:7.3f} {row['added_p99_ms']:7.3f}{cpu}")
     if profile is not None:
         print("\nstages of one gateway request (median us, in-process):")
         for stage, micros in profile["stages_us"].items():

@@ -18,3 +18,18 @@ def test_a_long_threshold_outside_zero_to_one_is_refused(script, value):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "--long-threshold must be strictly between 0 and 1" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
+def test_the_gateway_benchmark_reads_a_process_cpu_time():
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("gateway_benchmark", BENCHMARKS / "gateway.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = module.server_cpu_seconds(os.getpid())
+    sum(i * i for i in range(300_000))  # some CPU work
+    after = module.server_cpu_seconds(os.getpid())
+    assert before is not None and after is not None and 0 <= before <= after
+    assert module.server_cpu_seconds(2**22 + 12345) is None  # no such process

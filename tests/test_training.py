@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -405,7 +406,7 @@ def test_a_crash_while_writing_keeps_the_last_good_checkpoint(train_data, tmp_pa
     options = dict(epochs=2, batch_size=100, optimizer="adam", seed=1)
     straight = tiny_mlp()
     fit(straight, x, y, CrossEntropy(), **options)
-    real_replace = ckpt.os.replace
+    real_replace = os.replace
     calls = []
 
     def crash_on_second_json(source, target):
@@ -414,10 +415,10 @@ def test_a_crash_while_writing_keeps_the_last_good_checkpoint(train_data, tmp_pa
             raise OSError("disk full")
         return real_replace(source, target)
 
-    monkeypatch.setattr(ckpt.os, "replace", crash_on_second_json)
+    monkeypatch.setattr(os, "replace", crash_on_second_json)
     with pytest.raises(OSError, match="disk full"):
         fit(tiny_mlp(), x, y, CrossEntropy(), checkpoint_dir=tmp_path, **options)
-    monkeypatch.setattr(ckpt.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     resumed = tiny_mlp(3)
     record = fit(resumed, x, y, CrossEntropy(), checkpoint_dir=tmp_path, resume=True, **options)
     assert record.resumed_from == 1 and same_weights(straight.module, resumed.module)
