@@ -110,10 +110,11 @@ def test_revoked_and_expired_keys_get_401(gateway, clean):
     ("get", "/v2/reviews", {"reviewer", "admin"}),
     ("get", "/admin/keys", {"admin"}),
     ("get", "/admin/audit/verify", {"admin"}),
-    ("delete", "/admin/keys/key_0000000000000000/throttle", {"admin"}),
+    ("delete", "/admin/keys/{key}/throttle", {"admin"}),
     ("get", "/v2/models/digits", {"client", "reviewer", "admin"}),
 ])
 def test_roles_on_every_protected_route(gateway, method, path, allowed):
+    path = path.format(key=make_key(gateway.home, name="throttled")[0])
     for role in ("client", "reviewer", "admin"):
         with gateway.client(_key(gateway, role)) as client:
             answer = getattr(client, method)(path)
@@ -124,6 +125,12 @@ def test_roles_on_every_protected_route(gateway, method, path, allowed):
             assert answer.json()["error"] == "forbidden" and role in answer.json()["detail"]
         with gateway.client() as anonymous:
             assert getattr(anonymous, method)(path).status_code == 401
+
+
+def test_lifting_the_throttle_of_a_key_that_does_not_exist_is_404(gateway):
+    with gateway.client(_key(gateway, "admin")) as admin:
+        answer = admin.delete("/admin/keys/key_0000000000000000/throttle")
+    assert answer.status_code == 404 and "no key 'key_0000000000000000'" in answer.json()["detail"]
 
 
 def test_scopes_and_unknown_models(gateway, clean):
@@ -323,6 +330,36 @@ def test_serve_refuses_a_bad_policy_with_what_to_fix(tmp_path, digits_weights, p
     run = CliRunner().invoke(cli, ["serve", "--model", "bastion.models.zoo:digits_cnn", "--weights", digits_weights,
                                    "--policy", str(path), "--home", str(tmp_path)])
     assert run.exit_code == 2 and message in run.output, run.output
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("BASTION_DEFAULT_RATE", "fast", "BASTION_DEFAULT_RATE='fast' is not a limit"),
+    ("BASTION_DEFAULT_BUDGET", "5000", "BASTION_DEFAULT_BUDGET='5000' is not a limit"),
+    ("BASTION_GLOBAL_RATE", "x", "BASTION_GLOBAL_RATE='x' is not a limit"),
+    ("BASTION_DATABASE_URL", "bogus://x", "needs a driver that is not installed"),
+    ("BASTION_GUARD_THRESHOLD", "2", "BASTION_GUARD_THRESHOLD: Input should be less than 1"),
+    ("BASTION_ENVIRONMENT", "prod", "BASTION_ENVIRONMENT: Input should be"),
+])
+def test_serve_refuses_a_bad_setting_before_it_starts(tmp_path, digits_weights, monkeypatch, variable, value,
+                                                     message):
+    monkeypatch.setenv(variable, value)
+    run = CliRunner().invoke(cli, ["serve", "--model", "bastion.models.zoo:digits_cnn", "--weights", digits_weights,
+                                   "--home", str(tmp_path)])
+    assert run.exit_code == 2 and message in run.output, run.output
+    assert "serving" not in run.output
+
+
+def test_serve_refuses_a_port_in_use(tmp_path, digits_weights):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = CliRunner().invoke(cli, ["serve", "--model", "bastion.models.zoo:digits_cnn", "--weights",
+                                       digits_weights, "--home", str(tmp_path), "--port", str(port)])
+    assert run.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in run.output, run.output
+    assert "choose another port with --port" in run.output and "serving" not in run.output
 
 
 def test_serve_refuses_the_default_secret_in_production(tmp_path, digits_weights, monkeypatch):

@@ -43,7 +43,7 @@ def user_errors() -> Iterator[None]:
         _print_error(str(error))
         raise typer.Exit(2) from None
     except ValidationError as error:
-        _print_error("; ".join(_validation_problem(e) for e in error.errors()))
+        _print_error("; ".join(_validation_problem(e, error.title) for e in error.errors()))
         raise typer.Exit(2) from None
     except OSError as error:  # a path the user gave that cannot be read or written (missing folder, no permission)
         where = f": {error.filename}" if error.filename else ""
@@ -61,10 +61,20 @@ def _print_error(message: str) -> None:
     errors.print(Text.assemble(("error:", "bold red"), " ", plain), highlight=False, soft_wrap=True)
 
 
-def _validation_problem(error: dict) -> str:
-    """One pydantic error as ``--field: message``, or the message alone for a check of the whole model."""
+#: Settings models read from environment variables, by their prefix: their errors name the variable (the fields
+#: that options also set take any string, so only the variables' values can fail to validate).
+_ENVIRONMENT_SETTINGS = {"GatewaySettings": "BASTION_"}
+
+
+def _validation_problem(error: dict, model: str = "") -> str:
+    """One pydantic error as ``--field: message`` (``BASTION_FIELD: message`` for settings read from the
+    environment), or the message alone for a check of the whole model."""
     message = error["msg"].removeprefix("Value error, ")
-    return f"--{'.'.join(map(str, error['loc']))}: {message}" if error["loc"] else message
+    if not error["loc"]:
+        return message
+    field = ".".join(map(str, error["loc"]))
+    prefix = _ENVIRONMENT_SETTINGS.get(model)
+    return f"{prefix}{field.upper()}: {message}" if prefix is not None else f"--{field}: {message}"
 
 
 def printable(text: str) -> str:

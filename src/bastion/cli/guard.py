@@ -191,7 +191,30 @@ def _read_text(text: str | None, file: Path | None, max_chars: int) -> str:
         return text
     if sys.stdin.isatty():
         raise InputError("no text given: pass it as an argument, with --file, or on standard input")
-    return sys.stdin.read(max_chars + 1)  # one more than the limit, so that the guard says it is too long
+    return _read_stdin(max_chars)
+
+
+def _read_stdin(max_chars: int) -> str:
+    """Standard input as UTF-8 text of at most ``max_chars`` characters (``InputError`` otherwise). Read as bytes
+    and decoded here: the text stream would decode bytes that are not UTF-8 by the locale's rules (an exception,
+    or lone surrogates under the C locale)."""
+    too_long = InputError(f"standard input holds more than the limit of {max_chars:,} characters: screen it in "
+                          "parts, or raise --max-chars")
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text-only stream stands in for standard input
+        text = sys.stdin.read(max_chars + 1)
+    else:
+        most = 4 * (max_chars + 1)  # UTF-8 takes at most 4 bytes a character
+        data = stream.read(most)
+        if len(data) >= most:  # at least max_chars + 1 whole characters, whatever the last bytes hold
+            raise too_long
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(f"standard input is not UTF-8 text (byte {error.start}): convert it first") from None
+    if len(text) > max_chars:
+        raise too_long
+    return text
 
 
 def _read_file(path: Path, option: str) -> str:

@@ -73,7 +73,9 @@ def serve_command(
             check_shared_storage(settings, workers)
         from bastion.gateway.throttle import Throttle
 
-        Throttle(settings.limits_url).check_reachable()  # a Redis that is down: say so now, not with 500s
+        # A limit that does not parse, or a Redis that is down: say so now, not in uvicorn's start-up traceback.
+        Throttle(settings.limits_url, global_rate=settings.global_rate, default_rate=settings.default_rate,
+                 default_budget=settings.default_budget).check_reachable()
         torch.set_num_threads(threads)
         # Load and check everything a user can get wrong here, so that a mistake is a one-line error rather
         # than uvicorn's "Application startup failed".
@@ -96,8 +98,10 @@ def serve_command(
             options = {key: str(value) if isinstance(value, Path) else value for key, value in overrides.items()}
             os.environ[WORKER_OPTIONS_ENV] = json.dumps({**options, "threads": threads})
         else:
+            check_database(settings)
             configure_json_logs()
             app = create_app(settings, loaded=loaded, policy=rules)
+        check_port_free(host, port)  # last: the checks above say more about what the user wrote
     errors.print(f"bastion gateway: serving {name} version {version} on http://{host}:{port} "
                  f"(OpenAPI at /docs, console at /console)"
                  + (f" with {workers} worker processes" if workers > 1 else ""))
@@ -106,6 +110,43 @@ def serve_command(
                     access_log=False, log_level="warning")
     else:
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on (``InputError``), before the model is served."""
+    import socket
+
+    from bastion.core.errors import InputError
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise InputError(f"--host {host}: cannot resolve it ({error.strerror}); use an address such as 127.0.0.1"
+                         ) from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is no bar
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}; stop what uses it, or "
+                             "choose another port with --port") from None
+
+
+def check_database(settings: GatewaySettings) -> None:
+    """Open the gateway's database once (creating or upgrading its schema), so that a bad URL, a missing driver or
+    a server that does not answer is a one-line error rather than a traceback from uvicorn's start-up."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bastion.core.errors import ConfigError
+    from bastion.storage.database import open_database
+
+    try:
+        with open_database(settings.database_url, home=settings.home, sync_every_commit=settings.audit_sync):
+            pass
+    except SQLAlchemyError as error:
+        shown = "the SQLite file in --home" if settings.database_url is None else "BASTION_DATABASE_URL"
+        raise ConfigError(f"cannot open the gateway's database ({shown}): {getattr(error, 'orig', None) or error}"
+                          ) from None
 
 
 def check_shared_storage(settings: GatewaySettings, workers: int) -> None:

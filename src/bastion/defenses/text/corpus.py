@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from bastion.core.errors import InputError
+from bastion.defenses.text.limits import check_unicode
 
 Split = Literal["train", "eval"]
 
@@ -214,6 +215,7 @@ def _parse_line(line: str, where: str) -> Example:
     text = record.get("text")
     if not isinstance(text, str):
         raise InputError(f'{where}: "text" must be a string, got {"nothing" if text is None else type(text).__name__}')
+    check_unicode(text, f'{where}: "text"')
     label = _parse_label(record.get("label"), where)
     category = record.get("category", "injection" if label else "benign")
     if not isinstance(category, str) or not category:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.findings import Finding, Verdict, quote
+from bastion.defenses.text.limits import check_text
 from bastion.defenses.text.normalize import TextView, normalize
 from bastion.defenses.text.rules import match_rules
 
@@ -137,12 +138,3 @@ class PromptGuard:
                     + ("; the quoted part scored highest" if span else "")))
         highest = int(probabilities.argmax())
         return findings, round(float(probabilities[highest]), 4), float(parts["threshold"][highest])
-
-
-def check_text(text: object, max_chars: int, what: str) -> None:
-    """Raise ``InputError`` unless ``text`` is a string of at most ``max_chars`` characters."""
-    if not isinstance(text, str):
-        raise InputError(f"the {what} must be a string, got {type(text).__name__}")
-    if len(text) > max_chars:
-        raise InputError(f"the {what} is {len(text):,} characters, over the limit of {max_chars:,}: screen it in "
-                         "parts, or raise the limit (--max-chars, or max_chars in the API)")

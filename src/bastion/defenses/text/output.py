@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.findings import Verdict
+from bastion.defenses.text.limits import check_text
 from bastion.defenses.text.matches import Match, Taken
 from bastion.defenses.text.pii import find_pii
 from bastion.defenses.text.secrets_scan import find_secrets
@@ -130,9 +131,7 @@ def _check_arguments(text: object, canaries: object, system_prompt: object, max_
         raise InputError(f"the text to screen must be a str, not {type(text).__name__}; decode bytes first")
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
         raise InputError(f"max_chars must be a positive integer, not {max_chars!r}")
-    if len(text) > max_chars:
-        raise InputError(f"the text is {len(text)} characters, over the limit of {max_chars}; screen it in parts "
-                         f"or raise max_chars")
+    check_text(text, max_chars, "text")
     if isinstance(canaries, str) or not isinstance(canaries, Sequence):
         raise InputError("canaries must be a list or tuple of tokens, not a single string; pass canaries=[token]")
     for canary in canaries:

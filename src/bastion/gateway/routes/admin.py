@@ -57,7 +57,11 @@ def remove_key(key_id: str, state: State, key: Admin) -> KeyRead:
 
 @router.delete("/keys/{key_id}/throttle", responses=ErrorResponses)
 def lift_throttle(key_id: str, state: State, key: Admin) -> dict[str, Any]:
-    """Lift the throttle an extraction alert put on a key, and restart its monitoring."""
+    """Lift the throttle an extraction alert put on a key, and restart its monitoring (404 for a key that does
+    not exist)."""
+    with state.database.sessions() as session:
+        if session.get(ApiKeyRow, key_id) is None:
+            raise not_found(f"no key {key_id!r}: `bastion keys list` shows the keys")
     throttled = key_id in state.throttled_keys
     state.throttled_keys.discard(key_id)
     if state.monitor is not None:
