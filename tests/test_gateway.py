@@ -430,3 +430,13 @@ def test_serve_refuses_channels_last_for_a_model_that_cannot_run_it(tmp_path, mo
     run = CliRunner().invoke(cli, ["serve", "--model", "tabular_factory:four_features", "--policy", str(path),
                                    "--home", str(tmp_path / "home")])
     assert run.exit_code == 2 and "image inputs" in run.output, run.output
+
+
+def test_keys_list_shows_whole_ids_in_a_narrow_terminal(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")
+    made = CliRunner().invoke(cli, ["keys", "create", "--home", str(tmp_path), "--name", "a-rather-long-team-name",
+                                    "--role", "client"])
+    assert made.exit_code == 0, made.output
+    key_id = make_key(tmp_path, name="second")[0]
+    listed = CliRunner().invoke(cli, ["keys", "list", "--home", str(tmp_path)])
+    assert listed.exit_code == 0 and key_id in listed.output, listed.output

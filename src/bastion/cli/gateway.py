@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from bastion.cli.console import console, errors, user_errors
 
@@ -72,7 +72,8 @@ def keys_list(home: Home = None) -> None:
 
     with user_errors(), _database(_settings(home).home) as database, database.sessions() as session:
         rows = list_keys(session)
-    table = Table("id", "name", "role", "scopes", "rate", "budget", "output", "state")
+    table = Table(_id_column("id", [row.id for row in rows]), "name", "role", "scopes", "rate", "budget", "output",
+                  "state")
     now = datetime.now(timezone.utc)
     for row in rows:
         expires = row.expires_at.replace(tzinfo=timezone.utc) if row.expires_at and not row.expires_at.tzinfo \
@@ -104,11 +105,18 @@ def review_list(status: Annotated[str, typer.Option(help="pending, answered, ref
 
     with user_errors(), _database(_settings(home).home) as database, database.sessions() as session:
         cases = list_cases(session, status=None if status == "all" else status, limit=1000)
-    table = Table("review", "request", "key", "created", "status", "reasons")
+    table = Table(_id_column("review", [case.id for case in cases]),
+                  _id_column("request", [case.request_id for case in cases]), "key", "created", "status", "reasons")
     for case in cases:
         table.add_row(case.id, case.request_id, case.key_id or "", case.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                       case.status, "; ".join(case.reasons)[:80])
     console.print(table)
+
+
+def _id_column(header: str, ids: list[str]) -> Column:
+    """A column that shows every id whole, however narrow the terminal (the other columns are cut instead): the ids
+    are what `keys revoke` and `review decide` take."""
+    return Column(header, no_wrap=True, min_width=max([len(header), *map(len, ids)]))
 
 
 @review_app.command("decide")
