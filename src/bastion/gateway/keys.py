@@ -111,11 +111,17 @@ def create_key(session: Session, *, secret: str, name: str, role: str = "client"
     return row, key
 
 
-def revoke_key(session: Session, key_id: str) -> ApiKeyRow:
-    """Mark a key revoked (kept for the audit trail). Raises ``InputError`` for an unknown id."""
+def existing_key(session: Session, key_id: str) -> ApiKeyRow:
+    """The key with id ``key_id`` (revoked and expired ones too). Raises ``InputError`` for an unknown id."""
     row = session.get(ApiKeyRow, key_id)
     if row is None:
         raise InputError(f"no key {key_id!r}; `bastion keys list` shows the keys")
+    return row
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKeyRow:
+    """Mark a key revoked (kept for the audit trail). Raises ``InputError`` for an unknown id."""
+    row = existing_key(session, key_id)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(timezone.utc)
     return row

@@ -155,6 +155,9 @@ def save_checkpoint(
             stale.unlink(missing_ok=True)
 
 
+# --- reading ----------------------------------------------------------------------------------
+
+
 def has_checkpoint(folder: Path) -> bool:
     return (folder / STATE_FILE).is_file()
 

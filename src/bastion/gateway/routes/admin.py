@@ -11,7 +11,7 @@ from bastion.core.errors import InputError
 from bastion.gateway.audit import verify_audit
 from bastion.gateway.deps import Admin, State
 from bastion.gateway.errors import ErrorResponses, invalid_input, not_found
-from bastion.gateway.keys import create_key, list_keys, revoke_key
+from bastion.gateway.keys import create_key, existing_key, list_keys, revoke_key
 from bastion.gateway.schemas import KeyCreate, KeyCreated, KeyRead
 from bastion.storage.tables import ApiKeyRow, AuditRecordRow
 
@@ -59,9 +59,11 @@ def remove_key(key_id: str, state: State, key: Admin) -> KeyRead:
 def lift_throttle(key_id: str, state: State, key: Admin) -> dict[str, Any]:
     """Lift the throttle an extraction alert put on a key, and restart its monitoring (404 for a key that does
     not exist)."""
-    with state.database.sessions() as session:
-        if session.get(ApiKeyRow, key_id) is None:
-            raise not_found(f"no key {key_id!r}: `bastion keys list` shows the keys")
+    try:
+        with state.database.sessions() as session:
+            existing_key(session, key_id)
+    except InputError as error:
+        raise not_found(str(error)) from None
     throttled = key_id in state.throttled_keys
     state.throttled_keys.discard(key_id)
     if state.monitor is not None:
