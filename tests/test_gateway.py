@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app as cli
 from bastion.gateway.app import create_app
-from bastion.gateway.audit import audit_anchor, verify_audit
+from bastion.gateway.audit import AuditLog, PendingRecord, audit_anchor, verify_audit
 from bastion.gateway.policy import policy_from_dict
 from bastion.gateway.replay import replay
 from bastion.gateway.settings import GatewaySettings
@@ -148,6 +148,7 @@ def test_size_type_and_input_rules(gateway, clean):
     with gateway.client(_key(gateway, "client")) as client:
         big = client.post(INFER, content=b"{" + b" " * 300_000 + b"}", headers={"Content-Type": "application/json"})
         assert big.status_code == 413 and big.json()["error"] == "too_large"
+        assert "BASTION_MAX_BODY_BYTES" in big.json()["detail"]
         text = client.post(INFER, content=b"hello", headers={"Content-Type": "text/plain"})
         assert text.status_code == 415 and "application/json" in text.json()["detail"]
         cases = [
@@ -230,6 +231,9 @@ def test_escalation_to_review_and_back(gateway, digits_arrays, loaded):
         assert review_id in [case["review_id"] for case in queue]
         wrong = reviewer.post(f"/v2/reviews/{review_id}/decision", json={"action": "relabel", "labels": [42]})
         assert wrong.status_code == 422 and "0..9" in wrong.json()["detail"]
+        none = reviewer.post(f"/v2/reviews/{review_id}/decision", json={"action": "relabel"})
+        assert none.status_code == 422 and "none was given" in none.json()["detail"]
+        assert review_id in [case["review_id"] for case in reviewer.get("/v2/reviews?status=all").json()]
         decided = reviewer.post(f"/v2/reviews/{review_id}/decision", json={"action": "relabel", "labels": [3],
                                                                              "note": "a blurred 3"})
         assert decided.status_code == 200 and decided.json()["status"] == "answered"
@@ -238,6 +242,10 @@ def test_escalation_to_review_and_back(gateway, digits_arrays, loaded):
     with gateway.client(_key(gateway, "client")) as client:
         result = client.get(f"/v2/reviews/{review_id}").json()
     assert result["status"] == "answered" and result["outputs"][0]["data"] == [3]
+    listed = CliRunner().invoke(cli, ["review", "list", "--status", "all", "--home", str(gateway.home)])
+    assert listed.exit_code == 0 and review_id in listed.output
+    unknown = CliRunner().invoke(cli, ["review", "list", "--status", "bogus", "--home", str(gateway.home)])
+    assert unknown.exit_code == 2 and "refused or all" in unknown.output
 
 
 def test_replay_is_bit_for_bit(gateway, clean, loaded, digits_weights):
@@ -280,6 +288,22 @@ def test_audit_chain_detects_tampering(tmp_path, loaded, digits_arrays):
     with open_database(home=tmp_path) as database, database.sessions() as session:
         problems = [p.problem for p in verify_audit(session, anchor=audit_anchor(database)).problems]
     assert any("cut off the end" in p for p in problems)
+
+
+def test_audit_verify_of_a_moved_home_reads_the_anchor_from_the_old_place(tmp_path):
+    home = tmp_path / "first"
+    with open_database(home=home, create=True) as database:
+        log = AuditLog(database)
+        log.start()
+        log.write([PendingRecord(request_id=f"req_{i}", key_id=None, model="m", model_version="1", model_sha256=None,
+                                 policy_sha256="p" * 64, inputs=np.zeros((1, 2), np.float32), scores={},
+                                 probabilities=None, response={}, decision="answer", status=200) for i in range(3)])
+    home.rename(tmp_path / "moved")
+    run = CliRunner().invoke(cli, ["audit", "verify", "--home", str(tmp_path / "moved")])
+    assert run.exit_code == 0 and "chain and head anchor verified" in run.output and "old place" in run.output
+    (tmp_path / "moved" / "audit.head").unlink()
+    run = CliRunner().invoke(cli, ["audit", "verify", "--home", str(tmp_path / "moved")])
+    assert run.exit_code == 0 and "chain verified (no anchor)" in run.output and "no head anchor" in run.output
 
 
 def test_settings_refuse_default_secrets_outside_development(tmp_path):

@@ -207,6 +207,27 @@ def test_without_an_anchor_the_chain_is_checked_and_a_warning_given(database, tm
     assert result.ok and result.anchored_seq is None and "no head anchor" in result.warnings[0]
 
 
+def test_a_moved_home_keeps_its_anchor_and_a_copied_one_does_not_borrow_it(database, tmp_path):
+    """The anchor names a SQLite database by its absolute path: after the folder holding both moves, the entry
+    under the old path (whose file is gone) is read, with a warning; beside a copy, the original still exists,
+    so the copy is unanchored."""
+    database.dispose()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("bastion.db", "ledger.head"):
+        (copy / name).write_bytes((tmp_path / name).read_bytes())
+    with open_database(home=copy) as copied:
+        assert check(copied).anchored_seq is None
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("bastion.db", "ledger.head"):
+        (tmp_path / name).rename(moved / name)
+    with open_database(home=moved) as reopened:
+        result = check(reopened)
+    assert result.ok and result.anchored_seq == ENTRIES
+    assert any("old place" in warning and str(tmp_path / "bastion.db") in warning for warning in result.warnings)
+
+
 def test_append_rejects_what_it_cannot_hash(database):
     with database.transaction() as session:
         with pytest.raises(InputError, match="not plain JSON"):

@@ -104,7 +104,7 @@ def review_list(status: Annotated[str, typer.Option(help="pending, answered, ref
     from bastion.gateway.review import list_cases
 
     with user_errors(), _database(_settings(home).home) as database, database.sessions() as session:
-        cases = list_cases(session, status=None if status == "all" else status, limit=1000)
+        cases = list_cases(session, status=status, limit=1000)
     table = Table(_id_column("review", [case.id for case in cases]),
                   _id_column("request", [case.request_id for case in cases]), "key", "created", "status", "reasons")
     for case in cases:
@@ -147,7 +147,8 @@ def audit_verify(home: Home = None) -> None:
     for warning in check.warnings:
         errors.print(f"warning: {warning}")
     if check.ok:
-        console.print(f"audit log intact: {check.checked} records, chain and head anchor verified")
+        anchored = "chain and head anchor verified" if check.anchored_seq is not None else "chain verified (no anchor)"
+        console.print(f"audit log intact: {check.checked} records, {anchored}")
         return
     for problem in check.problems[:20]:
         errors.print(f"[bold red]record {problem.seq}:[/] {problem.problem}", highlight=False)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class BastionError(Exception):
     """Base class of every error bastion raises on purpose."""
@@ -9,6 +14,17 @@ class BastionError(Exception):
 
 class InputError(BastionError, ValueError):
     """Bad user input: a wrong shape, an out-of-range value, a malformed file. Says what to fix."""
+
+
+def validation_problems(error: ValidationError, *, whole: str = "the file", limit: int = 5) -> str:
+    """The first ``limit`` (default 5) problems of a pydantic ``error`` on one line, as ``field.path: message``
+    joined by ``; `` (``whole`` names a problem of the document itself), then how many more there are."""
+    problems = [f"{'.'.join(str(part) for part in item['loc']) or whole}: {item['msg'].removeprefix('Value error, ')}"
+                for item in error.errors(include_url=False)[:limit]]
+    more = error.error_count() - len(problems)
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)
 
 
 #: File suffixes of pickles, which bastion refuses to load (unpickling can run arbitrary code).

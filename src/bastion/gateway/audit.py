@@ -335,7 +335,7 @@ def verify_audit(session: Session, *, anchor: Path | None) -> LedgerCheck:
         expected_seq, prev_hash = row.seq + 1, row.entry_hash
     last_seq = expected_seq - 1 if checked else None
     check = LedgerCheck(checked=checked, last_seq=last_seq)
-    head = read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor is not None else None
+    head = read_anchor(anchor, session.info.get(DATABASE_KEY), warnings=check.warnings) if anchor is not None else None
     if head is None:
         if checked:
             check.warnings.append("no head anchor for this audit log: records cut off its end cannot be detected")

@@ -177,7 +177,7 @@ def queue(request: Request, state: State, viewer: Reviewer, status: str = "pendi
     if status not in STATUS_FILTERS:
         raise invalid_input(f"unknown status {status!r}; choose one of {', '.join(STATUS_FILTERS)}")
     with state.database.sessions() as session:
-        cases = list_cases(session, status=None if status == "all" else status, limit=QUEUE_LIMIT)
+        cases = list_cases(session, status=status, limit=QUEUE_LIMIT)
     return render(request, "queue.html", viewer=viewer, cases=cases, shown=status, statuses=STATUS_FILTERS,
                   limit=QUEUE_LIMIT)
 

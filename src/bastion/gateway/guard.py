@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from bastion import __version__
-from bastion.core.errors import BastionError, ConfigError, InputError
+from bastion.core.errors import BastionError, ConfigError, InputError, validation_problems
 from bastion.defenses.text.findings import Verdict
 from bastion.defenses.text.guard import PromptGuard
 from bastion.defenses.text.output import screen_output
@@ -129,7 +129,9 @@ def parse_logged_request(kind: GuardKind, data: np.ndarray) -> GuardPromptReques
     schema = GuardPromptRequest if kind == "prompt" else GuardOutputRequest
     try:
         return schema.model_validate(json.loads(data.astype(np.uint8).tobytes().decode("utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as error:
+    except ValidationError as error:
+        raise InputError(f"the logged input is not a {kind} guard request: {validation_problems(error)}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"the logged input is not a {kind} guard request: {error}") from None
 
 

@@ -72,7 +72,9 @@ class BodyLimits:
                 return messages
 
     async def _too_large(self, send) -> None:
-        await self._reply(send, 413, "too_large", f"the body may hold at most {self.max_bytes} bytes", close=True)
+        detail = (f"the body may hold at most {self.max_bytes} bytes (the gateway's BASTION_MAX_BODY_BYTES); "
+                  "split the request")
+        await self._reply(send, 413, "too_large", detail, close=True)
 
     @staticmethod
     async def _reply(send, status: int, code: str, detail: str, *, close: bool = False) -> None:

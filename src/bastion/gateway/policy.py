@@ -51,7 +51,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bastion.core.errors import ConfigError
+from bastion.core.errors import ConfigError, validation_problems
 from bastion.core.yamlio import load_yaml
 from bastion.storage.ledger import canonical_json
 
@@ -216,6 +216,4 @@ def policy_from_dict(raw: Any, *, source: str = "policy") -> Policy:
     try:
         return Policy.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: "
-                             f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        raise ConfigError(f"{source}: {validation_problems(error, whole='policy', limit=10)}") from None

@@ -30,9 +30,11 @@ def new_case(*, request_id: str, key_id: str | None, model: str, reasons: list[s
 
 
 def list_cases(session: Session, *, status: str | None = "pending", limit: int = 100) -> list[ReviewCaseRow]:
-    """Cases with ``status`` (``None``: all), oldest first."""
+    """Cases with ``status`` (one of ``REVIEW_STATUSES``, or ``"all"`` or ``None`` for every case), oldest first."""
+    if status == "all":
+        status = None
     if status is not None and status not in REVIEW_STATUSES:
-        raise InputError(f"unknown review status {status!r}; choose one of {', '.join(REVIEW_STATUSES)}")
+        raise InputError(f"unknown review status {status!r}; choose one of {', '.join(REVIEW_STATUSES)} or all")
     query = select(ReviewCaseRow).order_by(ReviewCaseRow.created_at).limit(limit)
     if status is not None:
         query = query.where(ReviewCaseRow.status == status)
@@ -70,8 +72,11 @@ def decide(session: Session, review_id: str, *, action: str, reviewer: str, labe
         raise InputError(f"unknown action {action!r}; choose approve, refuse or relabel")
     instances = len(record.probabilities or [])
     if action == "relabel":
-        if not labels or len(labels) != instances:
-            raise InputError(f"relabel needs {instances} label(s), one per instance of the request; got {labels!r}")
+        if not labels:
+            raise InputError(f"relabel needs {instances} label(s), one per instance of the request; none was given")
+        if len(labels) != instances:
+            raise InputError(f"relabel needs {instances} label(s), one per instance of the request; got "
+                             f"{len(labels)}: {labels!r}")
         classes = num_classes if num_classes is not None else len((record.probabilities or [[]])[0])
         if any(not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < classes for v in labels):
             raise InputError(f"labels must be classes 0..{classes - 1}; got {labels!r}")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.core.errors import BastionError, InputError
+from bastion.core.errors import BastionError, InputError, validation_problems
 from bastion.core.yamlio import load_yaml
 
 if TYPE_CHECKING:
@@ -83,9 +83,7 @@ def read_manifest(path: Path) -> EnsembleManifest:
     try:
         return _Document.model_validate(document).ensemble
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'the file'}: {e['msg']}"
-                             for e in error.errors())
-        raise InputError(f"{path}: not a valid ensemble manifest ({problems}). It needs "
+        raise InputError(f"{path}: not a valid ensemble manifest ({validation_problems(error)}). It needs "
                          "'ensemble: {members: [{model: ..., weights: ...}, ...]}'") from None
 
 

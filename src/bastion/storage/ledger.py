@@ -186,7 +186,7 @@ def verify(session: Session, *, anchor: Path | None = None) -> LedgerCheck:
         expected_seq, prev_hash = row.seq + 1, row.entry_hash
     last_seq = expected_seq - 1 if checked else None
     check = LedgerCheck(checked=checked, last_seq=last_seq)
-    head = read_anchor(anchor, session.info.get(DATABASE_KEY)) if anchor else None
+    head = read_anchor(anchor, session.info.get(DATABASE_KEY), warnings=check.warnings) if anchor else None
     if head is None:
         if checked:
             check.warnings.append("no head anchor for this database: entries cut off the end of the ledger "
@@ -295,12 +295,39 @@ def anchor_problems(head: tuple[int, str], hashes: dict[int, str], last_seq: int
     return []
 
 
-def read_anchor(anchor: Path, database: str | None) -> tuple[int, str] | None:
+def read_anchor(anchor: Path, database: str | None, *, warnings: list[str] | None = None) -> tuple[int, str] | None:
+    """The ``(seq, hash)`` that ``anchor`` records for ``database`` (its key, see ``DATABASE_KEY``), or ``None``.
+
+    A SQLite database is keyed by its absolute path, so when the folder that holds both the database and the anchor
+    is moved, its entry is found under the old path: the one entry for a file of the same name that no longer
+    exists. ``warnings``, if given, then gets a line saying so.
+    """
     heads = _read_anchor_file(anchor)
-    head = heads.get(database or "")
+    key = database or ""
+    if key not in heads:
+        moved_from = _moved_sqlite_key(heads, key, anchor)
+        if moved_from is not None:
+            key = moved_from
+            if warnings is not None:
+                warnings.append(f"the head anchor {anchor} names this database at its old place "
+                                f"({moved_from.removeprefix(_SQLITE)}); it was read from there")
+    head = heads.get(key)
     if not isinstance(head, dict) or not isinstance(head.get("seq"), int) or not isinstance(head.get("hash"), str):
         return None
     return head["seq"], head["hash"]
+
+
+_SQLITE = "sqlite:///"
+
+
+def _moved_sqlite_key(heads: dict[str, Any], key: str, anchor: Path) -> str | None:
+    """The old key of a SQLite database that sits beside ``anchor`` and was moved with it, if exactly one fits."""
+    if not key.startswith(_SQLITE) or Path(key.removeprefix(_SQLITE)).parent != anchor.parent.resolve():
+        return None
+    name = Path(key.removeprefix(_SQLITE)).name
+    old = [other for other in heads if other.startswith(_SQLITE) and Path(other.removeprefix(_SQLITE)).name == name
+           and not Path(other.removeprefix(_SQLITE)).exists()]
+    return old[0] if len(old) == 1 else None
 
 
 def _read_anchor_file(anchor: Path) -> dict[str, Any]:

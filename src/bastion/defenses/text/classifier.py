@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictFloat, ValidationError
 
 from bastion import __version__
-from bastion.core.errors import InputError
+from bastion.core.errors import InputError, validation_problems
 from bastion.defenses.text.adapter import EncoderAdapter
 from bastion.defenses.text.corpus import (
     corpus_digest,
@@ -530,8 +530,11 @@ class InjectionClassifier:
         """The classifier in JSON ``text``; ``read_beside(name)`` reads a file beside it (the adapter)."""
         try:
             record = ClassifierFile.model_validate(json.loads(text))
-        except (json.JSONDecodeError, ValidationError) as error:
-            raise InputError(f"{where} is not a bastion injection-classifier file: {error}") from error
+        except json.JSONDecodeError as error:
+            raise InputError(f"{where} is not a bastion injection-classifier file: not JSON ({error})") from None
+        except ValidationError as error:
+            raise InputError(f"{where} is not a bastion injection-classifier file ({validation_problems(error)}); "
+                             "give a file written by `bastion guard train`") from None
         if record.format != FILE_FORMAT or record.format_version not in READABLE_VERSIONS:
             raise InputError(f"{where} is a {record.format!r} file of version {record.format_version}; this bastion "
                              f"reads {FILE_FORMAT!r} versions {', '.join(map(str, READABLE_VERSIONS))}")

@@ -61,7 +61,7 @@ def review_queue(state: State, key: Reviewer, status: str | None = "pending", li
         raise invalid_input("limit must be between 1 and 1000")
     with state.database.sessions() as session:
         try:
-            cases = list_cases(session, status=None if status == "all" else status, limit=limit)
+            cases = list_cases(session, status=status, limit=limit)
         except InputError as error:
             raise invalid_input(str(error)) from None
         return [review_status(state, case, get_case(session, case.id)[1]) for case in cases]

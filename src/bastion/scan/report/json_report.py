@@ -7,14 +7,12 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from bastion.core.errors import InputError
+from bastion.core.errors import InputError, validation_problems
 from bastion.core.records import ScanRecord
 from bastion.scan.defense_record import DefenseScanRecord
 from bastion.scan.report._common import write_text_atomically
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
-
-_MAX_ERRORS_SHOWN = 5
 
 
 def write_json(record: ScanRecord | DefenseScanRecord, path: str | Path) -> Path:
@@ -54,17 +52,5 @@ def _read(path: str | Path, model: type[RecordT], what: str) -> RecordT:
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
-        problems = _summarise(error)
+        problems = validation_problems(error, whole="(file)")
         raise InputError(f"{path} is not a valid bastion {what}: {problems}") from error
-
-
-def _summarise(error: ValidationError) -> str:
-    """The first few problems as ``field.path: message`` (a JSON syntax error included)."""
-    problems = []
-    for item in error.errors()[:_MAX_ERRORS_SHOWN]:
-        where = ".".join(str(part) for part in item["loc"]) or "(file)"
-        problems.append(f"{where}: {item['msg']}")
-    more = error.error_count() - len(problems)
-    if more > 0:
-        problems.append(f"... and {more} more")
-    return "; ".join(problems)

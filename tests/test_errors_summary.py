@@ -1,0 +1,43 @@
+"""The one-line summary of a pydantic validation error that bastion's file readers show."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError, field_validator
+
+from bastion.core.errors import validation_problems
+
+
+class _Document(BaseModel):
+    name: str
+    size: int
+    parts: list[int]
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+
+def _error(data: object) -> ValidationError:
+    try:
+        _Document.model_validate(data)
+    except ValidationError as error:
+        return error
+    raise AssertionError("no error")
+
+
+def test_problems_are_named_by_their_field_path_on_one_line():
+    summary = validation_problems(_error({"name": "a", "size": -1, "parts": [1, "x"]}))
+    assert summary == "size: must be positive; parts.1: Input should be a valid integer, unable to parse string as " \
+                      "an integer"
+
+
+def test_only_the_first_problems_are_listed_then_how_many_more():
+    summary = validation_problems(_error({"parts": ["a", "b", "c", "d"]}), limit=2)
+    assert summary == "name: Field required; size: Field required; and 4 more"
+
+
+def test_a_problem_of_the_whole_document_is_named_by_whole():
+    assert validation_problems(_error([1, 2]), whole="the policy").startswith("the policy: Input should be")
