@@ -199,6 +199,24 @@ def test_skops_model_is_scanned_with_label_only_attacks(digits_arrays, tmp_path)
     assert hsj.skipped is None and hsj.points_broken > 0
 
 
+def test_the_default_suite_scans_a_tabular_model_with_hopskipjump_in_place_of_square(digits_arrays, tmp_path):
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = digits_arrays
+    flat = x.reshape(len(x), -1)
+    path = tmp_path / "logreg.skops"
+    skops.io.dump(LogisticRegression(max_iter=300).fit(flat[:1200], y[:1200]), path)
+    np.savez(tmp_path / "flat.npz", x=flat[1200:1210], y=y[1200:1210])
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["scan", "--model", str(path), "--data", str(tmp_path / "flat.npz"), "--eps", "0.3",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    assert record.config.attacks == ["apgd-ce", "apgd-t", "hopskipjump"]
+    assert record.headline.attacks[-1].skipped is None
+
+
 def test_targeted_scan_reaches_random_targets(weights, tmp_path):
     result = scan("--weights", weights, "--data", "digits", "--limit", "40", "--suite", "quick", "--targeted",
                   "--eps", "0.3", "--out", str(tmp_path))

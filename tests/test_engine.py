@@ -71,6 +71,29 @@ def test_bad_batches_get_clear_errors(digits_model, digits_test, mutate, message
         LyingAttack()(digits_model, x, y, ThreatModel(eps=0.1))
 
 
+def test_numpy_inputs_and_a_loaded_model_are_taken_as_they_come(digits_model, digits_test):
+    from bastion.models.loading import LoadedModel
+
+    x, y = digits_test
+    loaded = LoadedModel(classifier=digits_model, description="digits", sha256=None, kind="torch")
+    threat = ThreatModel(eps=0.05)
+    from_numpy = LyingAttack()(loaded, x.numpy(), y.numpy(), threat)
+    assert torch.equal(from_numpy.success, LyingAttack()(digits_model, x, y, threat).success)
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda m, x, y: LyingAttack()(torch.nn.Linear(2, 2), x, y, ThreatModel(eps=0.1)), TypeError, "bastion Classifier"),
+    (lambda m, x, y: LyingAttack()(m, x, y, {"norm": "linf", "eps": 0.1}), TypeError, "must be a ThreatModel"),
+    (lambda m, x, y: LyingAttack()(m, x, y, ThreatModel(eps=0.1), seed="a"), TypeError, "seed must be an integer"),
+    (lambda m, x, y: LyingAttack()(m, x, y, ThreatModel(eps=0.1), keys=torch.arange(3)), InputError,
+     "keys must have shape"),
+    (lambda m, x, y: LyingAttack()(m, x, ["a"] * len(y), ThreatModel(eps=0.1)), InputError, "array of numbers"),
+])
+def test_wrong_kinds_of_argument_say_what_to_pass(digits_model, digits_test, call, error, message):
+    with pytest.raises(error, match=message):
+        call(digits_model, *digits_test)
+
+
 def test_targets_must_match_the_threat(digits_model, digits_test):
     x, y = digits_test
     with pytest.raises(InputError, match="needs targets"):

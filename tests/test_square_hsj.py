@@ -9,7 +9,7 @@ from torch import nn
 from bastion.attacks.base import ATTACKS
 from bastion.attacks.evasion.hopskipjump import HopSkipJump
 from bastion.attacks.evasion.square import Square, meta_block, p_schedule
-from bastion.core.errors import InputError
+from bastion.core.errors import CapabilityError, ConfigError
 from bastion.core.threat import ThreatModel
 from bastion.models.torch_adapter import TorchClassifier
 
@@ -126,13 +126,18 @@ def test_registered_and_access() -> None:
     assert isinstance(ATTACKS.create("square"), Square)
     assert isinstance(ATTACKS.create("hopskipjump"), HopSkipJump)
     assert Square.access == "scores" and HopSkipJump.access == "labels"
+    assert ATTACKS["square"] is Square and "square" in repr(ATTACKS)
+    with pytest.raises(ConfigError, match="unknown attack 'sqaure'; known: .*square"):
+        ATTACKS["sqaure"]
 
 
-def test_square_rejects_flat_inputs() -> None:
+def test_square_declines_flat_inputs_so_a_scan_records_it_as_skipped() -> None:
     flat = TorchClassifier(nn.Linear(64, 10), (64,), 10)
     x, y = torch.rand(4, 64), torch.zeros(4, dtype=torch.int64)
-    with pytest.raises(InputError, match="image inputs"):
-        Square(queries=5)(flat, x, y, ThreatModel(norm="linf", eps=0.1))
+    threat = ThreatModel(norm="linf", eps=0.1)
+    assert "image inputs" in Square(queries=5).supports(flat, threat)
+    with pytest.raises(CapabilityError, match="image inputs"):
+        Square(queries=5)(flat, x, y, threat)
 
 
 def test_hopskipjump_works_on_flat_inputs_and_stops_early() -> None:

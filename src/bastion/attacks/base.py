@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from bastion.attacks.norms import distance, per_sample, project
@@ -62,16 +63,31 @@ class EvasionAttack(ABC):
     ) -> AttackResult:
         """Attack ``x`` ``(N, *input_shape)`` with labels ``y`` ``(N,)``; returns a verified result.
 
-        ``keys`` (``(N,)`` int64) make the randomness of each sample independent of its batch; by
-        default they are computed from the samples' content. ``targets`` ``(N,)`` are required when
-        ``threat.targeted``.
+        ``model`` is a :class:`~bastion.models.base.Classifier` (a ``LoadedModel`` from ``load_classifier`` is
+        taken as its ``classifier``); ``x``, ``y`` and ``targets`` may be NumPy arrays or tensors. ``keys``
+        (``(N,)`` int64) make the randomness of each sample independent of its batch; by default they are
+        computed from the samples' content. ``targets`` ``(N,)`` are required when ``threat.targeted``.
+
+        Raises:
+            TypeError: ``model``, ``threat`` or ``seed`` of the wrong kind.
+            CapabilityError: the attack cannot run on this model or threat model (see :meth:`supports`).
+            InputError: inputs, labels, targets or keys that do not fit the model (the message says what to fix).
         """
+        from bastion.models.loading import LoadedModel
+
+        if isinstance(model, LoadedModel):
+            model = model.classifier
+        _check_kinds(model, threat, seed)
+        x, y = _tensor(x, "x"), _tensor(y, "y")
+        targets = None if targets is None else _tensor(targets, "targets")
         reason = self.supports(model, threat)
         if reason is not None:
             raise CapabilityError(reason)
         check_batch(model, x, y, threat, targets)
         if keys is None:
             keys = sample_keys(x, y)
+        elif tuple(keys.shape) != (len(x),):
+            raise InputError(f"keys must have shape ({len(x)},), one per sample; got {tuple(keys.shape)}")
         keys = keys.to(x.device)
         x = x.detach()
         if threat.eps == 0 or len(x) == 0:
@@ -94,6 +110,27 @@ class EvasionAttack(ABC):
         targets: torch.Tensor | None,
     ) -> AttackResult:
         """Propose adversarial inputs. Inputs are already checked; the result will be verified."""
+
+
+def _check_kinds(model: object, threat: object, seed: object) -> None:
+    if not callable(getattr(model, "logits", None)):
+        raise TypeError(f"model must be a bastion Classifier (from bastion.models.load_classifier, or "
+                        f"TorchClassifier(module, input_shape, num_classes)), got {type(model).__name__}")
+    if not isinstance(threat, ThreatModel):
+        raise TypeError(f"threat must be a ThreatModel, e.g. ThreatModel(norm='linf', eps=0.1) from bastion.core; "
+                        f"got {type(threat).__name__}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+
+
+def _tensor(values: object, name: str) -> torch.Tensor:
+    """``values`` as a tensor: a NumPy array (or a list of numbers) is converted, keeping its dtype."""
+    if isinstance(values, torch.Tensor):
+        return values
+    try:
+        return torch.as_tensor(np.asarray(values))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise InputError(f"{name} must be a tensor or an array of numbers ({error})") from None
 
 
 def check_batch(

@@ -28,13 +28,21 @@ class Registry(Generic[T]):
 
     def create(self, name: str, **params: object) -> T:
         """Build the entry ``name`` with keyword parameters; unknown names list the known ones."""
+        return self[name](**params)
+
+    def __getitem__(self, name: str) -> Callable[..., T]:
+        """The factory (class) registered as ``name``; unknown names list the known ones."""
         if name not in self._entries:
             known = ", ".join(sorted(self._entries))
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}")
-        return self._entries[name](**params)
+        return self._entries[name]
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self.names())})"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -24,9 +24,11 @@ class TorchClassifier:
         mean, std: optional per-channel normalisation applied inside ``logits`` as ``(x - mean) / std``.
         kind: description for reports (``torch`` or ``torchscript``).
 
-    The module runs in eval mode during every call and its previous mode is restored afterwards.
-    Parameters do not require gradients while bastion holds the model (attacks only need input
-    gradients); :meth:`trainable` gives them back for training.
+    A module in training mode is switched to eval mode for every call and switched back afterwards. A module
+    already in eval mode is run as it is, so a child switched back to training on purpose (dropout at test
+    time, say) stays so: a scan then flags the model's outputs as random. Wrapping the module turns off
+    ``requires_grad`` on its parameters (attacks only need input gradients); :meth:`trainable` gives them
+    back for training.
     """
 
     access: Access = "white"

@@ -91,7 +91,7 @@ def run_scan(
     keys = keys_from_ids(ids)
     targets = random_targets(y, keys, settings.seed, model.num_classes) if settings.targeted else None
     check_batch(model, x, y, threats[0], targets)
-    attacks = build_attacks(settings.suite, settings.attacks)
+    attacks = build_attacks(settings.suite, settings.attacks, input_shape=tuple(model.input_shape))
     _require_a_runnable_attack(attacks, model, threats[0])
     results: list[EpsResult] = []
     grids: list[ExampleGrid] = []

@@ -9,6 +9,10 @@
   broke nothing there even with 1,000; it stays as the black-box check that exposes gradient masking).
 - ``full``: every registered evasion attack, white-box, score-based and label-only, with APGD-T on
   9 targets and Square at 5,000 queries as in AutoAttack.
+
+Square perturbs square patches of an image, so for a model whose inputs are not images (a tabular
+scikit-learn model, say) a suite runs the label-only HopSkipJump in its place, the black-box check that works
+on inputs of any shape.
 """
 
 from __future__ import annotations
@@ -35,10 +39,36 @@ SUITES: dict[str, list[SuiteEntry]] = {
 }
 
 
-def build_attacks(suite: str | None = None, attacks: list[str] | None = None) -> list[EvasionAttack]:
-    """The attacks of a named suite, or of an explicit list of registered names (defaults each)."""
+#: A suite's attack that needs image inputs, and what the suite runs in its place on other inputs.
+NON_IMAGE_STAND_INS: dict[str, SuiteEntry] = {"square": ("hopskipjump", {})}
+
+
+def build_attacks(suite: str | None = None, attacks: list[str] | None = None, *,
+                  input_shape: tuple[int, ...] | None = None) -> list[EvasionAttack]:
+    """The attacks of a named suite, or of an explicit list of registered names (defaults each).
+
+    ``input_shape`` (one sample's, e.g. ``(1, 28, 28)`` or ``(64,)``): when it is not an image's (two or three
+    dimensions), a suite's image-only attacks are replaced by their stand-ins (``NON_IMAGE_STAND_INS``), unless
+    the suite runs the stand-in already. An explicit list is taken as given.
+    """
     if attacks:
         return [ATTACKS.create(name) for name in attacks]
     if suite not in SUITES:
         raise ConfigError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    return [ATTACKS.create(name, **params) for name, params in SUITES[suite]]
+    entries = SUITES[suite]
+    if input_shape is not None and len(input_shape) not in (2, 3):
+        entries = _without_image_attacks(entries)
+    return [ATTACKS.create(name, **params) for name, params in entries]
+
+
+def _without_image_attacks(entries: list[SuiteEntry]) -> list[SuiteEntry]:
+    """``entries`` with each image-only attack replaced by its stand-in, or dropped if the suite runs that already."""
+    present = {name for name, _ in entries}
+    kept = []
+    for name, params in entries:
+        stand_in = NON_IMAGE_STAND_INS.get(name)
+        if stand_in is None:
+            kept.append((name, params))
+        elif stand_in[0] not in present:
+            kept.append(stand_in)
+    return kept

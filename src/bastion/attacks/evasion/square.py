@@ -112,6 +112,12 @@ class Square(EvasionAttack):
         self.queries = queries
         self.p_init = p_init
 
+    def supports(self, model: Classifier, threat: ThreatModel) -> str | None:
+        if len(model.input_shape) not in (2, 3):
+            return (f"square needs image inputs shaped (C, H, W) or (H, W) per sample; this model takes "
+                    f"{tuple(model.input_shape)} (use hopskipjump, or a gradient attack if the model has gradients)")
+        return super().supports(model, threat)
+
     def perturb(
         self,
         model: Classifier,
