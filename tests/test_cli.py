@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,7 +162,66 @@ def test_train_then_scan(tmp_path):
     assert bad.exit_code == 2 and ".safetensors" in bad.output
     no_epochs = runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--epochs", "0",
                                     "--out", str(weights)])
-    assert no_epochs.exit_code == 2 and "epochs and batch_size must be >= 1" in no_epochs.output
+    assert no_epochs.exit_code == 2 and "--epochs must be >= 1, got 0" in no_epochs.output
+
+
+def train(out, *args: str) -> object:
+    """``bastion train`` of the digits CNN on 64 digits for one epoch, writing ``out``."""
+    return runner.invoke(app, ["train", "--model", MODEL, "--data", "digits:train", "--limit", "64", "--epochs", "1",
+                               "--out", str(out), *args])
+
+
+def test_train_with_the_same_seed_writes_the_same_weights(tmp_path):
+    import torch
+
+    def weights(name: str, seed: str) -> bytes:
+        torch.manual_seed(len(list(tmp_path.iterdir())))  # another state of torch's generator, as in a new process
+        result = train(tmp_path / name, "--seed", seed)
+        assert result.exit_code == 0, result.output
+        return (tmp_path / name).read_bytes()
+
+    first = weights("a.safetensors", "0")
+    assert weights("b.safetensors", "0") == first  # the model's initialisation follows the seed too
+    assert weights("c.safetensors", "1") != first
+
+
+def test_train_refuses_to_overwrite_the_weights_it_starts_from(weights, tmp_path):
+    current = tmp_path / "cx" / "w.safetensors"
+    current.parent.mkdir()
+    current.write_bytes(Path(weights).read_bytes())
+    result = train(tmp_path / "cx" / ".." / "cx" / "w.safetensors", "--weights", str(current))
+    assert result.exit_code == 2
+    assert "--weights" in result.output and "would overwrite the weights it starts from" in result.output
+    assert current.read_bytes() == Path(weights).read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--adversarial-eps", "-0.1"), "--adversarial-eps must be a finite number > 0"),
+    (("--adversarial-eps", "0"), "--adversarial-eps must be a finite number > 0"),
+    (("--resume",), "--resume continues from a checkpoint: pass the --checkpoint-dir"),
+    (("--checkpoint-dir", "{tmp}/ck"), "already holds a training checkpoint: pass --resume to continue it"),
+    (("--epochs", "0"), "--epochs must be >= 1, got 0"),
+    (("--batch-size", "0"), "--batch-size must be >= 1, got 0"),
+    (("--lr", "0"), "--lr must be a finite number > 0"),
+    (("--dp-noise", "-1"), "--dp-noise must be a finite number > 0"),
+    (("--dp-noise", "1", "--dp-delta", "2"), "--dp-delta must be in (0, 1)"),
+    (("--dp-noise", "1", "--dp-epsilon", "2"), "give --dp-noise (the noise to add) or --dp-epsilon"),
+    (("--mean", "0.1,0.2,0.3"), "--mean has 3 values; give 1 value or one per channel (1)"),
+    (("--std", "0.1,0.2"), "--std has 2 values; give 1 value or one per channel (1)"),
+    (("--bounds", "abc"), "--bounds must be comma-separated numbers, e.g. 0,1; got 'abc'"),
+    (("--model", "{tmp}/emptydir"), "emptydir is a folder, not a model file"),
+])
+def test_train_rejects_bad_settings_naming_the_flag(tmp_path, args, message):
+    from bastion.defenses.training.checkpoint import STATE_FILE
+
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / STATE_FILE).write_text("{}")
+    out = tmp_path / "w.safetensors"
+    result = train(out, *(arg.format(tmp=tmp_path) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
 
 
 def test_onnx_model_is_scanned_black_box(digits_model, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from bastion.core.errors import ConfigError
+from bastion.core.errors import ConfigError, InputError
 from bastion.core.ids import keys_from_ids, sample_id, sample_ids
 from bastion.core.registry import Registry
 from bastion.core.seeding import derive_seed, keyed_normal, keyed_randint, keyed_uniform
@@ -96,6 +96,11 @@ def test_core_exports_its_names_lazily_without_importing_torch():
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         core.Nope  # noqa: B018
+
+
+def test_sample_ids_of_unequal_lengths_say_so():
+    with pytest.raises(InputError, match="x has 3 samples but y has 2 labels"):
+        sample_ids(np.zeros((3, 2)), np.array([0, 1]))
 
 
 def test_sample_ids_take_tensors_and_arrays_alike():

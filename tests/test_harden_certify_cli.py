@@ -128,6 +128,22 @@ def test_harden_refuses_to_overwrite_the_weights_it_is_given(weights, tmp_path):
     assert current.read_bytes() == Path(weights).read_bytes() and sorted(out.iterdir()) == [current]
 
 
+def test_harden_with_the_same_seed_writes_the_same_weights(tmp_path):
+    import torch
+
+    def weights(name: str, seed: str) -> bytes:
+        torch.manual_seed(len(list(tmp_path.iterdir())))  # another state of torch's generator, as in a new process
+        result = invoke("harden", "--model", MODEL, "--data", "digits:train", "--limit", "40", "--method", "pgd",
+                        "--steps", "1", "--epochs", "1", "--batch-size", "32", "--no-early-stop", "--eval-limit", "4",
+                        "--eval-suite", "quick", "--seed", seed, "--out", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        return (tmp_path / name / "model.safetensors").read_bytes()
+
+    first = weights("a", "0")
+    assert weights("b", "0") == first  # the fresh model's initialisation follows the seed too
+    assert weights("c", "1") != first
+
+
 def test_harden_checks_the_evaluation_data_before_it_trains(tmp_path):
     x, _ = load_digits(return_X_y=True)
     wrong_labels = tmp_path / "wrong.npz"

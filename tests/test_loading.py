@@ -108,6 +108,29 @@ def test_npz_validation_errors(tmp_path, x, y, message):
         load_dataset(str(tmp_path / "d.npz"))
 
 
+@pytest.mark.parametrize("y", [np.array(["3", "7", "3", "7"]), np.array([b"3", b"7", b"3", b"7"])])
+def test_npz_string_labels_are_refused_not_renumbered(tmp_path, y):
+    # Numbering the names found in the file would make '3' class 0 and '7' class 1: a digits model then scores 0%.
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=y)
+    with pytest.raises(InputError, match=r"labels must be integer class indices 0\.\.K-1; got strings such as "
+                                         r"b?'3': convert them, e\.g\. y\.astype\(int\)"):
+        load_dataset(str(tmp_path / "d.npz"))
+
+
+def test_npz_integer_labels_keep_their_numbers(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 1, 8, 8), np.float32), y=np.array(["3", "7", "3", "7"]).astype(int))
+    data = load_dataset(tmp_path / "d.npz")
+    np.testing.assert_array_equal(data.y, [3, 7, 3, 7])
+    assert data.class_names[3] == "3" and data.class_names[7] == "7"
+
+
+def test_paths_are_accepted_and_other_specs_are_type_errors(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 3)), y=np.array([0, 1]))
+    assert len(load_dataset(tmp_path / "d.npz")) == 2
+    with pytest.raises(TypeError, match=r"load_dataset takes a path \(a str or os.PathLike.*Dataset\(x=x, y=y\)"):
+        load_dataset(np.zeros((2, 3)))
+
+
 def test_explicit_bounds_must_contain_the_data(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.array([[0.0], [2.0]]), y=np.array([0, 1]))
     assert load_dataset(str(tmp_path / "d.npz")).bounds == (0.0, 2.0)
@@ -199,6 +222,11 @@ def test_csv_with_string_labels(tmp_path):
     np.testing.assert_array_equal(data.y, [1, 0, 1])
     np.testing.assert_allclose(data.x, [[0.5, 3.0], [1.5, -1.0], [2.0, 0.0]])
     assert data.bounds == (-1.0, 3.0)
+
+
+def test_csv_with_text_labels_that_are_numbers_keeps_the_numbers(tmp_path):
+    (tmp_path / "d.csv").write_text("f1,label\n0.5,7\n1.5,3\n")
+    np.testing.assert_array_equal(load_dataset(tmp_path / "d.csv").y, [7, 3])
 
 
 def test_csv_with_integer_labels(tmp_path):
@@ -301,6 +329,15 @@ def test_torchscript_is_loaded_as_a_white_box(tmp_path):
     torch.testing.assert_close(model.logits(x), net(x))
     with pytest.raises(InputError, match="--input-shape"):
         load_classifier(str(path))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit
+def test_a_model_path_is_accepted_and_a_module_is_told_how_to_be_wrapped(tmp_path):
+    torch.jit.save(torch.jit.script(_tiny_net()), tmp_path / "net.ts")
+    assert load_classifier(tmp_path / "net.ts", input_shape=(1, 2, 2)).classifier.num_classes == 3
+    with pytest.raises(TypeError, match=r"spec is a str or os.PathLike .*got torch.nn.modules.container.Sequential"
+                                        r".*LoadedModel\(TorchClassifier\(module, input_shape, num_classes\)"):
+        load_classifier(_tiny_net())
 
 
 # --- models: ONNX -----------------------------------------------------------------------------

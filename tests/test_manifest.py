@@ -327,11 +327,16 @@ def test_parquet_loads_lists_and_verifies(tmp_path):
 
 
 def test_npz_listing_and_loading_give_the_same_ids(tmp_path):
-    x, y = np.arange(24, dtype=np.uint8).reshape(6, 1, 2, 2), np.array(["b", "a", "b", "c", "a", "a"])
+    x, y = np.arange(24, dtype=np.uint8).reshape(6, 1, 2, 2), np.array([1, 0, 1, 2, 0, 0], dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     listing = list_samples(tmp_path / "d.npz")
     assert load_dataset(str(tmp_path / "d.npz")).sample_ids == [e.id for e in listing.entries]
     assert [e.label for e in listing.entries] == ["1", "0", "1", "2", "0", "0"]
+    # String labels are refused by both, not numbered by their sort order in this one file.
+    np.savez(tmp_path / "d.npz", x=x, y=np.array(["b", "a", "b", "c", "a", "a"]))
+    for read in (list_samples, load_dataset):
+        with pytest.raises(InputError, match="labels must be integer class indices"):
+            read(tmp_path / "d.npz")
 
 
 def test_csv_without_schema_keeps_its_ids_and_errors(tmp_path):

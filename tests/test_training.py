@@ -508,8 +508,8 @@ def _wrong(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("changes, message", [
-    (_wrong(epochs=0), "epochs and batch_size must be >= 1"),
-    (_wrong(batch_size=0), "epochs and batch_size must be >= 1"),
+    (_wrong(epochs=0), "epochs must be an integer >= 1, got 0"),
+    (_wrong(batch_size=0), "batch_size must be an integer >= 1, got 0"),
     (_wrong(y=np.zeros(5, dtype=np.int64)), "equal length"),
     (_wrong(x=np.zeros((10, 64), dtype=np.float32), y=np.zeros(10, dtype=np.int64)), "the model expects"),
     (_wrong(x=np.full((10, 1, 8, 8), 2.0, dtype=np.float32), y=np.zeros(10, dtype=np.int64)), "outside"),

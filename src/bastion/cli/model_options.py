@@ -60,8 +60,8 @@ def load_model_from_options(
         input_shape=ints(input_shape, "--input-shape") if input_shape else None,
         num_classes=num_classes,
         bounds=bounds_option(bounds),
-        mean=floats(mean, "--mean") if mean else None,
-        std=floats(std, "--std") if std else None,
+        mean=floats(mean, "--mean", example="0.5 or 0.485,0.456,0.406") if mean else None,
+        std=floats(std, "--std", example="0.5 or 0.229,0.224,0.225") if std else None,
     )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from bastion.core.errors import InputError
 
 
-def floats(text: str, name: str) -> list[float]:
-    """``"0.05,0.1"`` -> ``[0.05, 0.1]``."""
+def floats(text: str, name: str, example: str = "0.05,0.1") -> list[float]:
+    """``"0.05,0.1"`` -> ``[0.05, 0.1]``; ``example`` is shown when ``text`` is not numbers."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise InputError(f"{name} must be comma-separated numbers, e.g. 0.05,0.1; got {text!r}") from None
+        raise InputError(f"{name} must be comma-separated numbers, e.g. {example}; got {text!r}") from None
     if not values:
         raise InputError(f"{name} needs at least one number")
     return values
@@ -26,7 +26,7 @@ def ints(text: str, name: str) -> tuple[int, ...]:
 
 def pair(text: str, name: str) -> tuple[float, float]:
     """``"0,1"`` -> ``(0.0, 1.0)``."""
-    values = floats(text, name)
+    values = floats(text, name, example="0,1")
     if len(values) != 2:
         raise InputError(f"{name} must be two numbers 'low,high', got {text!r}")
     return values[0], values[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -61,23 +62,26 @@ def train_command(
     """Train a factory model (pkg.module:factory) and save its weights as safetensors."""
     from safetensors.torch import save_file
 
+    from bastion.core.seeding import seed_everything
     from bastion.core.threat import ThreatModel
     from bastion.defenses.training import train_classifier
     from bastion.models.torch_adapter import TorchClassifier
 
     with user_errors():
-        if out.suffix != ".safetensors":
-            raise InputError(f"--out must end in .safetensors, got {out}")
+        private = dp_noise is not None or dp_epsilon is not None
+        check_files(out, weights, checkpoint_dir, resume)
+        check_numbers(epochs, batch_size, lr, adversarial_eps)
+        if private:
+            check_privacy(dp_noise, dp_epsilon, dp_clip, dp_delta, adversarial_eps is not None,
+                          checkpoint_dir is not None or resume)
+        seed_everything(seed)  # before the factory runs: its initialisation draws from torch's global generator
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
         classifier = loaded.classifier
         if not isinstance(classifier, TorchClassifier) or classifier.kind != "torch":
             raise InputError("bastion train needs a torch factory model (pkg.module:factory)")
         dataset = load_data_from_options(data, label_column, schema, limit)
-        private = dp_noise is not None or dp_epsilon is not None
-        if private and (adversarial_eps or checkpoint_dir or resume):
-            raise InputError("DP-SGD (--dp-noise/--dp-epsilon) cannot be combined with --adversarial-eps or "
-                             "checkpoints; drop one")
-        threat = ThreatModel(norm=norm, eps=adversarial_eps, bounds=classifier.bounds) if adversarial_eps else None
+        threat = None if adversarial_eps is None else ThreatModel(norm=norm, eps=adversarial_eps,
+                                                                  bounds=classifier.bounds)
 
         with progress_bars() as progress:
             if private:
@@ -108,3 +112,55 @@ def train_command(
     resumed = "" if record.resumed_from is None else f" (resumed after epoch {record.resumed_from})"
     console.print(f"trained {record.epochs} epoch(s){resumed}; final loss {record.losses[-1]:.4f}; "
                   f"training accuracy {record.train_accuracy:.1%}; weights: {out}")
+
+
+def check_files(out: Path, weights: str | None, checkpoint_dir: Path | None, resume: bool) -> None:
+    """Refuse, before any work, an ``--out`` that is no safetensors file or would overwrite ``--weights``, and
+    checkpoint settings that cannot work (``InputError`` naming the flag to fix)."""
+    from bastion.defenses.training.checkpoint import has_checkpoint
+
+    if out.suffix != ".safetensors":
+        raise InputError(f"--out must end in .safetensors, got {out}")
+    if weights and Path(weights).expanduser().resolve() == out.expanduser().resolve():
+        raise InputError(f"--weights {weights} is also --out, so training would overwrite the weights it starts "
+                         "from: choose another --out, or copy the weights elsewhere first")
+    if checkpoint_dir is None:
+        if resume:
+            raise InputError("--resume continues from a checkpoint: pass the --checkpoint-dir that holds it")
+        return
+    folder = checkpoint_dir.expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--checkpoint-dir {folder} is a file; give a folder")
+    if has_checkpoint(folder) and not resume:
+        raise InputError(f"--checkpoint-dir {folder} already holds a training checkpoint: pass --resume to "
+                         "continue it, or choose an empty --checkpoint-dir")
+
+
+def check_numbers(epochs: int, batch_size: int, lr: float, adversarial_eps: float | None) -> None:
+    """Refuse counts below 1 and budgets or rates that are not finite and positive, naming the flag."""
+    for flag, count in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if count < 1:
+            raise InputError(f"{flag} must be >= 1, got {count}")
+    _positive("--lr", lr)
+    if adversarial_eps is not None:
+        _positive("--adversarial-eps", adversarial_eps, " (leave it out to train without attacks)")
+
+
+def check_privacy(noise: float | None, epsilon: float | None, clip: float, delta: float | None,
+                  adversarial: bool, checkpoints: bool) -> None:
+    """Refuse DP-SGD settings that cannot work, naming the ``--dp-*`` flag to fix."""
+    if adversarial or checkpoints:
+        raise InputError("DP-SGD (--dp-noise/--dp-epsilon) cannot be combined with --adversarial-eps or "
+                         "checkpoints; drop one")
+    if noise is not None and epsilon is not None:
+        raise InputError("give --dp-noise (the noise to add) or --dp-epsilon (the budget to reach), not both")
+    for flag, value in (("--dp-noise", noise), ("--dp-epsilon", epsilon), ("--dp-clip", clip)):
+        if value is not None:
+            _positive(flag, value)
+    if delta is not None and not 0 < delta < 1:
+        raise InputError(f"--dp-delta must be in (0, 1), well below 1 / (training samples); got {delta}")
+
+
+def _positive(flag: str, value: float, hint: str = "") -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{flag} must be a finite number > 0{hint}, got {value}")

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bastion.core.errors import InputError
+
 if TYPE_CHECKING:  # torch is imported where a tensor is made, so that ids (and the CLI) start without it
     import torch
 
@@ -36,8 +38,14 @@ def stored_sample_id(content: bytes, label: str) -> str:
 
 
 def sample_ids(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> list[str]:
-    """Ids for a batch: ``x`` of shape ``(N, ...)``, ``y`` of shape ``(N,)``."""
+    """Ids for a batch: ``x`` of shape ``(N, ...)``, ``y`` of shape ``(N,)``.
+
+    Raises:
+        InputError: ``x`` and ``y`` hold different numbers of samples.
+    """
     x_np, y_np = _as_numpy(x), _as_numpy(y)
+    if len(x_np) != len(y_np):
+        raise InputError(f"x has {len(x_np)} samples but y has {len(y_np)} labels; give one label per sample")
     return [sample_id(xi, int(yi)) for xi, yi in zip(x_np, y_np, strict=True)]
 
 

@@ -432,7 +432,7 @@ def _list_npz(path: Path) -> SampleRows:
     from bastion.data.sources import _as_float_inputs, _encode_labels, _read_npz
 
     raw = _read_npz(path)
-    labels, _ = _encode_labels(raw.y, str(path))
+    labels = _encode_labels(raw.y, str(path))
     if len(raw.x) != len(labels):
         raise InputError(f"{path}: x has {len(raw.x)} samples but y has {len(labels)} labels")
     x = _as_float_inputs(raw.x, str(path))

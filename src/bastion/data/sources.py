@@ -9,8 +9,9 @@ files are refused: loading one can run arbitrary code. Every sample gets the id 
 from __future__ import annotations
 
 import io
+import os
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".t
 _GRAY_MODES = frozenset({"1", "L", "LA"})
 
 ACCEPTED_FORMATS = (
-    "a .npz file with arrays x and y (optional class_names); "
+    "a .npz file with arrays x and y (integer class indices; optional class_names); "
     "a .csv or .parquet file with a label column and numeric feature columns (or a schema); "
     "a folder of images with one sub-folder per class (root/cat/001.png); "
     "a built-in: digits, digits:train, digits:test, fashion-mnist, fashion-mnist:train, "
@@ -40,27 +41,45 @@ ACCEPTED_FORMATS = (
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A labelled dataset in memory.
+    """A labelled dataset in memory, checked when it is built.
+
+    Build one from a file with :func:`load_dataset`, or from arrays with ``Dataset(x=x, y=y)``.
 
     Attributes:
         x: inputs ``(N, *input_shape)`` float32, e.g. ``(N, 1, 28, 28)`` images or ``(N, D)`` rows.
-        y: labels ``(N,)`` int64 in ``0 .. len(class_names) - 1``.
-        class_names: one name per class; ``y == i`` means ``class_names[i]``.
-        description: where the data came from and its size, for reports.
+        y: labels ``(N,)`` int64 in ``0 .. len(class_names) - 1``: integer class indices. Whole-number
+            floats (``3.0``) are taken as int64; fractions, strings and negative labels are refused.
+        class_names: one name per class; ``y == i`` means ``class_names[i]``. Empty (the default): the
+            label numbers, ``"0" .. str(y.max())``.
+        description: where the data came from and its size, for reports; default: the arrays' size.
         bounds: the valid input range ``(low, high)``, default ``(0, 1)``.
         ids: ``N`` stored sample ids (an image folder's files, a table's rows: the ids of its manifest),
             or ``None`` for arrays, whose ids are computed from ``x`` and ``y``; use ``sample_ids``.
             Take subsets with :meth:`subset`, which keeps the ids with their samples.
+
+    Raises:
+        InputError: ``x`` and ``y`` of different lengths, labels that are not class indices, fewer
+            ``class_names`` than classes, or ``ids`` of another length.
     """
 
     x: np.ndarray
     y: np.ndarray
-    class_names: list[str]
-    description: str
+    class_names: list[str] = field(default_factory=list)
+    description: str = ""
     bounds: tuple[float, float] = (0.0, 1.0)
     ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        source = self.description or "Dataset"
+        y = _class_indices(self.y, source)
+        if len(self.x) != len(y):
+            raise InputError(f"{source}: x has {len(self.x)} samples but y has {len(y)} labels; "
+                             "give one label per sample")
+        object.__setattr__(self, "y", y)
+        names = _given_names(self.class_names, source)
+        object.__setattr__(self, "class_names", _class_names(names, int(y.max()) if len(y) else -1, source))
+        if not self.description:
+            object.__setattr__(self, "description", f"arrays: {len(y)} samples, shape {tuple(self.x.shape[1:])}")
         if self.ids is not None:
             object.__setattr__(self, "ids", tuple(self.ids))
             if len(self.ids) != len(self.y):
@@ -92,7 +111,7 @@ class Dataset:
 
 
 def load_dataset(
-    spec: str,
+    spec: str | os.PathLike[str],
     *,
     label_column: str = "label",
     limit: int | None = None,
@@ -102,8 +121,10 @@ def load_dataset(
     """Load and validate the dataset named by ``spec``.
 
     Args:
-        spec: a path (``.npz``, ``.csv``, ``.parquet``, an image folder) or a built-in name; see
-            ``ACCEPTED_FORMATS``.
+        spec: a path (``.npz``, ``.csv``, ``.parquet``, an image folder; a ``str`` or an ``os.PathLike`` such
+            as ``pathlib.Path``) or a built-in name; see ``ACCEPTED_FORMATS``. An ``.npz``'s ``y`` holds integer
+            class indices (names go in ``class_names``); a table's text labels are class names, numbered in
+            sorted order; an image folder's classes are its sub-folders, in sorted order.
         label_column: the CSV/Parquet column holding the labels, default ``"label"`` (or the schema's).
         limit: keep only the first ``limit`` samples (in file order); ``None`` keeps all.
         bounds: the valid input range. ``None`` (default) means ``(0, 1)`` when the data lies in it
@@ -115,11 +136,25 @@ def load_dataset(
         InputError: a missing file, an unknown format, or data that fails validation
             (``SchemaViolationError`` for rows that break ``schema``).
         UnsafeFileError: a pickle file, or an ``.npz`` holding object (pickled) arrays.
+        TypeError: ``spec`` is neither a string nor a path (arrays in memory: build ``Dataset(x=x, y=y)``).
     """
     if limit is not None and limit < 1:
         raise InputError(f"limit must be a positive number of samples, got {limit}")
-    raw = _read(spec, label_column, schema)
+    raw = _read(_spec_text(spec), label_column, schema)
     return _validated(raw, limit=limit, bounds=bounds)
+
+
+def _spec_text(spec: object) -> str:
+    """``spec`` as text: a string as it is, an ``os.PathLike`` converted; anything else is a ``TypeError``."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, os.PathLike):
+        return os.fsdecode(spec)
+    raise TypeError(
+        f"load_dataset takes a path (a str or os.PathLike such as pathlib.Path) or a built-in name such as "
+        f"'digits'; got {type(spec).__module__}.{type(spec).__qualname__}. For arrays in memory, build "
+        "Dataset(x=x, y=y) from bastion.data instead"
+    )
 
 
 def _read(spec: str, label_column: str, schema: TabularSchema | None = None) -> RawArrays:
@@ -152,7 +187,7 @@ def _read(spec: str, label_column: str, schema: TabularSchema | None = None) -> 
 
 def _validated(raw: RawArrays, *, limit: int | None, bounds: tuple[float, float] | None) -> Dataset:
     x, source = raw.x, raw.source
-    y, names_from_labels = _encode_labels(raw.y, source)
+    y = _encode_labels(raw.y, source)
     if len(x) != len(y):
         raise InputError(f"{source}: x has {len(x)} samples but y has {len(y)} labels")
     if len(y) == 0:
@@ -162,10 +197,8 @@ def _validated(raw: RawArrays, *, limit: int | None, bounds: tuple[float, float]
         x, y = x[:limit], y[:limit]
         ids = None if ids is None else ids[:limit]
     x = _as_float_inputs(x, source)
-    if int(y.min()) < 0:
-        first = int(np.argmax(y < 0))
-        raise InputError(f"{source}: labels must be >= 0; sample {first} has label {int(y[first])}")
-    class_names = _class_names(names_from_labels or raw.class_names, int(y.max()), source)
+    _check_non_negative(y, source)
+    class_names = _class_names(raw.class_names, int(y.max()), source)
     final_bounds = _bounds(x, bounds or raw.bounds, source)
     description = (
         f"{source}: {len(y)} samples, shape {tuple(x.shape[1:])}, {len(class_names)} classes"
@@ -173,31 +206,49 @@ def _validated(raw: RawArrays, *, limit: int | None, bounds: tuple[float, float]
     return Dataset(x=x, y=y, class_names=class_names, description=description, bounds=final_bounds, ids=ids)
 
 
-def _encode_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str] | None]:
-    """Labels ``(N,)`` int64, plus sorted class names when the labels were strings."""
+def _class_indices(values: np.ndarray, source: str) -> np.ndarray:
+    """``values`` as ``(N,)`` int64 class indices (see :func:`_encode_labels`), each ``>= 0``."""
+    labels = _encode_labels(values, source)
+    _check_non_negative(labels, source)
+    return labels
+
+
+def _encode_labels(values: np.ndarray, source: str) -> np.ndarray:
+    """Labels ``(N,)`` int64 from integers or whole-number floats; strings and other types are refused.
+
+    A string label is refused rather than numbered: numbering the names found in one file (by sort
+    order, say) would give the same class another index in a file that lacks some classes.
+    """
     values = np.asarray(values)
     if values.ndim != 1:
         raise InputError(
             f"{source}: y must be one label per sample, shape (N,); got {values.shape}. "
             "Flatten it with y.reshape(-1)"
         )
-    if values.dtype.kind in "US":
-        text = values.astype(str)
-        names = sorted(set(text.tolist()))
-        index = {name: i for i, name in enumerate(names)}
-        return np.array([index[v] for v in text], dtype=np.int64), names
     if values.dtype.kind in "biu":
-        return values.astype(np.int64), None
+        return values.astype(np.int64, copy=False)
     if values.dtype.kind == "f":
         integral = np.isfinite(values) & (values == np.round(values))
         if not integral.all():
             first = int(np.argmin(integral))
             raise InputError(
                 f"{source}: labels must be integers (class indices); sample {first} has label "
-                f"{values[first]!r}"
+                f"{values[first].item()!r}"
             )
-        return values.astype(np.int64), None
-    raise InputError(f"{source}: labels have dtype {values.dtype}; expected integers or strings")
+        return values.astype(np.int64)
+    kind = "strings" if values.dtype.kind in "US" else f"values of dtype {values.dtype}"
+    example = f" such as {values[0].item()!r}" if len(values) else ""
+    raise InputError(
+        f"{source}: labels must be integer class indices 0..K-1; got {kind}{example}: convert them, "
+        "e.g. y.astype(int), or give the names as class_names and their indices as y"
+    )
+
+
+def _check_non_negative(y: np.ndarray, source: str) -> None:
+    """Refuse a negative label, naming the first sample that has one."""
+    if len(y) and int(y.min()) < 0:
+        first = int(np.argmax(y < 0))
+        raise InputError(f"{source}: labels must be >= 0; sample {first} has label {int(y[first])}")
 
 
 def _as_float_inputs(x: np.ndarray, source: str) -> np.ndarray:
@@ -221,7 +272,16 @@ def _as_float_inputs(x: np.ndarray, source: str) -> np.ndarray:
     return x
 
 
+def _given_names(names: list[str] | tuple[str, ...], source: str) -> list[str] | None:
+    """``Dataset.class_names`` as a list, ``None`` when empty (names to be made from the labels)."""
+    if isinstance(names, str):
+        raise InputError(f"{source}: class_names is a list of names, one per class, e.g. ['cat', 'dog']; "
+                         f"got the string {names!r}")
+    return [str(name) for name in names] or None
+
+
 def _class_names(names: list[str] | None, max_label: int, source: str) -> list[str]:
+    """``names``, checked to name every label up to ``max_label``; ``None``: the label numbers as names."""
     if names is None:
         return [str(i) for i in range(max_label + 1)]
     if len(names) <= max_label:
@@ -366,12 +426,16 @@ def _read_table(path: Path, label_column: str, schema: TabularSchema | None) -> 
     table = read_table(path, label_column=label, schema=schema)
     x = feature_matrix(table, schema)
     ids = tuple(sample for sample, _, _ in row_hashes(table))
-    return RawArrays(x, _table_labels(table.labels), None, str(path), ids=ids)
+    labels, names = _table_labels(table.labels)
+    return RawArrays(x, labels, names, str(path), ids=ids)
 
 
-def _table_labels(labels: list[str]) -> np.ndarray:
-    """Numeric labels as floats (checked for integers later), otherwise the strings themselves."""
+def _table_labels(labels: list[str]) -> tuple[np.ndarray, list[str] | None]:
+    """Numeric labels as floats (checked for integers later) and no names; otherwise the labels are class
+    names, numbered in sorted order: ``(indices, sorted names)``."""
     try:
-        return np.array([float(label) for label in labels], dtype=np.float64)
+        return np.array([float(label) for label in labels], dtype=np.float64), None
     except ValueError:
-        return np.array(labels, dtype=str)
+        names = sorted(set(labels))
+        index = {name: i for i, name in enumerate(names)}
+        return np.array([index[label] for label in labels], dtype=np.int64), names

@@ -24,7 +24,7 @@ from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
 from bastion.core.ids import file_digest
 from bastion.models.base import Classifier
 from bastion.models.ensemble_spec import MANIFEST_SUFFIXES, load_ensemble
-from bastion.models.torch_adapter import TorchClassifier
+from bastion.models.torch_adapter import TorchClassifier, check_channel_count
 
 TORCHSCRIPT_SUFFIXES = frozenset({".pt", ".pth", ".ts"})
 #: Top-level packages whose types a ``.skops`` file may contain without being refused.
@@ -88,9 +88,9 @@ class _Options:
 
 
 def load_classifier(
-    spec: str,
+    spec: str | os.PathLike[str],
     *,
-    weights: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
@@ -103,9 +103,13 @@ def load_classifier(
     """Load the model named by ``spec`` (see ``ACCEPTED_MODELS``).
 
     Args:
-        spec: ``pkg.module:factory``, a model file path, or an endpoint URL ``http(s)://host/v2/models/NAME``
-            (a :class:`~bastion.models.remote.RemoteClassifier`; ``kind="remote"``, ``sha256=None``).
-        weights: a ``.safetensors`` state dict for a factory's module (strict key/shape match).
+        spec: ``pkg.module:factory``, a model file path (a ``str`` or an ``os.PathLike`` such as
+            ``pathlib.Path``), or an endpoint URL ``http(s)://host/v2/models/NAME`` (a
+            :class:`~bastion.models.remote.RemoteClassifier`; ``kind="remote"``, ``sha256=None``). A model
+            in memory is not loaded but wrapped: ``LoadedModel(TorchClassifier(module, input_shape,
+            num_classes), description, None, "torch")``.
+        weights: a ``.safetensors`` state dict for a factory's module (strict key/shape match), a ``str``
+            or an ``os.PathLike``.
         input_shape: per-sample shape, e.g. ``(1, 28, 28)``; needed when the model cannot say.
         num_classes: ``C``; needed when the model cannot say.
         bounds: valid input range, default ``(0, 1)``.
@@ -121,7 +125,10 @@ def load_classifier(
         UnsafeFileError: a pickle (``.pkl``, ``torch.save`` checkpoint) or a skops file with
             types from outside scikit-learn, numpy and scipy.
         RemoteError: an endpoint whose metadata cannot be read.
+        TypeError: ``spec`` or ``weights`` is neither a string nor a path (an ``nn.Module``, an estimator).
     """
+    spec = _spec_text(spec, "spec")
+    weights = None if weights is None else _spec_text(weights, "weights")
     options = _Options(
         input_shape=None if input_shape is None else tuple(int(d) for d in input_shape),
         num_classes=num_classes,
@@ -143,6 +150,9 @@ def load_classifier(
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         raise UnsafeFileError(f"{path}: {PICKLE_ADVICE}")
+    if path.is_dir():
+        raise InputError(f"--model {path} is a folder, not a model file: give the model file inside it "
+                         f"(e.g. {path / 'model.onnx'}) or pkg.module:factory")
     if not path.is_file():
         raise InputError(f"model file not found: {path}")
     if suffix in MANIFEST_SUFFIXES:
@@ -155,6 +165,23 @@ def load_classifier(
             f"mean/std apply to torch models only; build the normalisation into {path.name}"
         )
     return loader(path, options)
+
+
+def _spec_text(value: object, name: str) -> str:
+    """``value`` as text: a string as it is, an ``os.PathLike`` converted; otherwise a ``TypeError`` that says
+    what is accepted and how to use a model that is already in memory."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    given = f"{type(value).__module__}.{type(value).__qualname__}"
+    raise TypeError(
+        f"load_classifier's {name} is a str or os.PathLike ({ACCEPTED_MODELS}); got {given}. A model already "
+        "in memory needs no loading: wrap a torch module as LoadedModel(TorchClassifier(module, input_shape, "
+        "num_classes), description, None, 'torch') (bastion.models.torch_adapter.TorchClassifier), a fitted "
+        "scikit-learn estimator as LoadedModel(SklearnClassifier(estimator, input_shape=...), description, None, "
+        "'sklearn') (bastion.models.sklearn_adapter)"
+    )
 
 
 def _unknown_model_message(path: Path) -> str:
@@ -295,6 +322,9 @@ def _wrap_module(
                 "attribute or pass --num-classes"
             )
         num_classes = _probe_num_classes(module, input_shape, source)
+    for flag, values in (("--mean", options.mean), ("--std", options.std)):
+        if values is not None:
+            check_channel_count(torch.as_tensor(values).numel(), input_shape, flag)
     module.eval()  # a loaded model answers queries; trainers switch it to training mode themselves
     return TorchClassifier(
         module, input_shape, num_classes,

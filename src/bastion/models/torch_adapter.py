@@ -63,9 +63,7 @@ class TorchClassifier:
         if values is None:
             return None
         tensor = torch.as_tensor(values, dtype=torch.float32).flatten()
-        channels = self.input_shape[0] if len(self.input_shape) > 1 else len(tensor)
-        if len(tensor) not in (1, channels):
-            raise InputError(f"{name} has {len(tensor)} values; expected 1 or {channels} (channels)")
+        check_channel_count(len(tensor), self.input_shape, name)
         return tensor.reshape(-1, *([1] * (len(self.input_shape) - 1)))
 
     @property
@@ -141,3 +139,14 @@ class TorchClassifier:
         finally:
             for parameter in self.module.parameters():
                 parameter.requires_grad_(False)
+
+
+def check_channel_count(count: int, input_shape: Sequence[int], name: str) -> None:
+    """Refuse ``count`` per-channel values (``mean``, ``std``) unless it is 1 or the input's channels.
+
+    The channels are ``input_shape[0]`` for inputs of two or more dimensions; a flat input takes any count.
+    ``name`` is how the message names the values (``mean``, or ``--mean`` for the CLI).
+    """
+    channels = input_shape[0] if len(input_shape) > 1 else count
+    if count not in (1, channels):
+        raise InputError(f"{name} has {count} values; give 1 value or one per channel ({channels})")

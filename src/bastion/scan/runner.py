@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+import math
+import numbers
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
@@ -23,7 +27,7 @@ from bastion.core.records import (
     ScanConfig,
     ScanRecord,
 )
-from bastion.core.threat import Access, Norm, ThreatModel, weakest_access
+from bastion.core.threat import ACCESS_ORDER, Access, Norm, ThreatModel, weakest_access
 from bastion.data.sources import Dataset
 from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel
@@ -41,10 +45,22 @@ _VERSIONED = ("torch", "numpy", "pydantic", "scikit-learn", "onnxruntime", "skop
 
 @dataclass(frozen=True)
 class ScanSettings:
-    """What to run. ``eps`` is a list; the first value is the headline that ``fail_under`` gates.
+    """What to run, checked when it is built (an ``InputError`` says what to fix).
 
-    ``access`` limits the attacker below what the model offers (``None``: what the model offers).
-    ``attacks`` overrides the suite with registered attack names.
+    Attributes:
+        eps: the perturbation budgets, a list of finite numbers ``>= 0``; the first is the headline that
+            ``fail_under`` gates. A single number means a one-element list (``eps=0.1`` is ``eps=[0.1]``).
+        suite: the named suite to run (``quick``, ``standard``, ``full``) when ``attacks`` is ``None``.
+        attacks: registered attack names that replace the suite, a non-empty list such as ``["fgsm", "pgd"]``;
+            ``None`` (the default) runs the suite's attacks. A bare string is refused, not split into letters.
+        norm: ``"linf"`` or ``"l2"``.
+        targeted: attack random target classes instead of any wrong class.
+        access: ``"white"``, ``"scores"`` or ``"labels"``: limits the attacker below what the model offers;
+            ``None``: what the model offers.
+        seed: the scan's seed, an integer ``>= 0``.
+        batch_size: samples per attack batch, ``>= 1``.
+        fail_under: the headline robust accuracy in ``[0, 1]`` under which the scan fails; ``None``: never.
+        examples: how many broken samples each eps shows in the report, ``>= 0``.
     """
 
     eps: list[float]
@@ -57,6 +73,70 @@ class ScanSettings:
     batch_size: int = 128
     fail_under: float | None = None
     examples: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", _eps_list(self.eps))
+        object.__setattr__(self, "attacks", _attack_names(self.attacks))
+        _require_choice("norm", self.norm, get_args(Norm))
+        if self.access is not None:
+            _require_choice("access", self.access, ACCESS_ORDER, none_means="what the model offers")
+        _require_count("seed", self.seed, minimum=0)
+        _require_count("batch size", self.batch_size, minimum=1)
+        _require_count("examples", self.examples, minimum=0)
+        if self.fail_under is not None and not (_is_number(self.fail_under) and 0 <= self.fail_under <= 1):
+            raise InputError(f"--fail-under is a robust accuracy in [0, 1], got {self.fail_under!r}")
+
+
+def _is_number(value: object) -> bool:
+    """A real number, not a bool (``True`` would read as 1) nor a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _eps_list(eps: object) -> list[float]:
+    """``eps`` as a non-empty list of finite floats ``>= 0``; a single number becomes a one-element list."""
+    if isinstance(eps, (str, bytes)):
+        raise InputError(f"eps is a list of numbers, e.g. eps=[0.1] or eps=[0.05, 0.1]; got the string {eps!r}")
+    values = [eps] if _is_number(eps) else eps
+    if not isinstance(values, Iterable):
+        raise InputError(f"eps is a list of numbers, e.g. eps=[0.1]; got {type(eps).__name__}")
+    values = list(values)
+    if not values:
+        raise InputError("give at least one eps, e.g. eps=[0.1]")
+    for value in values:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise InputError(f"eps must be a finite number >= 0, got {value!r}")
+    return [float(value) for value in values]
+
+
+def _attack_names(attacks: object) -> list[str] | None:
+    """``attacks`` as a non-empty list of names, or ``None`` (the suite's attacks)."""
+    if attacks is None:
+        return None
+    if isinstance(attacks, str) or not isinstance(attacks, Iterable):
+        raise InputError(f"attacks is a list of attack names, e.g. attacks=['fgsm'] or ['fgsm', 'pgd'] (None: the "
+                         f"suite's attacks); got {attacks!r}")
+    names = list(attacks)
+    if not names:
+        raise InputError("attacks=[] names no attack: give names, e.g. attacks=['fgsm'], or leave attacks=None to "
+                         "run the suite's attacks")
+    bad = next((name for name in names if not isinstance(name, str) or not name), None)
+    if bad is not None:
+        raise InputError(f"attacks holds attack names (see 'bastion attacks'); got {bad!r}")
+    return names
+
+
+def _require_choice(name: str, value: object, choices: tuple[str, ...], *, none_means: str | None = None) -> None:
+    """Refuse ``value`` unless it is one of ``choices``, naming them (and what ``None`` means, if it is allowed)."""
+    if value not in choices:
+        valid = ", ".join(repr(choice) for choice in choices)
+        also = f" (or None: {none_means})" if none_means else ""
+        raise InputError(f"{name} must be one of {valid}{also}; got {value!r}")
+
+
+def _require_count(name: str, value: object, *, minimum: int) -> None:
+    """Refuse ``value`` unless it is an integer ``>= minimum``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{name} must be >= {minimum} (a whole number), got {value!r}")
 
 
 def run_scan(
@@ -71,14 +151,14 @@ def run_scan(
 
     ``engine`` runs each eps's cascade (default :class:`~bastion.scan.engine.LocalEngine`: in this process);
     a :class:`~bastion.scan.engine.RayEngine` shards it over a Ray cluster, for the same record.
+
+    Raises:
+        TypeError: an argument of another type than ``LoadedModel``, ``Dataset``, ``ScanSettings`` (the message
+            says how to make each).
+        InputError: an empty dataset, or a scan in which no attack can run.
     """
+    _check_scan_arguments(loaded, dataset, settings)
     engine = engine or LocalEngine()
-    if not settings.eps:
-        raise InputError("give at least one eps")
-    if settings.fail_under is not None and not 0 <= settings.fail_under <= 1:
-        raise InputError(f"--fail-under is a robust accuracy in [0, 1], got {settings.fail_under}")
-    if settings.batch_size < 1:
-        raise InputError(f"batch size must be >= 1, got {settings.batch_size}")
     model = loaded.classifier
     access = weakest_access(model.access, settings.access or model.access)
     threats = [ThreatModel(norm=settings.norm, eps=eps, bounds=model.bounds, targeted=settings.targeted,
@@ -121,6 +201,33 @@ def run_scan(
         owasp_ids=OWASP_IDS,
     )
     return ScanOutcome(record=record, class_names=dataset.class_names, examples=grids)
+
+
+#: What run_scan takes, for a TypeError when it is given something else.
+RUN_SCAN_ARGUMENTS = (
+    "run_scan takes a LoadedModel from bastion.models.loading.load_classifier (or, for a model in memory, "
+    "LoadedModel(TorchClassifier(module, input_shape, num_classes), description, None, 'torch')), a Dataset "
+    "from bastion.data.load_dataset or Dataset(x=..., y=...), and ScanSettings(eps=[...])"
+)
+
+
+def _check_scan_arguments(loaded: object, dataset: object, settings: object) -> None:
+    """A ``TypeError`` saying what to pass when an argument of :func:`run_scan` is of the wrong type."""
+    if not isinstance(loaded, LoadedModel):
+        raise TypeError(f"{RUN_SCAN_ARGUMENTS}; got {_type_name(loaded)} as the model")
+    if not isinstance(loaded.classifier, Classifier):
+        raise TypeError(f"{RUN_SCAN_ARGUMENTS}; got a LoadedModel around {_type_name(loaded.classifier)}, which is "
+                        "not a bastion Classifier (wrap a torch module in TorchClassifier)")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"{RUN_SCAN_ARGUMENTS}; got {_type_name(dataset)} as the dataset")
+    if not isinstance(settings, ScanSettings):
+        raise TypeError(f"{RUN_SCAN_ARGUMENTS}; got {_type_name(settings)} as the settings")
+
+
+def _type_name(value: object) -> str:
+    """``module.Class`` of ``value`` (``Class`` alone for a built-in type), for messages."""
+    module = type(value).__module__
+    return type(value).__qualname__ if module == "builtins" else f"{module}.{type(value).__qualname__}"
 
 
 def _require_a_runnable_attack(attacks: list[EvasionAttack], model: Classifier, threat: ThreatModel) -> None:

@@ -25,6 +25,7 @@ from bastion.core.errors import InputError
 from bastion.core.evidence import CertifyRecord, HardenCost, HardenRecord
 from bastion.core.ids import array_digest, file_digest
 from bastion.core.records import ArtifactRef, DatasetRef, ScanRecord
+from bastion.core.seeding import seed_everything
 from bastion.core.threat import Norm, ThreatModel
 from bastion.data.sources import Dataset
 from bastion.defenses.training import EarlyStop, method_names, train_by_name
@@ -107,7 +108,8 @@ def run_harden(
 
     Args:
         load: builds the model from the factory, with the given weights file or freshly initialised
-            (``None``); called once for the baseline and once for the model to train.
+            (``None``); called once for the baseline and once for the model to train, the latter after
+            ``seed_everything(settings.seed)`` so that a fresh model's initialisation follows the seed.
         weights: the weights of the model as it is now (the "before"), or ``None``.
         train: training data; ``val_fraction`` of it is held out for validation.
         eval_data: data for the before/after scans (default: the validation split; required when
@@ -118,6 +120,7 @@ def run_harden(
     folder = prepare_folder(out_dir)
     _check_checkpoints(folder / CHECKPOINTS, settings.resume)
     before_model = load(weights) if weights else None
+    seed_everything(settings.seed)  # a fresh model's initialisation draws from torch's global generator
     trainee = load(weights if settings.fine_tune else None)
     classifier = trainee.classifier
     if trainee.kind == "ensemble":

@@ -167,7 +167,7 @@ def _check_run(classifier: TorchClassifier, objective: Objective, epochs: int, b
         raise InputError(f"objective must implement Objective (name, loss, params), got {type(objective).__name__}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"epochs and batch_size must be >= 1, got {name}={value!r}")
+            raise InputError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _validator(
