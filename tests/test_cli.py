@@ -107,6 +107,13 @@ def _npz(tmp_path, x, y, name="data.npz") -> str:
          "--eot-samples must be >= 1"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--eot-samples", "4"],
          "--eot-samples only applies to a defended scan; add --preprocess"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--bounds", "0,1e308"], "within float32's range"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--eps", "0.1,,0.2"], "comma-separated numbers"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--eps", "0.1,0.2,0.1"], "eps 0.1 is given twice"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--std", "nan"], "--std must be finite numbers"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--mean", "inf"], "--mean must be finite numbers"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--num-classes", "5"],
+         "declares num_classes=10 but num_classes=5 was passed"),
     ],
 )
 def test_bad_input_gets_a_clear_error(weights, tmp_path, make_args, message):

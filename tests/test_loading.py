@@ -183,6 +183,17 @@ def test_image_folder_of_greyscale_images(tmp_path):
     np.testing.assert_allclose(data.x[:, 0, 0, 0], [0.2, 0.0, 1.0], atol=1e-6)
 
 
+def test_image_folders_named_by_class_numbers_keep_their_numbers(tmp_path):
+    for name in ("5", "7", "10"):
+        _write_image(tmp_path / "some" / name / "1.png", "L", (2, 2), 0)
+    data = load_dataset(str(tmp_path / "some"))
+    np.testing.assert_array_equal(data.y, [10, 5, 7])  # folders in sorted order: "10", "5", "7"
+    assert data.class_names == [str(label) for label in range(11)]
+    for name in ("1", "01"):  # two names for one number: numbered in sorted order, as other names are
+        _write_image(tmp_path / "twice" / name / "1.png", "L", (2, 2), 0)
+    assert load_dataset(str(tmp_path / "twice")).class_names == ["01", "1"]
+
+
 def test_image_folder_of_colour_images_is_channels_first(tmp_path):
     _write_image(tmp_path / "a" / "1.png", "RGB", (5, 2), 255)
     _write_image(tmp_path / "b" / "1.png", "RGB", (5, 2), 0)
@@ -329,6 +340,26 @@ def test_torchscript_is_loaded_as_a_white_box(tmp_path):
     torch.testing.assert_close(model.logits(x), net(x))
     with pytest.raises(InputError, match="--input-shape"):
         load_classifier(str(path))
+    with pytest.raises(InputError, match=r"a forward pass on zeros of shape \(1, 7\) failed \(RuntimeError: .*\); "
+                                         "check --input-shape") as wrong:
+        load_classifier(str(path), input_shape=(7,), num_classes=3)  # given the classes, it was not probed before
+    assert "\n" not in str(wrong.value)  # TorchScript's error carries the script's traceback: only its end is shown
+    with pytest.raises(InputError, match="returns 3 logits per sample but num_classes is 5; check --num-classes"):
+        load_classifier(str(path), input_shape=(1, 2, 2), num_classes=5)
+
+
+class _FailingForward(nn.Module):
+    input_shape, num_classes = (1, 2, 2), 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("forward exploded")
+
+
+def test_a_factory_whose_forward_fails_is_refused_at_load(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "failing_forward", _FailingForward, raising=False)
+    with pytest.raises(InputError, match=r"failed \(RuntimeError: forward exploded\); check --input-shape, or the "
+                                         "model's forward"):
+        load_classifier(f"{__name__}:failing_forward")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit

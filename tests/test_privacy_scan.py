@@ -7,6 +7,7 @@ Nets under a 300-query budget, locally and through a live endpoint (the OIP v2 t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -188,7 +189,10 @@ def test_extraction_suite_draws_a_rising_fidelity_curve_and_the_defense_table(tr
     assert "Fidelity and copy accuracy against queries" in page and "label-only" in page
 
 
-def test_extraction_suite_against_a_live_endpoint(trained, tmp_path) -> None:
+@contextlib.contextmanager
+def _live_endpoint(weights: str):
+    """The remote adapter tests' OIP v2 server on a free loopback port, serving ``FACTORY`` with ``weights``:
+    yields ``(url, server)``."""
     try:
         from test_remote import Handler, Served, _Server  # the OIP v2 test server of the remote adapter's tests
     except ImportError as error:  # pragma: no cover - only when tests/ is not importable
@@ -198,19 +202,23 @@ def test_extraction_suite_against_a_live_endpoint(trained, tmp_path) -> None:
     from bastion.models.loading import load_classifier
 
     httpd = _Server(("127.0.0.1", 0), Handler)
-    httpd.served = Served(load_classifier(FACTORY, weights=trained.weights).classifier, api_key=SECRET)
+    httpd.served = Served(load_classifier(FACTORY, weights=weights).classifier, api_key=SECRET)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/v2/models/digits"
-    out, journal = tmp_path / "report", tmp_path / "answers.jsonl"
     try:
-        result = runner.invoke(app, ["scan", "--endpoint", url, "--api-key", SECRET, "--suite", "extraction",
-                                     "--data", "digits", "--budget", "100", "--copy-model", FACTORY,
-                                     "--copy-epochs", "5", "--journal", str(journal), "--out", str(out)])
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v2/models/digits", httpd
     finally:
         httpd.served.stop.set()
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_extraction_suite_against_a_live_endpoint(trained, tmp_path) -> None:
+    out, journal = tmp_path / "report", tmp_path / "answers.jsonl"
+    with _live_endpoint(trained.weights) as (url, httpd):
+        result = runner.invoke(app, ["scan", "--endpoint", url, "--api-key", SECRET, "--suite", "extraction",
+                                     "--data", "digits", "--budget", "100", "--copy-model", FACTORY,
+                                     "--copy-epochs", "5", "--journal", str(journal), "--out", str(out)])
     assert result.exit_code == 0, result.output
     files = [(out / "extraction.json").read_text(), (out / "extraction.html").read_text(), journal.read_text()]
     assert SECRET not in result.output and not any(SECRET in text for text in files)
@@ -225,6 +233,20 @@ def test_extraction_suite_against_a_live_endpoint(trained, tmp_path) -> None:
     assert sent == httpd.served.answered_samples <= 4 * 100 + record.eval_data.count
     assert record.endpoint["auth"]["api_key"] == "<redacted>"
     assert len(journal.read_text().splitlines()) == sent + 1  # the header, then one answer per sample sent
+
+
+def test_an_evasion_scan_of_a_live_endpoint_records_what_it_sent(trained, tmp_path) -> None:
+    from bastion.core.records import ScanRecord
+
+    out = tmp_path / "report"
+    with _live_endpoint(trained.weights) as (url, httpd):
+        result = runner.invoke(app, ["scan", "--endpoint", url, "--api-key", SECRET, "--attacks", "square",
+                                     "--data", "digits", "--limit", "5", "--eps", "0.2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = ScanRecord.model_validate_json((out / "scan.json").read_text())
+    assert record.endpoint["samples_sent"] == httpd.served.answered_samples > 0
+    assert record.endpoint["auth"]["api_key"] == "<redacted>" and SECRET not in (out / "scan.json").read_text()
+    assert f"endpoint: {record.endpoint['samples_sent']:,} samples sent" in " ".join(result.output.split())
 
 
 def _npz(folder: Path, name: str, shape: tuple[int, ...]) -> str:

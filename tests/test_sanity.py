@@ -23,6 +23,8 @@ class Wrapped(nn.Module):
             return logits.softmax(dim=1)
         if self.how == "noise":
             return logits + torch.randn_like(logits)
+        if self.how == "nan":
+            return logits * float("nan")
         return logits
 
 
@@ -42,6 +44,11 @@ def test_probability_outputs_are_flagged(digits_model, digits_test):
 
 def test_randomness_is_flagged(digits_model, digits_test):
     assert "randomness" in _checks(digits_model, digits_test, "noise")
+
+
+def test_nan_outputs_are_flagged_as_such_not_as_randomness(digits_model, digits_test):
+    checks = _checks(digits_model, digits_test, "nan")
+    assert "non-finite-outputs" in checks and "randomness" not in checks
 
 
 def test_zero_gradients_are_flagged(digits_model, digits_test):

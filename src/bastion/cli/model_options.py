@@ -68,10 +68,13 @@ def load_model_from_options(
 def bounds_option(bounds: str) -> tuple[float, float]:
     """``--bounds`` ``"LOW,HIGH"`` as numbers, checked (``InputError`` unless LOW < HIGH)."""
     from bastion.core.errors import InputError
+    from bastion.core.threat import FLOAT32_MAX
 
     low, high = pair(bounds, "--bounds")
     if not low < high:
         raise InputError(f"--bounds must be LOW,HIGH with LOW below HIGH, got {bounds}")
+    if max(abs(low), abs(high)) > FLOAT32_MAX:
+        raise InputError(f"--bounds must lie within float32's range (about ±3.4e38), the inputs' type; got {bounds}")
     return low, high
 
 

@@ -7,13 +7,15 @@ from bastion.core.errors import InputError
 
 def floats(text: str, name: str, example: str = "0.05,0.1") -> list[float]:
     """``"0.05,0.1"`` -> ``[0.05, 0.1]``; ``example`` is shown when ``text`` is not numbers."""
+    parts = text.split(",")
+    if not text.strip():
+        raise InputError(f"{name} needs at least one number")
     try:
-        values = [float(part) for part in text.split(",") if part.strip()]
+        if any(not part.strip() for part in parts):
+            raise ValueError("an empty item")
+        return [float(part) for part in parts]
     except ValueError:
         raise InputError(f"{name} must be comma-separated numbers, e.g. {example}; got {text!r}") from None
-    if not values:
-        raise InputError(f"{name} needs at least one number")
-    return values
 
 
 def ints(text: str, name: str) -> tuple[int, ...]:

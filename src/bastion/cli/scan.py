@@ -27,6 +27,7 @@ from bastion.cli.scan_suites import (
     DATA_SUITES,
     TargetOptions,
     data_suite_conflicts,
+    print_endpoint,
     run_extraction_suite,
     run_privacy_suite,
 )
@@ -198,6 +199,7 @@ def _evasion_scan(
     print_summary(outcome.record, "adaptive attacks: " if outcome.defense is not None else "")
     if outcome.defense is not None:
         print_defense_summary(outcome.defense)
+    print_endpoint(outcome.record.endpoint)
     console.print(f"reports: {', '.join(str(p) for p in paths.values())}")
     if not outcome.record.passed():
         console.print(f"[bold red]FAIL[/]: robust accuracy {outcome.record.headline.robust_accuracy:.1%} "

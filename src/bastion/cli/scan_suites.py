@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from bastion.cli.console import console
-from bastion.cli.model_options import load_data_from_options
-from bastion.cli.options import floats, ints, pair
+from bastion.cli.model_options import bounds_option, load_data_from_options
+from bastion.cli.options import floats, ints
 from bastion.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class TargetOptions:
         return load_classifier(
             spec, weights=self.weights,
             input_shape=ints(self.input_shape, "--input-shape") if self.input_shape else None,
-            num_classes=self.num_classes, bounds=pair(self.bounds, "--bounds"),
+            num_classes=self.num_classes, bounds=bounds_option(self.bounds),
             mean=floats(self.mean, "--mean") if self.mean else None,
             std=floats(self.std, "--std") if self.std else None,
             **remote_options,
@@ -260,10 +260,15 @@ def print_extraction_summary(record: ExtractionScanRecord) -> None:
                              f"{row.accuracy:.1%}" if row.accuracy is not None else "-",
                              f"{100 * row.cost.cost:.1f} pts", f"{row.cost.distortion:.3f}")
         console.print(defenses)
-    if record.endpoint is not None:
-        console.print(f"endpoint: {record.endpoint['samples_sent']:,} samples sent, "
-                      f"{record.endpoint['served_from_cache']:,} answered from the cache", highlight=False)
+    print_endpoint(record.endpoint)
     _print_notes(record.notes)
+
+
+def print_endpoint(endpoint: dict[str, Any] | None) -> None:
+    """The line that says what a live endpoint was sent and what the cache answered (nothing for a local model)."""
+    if endpoint is not None:
+        console.print(f"endpoint: {endpoint['samples_sent']:,} samples sent, "
+                      f"{endpoint['served_from_cache']:,} answered from the cache", highlight=False)
 
 
 def _print_notes(notes: list[str]) -> None:

@@ -138,6 +138,8 @@ class ScanRecord(_Record):
     results: list[EpsResult]
     atlas_ids: list[str] = Field(default_factory=list)
     owasp_ids: list[str] = Field(default_factory=list)
+    endpoint: dict[str, Any] | None = Field(default=None, description="a live endpoint's settings (key redacted), "
+                                            "samples_sent and served_from_cache; None for a local model")
 
     @property
     def headline(self) -> EpsResult:

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from bastion.core.literals import Access, Norm
 
+#: The largest finite float32, the type of every model input: bounds beyond it cannot be applied.
+FLOAT32_MAX = 3.4028234663852886e38
+
 #: Access levels from most to least information. An attack needing ``scores`` also runs with ``white``.
 ACCESS_ORDER: tuple[Access, ...] = ("white", "scores", "labels")
 
@@ -54,4 +57,7 @@ class ThreatModel(BaseModel):
         low, high = self.bounds
         if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
             raise ValueError(f"bounds must be finite with low < high, got {self.bounds}")
+        if max(abs(low), abs(high)) > FLOAT32_MAX:
+            raise ValueError(f"bounds must lie within float32's range (about ±3.4e38), the inputs' type; got "
+                             f"{self.bounds}")
         return self

@@ -361,11 +361,12 @@ def _read_image_folder(root: Path) -> RawArrays:
             f"{root} has no sub-folders; an image dataset needs one sub-folder per class, "
             f"e.g. {root}/cat/001.png"
         )
+    folder_labels, class_names = _folder_labels([d.name for d in class_dirs])
     images: list[np.ndarray] = []
     labels: list[int] = []
     ids: list[str] = []
     first: tuple[Path, tuple[int, ...]] | None = None
-    for label, class_dir in enumerate(class_dirs):
+    for label, class_dir in zip(folder_labels, class_dirs, strict=True):
         # Hidden files are skipped, as the listing behind manifests and ids skips them: a sample that is loaded
         # must be one that `data verify` sees.
         files = sorted(f for f in class_dir.iterdir()
@@ -387,8 +388,20 @@ def _read_image_folder(root: Path) -> RawArrays:
             images.append(image)
             labels.append(label)
             ids.append(stored_sample_id(content, class_dir.name))
-    return RawArrays(np.stack(images), np.array(labels), [d.name for d in class_dirs], str(root),
-                     ids=tuple(ids))
+    return RawArrays(np.stack(images), np.array(labels), class_names, str(root), ids=tuple(ids))
+
+
+def _folder_labels(names: list[str]) -> tuple[list[int], list[str]]:
+    """Each class folder's label, and the class names, for folders ``names`` in sorted order.
+
+    Folders named by class numbers (``0`` .. ``9``, written in ASCII digits, no two for the same number) are
+    those classes, so a folder that holds some classes only keeps their numbers (``5`` stays class 5, ``10``
+    comes after ``9``); other names are numbered in sorted order (``cat`` 0, ``dog`` 1).
+    """
+    numbers = [int(name) for name in names if name.isascii() and name.isdigit()]
+    if len(numbers) == len(names) and len(set(numbers)) == len(numbers):
+        return numbers, [str(label) for label in range(max(numbers) + 1)]
+    return list(range(len(names))), list(names)
 
 
 def _read_bytes(file: Path) -> bytes:

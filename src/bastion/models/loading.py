@@ -294,7 +294,8 @@ def _wrap_module(
 ) -> TorchClassifier:
     """A :class:`TorchClassifier`, with shapes from the arguments or the module's attributes.
 
-    With ``probe``, an unknown ``num_classes`` is read from one forward pass on zeros.
+    Every module gets one forward pass on zeros, so that a wrong input shape or a forward that fails is an
+    ``InputError`` here; with ``probe``, an unknown ``num_classes`` is read from it.
     """
     declared_shape = getattr(module, "input_shape", None)
     input_shape = _agree(
@@ -315,15 +316,20 @@ def _wrap_module(
         None if declared_classes is None else int(declared_classes),
         source,
     )
-    if num_classes is None:
-        if not probe:
-            raise InputError(
-                f"{source}: the number of classes is unknown; give the module a num_classes "
-                "attribute or pass --num-classes"
-            )
-        num_classes = _probe_num_classes(module, input_shape, source)
+    if num_classes is None and not probe:
+        raise InputError(
+            f"{source}: the number of classes is unknown; give the module a num_classes "
+            "attribute or pass --num-classes"
+        )
+    outputs = _probe_num_classes(module, input_shape, source)
+    if num_classes is not None and outputs != num_classes:
+        raise InputError(f"{source} returns {outputs} logits per sample but num_classes is {num_classes}; "
+                         "check --num-classes")
+    num_classes = outputs
     for flag, values in (("--mean", options.mean), ("--std", options.std)):
         if values is not None:
+            if not bool(torch.isfinite(torch.as_tensor(values, dtype=torch.float64)).all()):
+                raise InputError(f"{flag} must be finite numbers, got {','.join(map(str, values))}")
             check_channel_count(torch.as_tensor(values).numel(), input_shape, flag)
     module.eval()  # a loaded model answers queries; trainers switch it to training mode themselves
     return TorchClassifier(
@@ -340,6 +346,8 @@ def _agree(name: str, given: Any, declared: Any, source: str) -> Any:
 
 
 def _probe_num_classes(module: nn.Module, input_shape: tuple[int, ...], source: str) -> int:
+    """The number of logits ``module`` returns for one sample of zeros: a forward pass that also shows, at load
+    time, a wrong input shape or a forward that fails (``InputError``), instead of a traceback mid-scan."""
     was_training = module.training
     module.eval()
     try:
@@ -347,8 +355,8 @@ def _probe_num_classes(module: nn.Module, input_shape: tuple[int, ...], source: 
             out = module(torch.zeros(1, *input_shape))
     except Exception as exc:  # the model's own forward: any failure means a wrong input shape
         raise InputError(
-            f"{source}: a forward pass on zeros of shape {(1, *input_shape)} failed ({exc}); "
-            "check --input-shape"
+            f"{source}: a forward pass on zeros of shape {(1, *input_shape)} failed ({_last_line(exc)}); check "
+            "--input-shape, or the model's forward"
         ) from exc
     finally:
         module.train(was_training)
@@ -356,6 +364,15 @@ def _probe_num_classes(module: nn.Module, input_shape: tuple[int, ...], source: 
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InputError(f"{source} returned {shape}; expected logits of shape (N, C)")
     return int(out.shape[1])
+
+
+def _last_line(error: Exception) -> str:
+    """``Type: message`` from the last non-empty line of ``error``'s message (TorchScript's errors carry the
+    script's traceback first, and end with their own ``RuntimeError: ...``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    kind = type(error).__name__
+    return last if last.startswith(f"{kind}:") else f"{kind}: {last}"
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -339,3 +339,12 @@ def _count(value: object, name: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def endpoint_facts(classifier: object) -> dict[str, Any] | None:
+    """A remote endpoint's settings (API key redacted) and the samples it was sent and answered from the cache,
+    for an evidence record; ``None`` for any other classifier."""
+    if not isinstance(classifier, RemoteClassifier):
+        return None
+    return {**classifier.get_params(), "samples_sent": classifier.used,
+            "served_from_cache": classifier.served_from_cache}

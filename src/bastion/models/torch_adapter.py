@@ -63,6 +63,8 @@ class TorchClassifier:
         if values is None:
             return None
         tensor = torch.as_tensor(values, dtype=torch.float32).flatten()
+        if not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{name} must be finite numbers, got {list(values)}")
         check_channel_count(len(tensor), self.input_shape, name)
         return tensor.reshape(-1, *([1] * (len(self.input_shape) - 1)))
 

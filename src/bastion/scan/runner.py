@@ -105,6 +105,9 @@ def _eps_list(eps: object) -> list[float]:
     for value in values:
         if not _is_number(value) or not math.isfinite(value) or value < 0:
             raise InputError(f"eps must be a finite number >= 0, got {value!r}")
+    repeated = next((value for index, value in enumerate(values) if value in values[:index]), None)
+    if repeated is not None:
+        raise InputError(f"eps {repeated:g} is given twice; give each budget once")
     return [float(value) for value in values]
 
 
@@ -199,6 +202,7 @@ def run_scan(
         results=results,
         atlas_ids=ATLAS_IDS,
         owasp_ids=OWASP_IDS,
+        endpoint=_endpoint(model),
     )
     return ScanOutcome(record=record, class_names=dataset.class_names, examples=grids)
 
@@ -228,6 +232,15 @@ def _type_name(value: object) -> str:
     """``module.Class`` of ``value`` (``Class`` alone for a built-in type), for messages."""
     module = type(value).__module__
     return type(value).__qualname__ if module == "builtins" else f"{module}.{type(value).__qualname__}"
+
+
+def _endpoint(model: Classifier) -> dict | None:
+    """What the record says of a live endpoint (``None`` for a local model; httpx is imported only for one)."""
+    if model.kind != "remote":
+        return None
+    from bastion.models.remote import endpoint_facts
+
+    return endpoint_facts(model)
 
 
 def _require_a_runnable_attack(attacks: list[EvasionAttack], model: Classifier, threat: ThreatModel) -> None:

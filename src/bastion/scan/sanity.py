@@ -24,10 +24,23 @@ def probe_model(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> list[San
         return []
     with torch.no_grad():
         first, second = model.logits(x), model.logits(x)
-    flags = [*_probability_outputs(first), *_randomness(first, second)]
+    broken = _non_finite_outputs(first)
+    flags = broken or [*_probability_outputs(first), *_randomness(first, second)]
     if model.access == "white":
         flags += _zero_gradients(model, x, y)
     return flags
+
+
+def _non_finite_outputs(scores: torch.Tensor) -> list[SanityFlag]:
+    rows = int((~torch.isfinite(scores)).any(dim=1).sum())
+    if not rows:
+        return []
+    return [SanityFlag(
+        check="non-finite-outputs",
+        message=f"The model returns NaN or infinite scores for {rows} of the {len(scores)} samples probed: its "
+        "predictions there, and the accuracies of this scan, mean nothing. Check the weights and the model's "
+        "forward (a division by zero, a log of zero) before scanning again.",
+    )]
 
 
 def _probability_outputs(scores: torch.Tensor) -> list[SanityFlag]:

@@ -33,6 +33,7 @@ from bastion.data.sources import Dataset
 from bastion.defenses.output import PostprocessedClassifier, accuracy_cost
 from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel
+from bastion.models.remote import endpoint_facts
 from bastion.scan.runner import library_versions
 from bastion.workflows.factories import (
     ModelFactory,
@@ -49,7 +50,7 @@ from bastion.workflows.privacy_records import (
     ExtractionSettings,
 )
 from bastion.workflows.refs import dataset_ref, model_ref
-from bastion.workflows.scan_common import Progress, check_fits, endpoint_facts, no_progress
+from bastion.workflows.scan_common import Progress, check_fits, no_progress
 
 #: Without separate evaluation data, this share of the data is held out for fidelity (by sample id).
 HELD_OUT_FRACTION = 0.2

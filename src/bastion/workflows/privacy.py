@@ -46,13 +46,14 @@ from bastion.data.sources import Dataset
 from bastion.defenses.training.dp import default_delta
 from bastion.models.base import Classifier
 from bastion.models.loading import LoadedModel
+from bastion.models.remote import endpoint_facts
 from bastion.scan.engine import ScanEngine
 from bastion.scan.runner import library_versions
 from bastion.workflows.factories import ModelFactory, check_factory, factory_from_spec, torch_factory_spec
 from bastion.workflows.privacy_defenses import GapAttack, defense_rows
 from bastion.workflows.privacy_records import InversionRecord, PrivacyRecord, PrivacySettings
 from bastion.workflows.refs import dataset_ref, model_ref
-from bastion.workflows.scan_common import Progress, check_fits, endpoint_facts, no_progress
+from bastion.workflows.scan_common import Progress, check_fits, no_progress
 
 
 def run_privacy_scan(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -17,18 +16,6 @@ Progress = Callable[[str], None]
 
 def no_progress(line: str) -> None:
     """The default progress callback: does nothing."""
-
-
-def endpoint_facts(classifier: Classifier) -> dict[str, Any] | None:
-    """A remote endpoint's settings (API key redacted) and the samples it was sent; ``None`` for a local model."""
-    if classifier.kind != "remote":
-        return None
-    from bastion.models.remote import RemoteClassifier
-
-    if not isinstance(classifier, RemoteClassifier):
-        return None
-    return {**classifier.get_params(), "samples_sent": classifier.used,
-            "served_from_cache": classifier.served_from_cache}
 
 
 def check_fits(dataset: Dataset, model: Classifier, option: str) -> None:
