@@ -56,6 +56,8 @@ def test_engine_refuses_what_the_threat_forbids(digits_model, digits_test):
     ("mutate", "message"),
     [
         (lambda x, y: (x[:, :, :4], y), "per-sample shape"),
+        (lambda x, y: (x[:, 0], y), r"expects \(1, 8, 8\): add the channel axis, e.g. x\[:, None\]"),
+        (lambda x, y: (x.reshape(len(x), 64), y), r"reshape them, e.g. x.reshape\(len\(x\), 1, 8, 8\)"),
         (lambda x, y: (x, y[:-1]), "labels must have shape"),
         (lambda x, y: (x, y + 10), "the model has 10 classes"),
         (lambda x, y: (x, -y - 1), "the model has 10 classes"),

@@ -298,6 +298,8 @@ def test_bad_input_gets_a_clear_error(trained, tmp_path, args, message) -> None:
         (["--suite", "extraction", "--copy-model", "bastion.models.zoo:fashion_small_cnn"],
          "fails on the model's inputs of shape (1, 8, 8)"),
         (["--suite", "privacy", "--train-data", "WRONG_SHAPE"], "per-sample shape"),
+        (["--suite", "privacy", "--train-data", "MEMBERS", "--limit", "1"],
+         "LiRA trains each shadow model on half of the members and non-members, and there are 2: give at least 4"),
     ],
 )
 def test_bad_factories_and_data_are_refused_before_any_training(trained, tmp_path, args, message) -> None:

@@ -339,6 +339,8 @@ def test_persistent_failure_keeps_answers_and_a_rerun_resumes(server, digits_mod
         scores = resumed.logits(x[:100])  # 40 from the journal, 60 asked: within a budget of 60
         assert server.served.infer_requests == 3 and resumed.used == 60 and resumed.served_from_cache == 40
         torch.testing.assert_close(scores, digits_model.logits(x[:100]).detach(), rtol=0, atol=1e-5)
+        with pytest.raises(QueryBudgetExceeded, match="resume later with the same journal"):
+            resumed.logits(x[100:101])
     assert len(journal.read_text().splitlines()) == 1 + 100
 
 
@@ -388,8 +390,9 @@ def test_budget_is_never_exceeded_and_refuses_before_sending(server, digits_test
     with _client(server, budget=100, batch_size=32) as remote:
         remote.logits(x[:60])
         before = server.served.infer_requests
-        with pytest.raises(QueryBudgetExceeded, match="50 new samples .* 40 of the budget of 100 left; nothing"):
-            remote.logits(x[60:110])
+        with pytest.raises(QueryBudgetExceeded, match="50 new samples .* 40 of the budget of 100 left; nothing was "
+                                                      "sent. Raise the budget, or give a --journal next time"):
+            remote.logits(x[60:110])  # without a journal, there is none to resume from
         assert server.served.infer_requests == before and remote.used == 60
         remote.logits(torch.cat([x[:60], x[60:100], x[60:100]]))  # repeats and known samples cost nothing
         assert remote.used == 100 and remote.remaining == 0

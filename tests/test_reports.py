@@ -468,6 +468,15 @@ def test_write_reports_adds_defense_json_for_a_defended_scan(tmp_path: Path) -> 
         read_defense_json(paths["json"])
 
 
+def test_a_plain_scan_removes_an_earlier_defense_record_but_no_other_file(tmp_path: Path) -> None:
+    defense = write_reports(make_defended_outcome(), tmp_path)["defense"]
+    paths = write_reports(make_outcome(), tmp_path)
+    assert "defense" not in paths and not defense.exists()  # it described the scan.json just replaced
+    defense.write_text('{"mine": true}')
+    write_reports(make_outcome(), tmp_path)
+    assert defense.read_text() == '{"mine": true}'
+
+
 def test_advice_and_explanations_for_a_defended_scan() -> None:
     advice = advise(make_defended_outcome().record)
     hiding = [item for item in advice if item.title.startswith("This defense hides gradients")]

@@ -8,6 +8,7 @@ the budget and bounds and recomputes success with its own forward pass.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -133,6 +134,18 @@ def _tensor(values: object, name: str) -> torch.Tensor:
         raise InputError(f"{name} must be a tensor or an array of numbers ({error})") from None
 
 
+def shape_hint(given: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    """How to fix a per-sample shape that lacks or has an extra channel axis of one (``""`` otherwise)."""
+    reshape = f"x.reshape(len(x), {', '.join(map(str, expected))})"
+    if expected[:1] == (1,) and given == expected[1:]:
+        return f": add the channel axis, e.g. x[:, None] or {reshape}"
+    if given[:1] == (1,) and given[1:] == expected:
+        return ": drop the channel axis, e.g. x[:, 0]"
+    if math.prod(given) == math.prod(expected):
+        return f": the values are all there; reshape them, e.g. {reshape}"
+    return ""
+
+
 def check_batch(
     model: Classifier,
     x: torch.Tensor,
@@ -144,6 +157,7 @@ def check_batch(
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise InputError(
             f"inputs have per-sample shape {tuple(x.shape[1:])}; the model expects {tuple(model.input_shape)}"
+            + shape_hint(tuple(x.shape[1:]), tuple(model.input_shape))
         )
     if not x.is_floating_point():
         raise InputError(f"inputs must be floating point, got {x.dtype}")

@@ -244,9 +244,12 @@ class RemoteClassifier:
     def _check_budget(self, count: int) -> None:
         remaining = self.remaining
         if remaining is not None and count > remaining:
+            resume = ("resume later with the same journal" if self.journal_path is not None else
+                      "give a --journal next time, so that the answers already paid for are kept and a later run "
+                      "resumes")
             raise QueryBudgetExceeded(
                 f"{count} new samples would go to {self.endpoint.infer_url} with {remaining} of the budget of "
-                f"{self.budget} left; nothing was sent. Raise the budget, or resume later with the same journal"
+                f"{self.budget} left; nothing was sent. Raise the budget, or {resume}"
             )
 
     def _infer(self, batch: np.ndarray) -> tuple[AnswerKind, np.ndarray]:

@@ -204,8 +204,16 @@ def _shadow_factory(model: LoadedModel, settings: PrivacySettings, model_spec: s
     return spec, factory
 
 
+#: The fewest samples a LiRA shadow model may train on (each trains on half of the members and non-members).
+MIN_SHADOW_SAMPLES = 2
+
+
 def _fit_lira(factory: ModelFactory, classifier: Classifier, population: tuple[np.ndarray, np.ndarray],
               settings: PrivacySettings, say: Progress, engine: ScanEngine | None = None) -> LiRA:
+    if len(population[1]) // 2 < MIN_SHADOW_SAMPLES:
+        raise InputError(f"LiRA trains each shadow model on half of the members and non-members, and there are "
+                         f"{len(population[1])}: give at least {2 * MIN_SHADOW_SAMPLES} (raise --limit, or give "
+                         "more data)")
     train = shadow_trainer(factory, input_shape=classifier.input_shape, num_classes=classifier.num_classes,
                            bounds=classifier.bounds, epochs=settings.shadow_epochs,
                            batch_size=settings.shadow_batch_size, lr=settings.shadow_lr)

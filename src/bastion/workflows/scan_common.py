@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bastion.attacks.base import shape_hint
 from bastion.core.errors import InputError
 from bastion.data.sources import Dataset
 from bastion.models.base import Classifier
@@ -28,7 +29,8 @@ def check_fits(dataset: Dataset, model: Classifier, option: str) -> None:
         raise InputError(f"{option} is empty")
     if tuple(dataset.input_shape) != tuple(model.input_shape):
         raise InputError(f"{option} has per-sample shape {tuple(dataset.input_shape)}; the model expects "
-                         f"{tuple(model.input_shape)}")
+                         f"{tuple(model.input_shape)}"
+                         + shape_hint(tuple(dataset.input_shape), tuple(model.input_shape)))
     if int(dataset.y.max()) >= model.num_classes:
         raise InputError(f"{option} has labels up to {int(dataset.y.max())}; the model has {model.num_classes} "
                          f"classes (0..{model.num_classes - 1})")

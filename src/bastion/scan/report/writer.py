@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bastion.core.errors import InputError
@@ -24,7 +25,9 @@ def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
     """Write ``scan.json``, ``scan.html``, ``scan.sarif`` and ``junit.xml`` into ``out_dir``.
 
     The folder is created when missing. JSON is written first: it is the canonical evidence. A
-    defended scan (``outcome.defense`` set) also writes ``defense.json``.
+    defended scan (``outcome.defense`` set) also writes ``defense.json``; a plain scan removes the
+    ``defense.json`` of an earlier defended scan in the folder, which would describe a ``scan.json`` that
+    is no longer there (a file of that name that is not a bastion defense record is left alone).
 
     Returns:
         The path of each file, keyed ``"json"``, ``"html"``, ``"sarif"`` and ``"junit"`` (and
@@ -38,10 +41,22 @@ def write_reports(outcome: ScanOutcome, out_dir: str | Path) -> dict[str, Path]:
     write_json(outcome.record, paths["json"])
     if outcome.defense is not None:
         paths["defense"] = write_json(outcome.defense, folder / DEFENSE_FILE)
+    else:
+        _remove_stale_defense_record(folder / DEFENSE_FILE)
     write_html(outcome, paths["html"])
     write_sarif(outcome.record, paths["sarif"])
     write_junit(outcome.record, paths["junit"])
     return paths
+
+
+def _remove_stale_defense_record(path: Path) -> None:
+    """Remove ``path`` if it holds a bastion defense record (JSON with ``"kind": "defense-scan"``)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # absent, unreadable or not JSON: not ours to remove
+    if isinstance(document, dict) and document.get("kind") == "defense-scan":
+        path.unlink(missing_ok=True)
 
 
 def prepare_folder(out_dir: str | Path) -> Path:
