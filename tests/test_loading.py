@@ -650,3 +650,15 @@ def test_missing_and_unknown_model_files(tmp_path):
     save_file({"w": torch.zeros(1)}, tmp_path / "w.safetensors")
     with pytest.raises(InputError, match="--model pkg.module:factory --weights"):
         load_classifier(str(tmp_path / "w.safetensors"))
+
+
+@pytest.mark.parametrize(("option", "values", "message"), [
+    ("std", [float("nan")], "std must be finite numbers, got nan"),
+    ("mean", [0.1, float("inf")], "mean must be finite numbers, got 0.1,inf"),
+    ("mean", [0.1, 0.2], r"mean has 2 values; give 1 value or one per channel \(1\)"),
+])
+def test_the_adapter_refuses_per_channel_values_that_cannot_normalise(option, values, message):
+    from bastion.models.torch_adapter import TorchClassifier
+
+    with pytest.raises(InputError, match=message):
+        TorchClassifier(_tiny_net(), (1, 2, 2), 3, **{option: values})

@@ -49,9 +49,10 @@ Std = Annotated[str | None, typer.Option(help="Per-channel std the model expects
 
 def load_model_from_options(
     model: str, weights: str | None, input_shape: str | None, num_classes: int | None, bounds: str,
-    mean: str | None, std: str | None,
+    mean: str | None, std: str | None, **remote_options: object,
 ) -> LoadedModel:
-    """Load a classifier from the CLI's strings."""
+    """Load a classifier from the CLI's strings; ``remote_options`` (``api_key``, ``budget``, ``journal``) go to
+    ``load_classifier`` for an endpoint."""
     from bastion.models.loading import load_classifier
 
     return load_classifier(
@@ -62,6 +63,7 @@ def load_model_from_options(
         bounds=bounds_option(bounds),
         mean=floats(mean, "--mean", example="0.5 or 0.485,0.456,0.406") if mean else None,
         std=floats(std, "--std", example="0.5 or 0.229,0.224,0.225") if std else None,
+        **remote_options,
     )
 
 

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from bastion.cli.console import console
-from bastion.cli.model_options import bounds_option, load_data_from_options
-from bastion.cli.options import floats, ints
+from bastion.cli.model_options import load_data_from_options, load_model_from_options
 from bastion.core.errors import InputError
 
 if TYPE_CHECKING:
@@ -92,19 +91,10 @@ class TargetOptions:
 
     def load(self, endpoint_budget: int | None = None) -> LoadedModel:
         """Load the model or connect to the endpoint (``endpoint_budget``: the most samples it may be sent)."""
-        from bastion.models.loading import load_classifier
-
-        spec = self.spec()
         remote_options = {"api_key": self.api_key, "budget": endpoint_budget,
                           "journal": self.journal} if self.remote else {}
-        return load_classifier(
-            spec, weights=self.weights,
-            input_shape=ints(self.input_shape, "--input-shape") if self.input_shape else None,
-            num_classes=self.num_classes, bounds=bounds_option(self.bounds),
-            mean=floats(self.mean, "--mean") if self.mean else None,
-            std=floats(self.std, "--std") if self.std else None,
-            **remote_options,
-        )
+        return load_model_from_options(self.spec(), self.weights, self.input_shape, self.num_classes, self.bounds,
+                                       self.mean, self.std, **remote_options)
 
 
 def _is_url(text: str) -> bool:

@@ -56,6 +56,16 @@ def write_atomically(target: Path, data: bytes, *, sync: bool = False) -> Path:
     return Path(target)
 
 
+def path_text(value: object) -> str | None:
+    """``value`` as text when it is a ``str`` or an ``os.PathLike`` (a ``pathlib.Path``), else ``None``: for the
+    functions that take a path or a name and refuse anything else in their own words."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    return None
+
+
 def _sync_folder(folder: Path) -> None:
     """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:

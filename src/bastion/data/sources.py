@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
+from bastion.core.files import path_text
 from bastion.core.ids import sample_ids as array_sample_ids
 from bastion.core.ids import stored_sample_id
 from bastion.data.builtin import BUILTINS
@@ -145,11 +146,10 @@ def load_dataset(
 
 
 def _spec_text(spec: object) -> str:
-    """``spec`` as text: a string as it is, an ``os.PathLike`` converted; anything else is a ``TypeError``."""
-    if isinstance(spec, str):
-        return spec
-    if isinstance(spec, os.PathLike):
-        return os.fsdecode(spec)
+    """``spec`` as text (see :func:`~bastion.core.files.path_text`); anything else is a ``TypeError``."""
+    text = path_text(spec)
+    if text is not None:
+        return text
     raise TypeError(
         f"load_dataset takes a path (a str or os.PathLike such as pathlib.Path) or a built-in name such as "
         f"'digits'; got {type(spec).__module__}.{type(spec).__qualname__}. For arrays in memory, build "

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from bastion.core.errors import PICKLE_SUFFIXES, InputError, UnsafeFileError
+from bastion.core.files import path_text
 from bastion.core.ids import file_digest
 from bastion.models.base import Classifier
 from bastion.models.ensemble_spec import MANIFEST_SUFFIXES, load_ensemble
-from bastion.models.torch_adapter import TorchClassifier, check_channel_count
+from bastion.models.torch_adapter import TorchClassifier, check_channel_values
 
 TORCHSCRIPT_SUFFIXES = frozenset({".pt", ".pth", ".ts"})
 #: Top-level packages whose types a ``.skops`` file may contain without being refused.
@@ -170,10 +171,9 @@ def load_classifier(
 def _spec_text(value: object, name: str) -> str:
     """``value`` as text: a string as it is, an ``os.PathLike`` converted; otherwise a ``TypeError`` that says
     what is accepted and how to use a model that is already in memory."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fsdecode(value)
+    text = path_text(value)
+    if text is not None:
+        return text
     given = f"{type(value).__module__}.{type(value).__qualname__}"
     raise TypeError(
         f"load_classifier's {name} is a str or os.PathLike ({ACCEPTED_MODELS}); got {given}. A model already "
@@ -328,9 +328,7 @@ def _wrap_module(
     num_classes = outputs
     for flag, values in (("--mean", options.mean), ("--std", options.std)):
         if values is not None:
-            if not bool(torch.isfinite(torch.as_tensor(values, dtype=torch.float64)).all()):
-                raise InputError(f"{flag} must be finite numbers, got {','.join(map(str, values))}")
-            check_channel_count(torch.as_tensor(values).numel(), input_shape, flag)
+            check_channel_values(values, input_shape, flag)
     module.eval()  # a loaded model answers queries; trainers switch it to training mode themselves
     return TorchClassifier(
         module, input_shape, num_classes,

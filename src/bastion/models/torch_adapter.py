@@ -62,11 +62,8 @@ class TorchClassifier:
     def _channel_tensor(self, values: Sequence[float] | None, name: str) -> torch.Tensor | None:
         if values is None:
             return None
-        tensor = torch.as_tensor(values, dtype=torch.float32).flatten()
-        if not bool(torch.isfinite(tensor).all()):
-            raise InputError(f"{name} must be finite numbers, got {list(values)}")
-        check_channel_count(len(tensor), self.input_shape, name)
-        return tensor.reshape(-1, *([1] * (len(self.input_shape) - 1)))
+        check_channel_values(values, self.input_shape, name)
+        return torch.as_tensor(values, dtype=torch.float32).flatten().reshape(-1, *([1] * (len(self.input_shape) - 1)))
 
     @property
     def device(self) -> torch.device:
@@ -143,12 +140,14 @@ class TorchClassifier:
                 parameter.requires_grad_(False)
 
 
-def check_channel_count(count: int, input_shape: Sequence[int], name: str) -> None:
-    """Refuse ``count`` per-channel values (``mean``, ``std``) unless it is 1 or the input's channels.
-
-    The channels are ``input_shape[0]`` for inputs of two or more dimensions; a flat input takes any count.
-    ``name`` is how the message names the values (``mean``, or ``--mean`` for the CLI).
-    """
+def check_channel_values(values: Sequence[float], input_shape: Sequence[int], name: str) -> None:
+    """Refuse per-channel values (``mean``, ``std``) that are not finite, or whose count is neither 1 nor the
+    input's channels (``input_shape[0]`` for inputs of two or more dimensions; a flat input takes any count).
+    ``name`` is how the message names the values (``mean``, or ``--mean`` for the CLI)."""
+    flat = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if not bool(torch.isfinite(flat).all()):
+        raise InputError(f"{name} must be finite numbers, got {','.join(map(str, flat.tolist()))}")
+    count = len(flat)
     channels = input_shape[0] if len(input_shape) > 1 else count
     if count not in (1, channels):
         raise InputError(f"{name} has {count} values; give 1 value or one per channel ({channels})")
