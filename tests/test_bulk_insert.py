@@ -122,3 +122,33 @@ def test_the_audit_chain_written_in_bulk_verifies(tmp_path):
         check = verify_audit(session, anchor=tmp_path / "audit.head")
         assert check.ok and check.checked == 3
         assert session.query(AuditInputRow).count() == 2  # the repeated input is stored once
+
+
+def test_the_entry_hash_index_is_dropped_from_an_existing_log_which_still_verifies(tmp_path):
+    """Migration 0005 on a log written under 0004: same records, chain intact, the other indexes kept."""
+    from sqlalchemy import inspect
+
+    from bastion.storage.database import upgrade_schema
+
+    old = open_database(home=tmp_path, upgrade=False)
+    upgrade_schema(old.engine, "0004")
+    assert any(c["column_names"] == ["entry_hash"] for c in inspect(old.engine).get_unique_constraints("audit_records"))
+    log = AuditLog(old, sync=False)
+    log.start()
+    assert log.write([_pending(index) for index in range(5)]) == [1, 2, 3, 4, 5]
+    before = _read(old)
+    old.engine.dispose()
+
+    database = open_database(home=tmp_path)  # upgrades to the newest schema
+    schema = inspect(database.engine)
+    assert not any(c["column_names"] == ["entry_hash"] for c in schema.get_unique_constraints("audit_records"))
+    assert any(c["column_names"] == ["request_id"] for c in schema.get_unique_constraints("audit_records"))
+    assert {index["name"] for index in schema.get_indexes("audit_records")} >= {"ix_audit_records_time",
+                                                                                "ix_audit_records_key_id"}
+    assert _read(database) == before
+    log = AuditLog(database, sync=False)
+    log.start()
+    assert log.write([_pending(5)]) == [6]
+    with database.sessions() as session:
+        check = verify_audit(session, anchor=tmp_path / "audit.head")
+    assert check.ok and check.checked == 6, check.problems

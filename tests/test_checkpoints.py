@@ -50,3 +50,31 @@ def test_other_databases_are_left_alone(tmp_path):
     checkpoints.stop()
     with pytest.raises(ValueError, match="positive"):
         BackgroundCheckpoints(database, every_seconds=0)
+
+
+def test_a_log_written_under_load_is_started_over_past_its_limit(tmp_path):
+    """A passive checkpoint never catches up with a writer that commits every millisecond or so (a gateway under
+    load); past ``restart_bytes`` the log is restarted, so it stays bounded instead of growing with everything
+    written."""
+    database = open_database(home=tmp_path)
+    checkpoints = BackgroundCheckpoints(database, every_seconds=0.1, restart_bytes=1 << 20)
+    checkpoints.start()
+    log = tmp_path / "bastion.db-wal"
+    with database.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE filler (data BLOB)"))
+    largest = 0
+    for index in range(1500):  # 24 MB in all
+        with database.engine.begin() as connection:
+            connection.execute(text("INSERT INTO filler VALUES (:data)"), [{"data": bytes([index % 256]) * 4000}] * 4)
+        largest = max(largest, log.stat().st_size)
+        time.sleep(0.001)  # the gateway's other work between two commits
+    checkpoints.stop()
+    with database.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM filler")).scalar_one() == 6000
+    assert largest < 8 << 20, largest
+    database.dispose()
+
+
+def test_restart_bytes_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="restart_bytes must be positive"):
+        BackgroundCheckpoints(open_database("sqlite://", home=tmp_path), restart_bytes=0)

@@ -166,3 +166,19 @@ def test_a_chunked_body_is_counted_whatever_content_length_says_beside_it(tmp_pa
     assert large[0]["status"] == 413 and json.loads(large[1]["body"])["error"] == "too_large"
     at_limit, _ = _post_chunks(app, key, "/predict", [b'{"instances": ' + b" " * 981, b"[[]]}"], headers=both)
     assert at_limit[0]["status"] == 422  # 1,000 bytes exactly: read, and refused by the route for its content
+
+
+def test_request_ids_sort_by_the_time_they_were_made():
+    """Time first, then 64 random bits: the audit log's request-id index grows at its end."""
+    import re
+    import time
+
+    from bastion.gateway.inference import new_request_id
+
+    first = new_request_id()
+    time.sleep(0.002)
+    ids = [first, *(new_request_id() for _ in range(200))]
+    assert all(re.fullmatch(r"req_[0-9a-f]{28}", request_id) for request_id in ids)
+    assert len(set(ids)) == len(ids)
+    assert all(first < later for later in ids[1:])
+    assert abs(int(first[4:16], 16) / 1000 - time.time()) < 60

@@ -243,8 +243,9 @@ class AuditLog:
                 return  # tampering stays visible to `bastion audit verify`; nothing to adopt otherwise
             last = session.get(AuditRecordRow, check.last_seq)
             write_anchor(self.anchor, self._database_key, last.seq, last.entry_hash)
-        logger.warning("audit log: records after %s were committed but not anchored (the gateway stopped between "
-                       "the two); their chain is intact, anchored now at %d",
+        logger.warning("audit log: records after %s were committed but not anchored yet (a gateway stopped between "
+                       "the two, or another gateway is writing to this home now); their chain is intact, anchored "
+                       "now at %d",
                        "the start" if check.anchored_seq is None else check.anchored_seq, check.last_seq)
 
 

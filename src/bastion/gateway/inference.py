@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -53,7 +54,12 @@ class InferenceResult:
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
+    """``req_`` and 28 hex digits: the time in milliseconds (12 digits), then 64 random bits.
+
+    The time comes first so that ids sort by when they were made: the audit log's unique index on them then
+    grows at its end, on one page a commit, instead of rewriting a page at a random place for every record
+    (which SQLite's write-ahead log copies whole, 4 KiB a record)."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
 def output_policy(state: GatewayState, key: KeyInfo) -> str:

@@ -166,6 +166,8 @@ class AuditRecordRow(Base):
     ``entry_hash`` is the SHA-256 of the canonical JSON of every other column but ``seq``'s storage
     details (see ``bastion.gateway.audit``); ``prev_hash`` is the previous record's ``entry_hash``.
     ``probabilities`` is what the model said (before the output policy), ``response`` what the client got.
+    ``entry_hash`` has no index of its own (migration 0005): nothing looks records up by it, and an index
+    on a random key costs the write-ahead log a page a record.
     """
 
     __tablename__ = "audit_records"
@@ -188,7 +190,7 @@ class AuditRecordRow(Base):
     batch: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, doc="when the request shared a forward pass: the input hashes of the batch in order and its index")
     prev_hash: Mapped[str] = mapped_column(String(HASH))
-    entry_hash: Mapped[str] = mapped_column(String(HASH), unique=True)
+    entry_hash: Mapped[str] = mapped_column(String(HASH))
 
 
 class ReviewCaseRow(Base):
