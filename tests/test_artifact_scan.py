@@ -5,6 +5,7 @@ skops pass, and nothing is ever unpickled. Every payload is written by this file
 from __future__ import annotations
 
 import builtins
+import gzip
 import io
 import json
 import os
@@ -366,6 +367,25 @@ def test_bad_input_is_an_input_error(tmp_path):
         scan_artifact(tmp_path)
     with pytest.raises(InputError, match="max_depth"):
         scan_bytes(b"", max_depth=-1)
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pkl", "weights.bin2", "model.joblib.gz"])
+def test_an_empty_file_is_unsafe_not_a_safe_pickle(name):
+    data = gzip.compress(b"") if name.endswith(".gz") else b""
+    scan = scan_bytes(data, name=name)
+    assert not scan.safe and scan.format.endswith("empty")
+    assert [(f.severity, f.kind) for f in scan.findings] == [("high", "malformed")]
+    assert "empty (0 bytes)" in scan.findings[0].message
+
+
+def test_cli_reports_an_empty_file_and_exits_1(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    result = runner.invoke(app, ["artifact", "scan", str(empty)])
+    assert result.exit_code == 1, result.output
+    words = " ".join(result.output.replace("│", " ").split())
+    assert "empty.pt empty sha256" in words and "UNSAFE" in words and "pickle" not in words
+    assert "the file is empty (0 bytes)" in words
 
 
 def test_cli_exit_codes_and_json(tmp_path):

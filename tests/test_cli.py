@@ -89,6 +89,9 @@ def _npz(tmp_path, x, y, name="data.npz") -> str:
         (lambda tmp, w: ["--weights", w, "--data", str(tmp / "nope.npz")], "not found"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--suite", "huge"], "unknown suite"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--attacks", "pgd,magic"], "unknown attack 'magic'"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--attacks", ""],
+         "--attacks is empty; give comma-separated names, e.g. --attacks fgsm,pgd"),
+        (lambda tmp, w: ["--weights", w, "--data", "digits", "--attacks", " , "], "--attacks is empty"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--fail-under", "60"], "robust accuracy in [0, 1]"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--batch-size", "0"], "batch size must be >= 1"),
         (lambda tmp, w: ["--weights", w, "--data", "digits", "--limit", "0"], "limit must be a positive number"),
@@ -121,6 +124,20 @@ def test_bad_input_gets_a_clear_error(weights, tmp_path, make_args, message):
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists(), "a failed scan left its new report folder behind"
+
+
+def test_a_failed_scan_removes_only_the_empty_folders_it_made(tmp_path):
+    missing = ["--data", str(tmp_path / "nope.npz")]
+    nested = tmp_path / "new" / "deeper" / "out"
+    assert scan(*missing, "--out", str(nested)).exit_code == 2
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert scan(*missing, "--out", str(existing)).exit_code == 2
+    assert existing.is_dir()
+    privacy = scan(*missing, "--suite", "privacy", "--train-data", "digits:train", "--out", str(tmp_path / "p"))
+    assert privacy.exit_code == 2 and not (tmp_path / "p").exists()
 
 
 def test_an_output_path_that_is_a_file_fails_before_the_scan(weights, tmp_path, monkeypatch):

@@ -235,6 +235,19 @@ def test_schema_violations_via_the_cli(tmp_path):
     assert "row 3, column 'age': 'old' is not a number" in out
 
 
+def test_a_bad_schema_names_the_column_not_its_index(tmp_path):
+    (tmp_path / "t.csv").write_text("age,label\n3,1\n")
+    (tmp_path / "list.yaml").write_text("columns:\n  - {name: label, type: int}\n  - {name: age, type: integr}\n"
+                                        "  - {type: int}\n")
+    (tmp_path / "map.json").write_text('{"columns": {"age": {"type": "int", "min": 5, "max": 1}, "label": 3}}')
+    listed = text(data("manifest", tmp_path / "t.csv", "--schema", tmp_path / "list.yaml"))
+    assert "column 'age': type: Input should be 'int'" in listed and "column #3: name: Field required" in listed
+    assert "columns.1" not in listed
+    mapped = text(data("manifest", tmp_path / "t.csv", "--schema", tmp_path / "map.json"))
+    assert "column 'age': min 5 is above max 1;" in mapped and "column 'age': column" not in mapped
+    assert "column 'label': Input should be a valid dictionary" in mapped
+
+
 def test_scan_names_samples_by_their_manifest_ids(train, tmp_path, digits_weights):
     assert data("manifest", train, "--out", tmp_path / "m.json").exit_code == 0
     ids = {e.id for e in read_manifest(tmp_path / "m.json").entries}

@@ -314,13 +314,44 @@ def test_cli_fails_on_alert_only_when_asked(home: Path, tmp_path: Path) -> None:
     (["--reference-until", "2026-11-21T00:00"], "the current window has no logged predictions"),
     (["--reference-until", "2026-11-20T09:00", "--current-since", "2026-11-20T08:30"], "the windows overlap"),
     (["--reference-first", "100", "--current-last", "50"], "ask for at most 120"),
-    (["--model", "absent"], "holds 0 logged prediction"),
-    (["--alpha", "2"], "--alpha: Input should be less than 1"),
+    (["--model", "absent"], "no logged predictions of model 'absent' in the audit log (models logged: digits)"),
+    (["--model", "absent", "--reference-until", "2026-11-20T08:41"], "(models logged: digits)"),
+    *[(["--alpha", alpha], f"--alpha must be a number strictly between 0 and 1, such as 0.01; got {alpha}")
+      for alpha in ("nan", "inf", "-inf", "0", "1", "-0.5", "2")],
 ])
 def test_cli_bad_arguments_exit_2(home: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = monitor("--home", str(home), "--out", str(tmp_path / "bad"), *args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--reference-first", "30", "--reference-since", "2026-11-20T08:00"],
+     "--reference-first and --reference-since are two ways of choosing the reference window"),
+    (["--reference-first", "30", "--reference-since", "2026-11-20T08:00", "--reference-until", "2026-11-20T09:00"],
+     "--reference-first and --reference-since/--reference-until are two ways"),
+    (["--current-last", "5", "--current-until", "2026-11-20T10:00"],
+     "--current-last and --current-until are two ways of choosing the current window"),
+])
+def test_cli_refuses_a_window_chosen_by_count_and_by_time(home: Path, tmp_path: Path, args: list[str],
+                                                          message: str) -> None:
+    result = monitor("--home", str(home), "--out", str(tmp_path / "both"), *args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
+    assert message in result.output and "not both" in result.output
+
+
+@pytest.mark.parametrize(("count", "per_request", "needed"), [(30, 1, 40), (9, 3, 14)])
+def test_too_small_windows_say_how_many_requests_to_log(session: Session, count: int, per_request: int,
+                                                        needed: int) -> None:
+    log_requests(session, requests(np.random.default_rng(0), count, per_request=per_request))
+    reference, current = split_windows(session, model="digits")
+    assert reference.requests == count // 2
+    with pytest.raises(InputError, match="drift tests need at least 20 in each window") as raised:
+        drift_report(reference, current)
+    message = str(raised.value)
+    assert f"at least {needed} logged requests in all" in message and f"these windows hold {count // 2 * 2}" in message
+    assert f"windows of at least {needed // 2} requests each (--reference-first N --current-last M" in message
 
 
 def test_cli_without_a_store_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,13 +82,17 @@ def test_a_member_without_a_file_leaves_the_digest_unknown(tmp_path, members):
     ("members: []", "ensemble: Field required"),
     ("ensemble:\n  members: []", "members: List should have at least 1 item"),
     ("ensemble:\n  combine: median\n  members:\n    - {model: " + DIGITS + "}", "combine"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: -1}", "greater than or equal to 0"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: .nan}", "share"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1.0e+308}", "less than or equal to 1000000"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: -1}", "share: a share must be a finite number "
+                                                                          "from 0 to 1,000,000 .*got -1.0"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: .nan}", r"ensemble.members.0.share: a share must "
+                                                                            r"be a finite number from 0 .*got nan\)"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: .inf}", "a share must be a finite .*got inf"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: -.inf}", "a share must be a finite .*got -inf"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1.0e+308}", "to 1,000,000 .*got 1e[+]308"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: true}", "share: Input should be a valid number"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: '2'}", "share: Input should be a valid number"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: 2}", "weight: Extra inputs are not permitted"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 0}", "not all zero"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 0}", "every member has share 0; give at least"),
     ("ensemble:\n  members:\n    - {model: other.yaml}", r"member 0 \(other.yaml\) is an endpoint or a manifest"),
     ("ensemble:\n  members:\n    - {model: 'https://host/v2/models/m'}", "is an endpoint or a manifest"),
     ("ensemble:\n  members:\n    - {model: missing.onnx}", r"member 0 \(missing.onnx\): model file not found"),
@@ -99,6 +103,14 @@ def test_a_member_without_a_file_leaves_the_digest_unknown(tmp_path, members):
 def test_bad_manifests_say_what_to_fix(tmp_path, body, message):
     with pytest.raises(InputError, match=message):
         load_classifier(str(_manifest(tmp_path, body)))
+
+
+def test_a_zero_share_leaves_a_member_out_and_numpy_inputs_are_taken(tmp_path, members):
+    path = _manifest(tmp_path, f"ensemble:\n  members:\n    - {{model: {DIGITS}, weights: members/m0.safetensors}}\n"
+                               f"    - {{model: {DIGITS}, weights: members/m1.safetensors, share: 0}}\n")
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ensemble, first = load_classifier(str(path)).classifier, load_classifier(DIGITS, weights=members[0]).classifier
+    assert torch.equal(ensemble.predict(x.numpy()), first.predict(x))
 
 
 def test_shares_of_an_infinite_sum_are_refused():

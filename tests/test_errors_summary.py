@@ -41,3 +41,11 @@ def test_only_the_first_problems_are_listed_then_how_many_more():
 
 def test_a_problem_of_the_whole_document_is_named_by_whole():
     assert validation_problems(_error([1, 2]), whole="the policy").startswith("the policy: Input should be")
+
+
+def test_locate_names_a_problem_in_the_users_words_without_repeating_them():
+    def locate(location):
+        return f"part #{location[1] + 1}" if location[:1] == ("parts",) else ".".join(map(str, location))
+
+    summary = validation_problems(_error({"name": "a", "size": -1, "parts": [1, "x"]}), locate=locate)
+    assert summary.startswith("size: must be positive; part #2: Input should be a valid integer")

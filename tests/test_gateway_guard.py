@@ -108,6 +108,16 @@ def test_texts_over_the_guard_limit_get_422_and_bodies_over_the_body_limit_413(g
     assert huge.status_code == 413
 
 
+def test_an_empty_or_blank_prompt_gets_422(gateway):
+    with gateway.client(gateway.key) as client:
+        answers = [client.post(PROMPT, json={"text": text}) for text in ("", " \n\t")]
+        reply = client.post(OUTPUT, json={"text": ""})  # an empty reply leaks nothing: screened as ever
+    for answer in answers:
+        assert answer.status_code == 422 and answer.json()["error"] == "invalid_input"
+        assert "empty" in answer.json()["detail"] and answer.headers["x-request-id"].startswith("req_")
+    assert reply.status_code == 200 and reply.json()["flagged"] is False
+
+
 def test_a_spent_rate_gets_429_with_retry_after(gateway):
     limited = make_key(gateway.home, name="slow", rate="2/minute")[1]
     with gateway.client(limited) as client:

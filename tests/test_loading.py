@@ -271,6 +271,17 @@ def test_digits_split_is_fixed_stratified_and_in_range():
         load_dataset("digits:val")
 
 
+def test_a_folder_named_like_a_builtin_is_never_silently_shadowed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_image(tmp_path / "digits" / "0" / "a.png", "L", (8, 8), 0)
+    _write_image(tmp_path / "digits" / "1" / "b.png", "L", (8, 8), 255)
+    with pytest.raises(InputError, match=r"'digits' names both the built-in dataset digits and the folder digits "
+                                         r"here; pass ./digits for the folder, or pass digits:test"):
+        load_dataset("digits")
+    assert len(load_dataset("./digits")) == len(load_dataset(Path("digits"))) == 2
+    assert len(load_dataset("digits:test")) == 540
+
+
 def _write_idx(path: Path, array: np.ndarray, magic: bytes | None = None) -> None:
     header = magic or bytes([0, 0, 0x08, array.ndim])
     dims = np.array(array.shape, dtype=">u4").tobytes()
@@ -523,6 +534,30 @@ def test_sklearn_adapter_without_probabilities_gives_one_hot_labels():
     logits = model.logits(torch.from_numpy(x).float())
     assert set(logits.unique().tolist()) == {0.0, 1.0}
     np.testing.assert_array_equal(logits.argmax(1).numpy(), model.estimator.predict(x))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, legacy export
+def test_predict_and_logits_take_numpy_arrays_and_refuse_other_inputs(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.models.torch_adapter import TorchClassifier
+
+    x = _batch(6)
+    y = np.array([0, 1, 2] * 2)
+    _export_onnx(_tiny_net().eval(), tmp_path / "net.onnx")
+    models = [TorchClassifier(_tiny_net(), (1, 2, 2), 3), load_classifier(str(tmp_path / "net.onnx")).classifier,
+              SklearnClassifier(LogisticRegression().fit(x.flatten(1).numpy(), y), input_shape=(1, 2, 2))]
+    for model in models:
+        for array in (x.numpy(), x.double().numpy(), x.numpy()[::-1]):  # float32, float64, negative strides
+            torch.testing.assert_close(model.predict(array), model.predict(torch.from_numpy(array.copy()).float()))
+            assert model.logits(array).dtype == torch.float32
+        with pytest.raises(TypeError, match=r"predict takes inputs \(N, \*input_shape\) as a torch.Tensor or a "
+                                            r"NumPy array of numbers, got builtins.list"):
+            model.predict(x.tolist())
+        with pytest.raises(TypeError, match="logits takes .* got a NumPy array of dtype <U1"):
+            model.logits(np.array([["a"]]))
+    tensor = x.requires_grad_()
+    assert models[0].logits(tensor).requires_grad  # a tensor is used as it is
 
 
 def test_sklearn_adapter_requires_classes_zero_to_c_minus_one():

@@ -292,7 +292,7 @@ def test_schema_reports_every_bad_row(tmp_path):
 @pytest.mark.parametrize("header, schema, message", [
     ("species,length,petals,colour", SCHEMA, r"lacks column\(s\) wild"),
     ("species,length,petals,colour,wild,extra", SCHEMA, r"column\(s\) extra that the schema does not list"),
-    ("species,length,petals,colour,wild", "columns: [{name: a, type: decimal}]", "columns.0.type"),
+    ("species,length,petals,colour,wild", "columns: [{name: a, type: decimal}]", "schema: column 'a': type: Input"),
     ("species,length,petals,colour,wild", "columns: [{name: a, type: int, min: 5, max: 1}]", "min 5 is above max 1"),
     ("species,length,petals,colour,wild", "columns: [{name: a, type: string, min: 1}]", "min/max apply to int"),
     ("species,length,petals,colour,wild", "label: [", "not a readable schema"),

@@ -293,7 +293,8 @@ def test_the_mistakes_a_new_user_makes_are_refused_with_what_to_do(tmp_path, dig
         with pytest.raises(InputError, match="may not roll back"):
             registry.rollback("digits:production", actor="mallory")
     run = CliRunner().invoke(cli, ["serve", "--registry", "digits", "--home", str(tmp_path)])
-    assert run.exit_code == 2 and "NAME:ALIAS" in run.output
+    assert run.exit_code == 2 and "--registry: 'digits'" in run.output and "NAME:ALIAS" in run.output
+    assert "BASTION_REGISTRY" not in run.output  # the user typed the option, not the variable
 
 
 def _copy_json(source: Path, target: Path, change) -> Path:
@@ -364,8 +365,8 @@ def test_names_roles_and_aliases_as_people_type_them(registry, tmp_path, digits_
     with pytest.raises(InputError, match="registered digits:2 and may not approve it"):
         registry.approve(second, actor="Carol")
     registry.approve(second, actor="alice")
-    with pytest.raises(InputError, match="may not approve"):
-        registry.approve(second, actor="ALICE")  # a role is held by the name as granted
+    with pytest.raises(InputError, match="ALICE approved digits:2 already"):
+        registry.approve(second, actor="ALICE")  # the same person, whatever the case
     with pytest.raises(InputError, match="only admin"):
         registry.grant("root", "approver", actor="root")
     objects = sorted((tmp_path / "objects").rglob("*"))
@@ -425,3 +426,97 @@ def test_audit_evidence_must_be_of_the_data_the_version_names(registry, tmp_path
     with pytest.raises(InputError, match="audit the training data the version was registered with"):
         registry.attach(ref, [audits["other"]], actor="carol")
     assert registry.attach(ref, [audits["train"]], actor="carol").evidence[0].kind == "audit"
+
+
+def test_serve_refuses_a_version_that_was_not_released(registry, tmp_path, digits_weights):
+    from pydantic import ValidationError
+
+    from bastion.storage.tables import AliasMoveRow
+
+    ref = _register(registry, tmp_path, digits_weights, minimum=0.0)  # registered: no evidence, no approval
+
+    def serve(target: str) -> object:
+        return CliRunner().invoke(cli, ["serve", "--registry", target, "--home", str(tmp_path)])
+
+    for target in (ref, "digits:v1"):
+        run = serve(target)
+        assert run.exit_code == 2, run.output
+        assert "names version 1, not an alias" in run.output and "bastion registry approve digits:1" in run.output
+        assert "bastion registry promote digits:1 --to production" in run.output
+        assert len(run.output.strip().splitlines()) == 1
+    run = serve("digits:production")
+    assert run.exit_code == 2 and "digits:production is not set" in run.output and "promote" in run.output
+    with pytest.raises(ValidationError, match="names version 1"):
+        GatewaySettings(registry=ref)
+    with registry.database.transaction() as session:  # an alias on a version nobody approved (a written database)
+        model_id = session.query(AliasMoveRow.model_id).first() or (1,)
+        session.add(AliasMoveRow(model_id=model_id[0], alias="staging", version_number=1, action="promote",
+                                 moved_at=datetime.now(timezone.utc), moved_by="mallory"))
+    with pytest.raises(InputError, match="points to version 1, which is registered, not approved"):
+        registry.released("digits:staging")
+
+
+def test_roles_belong_to_the_person_whatever_the_case(registry, tmp_path, digits_weights, scan_json):
+    from bastion.storage.tables import RegistryRoleRow
+
+    ref = _register(registry, tmp_path, digits_weights, minimum=0.0)
+    registry.attach(ref, [scan_json], actor="carol")
+    assert registry.approve(ref, actor="ALICE").approvers == ["ALICE"]  # granted as alice
+    registry.grant("Dave", "approver", actor="ROOT")  # root is the admin
+    registry.grant("dave", "admin", actor="Root")
+    with registry.database.sessions() as session:
+        assert [(r.actor, r.role) for r in session.query(RegistryRoleRow).filter(
+            RegistryRoleRow.actor.in_(["Dave", "dave"]))] == [("Dave", "admin")]
+    registry.grant("dave", "approver", actor="root")
+    with pytest.raises(InputError, match="only admin"):
+        registry.grant("ROOT", "approver", actor="root")  # still the last admin, however it is spelt
+    with registry.database.transaction() as session:  # rows stored before names were folded
+        session.add(RegistryRoleRow(actor="Erin", role="approver", granted_at=datetime.now(timezone.utc),
+                                    granted_by="root"))
+        session.add(RegistryRoleRow(actor="ERIN", role="admin", granted_at=datetime.now(timezone.utc),
+                                    granted_by="root"))
+    assert registry.approve(ref, actor="erin").approved
+    registry.grant("erin", "approver", actor="root")  # updates both rows: one person, one role
+    with registry.database.sessions() as session:
+        assert {r.role for r in session.query(RegistryRoleRow).filter(RegistryRoleRow.actor.in_(["Erin", "ERIN"]))} \
+            == {"approver"}
+    with pytest.raises(InputError, match="erin is not a registry admin"):
+        registry.grant("frank", "approver", actor="erin")
+
+
+def test_the_same_evidence_is_attached_once(registry, tmp_path, digits_weights, scan_json):
+    ref = _register(registry, tmp_path, digits_weights, minimum=0.0)
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(scan_json.read_bytes())
+    with pytest.raises(InputError, match="are the same record"):
+        registry.attach(ref, [scan_json, copy], actor="carol")
+    registry.attach(ref, [scan_json], actor="carol")
+    with pytest.raises(InputError, match="copy.json is already attached to digits:1"):
+        registry.attach(ref, [copy], actor="carol")
+    run = CliRunner().invoke(cli, ["registry", "attach", ref, str(scan_json), "--home", str(tmp_path), "--as", "carol"])
+    assert run.exit_code == 2 and "already attached" in run.output
+    assert len(registry.version(ref).evidence) == 1
+
+
+def test_model_names_must_be_safe_in_a_url_path(registry, digits_weights):
+    for name in ("a/b", "a b", "../x", "é", "%2F", ".hidden"):
+        with pytest.raises(InputError, match="letters, digits, '.', '_' and '-'"):
+            registry.register(name, model=FACTORY, weights=Path(digits_weights), actor="carol")
+    assert registry.models() == []
+    assert registry.register("Fraud_cnn.v2-b", model=FACTORY, weights=Path(digits_weights), actor="carol").number == 1
+
+
+def test_list_keeps_status_aliases_and_dates_whole_in_a_narrow_terminal(registry, tmp_path, digits_weights,
+                                                                         scan_json, monkeypatch):
+    from rich.console import Console
+
+    ref = _approved_and_promoted(registry, tmp_path, digits_weights, scan_json)
+    registry.promote(ref, alias="staging", actor="root")
+    registry.attach(_register(registry, tmp_path, digits_weights, minimum=0.0), [scan_json], actor="carol")
+    monkeypatch.setattr("bastion.cli.registry.console", Console(width=80))  # COLUMNS=80
+    run = CliRunner().invoke(cli, ["registry", "list", "digits", "--home", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    assert "…" not in run.output and max(len(line) for line in run.output.splitlines()) <= 80
+    for whole in ("registered", "approved", "production", "staging",
+                  f"{registry.version(ref).created_at:%Y-%m-%d %H:%M}"):
+        assert whole in run.output

@@ -225,6 +225,16 @@ def test_scores_equal_the_served_model_and_big_inputs_are_batched(server, digits
         assert remote.served_from_cache == 150
 
 
+def test_numpy_inputs_are_taken_like_tensors(server, digits_model, digits_test) -> None:
+    x = digits_test[0][:10]
+    with _client(server) as remote:
+        assert torch.equal(remote.predict(x.double().numpy()), digits_model.predict(x))
+        assert remote.logits(x.numpy()).dtype == torch.float32 and remote.used == 10
+        with pytest.raises(TypeError, match="predict takes inputs .* got builtins.list"):
+            remote.predict(x.tolist())
+        assert remote.used == 10
+
+
 def test_probabilities_are_recognised_and_turned_into_log_probabilities(server, digits_model, digits_test) -> None:
     server.served.output = "probabilities"
     x, _ = digits_test

@@ -504,6 +504,19 @@ def test_cli_validate_ranks_paths_and_rejects_bad_documents(tmp_path: Path) -> N
     assert result.exit_code == 2 and "attack_paths[0].attacker: unknown attacker 'ghost'" in result.output
 
 
+def test_cli_validate_shows_whole_ids_in_an_80_column_terminal(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    document = tmp_path / "threat.yaml"
+    document.write_text(template_text("public-image-api"))
+    result = runner.invoke(threat_app, ["validate", str(document)])
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.output.splitlines()[1:])) <= 80  # the table fits
+    cells = {cell.strip() for line in result.output.splitlines() for cell in line.split("│")}
+    threat = load_threat_document(document)
+    ids = {path.id for path in threat.attack_paths} | {path.attacker for path in threat.attack_paths}
+    assert {"AML.T0024.000", "AML.T0024.002"} <= cells and ids <= cells and "…" not in result.output
+
+
 def test_cli_check_exits_0_when_gates_pass_and_writes_json(tmp_path: Path, scan: dict[str, Any]) -> None:
     threat, evidence = _files(tmp_path, scan, robust_accuracy(scan, 0.05) - 0.01)
     out = tmp_path / "gates.json"

@@ -56,7 +56,7 @@ class ArtifactScan(_Record):
 
     path: str
     format: str = Field(description="pickle, joblib, torch-legacy, torch-zip, torchscript, zip, npy, npz, "
-                        "safetensors, skops, lz4 or unknown; a compressed file is e.g. gzip+joblib")
+                        "safetensors, skops, lz4, empty or unknown; a compressed file is e.g. gzip+joblib")
     sha256: str
     size: int = Field(description="bytes in the file")
     findings: list[Finding] = Field(default_factory=list, description="worst first")

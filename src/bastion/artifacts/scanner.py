@@ -8,7 +8,8 @@ Formats, recognised by their first bytes (the suffix only decides how strict to 
   members named ``*.pkl``, members that start like a pickle, ``.npy`` members and nested archives are scanned;
 - ``.npy``: an object array's payload is a pickle and is scanned, other arrays hold no code;
 - ``.safetensors``: the header is checked (valid JSON, offsets inside the file); tensors hold no code;
-- gzip, bz2, xz and zlib streams (joblib's ``compress=``) are decompressed and scanned as what they hold.
+- gzip, bz2, xz and zlib streams (joblib's ``compress=``) are decompressed and scanned as what they hold;
+- an empty file (or stream) is a ``high`` ``malformed`` finding, format ``empty``: it holds no model to trust.
 
 Archive members and decompressed streams are read into memory up to ``max_bytes`` in all (a zip bomb
 stops there, as a ``too_large`` finding); a top-level file is read as a stream and may be larger.
@@ -142,6 +143,11 @@ def _scan_stream(scan: _Scan, stream: BinaryIO, name: str, members: list[str], *
     """Scan ``stream`` (positioned at its start) as whatever its first bytes say it is; returns the format."""
     head = stream.read(16)
     stream.seek(0)
+    if not head:  # not a model: torch.load, pickle.load and joblib.load all fail on it
+        what = "this stream" if members else "the file"
+        scan.report("high", "malformed", f"{what} is empty (0 bytes): there is no model to check or load; an "
+                    "interrupted download or save? Fetch or save it again", members)
+        return "empty"
     kind = sniff(head, name)
     if kind == "zip":
         return _scan_zip(scan, stream, members, depth=depth)

@@ -1,6 +1,7 @@
 """``bastion artifact scan``: check model files for code that loading them would run, without loading them.
 
-Exit codes: 0 every file is safe, 1 a file has a ``high`` or ``critical`` finding, 2 bad input (a missing file).
+Exit codes: 0 every file is safe, 1 a file has a ``high`` or ``critical`` finding (an empty file has one: it
+holds no model), 2 bad input (a missing file).
 """
 
 from __future__ import annotations

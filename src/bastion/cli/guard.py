@@ -61,7 +61,11 @@ def prompt_command(
     with user_errors():
         guard = PromptGuard(classifier=_classifier(classifier, rules_only, threshold, long_threshold),
                             threshold=threshold, long_threshold=long_threshold, max_chars=max_chars)
-        verdict = guard.screen(_read_text(text, file, max_chars))
+        prompt = _read_text(text, file, max_chars)
+        if not prompt.strip():
+            raise InputError("the prompt is empty (or only whitespace): give the text to screen as an argument, "
+                             "with --file, or on standard input")
+        verdict = guard.screen(prompt)
     _report(verdict, as_json, "injection")
 
 

@@ -30,7 +30,7 @@ DataSpec = Annotated[str, typer.Option(
     "--data", "-d",
     help="A .npz with x and y, a folder of images per class, a CSV or Parquet table with a label column "
     "(numeric feature columns, or any columns described by --schema), or a built-in: digits, digits:train, "
-    "fashion-mnist, fashion-mnist:train.",
+    "fashion-mnist, fashion-mnist:train (a folder named like one: ./digits).",
 )]
 LabelColumn = Annotated[str, typer.Option(
     help="Label column of a CSV/Parquet dataset ('label' gives way to the --schema's label column).")]

@@ -4,7 +4,8 @@ audit log, run the drift tests, write ``drift.json`` and ``drift.html``.
 Windows are chosen by time (``--reference-since/--reference-until``, ``--current-since/--current-until``;
 an open end of one window defaults to the start or end of the other) or by count (``--reference-first N``:
 the oldest N logged requests, ``--current-last M``: the newest M; neither: the older and newer half).
-Given with times, the counts cap each time range's records.
+Each window is chosen one way, not both (``--reference-first`` with ``--reference-since`` is refused); a
+window chosen by count next to one chosen by time takes its N (or M) records on its side of the other.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ def report_command(
     reference_until: Time = None,
     current_since: Time = None,
     current_until: Time = None,
-    reference_first: Annotated[int | None, typer.Option(help="The reference window: the oldest N logged requests.",
+    reference_first: Annotated[int | None, typer.Option(help="The reference window: the oldest N logged requests "
+                                                        "(not with --reference-since/--reference-until).",
                                                         show_default=False)] = None,
-    current_last: Annotated[int | None, typer.Option(help="The current window: the newest M logged requests.",
+    current_last: Annotated[int | None, typer.Option(help="The current window: the newest M logged requests "
+                                                     "(not with --current-since/--current-until).",
                                                      show_default=False)] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level of each test.")] = 0.01,
+    alpha: Annotated[float, typer.Option(help="Significance level of each test, strictly between 0 and 1.")] = 0.01,
     fail_on_alert: Annotated[bool, typer.Option("--fail-on-alert", help="Exit with code 1 when a drift alert "
                                                 "fires (for cron jobs and CI).")] = False,
 ) -> None:
@@ -64,6 +67,9 @@ def report_command(
     from bastion.storage.database import open_database
 
     with user_errors():
+        _check_alpha(alpha)
+        _check_one_way(reference_first=reference_first, current_last=current_last, reference_since=reference_since,
+                       reference_until=reference_until, current_since=current_since, current_until=current_until)
         times = {name: _parse_time(text, name) for name, text in (
             ("--reference-since", reference_since), ("--reference-until", reference_until),
             ("--current-since", current_since), ("--current-until", current_until))}
@@ -102,6 +108,24 @@ def _windows(session: Session, model: str | None, times: dict[str, datetime | No
     current = read_window(session, model=model, since=current_since, until=current_until, limit=current_last,
                           newest=True, name="current")
     return reference, current
+
+
+def _check_alpha(alpha: float) -> None:
+    """``alpha`` is a probability strictly between 0 and 1 (NaN and infinities are not)."""
+    if not (math.isfinite(alpha) and 0 < alpha < 1):
+        raise InputError(f"--alpha must be a number strictly between 0 and 1, such as 0.01; got {alpha:g}")
+
+
+def _check_one_way(**options: int | str | None) -> None:
+    """Each window is chosen by time or by count, not both."""
+    for count, since, until in (("reference_first", "reference_since", "reference_until"),
+                                ("current_last", "current_since", "current_until")):
+        given = [name for name in (since, until) if options[name] is not None]
+        if options[count] is not None and given:
+            flag = "--" + count.replace("_", "-")
+            times = "/".join("--" + name.replace("_", "-") for name in given)
+            raise InputError(f"{flag} and {times} are two ways of choosing the {count.split('_')[0]} window: choose "
+                             "it by count or by time, not both")
 
 
 def _permutations(alpha: float) -> int:

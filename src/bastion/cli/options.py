@@ -34,8 +34,18 @@ def pair(text: str, name: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def names(text: str | None) -> list[str] | None:
-    """``"fgsm,pgd"`` -> ``["fgsm", "pgd"]``; ``None`` or empty -> ``None``."""
-    if not text:
+def names(text: str | None, name: str, *, example: str, otherwise: str) -> list[str] | None:
+    """``"fgsm,pgd"`` -> ``["fgsm", "pgd"]``; ``None`` (the option not given) -> ``None``. ``example`` and
+    ``otherwise`` (what leaving the option out does) go into the error.
+
+    Raises:
+        InputError: ``text`` names nothing (``""``, ``" , "``): an option given empty is a mistake, not a request
+            for the default.
+    """
+    if text is None:
         return None
-    return [part.strip() for part in text.split(",") if part.strip()]
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise InputError(f"{name} is empty; give comma-separated names, e.g. {name} {example}, or leave {name} out "
+                         f"to {otherwise}")
+    return parts

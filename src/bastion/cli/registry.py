@@ -139,10 +139,17 @@ def list_command(name: Annotated[str | None, typer.Argument(help="A model (defau
                 console.print(model, highlight=False)
             return
         versions = registry.versions(name)
-    table = Table("version", "status", "aliases", "evidence", "approvers", "registered by", "at")
+    # Version, status, aliases (one a line) and the date are never shortened (a narrow terminal printed
+    # `registe…`): Rich narrows only the other columns, which fold onto more lines rather than losing their ends.
+    table = Table()
+    for header in ("version", "status", "aliases"):
+        table.add_column(header, no_wrap=True)
+    for header in ("evidence", "approvers", "registered by"):
+        table.add_column(header, overflow="fold")
+    table.add_column("at", no_wrap=True)
     for info in versions:
-        table.add_row(str(info.number), info.status, ", ".join(info.aliases), ", ".join(e.kind for e in info.evidence),
-                      ", ".join(info.approvers), info.created_by, f"{info.created_at:%Y-%m-%d %H:%M}")
+        table.add_row(str(info.number), info.status, "\n".join(info.aliases), "\n".join(e.kind for e in info.evidence),
+                      "\n".join(info.approvers), info.created_by, f"{info.created_at:%Y-%m-%d %H:%M}")
     console.print(table)
 
 

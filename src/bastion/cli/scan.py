@@ -178,24 +178,26 @@ def _evasion_scan(
 ) -> None:
     """The evasion suites: a cascade per eps, optionally through preprocessing defenses."""
     from bastion.scan.adaptive import run_defended_scan
-    from bastion.scan.report.writer import prepare_folder, write_reports
+    from bastion.scan.report.writer import report_folder, write_reports
     from bastion.scan.runner import ScanSettings, run_scan
 
     with user_errors():
-        settings = ScanSettings(eps=floats(eps, "--eps"), suite=suite, attacks=names(attacks), norm=norm,
-                                targeted=targeted, access=access, seed=seed, batch_size=batch_size,
-                                fail_under=fail_under)
+        settings = ScanSettings(eps=floats(eps, "--eps"), suite=suite, norm=norm, targeted=targeted, access=access,
+                                attacks=names(attacks, "--attacks", example="fgsm,pgd (see 'bastion attacks')",
+                                              otherwise="run the --suite's attacks"),
+                                seed=seed, batch_size=batch_size, fail_under=fail_under)
         defense = _defense_settings(preprocess, eot_samples, seed)
         target.check(budget, budget_for_extraction=False)
-        prepare_folder(out)
-        loaded = target.load(endpoint_budget=budget)
-        dataset = load_data_from_options(data, label_column, schema, limit)
-        with progress_bars() as progress:
-            if defense is None:
-                outcome = run_scan(loaded, dataset, settings, progress=progress, engine=engine)
-            else:
-                outcome = run_defended_scan(loaded, dataset, settings, defense, progress=progress, engine=engine)
-        paths = write_reports(outcome, out)
+        with report_folder(out):  # a failed scan leaves no new, empty report folder behind
+            loaded = target.load(endpoint_budget=budget)
+            dataset = load_data_from_options(data, label_column, schema, limit)
+            with progress_bars() as progress:
+                if defense is None:
+                    outcome = run_scan(loaded, dataset, settings, progress=progress, engine=engine)
+                else:
+                    outcome = run_defended_scan(loaded, dataset, settings, defense, progress=progress,
+                                                engine=engine)
+            paths = write_reports(outcome, out)
     print_summary(outcome.record, "adaptive attacks: " if outcome.defense is not None else "")
     if outcome.defense is not None:
         print_defense_summary(outcome.defense)

@@ -112,7 +112,7 @@ def run_privacy_suite(
 ) -> dict[str, Path]:
     """Check the options, load model and data, run the privacy scan, write and summarise the reports (LiRA's
     shadows trained on ``engine``, default here)."""
-    from bastion.scan.report.writer import prepare_folder
+    from bastion.scan.report.writer import report_folder
     from bastion.workflows.privacy import run_privacy_scan
     from bastion.workflows.privacy_records import PrivacySettings
     from bastion.workflows.privacy_report import write_privacy_reports
@@ -128,14 +128,14 @@ def run_privacy_suite(
     settings = PrivacySettings(seed=seed, batch_size=batch_size, shadow_model=shadow_model,
                                delta=accountant.delta if accountant is not None else None,
                                **_given(shadows=shadows, shadow_epochs=shadow_epochs))
-    prepare_folder(out)
-    members = load_data_from_options(train_data, label_column, schema, limit)
-    non_members = load_data_from_options(data, label_column, schema, limit)
-    loaded = target.load(endpoint_budget=budget)
-    record = run_privacy_scan(loaded, members, non_members, settings, model_spec=target.model, progress=_say,
-                              engine=engine)
-    record = record.model_copy(update={"accountant": accountant})
-    paths = write_privacy_reports(record, out)
+    with report_folder(out):  # a failed scan leaves no new, empty report folder behind
+        members = load_data_from_options(train_data, label_column, schema, limit)
+        non_members = load_data_from_options(data, label_column, schema, limit)
+        loaded = target.load(endpoint_budget=budget)
+        record = run_privacy_scan(loaded, members, non_members, settings, model_spec=target.model, progress=_say,
+                                  engine=engine)
+        record = record.model_copy(update={"accountant": accountant})
+        paths = write_privacy_reports(record, out)
     print_privacy_summary(record)
     return paths
 
@@ -161,7 +161,7 @@ def run_extraction_suite(
     budget: int | None, copy_model: str | None, copy_epochs: int | None, label_column: str, schema: Path | None,
 ) -> dict[str, Path]:
     """Check the options, load victim and data, run the extraction scan, write and summarise the reports."""
-    from bastion.scan.report.writer import prepare_folder
+    from bastion.scan.report.writer import report_folder
     from bastion.workflows.extraction import HELD_OUT_FRACTION, held_out_split, run_extraction_scan
     from bastion.workflows.privacy_records import ExtractionSettings
     from bastion.workflows.privacy_report import write_extraction_reports
@@ -171,19 +171,19 @@ def run_extraction_suite(
     epochs = {} if copy_epochs is None else {"copy_epochs": copy_epochs, "copy_min_steps": 0}
     settings = ExtractionSettings(budget=DEFAULT_EXTRACTION_BUDGET if budget is None else budget, seed=seed,
                                   copy_model=copy_model, **epochs)
-    prepare_folder(out)
-    dataset = load_data_from_options(data, label_column, schema, limit)
-    if eval_data is None:
-        pool, held_out = held_out_split(dataset)
-        source = f"{HELD_OUT_FRACTION:.0%} of --data held out by sample id (the rest is the attacker's pool)"
-    else:
-        pool, held_out = dataset, load_data_from_options(eval_data, label_column, schema)
-        source = f"--eval-data {eval_data}"
-    cap = EXTRACTION_RUNS * settings.budget + len(held_out)
-    loaded = target.load(endpoint_budget=cap)
-    record = run_extraction_scan(loaded, pool, held_out, settings, eval_source=source, model_spec=target.model,
-                                 progress=_say)
-    paths = write_extraction_reports(record, out)
+    with report_folder(out):  # a failed scan leaves no new, empty report folder behind
+        dataset = load_data_from_options(data, label_column, schema, limit)
+        if eval_data is None:
+            pool, held_out = held_out_split(dataset)
+            source = f"{HELD_OUT_FRACTION:.0%} of --data held out by sample id (the rest is the attacker's pool)"
+        else:
+            pool, held_out = dataset, load_data_from_options(eval_data, label_column, schema)
+            source = f"--eval-data {eval_data}"
+        cap = EXTRACTION_RUNS * settings.budget + len(held_out)
+        loaded = target.load(endpoint_budget=cap)
+        record = run_extraction_scan(loaded, pool, held_out, settings, eval_source=source,
+                                     model_spec=target.model, progress=_say)
+        paths = write_extraction_reports(record, out)
     print_extraction_summary(record)
     return paths
 

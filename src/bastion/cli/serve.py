@@ -22,7 +22,8 @@ def serve_command(
                                                    "ensemble manifest (.yaml).")] = None,
     registry: Annotated[str | None, typer.Option(help="Serve the registry version NAME:ALIAS points to (e.g. "
                                                       "fraud-cnn:production) and follow promotes and rollbacks "
-                                                      "without a restart; instead of --model.")] = None,
+                                                      "without a restart; instead of --model. Only a promoted "
+                                                      "version is served: not a version number.")] = None,
     weights: Annotated[str | None, typer.Option(help="safetensors weights for a factory model.")] = None,
     policy: Annotated[Path | None, typer.Option(help="YAML policy (input rules, detectors, decisions, output); "
                                                      "default: built-in, no detectors.")] = None,
@@ -64,6 +65,12 @@ def serve_command(
     from bastion.models.loading import load_classifier
 
     with user_errors():
+        if registry is not None:
+            from bastion.governance.registry import release_problem
+
+            problem = release_problem(registry)  # named --registry here (the settings would say BASTION_REGISTRY)
+            if problem is not None:
+                raise InputError(f"--registry: {problem}")
         overrides = {"model": model, "weights": weights, "policy": policy, "model_name": name,
                      "model_version": version, "registry": registry}
         if home is not None:

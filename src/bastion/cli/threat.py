@@ -17,6 +17,8 @@ import typer
 from bastion.cli.console import console, user_errors
 
 if TYPE_CHECKING:
+    from rich.table import Column
+
     from bastion.governance.gates import GateResult
     from bastion.governance.threat_model import ThreatDocument
 
@@ -93,18 +95,29 @@ def _number(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
+def _id_column(header: str, ids: list[str]) -> Column:
+    """A column that shows every id whole in a narrow terminal (the other columns wrap instead): ``AML.T0024.000``
+    and ``AML.T0024.002`` are different techniques. Give several ids of a cell one a line."""
+    from rich.table import Column
+
+    return Column(header, no_wrap=True, min_width=max([len(header), *map(len, ids)]))
+
+
 def _print_document(threat: ThreatDocument) -> None:
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     system = threat.system
     console.print(f"[bold]{escape(system.name)}[/]: {system.exposure} {system.modality} model answering with "
                   f"{system.output}; sha256 {threat.sha256()}", highlight=False, soft_wrap=True)
-    table = Table("#", "attack path", "title", "attacker", "ATLAS", "L x I", "risk", "gates")
-    for rank, path in enumerate(threat.ranked_paths(), start=1):
+    paths = threat.ranked_paths()
+    table = Table("#", _id_column("attack path", [path.id for path in paths]), Column("title", overflow="fold"),
+                  _id_column("attacker", [path.attacker for path in paths]),
+                  _id_column("ATLAS", [atlas for path in paths for atlas in path.atlas]), "L x I", "risk", "gates")
+    for rank, path in enumerate(paths, start=1):
         gates = str(len(path.requires)) if path.requires else "[yellow]none[/]"
-        table.add_row(str(rank), escape(path.id), escape(path.title), escape(path.attacker), " ".join(path.atlas),
-                      f"{path.likelihood} x {path.impact}", str(path.risk), gates)
+        table.add_row(str(rank), escape(path.id), escape(path.title), escape(path.attacker),
+                      escape("\n".join(path.atlas)), f"{path.likelihood} x {path.impact}", str(path.risk), gates)
     console.print(table)
     ungated = [path.id for path in threat.ranked_paths() if not path.requires]
     if ungated:
@@ -116,7 +129,8 @@ def _print_results(threat: ThreatDocument, results: list[GateResult], evidence: 
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table("attack path", "risk", "gate", "status", "value", "threshold", "evidence")
+    table = Table(_id_column("attack path", [result.path for result in results]), "risk", "gate", "status", "value",
+                  "threshold", "evidence")
     for result in results:
         source = "-" if result.source is None else escape(str(evidence[result.source.index]))
         threshold = f"{'≥' if result.bound == 'min' else '≤'} {_number(result.threshold)}"

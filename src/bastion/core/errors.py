@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -16,15 +17,35 @@ class InputError(BastionError, ValueError):
     """Bad user input: a wrong shape, an out-of-range value, a malformed file. Says what to fix."""
 
 
-def validation_problems(error: ValidationError, *, whole: str = "the file", limit: int = 5) -> str:
+#: A pydantic error location: field names and list indices, e.g. ``("columns", 0, "type")``.
+Location = tuple[str | int, ...]
+
+
+def validation_problems(error: ValidationError, *, whole: str = "the file", limit: int = 5,
+                        locate: Callable[[Location], str] | None = None) -> str:
     """The first ``limit`` (default 5) problems of a pydantic ``error`` on one line, as ``field.path: message``
-    joined by ``; `` (``whole`` names a problem of the document itself), then how many more there are."""
-    problems = [f"{'.'.join(str(part) for part in item['loc']) or whole}: {item['msg'].removeprefix('Value error, ')}"
-                for item in error.errors(include_url=False)[:limit]]
+    joined by ``; `` (``whole`` names a problem of the document itself), then how many more there are.
+
+    ``locate`` turns a location into the words that name it for the user (``column 'age': type`` for
+    ``("columns", 0, "type")``); the default joins it with dots. A message that already starts with those words
+    is not prefixed twice."""
+    problems = [_problem(item, whole, locate) for item in error.errors(include_url=False)[:limit]]
     more = error.error_count() - len(problems)
     if more > 0:
         problems.append(f"and {more} more")
     return "; ".join(problems)
+
+
+def _problem(item: Mapping[str, Any], whole: str, locate: Callable[[Location], str] | None) -> str:
+    location = tuple(item["loc"])
+    place = (locate(location) if locate is not None and location else dotted(location)) or whole
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return message if message.startswith(f"{place}: ") else f"{place}: {message}"
+
+
+def dotted(location: Location) -> str:
+    """``("columns", 0, "type")`` -> ``"columns.0.type"``."""
+    return ".".join(str(part) for part in location)
 
 
 #: File suffixes of pickles, which bastion refuses to load (unpickling can run arbitrary code).

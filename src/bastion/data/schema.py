@@ -20,6 +20,7 @@ column is ``nullable``. :meth:`TabularSchema.validate_frame` reports every bad r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bastion.core.errors import InputError
+from bastion.core.errors import InputError, Location, dotted, validation_problems
 
 if TYPE_CHECKING:
     import pandas as pd  # imported where used: it is slow to import, and image folders never need it
@@ -188,9 +189,40 @@ def load_schema(path: Path) -> TabularSchema:
     try:
         return TabularSchema.model_validate(data)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'schema'}: {e['msg'].removeprefix('Value error, ')}"
-                            for e in exc.errors())
+        details = validation_problems(exc, whole="schema", limit=SHOWN_PROBLEMS,
+                                      locate=_column_locator(data.get("columns")))
         raise InputError(f"{path} is not a valid schema: {details}") from exc
+
+
+def _column_locator(columns: object) -> Callable[[Location], str]:
+    """Names a problem in the ``columns`` list by its column: ``("columns", 0, "type")`` becomes
+    ``column 'age': type`` (``column #1: ...`` for an entry without a usable name), so the user finds it."""
+    names = _column_names(columns)
+
+    def locate(location: Location) -> str:
+        if len(location) < 2 or location[0] != "columns" or not isinstance(location[1], int):
+            return dotted(location)
+        index = location[1]
+        name = names[index] if index < len(names) else None
+        column = f"column {name!r}" if name is not None else f"column #{index + 1}"
+        rest = dotted(location[2:])
+        return f"{column}: {rest}" if rest else column
+
+    return locate
+
+
+def _column_names(columns: object) -> list[str | None]:
+    """The name of each entry of a schema's raw ``columns`` (a list, or a mapping from name to spec, in the order
+    :class:`TabularSchema` validates them); ``None`` where an entry has no text name."""
+    if isinstance(columns, dict):
+        entries = [{"name": name, **spec} if isinstance(spec, dict) else {"name": name}
+                   for name, spec in columns.items()]
+    elif isinstance(columns, list):
+        entries = columns
+    else:
+        return []
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in entries]
+    return [name if isinstance(name, str) and name else None for name in names]
 
 
 # --- per-column checks ------------------------------------------------------------------------

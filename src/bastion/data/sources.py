@@ -126,6 +126,10 @@ def load_dataset(
             as ``pathlib.Path``) or a built-in name; see ``ACCEPTED_FORMATS``. An ``.npz``'s ``y`` holds integer
             class indices (names go in ``class_names``); a table's text labels are class names, numbered in
             sorted order; an image folder's classes are its sub-folders, in sorted order.
+            A string that names a built-in (``digits``) and also an existing file or folder here (``./digits``)
+            is refused, naming both: either silent choice would scan data the user did not mean (the README's
+            built-in, or their own folder), so the user picks with ``./digits`` or ``digits:test``. An
+            ``os.PathLike`` is a path by its type, so an existing one is read as the path.
         label_column: the CSV/Parquet column holding the labels, default ``"label"`` (or the schema's).
         limit: keep only the first ``limit`` samples (in file order); ``None`` keeps all.
         bounds: the valid input range. ``None`` (default) means ``(0, 1)`` when the data lies in it
@@ -141,7 +145,10 @@ def load_dataset(
     """
     if limit is not None and limit < 1:
         raise InputError(f"limit must be a positive number of samples, got {limit}")
-    raw = _read(_spec_text(spec), label_column, schema)
+    text = _spec_text(spec)
+    if not isinstance(spec, str) and _builtin_name(text) and Path(text).exists():
+        text = os.path.join(os.curdir, text)  # a pathlib.Path("digits") that exists is that path
+    raw = _read(text, label_column, schema)
     return _validated(raw, limit=limit, bounds=bounds)
 
 
@@ -161,7 +168,8 @@ def _read(spec: str, label_column: str, schema: TabularSchema | None = None) -> 
     name, _, split = spec.partition(":")
     if schema is not None and not spec.lower().endswith((".csv", ".parquet", ".pq")):
         raise InputError(f"{spec}: a schema applies to CSV and Parquet tables only")
-    if name.lower() in BUILTINS:
+    if _builtin_name(spec):
+        _refuse_a_shadowed_path(spec, name, split)
         return BUILTINS[name.lower()](split or "test")
     path = Path(spec).expanduser()
     suffix = path.suffix.lower()
@@ -180,6 +188,30 @@ def _read(spec: str, label_column: str, schema: TabularSchema | None = None) -> 
     if suffix in (".csv", ".parquet", ".pq"):
         return _read_table(path, label_column, schema)
     raise InputError(f"unknown dataset format: {path}. Accepted: {ACCEPTED_FORMATS}")
+
+
+def _builtin_name(spec: str) -> bool:
+    """Whether ``spec`` names a built-in dataset (``digits``, ``Digits:train``)."""
+    return spec.partition(":")[0].lower() in BUILTINS
+
+
+def _refuse_a_shadowed_path(spec: str, name: str, split: str) -> None:
+    """Refuse ``spec`` when it names a built-in dataset and also a file or folder that exists here (``digits``
+    beside a ``./digits`` image folder).
+
+    Neither reading is safe to pick silently: a user following the README means the built-in, a user who
+    keeps a folder of that name means the folder, and a scan of the wrong data gives evidence about the wrong
+    data with nothing to show for it but a description. So both are named, with the spelling that picks
+    each one unambiguously (``./digits`` for the folder, ``digits:test`` for the built-in).
+    """
+    path = Path(spec)
+    if not (path.exists() or path.is_symlink()):
+        return
+    kind = "folder" if path.is_dir() else "file"
+    builtin = (f"pass {name}:test (the same data as '{spec}') or {name}:train" if not split
+               else f"run from another folder (or rename the {kind})")
+    raise InputError(f"'{spec}' names both the built-in dataset {name} and the {kind} {path} here; pass ./{spec} "
+                     f"for the {kind}, or {builtin} for the built-in")
 
 
 # --- validation -------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from bastion.core.errors import InputError
 from bastion.core.threat import Access, weakest_access
-from bastion.models.base import Classifier
+from bastion.models.base import Classifier, ModelInput, as_input
 
 Combine = Literal["probabilities", "logits"]
 
@@ -79,8 +79,10 @@ class EnsembleClassifier:
         self.input_shape = tuple(int(d) for d in first.input_shape)
         self.bounds = (float(first.bounds[0]), float(first.bounds[1]))
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores ``(N, C)`` for ``x`` ``(N, *input_shape)``; differentiable when every member is white-box."""
+    def logits(self, x: ModelInput) -> torch.Tensor:
+        """Scores ``(N, C)`` for ``x`` ``(N, *input_shape)`` (a tensor or a NumPy array); differentiable when every
+        member is white-box."""
+        x = as_input(x, "logits")
         used = [(w, member) for w, member in zip(self.weights, self.members, strict=True) if w > 0]
         if self.combine == "logits":
             return torch.stack([w * member.logits(x) for w, member in used]).sum(dim=0)
@@ -98,10 +100,10 @@ class EnsembleClassifier:
             return torch.log(vote)
         return F.log_softmax(scores, dim=1)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: ModelInput) -> torch.Tensor:
         """Labels ``(N,)`` int64: the class of highest averaged probability (or logit)."""
         with torch.no_grad():
-            return self.logits(x).argmax(dim=1)
+            return self.logits(as_input(x, "predict")).argmax(dim=1)
 
     def params(self) -> dict[str, object]:
         """For evidence records: how members are combined, their kinds and weights."""

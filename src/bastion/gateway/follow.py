@@ -72,7 +72,11 @@ class RegistryFollower:
         return True
 
     def _load(self, number: int):
+        from bastion.core.errors import InputError
+
         loaded, info = self.registry.load(f"{self.name}:{number}")
+        if info.status != "approved":  # promote moves an alias only to an approved version; never serve another
+            raise InputError(f"{info.ref} is {info.status}, not approved; it is not served")
         return serve_model(loaded, self.state.served.pipeline.policy, name=self.state.served.name,
                            version=str(info.number))
 

@@ -41,7 +41,8 @@ class GatewaySettings(BaseSettings):
             the cost of a disk flush per commit (commits are grouped under load).
         registry: ``NAME:ALIAS`` (e.g. ``fraud-cnn:production``): serve the registry version that alias
             points to, and follow it when a promote or rollback moves it (polled every
-            ``registry_poll_seconds``, default 2). ``model``/``weights`` are then not needed.
+            ``registry_poll_seconds``, default 2). ``model``/``weights`` are then not needed. A version
+            number (``fraud-cnn:1``) is refused: only a version promoted to an alias is served.
         batch_instances: the most instances evaluated in one forward pass when concurrent requests are
             batched (default 64); 1 evaluates every request alone. See ``bastion.gateway.batching``.
         batch_wait_ms: how long a request waits for other requests in flight to share its forward pass, in
@@ -89,8 +90,13 @@ class GatewaySettings(BaseSettings):
     @field_validator("registry")
     @classmethod
     def _name_and_alias(cls, registry: str | None) -> str | None:
-        if registry is not None and (registry.count(":") != 1 or not all(registry.split(":"))):
-            raise ValueError(f"{registry!r}: name a registry alias as NAME:ALIAS, e.g. fraud-cnn:production")
+        """``NAME:ALIAS``, the alias not a version number: a gateway serves only a released version (see
+        ``ModelRegistry.released``)."""
+        from bastion.governance.registry import release_problem
+
+        problem = None if registry is None else release_problem(registry)
+        if problem is not None:
+            raise ValueError(problem)
         return registry
 
     @model_validator(mode="after")

@@ -141,11 +141,20 @@ def extraction_monitor(policy: Policy) -> ExtractionMonitor | None:
 
 def load_registry_version(settings: GatewaySettings) -> tuple[LoadedModel, str, str]:
     """The model ``settings.registry`` (``NAME:ALIAS``) points to, loaded from the registry's stored artifacts,
-    with the name and version it is served under (the model's name, the version's number)."""
+    with the name and version it is served under (the model's name, the version's number).
+
+    Only a release is served: an alias that is set, on an approved version; a version number is refused
+    (``ModelRegistry.released`` says why).
+
+    Raises:
+        InputError: ``settings.registry`` is not a set alias of an approved version (the message says which
+            ``bastion registry`` command releases one), or the version does not load.
+    """
     from bastion.governance.registry import open_registry
 
     with open_registry(settings.home, url=settings.database_url, create=False) as registry:
-        loaded, info = registry.load(settings.registry)
+        release = registry.released(settings.registry or "")
+        loaded, info = registry.load(release.ref)
     return loaded, info.name, str(info.number)
 
 

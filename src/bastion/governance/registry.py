@@ -15,11 +15,13 @@ an alias back to where it pointed before its last promotion.
 People are names (``--as``, ``$BASTION_USER``), compared without case and surrounding spaces; they are not
 authenticated, so the two-person rule guards against mistakes, not against one person typing two names.
 
-Versions are named ``name:3`` (number) or ``name:production`` (an alias).
+Versions are named ``name:3`` (number) or ``name:production`` (an alias). A gateway serves only an alias of an
+approved version (``ModelRegistry.released``), never a number.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -198,10 +200,44 @@ class ModelRegistry:
         self.objects.get_bytes(digest)  # raises when the stored bytes no longer match their hash
         return self.objects.path(digest)
 
+    def released(self, ref: str) -> VersionInfo:
+        """The version a gateway serves for ``ref``, which must be ``NAME:ALIAS`` (``fraud-cnn:production``).
+
+        The rule: a gateway serves only a release, and a release is a version an alias points to. A version
+        number (``fraud-cnn:1``) or a bare name is refused even when that version is approved, because approval
+        is not release: promoting takes the approver or admin role and re-checks the gates on the evidence
+        attached since the approval, an alias is what ``rollback`` moves (a gateway pinned to a number would not
+        follow it), and a gateway serving a number would put a version in front of users that nobody promoted.
+        The version the alias points to is checked to be approved as well (``promote`` only moves an alias to
+        an approved version; this guards the rule, not against someone who can write the database).
+
+        Raises:
+            InputError: ``ref`` names a number or no alias, the alias is not set, or its version is not approved;
+                each message says which ``bastion registry`` command releases a version.
+        """
+        problem = release_problem(ref)
+        if problem is not None:
+            raise InputError(problem)
+        parsed = _Ref.parse(ref)
+        alias = parsed.selector or ""  # release_problem refused a bare name
+        with self.database.sessions() as session:
+            model = _model(session, parsed.name)
+            number = alias_target(session, model.name, alias)
+            if number is None:
+                raise InputError(f"{model.name}:{alias} is not set: no version was promoted to {alias!r}; "
+                                 f"{_how_to_release(model.name, 'N', alias)}")
+            version = _numbered(model, number)
+            if version.status != "approved":
+                raise InputError(f"{model.name}:{alias} points to version {number}, which is "
+                                 f"{version.status}, not approved, so it is not served; two approvers run "
+                                 f"`bastion registry approve {model.name}:{number}`, or promote an approved version")
+            return _info(session, version)
+
     def load(self, ref: str) -> tuple[LoadedModel, VersionInfo]:
         """Load ``ref``'s model as ``bastion serve`` does: its factory with its weights, or its model file.
         Every stored file's hash and signature is checked first; the files are copied to
-        ``<home>/serving/<sha256>/<name>`` (loaders know a format by its file name).
+        ``<home>/serving/<sha256>/<name>`` (loaders know a format by its file name). Any version loads here,
+        approved or not; what a gateway may serve is :meth:`released`.
 
         Raises:
             InputError: an artifact was changed or removed from the object store, or the model cannot load.
@@ -299,7 +335,17 @@ class ModelRegistry:
             return _info(session, version)
 
     def attach(self, ref: str, files: list[Path], *, actor: str | None = None) -> VersionInfo:
-        """Attach evidence records (JSON files with a ``kind``, as bastion's commands write them) to ``ref``."""
+        """Attach evidence records (JSON files with a ``kind``, as bastion's commands write them) to ``ref``.
+
+        All or nothing, one ledger entry naming every record attached. A file whose content (SHA-256) is
+        attached to ``ref`` already, or named twice, is refused and nothing is attached: a second copy of a
+        record adds nothing to the gates (the newest record of a kind by its own ``created_at`` decides, not
+        when it was attached), and the evidence list and the ledger keep one entry per record.
+
+        Raises:
+            InputError: a missing or invalid file, a record already attached, one that does not name this
+                version's model or data, one dated in the future.
+        """
         actor = current_actor(actor)
         records = [evidence_file(Path(path)) for path in files]
         if not records:
@@ -309,6 +355,7 @@ class ModelRegistry:
             check_not_future(path, document, now)
         with self.database.transaction() as session:
             version = _version(session, ref)
+            _check_not_attached(version, records)
             for path, _, document in records:
                 check_tested_model(version, path, document)
                 check_audited_data(version, path, document, self.objects)
@@ -331,22 +378,22 @@ class ModelRegistry:
         who = who.strip()
         with self.database.transaction() as session:
             holders = session.scalar(select(func.count()).select_from(RegistryRoleRow))
-            granter = session.get(RegistryRoleRow, actor)
             if not holders and role != "admin":
                 raise InputError(f"this registry has no admin yet: its first grant must make one (`bastion registry "
                                  f"grant {actor} admin --as {actor}`); the admin then grants {who} the {role} role")
-            if holders and (granter is None or granter.role != "admin"):
+            if holders and _role(session, actor) != "admin":
                 raise InputError(f"{actor} is not a registry admin; only an admin can grant roles")
-            row = session.get(RegistryRoleRow, who)
-            if row is not None and row.role == "admin" and role != "admin" and _admins(session) == 1:
+            rows = _role_rows(session, who)  # every spelling of the name (one, unless stored before names were folded)
+            if _role(session, who) == "admin" and role != "admin" and _admins(session) == 1:
                 raise InputError(f"{who} is the registry's only admin; making them {role} would leave nobody able to "
                                  "grant roles: make another admin first")
             now = datetime.now(timezone.utc)
-            if row is None:
+            if not rows:
                 session.add(RegistryRoleRow(actor=who, role=role, granted_at=now, granted_by=actor))
-            else:
+            for row in rows:
                 row.role, row.granted_at, row.granted_by = role, now, actor
-            append(session, action="registry.grant", subject=f"actor:{who}", actor=actor, payload={"role": role})
+            name = rows[0].actor if rows else who  # the name as first granted, so the ledger's subjects agree
+            append(session, action="registry.grant", subject=f"actor:{name}", actor=actor, payload={"role": role})
 
     def approve(self, ref: str, *, comment: str = "", actor: str | None = None) -> ApprovalOutcome:
         """Record ``actor``'s approval of ``ref``; it becomes ``approved`` with ``approvals_needed`` approvers.
@@ -414,6 +461,27 @@ def open_registry(home: str | Path | None = None, *, url: str | None = None, cre
                   approvals_needed: int = 2) -> ModelRegistry:
     """A ``ModelRegistry`` on the database at ``url`` (default: the one in ``home``) and ``<home>/objects``."""
     return ModelRegistry(open_database(url, home=home, create=create), approvals_needed=approvals_needed)
+
+
+def release_problem(ref: str) -> str | None:
+    """What is wrong with ``ref`` as what a gateway serves (``NAME:ALIAS``, the alias not a version number), or
+    ``None``; the form only (:meth:`ModelRegistry.released` also checks the alias is set). See
+    :meth:`ModelRegistry.released` for why a version number is refused."""
+    text = str(ref).strip()
+    name, _, selector = text.partition(":")
+    name, selector = name.strip(), selector.strip()
+    if text.count(":") != 1 or not name or not selector:
+        return f"{ref!r}: name a registry alias as NAME:ALIAS, e.g. fraud-cnn:production"
+    if _is_number(selector.lstrip("v")):
+        number = selector.lstrip("v")
+        return (f"{text} names version {number}, not an alias: a gateway serves only a released version, through "
+                f"the alias it was promoted to (e.g. {name}:production); {_how_to_release(name, number, 'production')}")
+    return None
+
+
+def _how_to_release(name: str, number: str, alias: str) -> str:
+    return (f"to release a version, two approvers run `bastion registry approve {name}:{number}`, then an approver "
+            f"runs `bastion registry promote {name}:{number} --to {alias}`")
 
 
 def alias_target(session: Session, name: str, alias: str) -> int | None:
@@ -507,22 +575,49 @@ def _subject(version: ModelVersionRow) -> str:
 # --- approval ------------------------------------------------------------------------------------------
 
 
+def _role_rows(session: Session, name: str) -> list[RegistryRoleRow]:
+    """The role rows of the person ``name``, matched as :func:`_same_person` does (case and surrounding spaces
+    aside), oldest grant first. The table is keyed by the name as first granted, so this reads it whole (a
+    few rows: the people who release models) rather than adding a folded column; rows stored before names were
+    folded (``Alice`` and ``alice``) are all found and a grant updates them together."""
+    rows = session.scalars(select(RegistryRoleRow).order_by(RegistryRoleRow.granted_at, RegistryRoleRow.actor))
+    return [row for row in rows if _same_person(row.actor, name)]
+
+
+def _role(session: Session, name: str) -> str | None:
+    """The role ``name`` holds (``admin`` over ``approver`` where old rows of several spellings disagree)."""
+    roles = {row.role for row in _role_rows(session, name)}
+    return "admin" if "admin" in roles else next(iter(roles), None)
+
+
 def _check_releaser(session: Session, actor: str, what: str) -> None:
-    role = session.get(RegistryRoleRow, actor)
-    if role is None or role.role not in APPROVING_ROLES:
+    if _role(session, actor) not in APPROVING_ROLES:
         raise InputError(f"{actor} may not {what}: moving an alias takes the approver or admin role (an admin grants "
                          "it with `bastion registry grant NAME approver`)")
 
 
 def _check_approver(session: Session, version: ModelVersionRow, actor: str) -> None:
-    role = session.get(RegistryRoleRow, actor)
-    if role is None or role.role not in APPROVING_ROLES:
+    if _role(session, actor) not in APPROVING_ROLES:
         raise InputError(f"{actor} may not approve: approvers hold the approver or admin role (an admin grants it "
                          "with `bastion registry grant NAME approver`)")
     if _same_person(actor, version.created_by):
         raise InputError(f"{actor} registered {_subject(version)[6:]} and may not approve it: a second person must")
     if any(_same_person(a.approver, actor) for a in version.approvals):
         raise InputError(f"{actor} approved {_subject(version)[6:]} already; it needs another approver")
+
+
+def _check_not_attached(version: ModelVersionRow, records: list[tuple[Path, str, dict[str, Any]]]) -> None:
+    attached = {row.sha256: row for row in version.evidence}
+    named: dict[str, Path] = {}
+    for path, digest, _ in records:
+        if digest in attached:
+            row = attached[digest]
+            raise InputError(f"{path} is already attached to {_subject(version)[6:]} (evidence {row.id}, {row.source}, "
+                             f"the same sha256 {digest[:12]}): nothing attached; leave it out")
+        if digest in named:
+            raise InputError(f"{path} and {named[digest]} are the same record (sha256 {digest[:12]}): nothing "
+                             "attached; name it once")
+        named[digest] = path
 
 
 def _gate_results(version: ModelVersionRow) -> list[dict[str, Any]]:
@@ -554,10 +649,16 @@ def _check_gates(version: ModelVersionRow, gates: list[dict[str, Any]]) -> None:
         raise InputError(f"{ref} fails {len(open_gates)} of {len(gates)} release gate(s): {lines}")
 
 
+#: A model's name: it is served at ``/v2/models/{name}``, so one URL path segment needing no escaping.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
 def _checked_name(name: str) -> str:
-    if not name or not name.strip() or ":" in name or len(name.strip()) > 200:
-        raise InputError(f"model name {name!r}: use 1-200 characters without ':' (e.g. fraud-cnn)")
-    return name.strip()
+    stripped = (name or "").strip()
+    if not MODEL_NAME.fullmatch(stripped):
+        raise InputError(f"model name {name!r}: use 1-200 ASCII letters, digits, '.', '_' and '-', starting with a "
+                         "letter or digit (e.g. fraud-cnn): the name is served at /v2/models/NAME")
+    return stripped
 
 
 def _checked_alias(alias: str) -> str:
@@ -578,4 +679,6 @@ def _same_person(first: str, second: str) -> bool:
 
 
 def _admins(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(RegistryRoleRow).where(RegistryRoleRow.role == "admin"))
+    """How many people hold the admin role (names folded: ``Root`` and ``root`` are one)."""
+    names = session.scalars(select(RegistryRoleRow.actor).where(RegistryRoleRow.role == "admin"))
+    return len({name.strip().casefold() for name in names})

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
+import numpy as np
 import torch
 
 from bastion.core.threat import Access
+
+#: What the adapters' ``logits`` and ``predict`` take: a tensor, or a NumPy array converted by :func:`as_input`.
+ModelInput: TypeAlias = torch.Tensor | np.ndarray
 
 
 @runtime_checkable
@@ -38,6 +42,24 @@ class Classifier(Protocol):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Labels ``(N,)`` int64."""
         ...
+
+
+def as_input(x: object, method: str) -> torch.Tensor:
+    """``x`` as the tensor a classifier's ``method`` (``"predict"``, ``"logits"``) runs on.
+
+    A ``torch.Tensor`` is returned as it is (no copy, its dtype, device and gradient kept). A NumPy array of
+    numbers becomes a float32 CPU tensor, sharing the array's memory when it already is contiguous, writable
+    float32. Anything else is a ``TypeError`` that says what to pass.
+    """
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        array = np.ascontiguousarray(x, dtype=np.float32)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+    got = f"a NumPy array of dtype {x.dtype}" if isinstance(x, np.ndarray) else \
+        f"{type(x).__module__}.{type(x).__qualname__}"
+    raise TypeError(f"{method} takes inputs (N, *input_shape) as a torch.Tensor or a NumPy array of numbers, got "
+                    f"{got}; convert them first, e.g. np.asarray(x, dtype=np.float32)")
 
 
 def predict_in_batches(model: Classifier, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

@@ -10,7 +10,8 @@ A manifest (relative paths are read from the folder of the manifest's real file,
         - model: bastion.models.zoo:fashion_wide_cnn
           weights: trades4/model.safetensors
         - model: trades5.onnx
-          share: 2.0               # its part of the average (default 1; normalised over the members)
+          share: 2.0               # its part of the average (default 1; normalised over the members): a
+                                   # finite number from 0 (member left out) to 1e6, not all 0
 
 Members are any model spec but an endpoint or another manifest. A factory member imports and runs code, as
 ``--model pkg.module:factory`` does: load only manifests you trust. The ensemble's ``sha256`` hashes the
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bastion.core.errors import BastionError, InputError, validation_problems
 from bastion.core.yamlio import load_yaml
@@ -47,7 +49,16 @@ class ManifestMember(BaseModel):
 
     model: str = Field(min_length=1)
     weights: str | None = None
-    share: float = Field(default=1.0, ge=0.0, le=MAX_SHARE)
+    share: float = 1.0
+
+    @field_validator("share")
+    @classmethod
+    def _finite_share(cls, value: float) -> float:
+        """One message for every bad share (NaN, infinite, negative, too large) that says what a share is."""
+        if not math.isfinite(value) or not 0.0 <= value <= MAX_SHARE:
+            raise ValueError(f"a share must be a finite number from 0 to {MAX_SHARE:,.0f} (0 leaves the member out; "
+                             f"shares are normalised over the members), got {value}")
+        return value
 
 
 class EnsembleManifest(BaseModel):
@@ -57,6 +68,12 @@ class EnsembleManifest(BaseModel):
 
     combine: Literal["probabilities", "logits"] = "probabilities"
     members: list[ManifestMember] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _some_share(self) -> EnsembleManifest:
+        if all(member.share == 0 for member in self.members):
+            raise ValueError("every member has share 0; give at least one member a share above 0")
+        return self
 
 
 class _Document(BaseModel):

@@ -11,6 +11,7 @@ import torch
 
 from bastion.core.errors import InputError
 from bastion.core.threat import Access
+from bastion.models.base import ModelInput, as_input
 
 ScoreKind = Literal["logits", "probabilities", "labels"]
 
@@ -68,8 +69,10 @@ class OnnxClassifier:
         self.bounds = (float(bounds[0]), float(bounds[1]))
         self.num_classes = self._resolve_num_classes(num_classes)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores ``(N, C)`` for ``x`` of shape ``(N, *input_shape)``; one-hot for label outputs."""
+    def logits(self, x: ModelInput) -> torch.Tensor:
+        """Scores ``(N, C)`` for ``x`` of shape ``(N, *input_shape)`` (a tensor or a NumPy array); one-hot for label
+        outputs."""
+        x = as_input(x, "logits")
         if tuple(x.shape[1:]) != self.input_shape:
             raise InputError(
                 f"input has per-sample shape {tuple(x.shape[1:])}; the ONNX model expects "
@@ -81,9 +84,9 @@ class OnnxClassifier:
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32
         return torch.from_numpy(self._to_scores(raw)).to(device=x.device, dtype=dtype)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Labels ``(N,)`` int64."""
-        return self.logits(x).argmax(dim=1)
+    def predict(self, x: ModelInput) -> torch.Tensor:
+        """Labels ``(N,)`` int64 for a tensor or a NumPy array (see :func:`~bastion.models.base.as_input`)."""
+        return self.logits(as_input(x, "predict")).argmax(dim=1)
 
     @property
     def _chunk(self) -> int:

@@ -26,6 +26,7 @@ import torch
 
 from bastion.core.errors import InputError, QueryBudgetExceeded, RemoteError
 from bastion.core.threat import Access
+from bastion.models.base import ModelInput, as_input
 from bastion.models.remote_http import REDACTED, EndpointSession, RetryPolicy
 from bastion.models.remote_journal import AnswerJournal, RawAnswer, sample_key
 from bastion.models.remote_protocol import (
@@ -143,8 +144,9 @@ class RemoteClassifier:
 
     # --- the Classifier protocol ---------------------------------------------------------------
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores ``(N, C)`` for ``x`` ``(N, *input_shape)``: on ``x``'s device, ``x``'s float dtype, no gradients.
+    def logits(self, x: ModelInput) -> torch.Tensor:
+        """Scores ``(N, C)`` for ``x`` ``(N, *input_shape)``, a tensor (the scores are on its device, in its float
+        dtype) or a NumPy array (float32 scores); no gradients.
 
         With ``"scores"`` access these are the endpoint's logits, or the log of its probabilities; with
         ``"labels"`` access they are one-hot, and only their argmax may be used.
@@ -155,6 +157,7 @@ class RemoteClassifier:
             RemoteError: the endpoint failed after the retries, refused the request, or answered malformed
                 data. Batches answered before the failure are kept (and journaled).
         """
+        x = as_input(x, "logits")
         if tuple(x.shape[1:]) != self.input_shape:
             raise InputError(f"input has per-sample shape {tuple(x.shape[1:])}; {self.endpoint.infer_url} expects "
                              f"{self.input_shape}")
@@ -166,9 +169,9 @@ class RemoteClassifier:
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32
         return torch.from_numpy(scores).to(device=x.device, dtype=dtype)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Labels ``(N,)`` int64."""
-        return self.logits(x).argmax(dim=1)
+    def predict(self, x: ModelInput) -> torch.Tensor:
+        """Labels ``(N,)`` int64 for a tensor or a NumPy array (see :func:`~bastion.models.base.as_input`)."""
+        return self.logits(as_input(x, "predict")).argmax(dim=1)
 
     # --- reporting -------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import torch
 
 from bastion.core.errors import InputError
 from bastion.core.threat import Access
+from bastion.models.base import ModelInput, as_input
 
 #: Probabilities are clamped here before the log, so a zero probability gives a finite score.
 MIN_PROBABILITY = 1e-12
@@ -47,8 +48,10 @@ class SklearnClassifier:
         _check_features(estimator, self.input_shape)
         self.access: Access = "scores" if hasattr(estimator, "predict_proba") else "labels"
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities (or one-hot labels) ``(N, C)`` for ``x`` ``(N, *input_shape)``."""
+    def logits(self, x: ModelInput) -> torch.Tensor:
+        """Log-probabilities (or one-hot labels) ``(N, C)`` for ``x`` ``(N, *input_shape)``, a tensor or a NumPy
+        array."""
+        x = as_input(x, "logits")
         if tuple(x.shape[1:]) != self.input_shape:
             raise InputError(
                 f"input has per-sample shape {tuple(x.shape[1:])}; the estimator expects "
@@ -64,9 +67,9 @@ class SklearnClassifier:
         dtype = x.dtype if x.dtype.is_floating_point else torch.float32
         return torch.from_numpy(scores).to(device=x.device, dtype=dtype)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Labels ``(N,)`` int64."""
-        return self.logits(x).argmax(dim=1)
+    def predict(self, x: ModelInput) -> torch.Tensor:
+        """Labels ``(N,)`` int64 for a tensor or a NumPy array (see :func:`~bastion.models.base.as_input`)."""
+        return self.logits(as_input(x, "predict")).argmax(dim=1)
 
 
 def check_classes(estimator: Any) -> int:

@@ -11,6 +11,7 @@ from torch import nn
 
 from bastion.core.errors import InputError
 from bastion.core.threat import Access
+from bastion.models.base import ModelInput, as_input
 
 
 class TorchClassifier:
@@ -107,9 +108,10 @@ class TorchClassifier:
         twin._channels_last = True
         return twin
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, C)`` for inputs ``(N, *input_shape)`` in ``bounds``; differentiable in ``x``."""
-        x = self.normalise(x)
+    def logits(self, x: ModelInput) -> torch.Tensor:
+        """Logits ``(N, C)`` for inputs ``(N, *input_shape)`` in ``bounds`` (a tensor, or a NumPy array: see
+        :func:`~bastion.models.base.as_input`); differentiable in ``x``."""
+        x = self.normalise(self._tensor(x, "logits"))
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._eval_mode():
@@ -120,9 +122,14 @@ class TorchClassifier:
             )
         return out
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: ModelInput) -> torch.Tensor:
+        """Labels ``(N,)`` int64 for a tensor or a NumPy array."""
         with torch.no_grad():
-            return self.logits(x).argmax(dim=1)
+            return self.logits(self._tensor(x, "predict")).argmax(dim=1)
+
+    def _tensor(self, x: ModelInput, method: str) -> torch.Tensor:
+        """A tensor as it is; a NumPy array as float32 on the module's device (see ``as_input``)."""
+        return x if isinstance(x, torch.Tensor) else as_input(x, method).to(self.device)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The module's state dict as detached, contiguous tensors: what a ``.safetensors`` file holds."""

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
@@ -54,6 +55,7 @@ class TrafficWindow:
         label: what the window is, for messages and reports (e.g. its time range).
         sample_shape: the shape of one input before flattening (``(1, 28, 28)``); ``None``: just ``(D,)``.
         model: the served model's name, when known.
+        requests: how many logged requests the instances came from, when known (a request may hold several).
 
     Raises:
         InputError: the arrays disagree in length, are not ``(N, D)``/``(N,)``, or a class is out of range.
@@ -66,6 +68,7 @@ class TrafficWindow:
     label: str
     sample_shape: tuple[int, ...] | None = None
     model: str | None = None
+    requests: int | None = None
 
     def __post_init__(self) -> None:
         inputs = np.asarray(self.inputs, dtype=np.float32)
@@ -228,8 +231,7 @@ def drift_report(reference: TrafficWindow, current: TrafficWindow, *,
 def _comparable(reference: TrafficWindow, current: TrafficWindow, min_samples: int) -> None:
     for role, window in (("reference", reference), ("current", current)):
         if len(window) < min_samples:
-            raise InputError(f"the {role} window {window.label!r} has {len(window)} instance(s); drift tests need at "
-                             f"least {min_samples}: widen its time range or take more records")
+            raise InputError(_too_small(role, window, reference, current, min_samples))
     if reference.num_features != current.num_features:
         raise InputError(f"the reference window has {reference.num_features} features per input, the current "
                          f"one {current.num_features}: compare traffic of the same model")
@@ -239,6 +241,21 @@ def _comparable(reference: TrafficWindow, current: TrafficWindow, min_samples: i
     if reference.num_classes != current.num_classes:
         raise InputError(f"the reference window has {reference.num_classes} classes, the current one "
                          f"{current.num_classes}: compare traffic of the same model")
+
+
+def _too_small(role: str, window: TrafficWindow, reference: TrafficWindow, current: TrafficWindow,
+               min_samples: int) -> str:
+    """Why ``window`` is too small, and (for windows read from the audit log) how many requests would do."""
+    message = (f"the {role} window {window.label!r} has {len(window)} instance(s); drift tests need at least "
+               f"{min_samples} in each window")
+    if window.requests is None or not len(window):
+        return f"{message}: widen its time range or take more records"
+    per_request = len(window) / window.requests
+    needed = 2 * math.ceil(min_samples / per_request)
+    held = (reference.requests or 0) + (current.requests or 0)
+    return (f"{message}, so at least {needed} logged requests in all at {per_request:.3g} instance(s) per request "
+            f"(these windows hold {held}): log more traffic, or choose windows of at least "
+            f"{needed // 2} requests each (--reference-first N --current-last M, or wider time ranges)")
 
 
 def _summary(window: TrafficWindow) -> WindowSummary:

@@ -52,6 +52,7 @@ def read_window(session: Session, *, model: str | None = None, since: datetime |
     statement = _logged(model, since, until).order_by(order).limit(limit)
     logged: list[Logged] = [(record, row) for record, row in session.execute(statement)]
     if not logged:
+        _check_model(session, model)
         raise InputError(f"the {name} window has no logged predictions{_describe(model, since, until)}: check "
                          "--model and the time range (refused requests and errors are not counted)")
     return build_window(sorted(logged, key=lambda pair: pair[0].seq), model=model, name=name)
@@ -67,9 +68,12 @@ def split_windows(session: Session, *, model: str | None = None, since: datetime
     newer half).
 
     Raises:
-        InputError: fewer records than the two windows ask for together, or no records at all.
+        InputError: fewer records than the two windows ask for together, or no records at all (naming the
+            models logged when ``model`` has none).
     """
     total = count_records(session, model=model, since=since, until=until)
+    if total == 0:
+        _check_model(session, model)
     if total < 2:
         raise InputError(f"the audit log holds {total} logged prediction(s){_describe(model, since, until)}; "
                          "a reference and a current window need at least 2")
@@ -90,6 +94,12 @@ def count_records(session: Session, *, model: str | None = None, since: datetime
     """How many logged predictions (records, not instances) ``read_window`` would read."""
     subquery = _logged(model, since, until).with_only_columns(AuditRecordRow.seq).subquery()
     return int(session.scalar(select(func.count()).select_from(subquery)) or 0)
+
+
+def logged_models(session: Session) -> list[str]:
+    """The names of the models with logged predictions (what ``read_window`` reads), sorted."""
+    statement = _logged(None, None, None).with_only_columns(AuditRecordRow.model).distinct()
+    return sorted(session.scalars(statement))
 
 
 def build_window(logged: Sequence[Logged], *, model: str | None = None, name: str = "traffic") -> TrafficWindow:
@@ -113,7 +123,7 @@ def build_window(logged: Sequence[Logged], *, model: str | None = None, name: st
     return TrafficWindow(
         inputs=x.reshape(len(x), -1), confidence=p.max(axis=1), predicted=p.argmax(axis=1),
         num_classes=p.shape[1], label=_label(logged), sample_shape=tuple(int(d) for d in x.shape[1:]),
-        model=model or models[0])
+        model=model or models[0], requests=len(logged))
 
 
 def decode_input(row: AuditInputRow) -> np.ndarray:
@@ -156,6 +166,15 @@ def _logged(model: str | None, since: datetime | None, until: datetime | None) -
     if until is not None:
         statement = statement.where(AuditRecordRow.time < to_utc(until))
     return statement
+
+
+def _check_model(session: Session, model: str | None) -> None:
+    """Raise ``InputError`` naming the logged models when ``model`` has no logged prediction at all."""
+    if model is None or count_records(session, model=model) > 0:
+        return
+    known = ", ".join(logged_models(session)) or "none yet"
+    raise InputError(f"no logged predictions of model {model!r} in the audit log (models logged: {known}); pass one "
+                     "of them to --model (refused requests and errors are not counted)")
 
 
 def _instances(record: AuditRecordRow, row: AuditInputRow) -> tuple[np.ndarray, np.ndarray]:

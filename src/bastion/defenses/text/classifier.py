@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictFloat, ValidationError
@@ -517,17 +517,16 @@ class InjectionClassifier:
                 if path.name.endswith(".safetensors") else ""
             raise InputError(f"{path} is not a bastion injection-classifier file: not UTF-8 text{hint}") from None
 
-        def read_beside(name: str) -> bytes:
-            beside = path.parent / name
-            if not beside.exists() and adapter_path(path).exists():  # the pair renamed together
-                beside = adapter_path(path)
-            return beside.read_bytes()
+        def beside(name: str) -> list[Path]:
+            # the name the file records, then the pair renamed together (``<stem>.adapter.safetensors``)
+            return list(dict.fromkeys((path.parent / name, adapter_path(path))))
 
-        return cls._from_json(text, str(path), read_beside)
+        return cls._from_json(text, str(path), beside)
 
     @classmethod
-    def _from_json(cls, text: str, where: str, read_beside: Callable[[str], bytes]) -> InjectionClassifier:
-        """The classifier in JSON ``text``; ``read_beside(name)`` reads a file beside it (the adapter)."""
+    def _from_json(cls, text: str, where: str, beside: Callable[[str], Sequence[_Readable]]) -> InjectionClassifier:
+        """The classifier in JSON ``text``; ``beside(name)`` lists where its adapter file ``name`` may be, in the
+        order they are tried."""
         try:
             record = ClassifierFile.model_validate(json.loads(text))
         except json.JSONDecodeError as error:
@@ -560,7 +559,7 @@ class InjectionClassifier:
             if record.format_version < 3:
                 raise InputError(f"{where} is a version {record.format_version} file, which has no adapter, yet "
                                  "names one; retrain with `bastion guard train`")
-            classifier.adapter_ = _read_adapter(record.adapter, where, read_beside)
+            classifier.adapter_ = _read_adapter(record.adapter, where, beside)
         return classifier
 
 
@@ -570,22 +569,42 @@ def adapter_path(classifier_path: str | Path) -> Path:
     return path.with_name(path.stem + ".adapter.safetensors")
 
 
-def _read_adapter(record: AdapterFile, where: str, read_beside: Callable[[str], bytes]) -> EncoderAdapter:
-    """The adapter a classifier file names, checked against its SHA-256 and merged into the encoder once (so a
-    file that does not fit the model is refused here, and the first text scored does not pay the merge)."""
+class _Readable(Protocol):
+    """A file that may hold an adapter: a ``Path``, or a packaged resource."""
+
+    @property
+    def name(self) -> str: ...
+
+    def is_file(self) -> bool: ...
+
+    def read_bytes(self) -> bytes: ...
+
+
+def _read_adapter(record: AdapterFile, where: str, beside: Callable[[str], Sequence[_Readable]]) -> EncoderAdapter:
+    """The adapter a classifier file names, read from the first of ``beside(record.file)`` that exists, checked
+    against its SHA-256 and merged into the encoder once (so a file that does not fit the model is refused here,
+    and the first text scored does not pay the merge). Errors name the file that was looked for or read."""
     from bastion.defenses.text.embedding import load_model
 
     if Path(record.file).name != record.file or record.file in ("", ".", ".."):
         raise InputError(f"{where} names its adapter file {record.file!r}; it must be a bare file name")
+    candidates = beside(record.file)
+    found = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if found is None:
+        names = candidates[-1].name  # <stem>.adapter.safetensors, beside <stem>.json
+        if len(candidates) > 1:
+            names += f" (or {candidates[0].name}, the name it was saved with)"
+        raise InputError(f"{where} needs its adapter file {names} beside it, and there is none; keep the "
+                         ".adapter.safetensors file that was written with it in the same folder")
     try:
-        data = read_beside(record.file)
+        data = found.read_bytes()
     except OSError as error:
-        raise InputError(f"{where} needs its adapter file {record.file} beside it ({error.strerror or error}); "
-                         "keep the .adapter.safetensors file that was written with it in the same folder") from error
+        raise InputError(f"cannot read the adapter file {found.name} beside {where}: {error.strerror or error}"
+                         ) from error
     if hashlib.sha256(data).hexdigest() != record.sha256:
-        raise InputError(f"the adapter file {record.file} beside {where} is not the one it was saved with "
+        raise InputError(f"the adapter file {found.name} beside {where} is not the one it was saved with "
                          "(SHA-256 differs); copy the pair together or retrain with `bastion guard train`")
-    adapter = EncoderAdapter.from_bytes(data, record.file)
+    adapter = EncoderAdapter.from_bytes(data, found.name)
     load_model(adapter)
     return adapter
 
@@ -601,8 +620,7 @@ def load_default() -> InjectionClassifier:
                          "`bastion guard train`") from error
     folder = resources.files("bastion.defenses.text").joinpath("data")
     try:
-        return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}",
-                                              lambda name: folder.joinpath(name).read_bytes())
+        return InjectionClassifier._from_json(text, f"shipped {DEFAULT_FILE}", lambda name: [folder.joinpath(name)])
     except InputError as error:
         raise InputError(f"{error} (this is the classifier shipped with bastion: reinstall bastion)") from error
 

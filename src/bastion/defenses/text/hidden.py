@@ -7,6 +7,10 @@ becomes a ``hidden-text`` finding) and the payloads that tag characters and vari
 which :func:`~bastion.defenses.text.normalize.normalize` turns into views of their own. Routine uses (a
 leading byte-order mark, flag emoji, joiners in Persian or Indic words, direction marks in right-to-left
 text, Greek letters in scientific notation) are removed without a mark.
+
+Hidden characters between an ASCII letter or digit and another visible character may stand for a space
+(``ignore<U+200B>all<U+200B>previous``), and removing them glues the words together: the text is then also
+given with each such run as a space (:attr:`Cleaned.spaced`), which ``normalize`` scans as one more view.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ _HIDDEN_RE = re.compile(
     "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufe00-\ufe0f\ufeff"
     "\U000e0000-\U000e007f\U000e0100-\U000e01ef]+"
 )
+# A run of hidden characters between an ASCII letter or digit and another visible character: inside a word it
+# splits the word (removing it is right), between words it stands for a space (removing it glues them together).
+_GLUING_RE = re.compile(f"(?<=[A-Za-z0-9]){_HIDDEN_RE.pattern}(?=\\S)|(?<=\\S){_HIDDEN_RE.pattern}(?=[A-Za-z0-9])")
 # Zero-width (non-)joiners and spaces are routine in Persian, Indic or Thai words and inside emoji; they are
 # counted only where they touch an ASCII letter or digit, which is where they split a word to evade a filter.
 _JOINERS_RE = re.compile("(?<=[A-Za-z0-9])[\u200b-\u200d\u2060]+|[\u200b-\u200d\u2060]+(?=[A-Za-z0-9])")
@@ -99,6 +106,7 @@ class Cleaned:
     marks: dict[str, Mark]
     counts: dict[str, int]
     hidden: list[tuple[str, str]]  # (technique, payload) smuggled in invisible characters
+    spaced: str | None = None  # ``text`` with the hidden characters that may glue words as spaces; None: none do
 
 
 def _render(text: str) -> str:
@@ -150,21 +158,24 @@ def _merge(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
     return a[0] + b[0], min(firsts, default=-1)
 
 
-def _strip_hidden(text: str) -> tuple[str, dict[str, Mark], list[tuple[str, str]]]:
-    """``text`` without hidden characters, a mark per technique seen, and the payloads they smuggled."""
+def _strip_hidden(text: str) -> tuple[str, dict[str, Mark], list[tuple[str, str]], str | None]:
+    """``text`` without hidden characters, a mark per technique seen, the payloads they smuggled, and ``text``
+    with the runs of them that touch an ASCII letter or digit, between visible characters, as spaces (``None``
+    when there is no such run)."""
     if not _HIDDEN_RE.search(text):
-        return text, {}, []
+        return text, {}, [], None
     body = text[1:] if text.startswith("\ufeff") else text  # a leading byte-order mark is routine
     body = _FLAG_TAGS_RE.sub("", body)  # so is a flag spelled with tag characters
     found, payloads = _hidden_runs(body)
     clean = _HIDDEN_RE.sub("", body)
+    spaced = _HIDDEN_RE.sub("", _GLUING_RE.sub(" ", body)) if _GLUING_RE.search(body) else None
     marks = {}
     for rule, (count, first) in found.items():
         position = len(_HIDDEN_RE.sub("", body[:first]))
         smuggled = next((payload for technique, payload in payloads if technique == rule), None)
         evidence = smuggled or _render(body[max(0, first - 15):first + 45])
         marks[rule] = Mark(rule, count, _word_span(clean, position), quote(evidence))
-    return clean, marks, payloads
+    return clean, marks, payloads, spaced
 
 
 def _fold_homoglyphs(text: str) -> tuple[str, int, Mark | None]:
@@ -204,18 +215,21 @@ def _clean(raw: str) -> Cleaned:
     """NFKC, then hidden characters removed, then look-alike letters folded (this order keeps spans exact)."""
     styled = len(_STYLED_RE.findall(raw)) if not raw.isascii() else 0
     text = raw if unicodedata.is_normalized("NFKC", raw) else unicodedata.normalize("NFKC", raw)
-    text, marks, hidden = _strip_hidden(text)
+    text, marks, hidden, spaced = _strip_hidden(text)
     text, folded, homoglyph = _fold_homoglyphs(text)
+    if spaced is not None:
+        spaced = _fold_homoglyphs(spaced)[0]
     if homoglyph:
         marks["homoglyph"] = homoglyph
     invisible = sum(marks[r].count for r in ("invisible", "unicode-tags", "variation-selectors") if r in marks)
     counts = {"invisible": invisible, "bidi": marks["bidi"].count if "bidi" in marks else 0,
               "homoglyphs": folded + styled}
-    return Cleaned(text, marks, counts, hidden)
+    return Cleaned(text, marks, counts, hidden, spaced)
 
 
 def assemble(pieces: list[str]) -> tuple[Cleaned, list[tuple[int, int]]]:
-    """Clean each piece and join them with newlines; the spans say where each piece landed."""
+    """Clean each piece and join them with newlines; the spans say where each piece landed (in ``text``; the
+    ``spaced`` text, where there is one, joins the pieces the same way)."""
     parts = [_clean(piece) for piece in pieces]
     marks: dict[str, Mark] = {}
     spans = []
@@ -231,4 +245,7 @@ def assemble(pieces: list[str]) -> tuple[Cleaned, list[tuple[int, int]]]:
         offset += len(part.text) + 1
     counts = {key: sum(part.counts[key] for part in parts) for key in ("invisible", "bidi", "homoglyphs")}
     hidden = [payload for part in parts for payload in part.hidden]
-    return Cleaned("\n".join(part.text for part in parts), marks, counts, hidden), spans
+    spaced = None
+    if any(part.spaced is not None for part in parts):
+        spaced = "\n".join(part.text if part.spaced is None else part.spaced for part in parts)
+    return Cleaned("\n".join(part.text for part in parts), marks, counts, hidden, spaced), spans

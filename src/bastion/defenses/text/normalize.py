@@ -24,6 +24,9 @@ from bastion.defenses.text.findings import Finding
 from bastion.defenses.text.hidden import Cleaned, assemble
 
 STAT_KEYS = ("invisible", "bidi", "homoglyphs", "decoded_layers", "chars")
+#: The path step of the view that reads hidden characters beside an ASCII letter or digit as spaces (where they
+#: may stand for one, ``ignore<U+200B>all``); the view before that step has them removed.
+SPACED = "invisible-as-space"
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ class TextView:
         text (str): the text of this layer, normalised (NFKC, hidden characters removed, look-alike
             letters folded to ASCII).
         path (tuple[str, ...]): the decodings that lead from the original to this layer, outermost first
-            (``("base64", "hex")``); ``()`` (the default) for the normalised original.
+            (``("base64", "hex")``); ``()`` (the default) for the normalised original. A step
+            :data:`SPACED` (``"invisible-as-space"``) is the layer before it with hidden characters between
+            words read as spaces instead of removed.
     """
 
     text: str
@@ -92,6 +97,8 @@ class _Layers:
             smuggled = [Decoded(text, False) for kind, text in cleaned.hidden if kind == technique and text.strip()]
             if smuggled:
                 self.add((*path, technique), smuggled)
+        if cleaned.spaced is not None:  # removing them may have glued words together: read them as spaces too
+            self.add((*path, SPACED), [Decoded(cleaned.spaced, False)])
 
     def _record(self, cleaned: Cleaned, path: tuple[str, ...]) -> None:
         self.findings.extend(mark.finding(path) for mark in cleaned.marks.values())
@@ -112,8 +119,9 @@ def normalize(text: str, *, max_depth: int = 3, max_views: int = 32) -> Normaliz
     Returns:
         Normalized: ``views[0]`` is ``text`` after NFKC, with invisible and bidirectional control characters
         removed and look-alike letters folded; each further view is a decoded layer (Base64, hex, URL
-        escapes, ROT13, reversed text, Unicode tag characters, variation selectors), itself normalised
-        and decoded again up to ``max_depth``. Decoded characters are capped at four times ``len(text)``.
+        escapes, ROT13, reversed text, Unicode tag characters, variation selectors, or hidden characters
+        between words read as spaces, :data:`SPACED`), itself normalised and decoded again up to
+        ``max_depth``. Decoded characters are capped at four times ``len(text)``.
 
     Raises:
         TypeError: ``text`` is not a ``str``.

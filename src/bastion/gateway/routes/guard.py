@@ -4,9 +4,10 @@ Both answer 200 with the guard's verdict (``flagged`` says whether the text was 
 id in ``X-Request-Id``. Any authenticated key whose scopes hold ``guard`` or ``*`` may call them (403
 otherwise: a key scoped to models only does not get the guard); each call counts one instance against the
 key's rate and budget (429 with ``Retry-After``). A text over ``guard_max_chars`` characters gets 422 saying
-the limit; bodies over ``max_body_bytes`` get 413 before that. When the learned classifier cannot be loaded,
-the prompt route answers 503 saying why. Every admitted call is written to the audit log (see
-:mod:`bastion.gateway.guard`), those refused with 422 included, and ``bastion replay`` repeats it.
+the limit, and an empty (or whitespace-only) prompt 422 ``invalid_input``; bodies over ``max_body_bytes`` get
+413 before that. When the learned classifier cannot be loaded, the prompt route answers 503 saying why. Every
+admitted call is written to the audit log (see :mod:`bastion.gateway.guard`), those refused with 422 included,
+and ``bastion replay`` repeats it.
 """
 
 from __future__ import annotations
@@ -56,13 +57,17 @@ async def guard_output(body: GuardOutputRequest, state: State, key: GuardKey):
 
 async def _guard(state: GatewayState, key: KeyInfo, kind: GuardKind,
                  body: GuardPromptRequest | GuardOutputRequest) -> FastJSONResponse:
-    """Admit, screen, log and answer one call (422 logged and raised for a text over the limit or a bad canary)."""
+    """Admit, screen, log and answer one call (422 logged and raised for a text over the limit, an empty prompt or a
+    bad canary)."""
     admit(state, key, 1)
     request_id = new_request_id()
     guards = state.guards
     problem = too_long(body, guards.max_chars)
     if problem is not None:
         raise await _refused(state, key, kind, request_id, "too_long", problem)
+    if kind == "prompt" and not body.text.strip():
+        raise await _refused(state, key, kind, request_id, "invalid_input",
+                             'text is empty (or only whitespace): give the prompt to screen in "text"')
     try:
         verdict = await guards.screen(body)
     except InputError as error:

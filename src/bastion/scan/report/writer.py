@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bastion.core.errors import InputError
@@ -71,3 +73,36 @@ def prepare_folder(out_dir: str | Path) -> Path:
         reason = error.strerror or str(error)
         raise InputError(f"cannot create report folder {folder}: {reason}") from error
     return folder
+
+
+@contextmanager
+def report_folder(out_dir: str | Path) -> Iterator[Path]:
+    """:func:`prepare_folder` for a run that may fail: when the block raises (or is interrupted), the folders it
+    created (``out_dir`` and any missing parents) are removed again while they are still empty, so a failed run
+    leaves no empty folder behind. A folder that existed before, or that now holds files, is kept."""
+    folder = Path(out_dir)
+    created = _missing_folders(folder)
+    try:
+        yield prepare_folder(folder)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is an empty folder; stop at the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # refuses a folder that holds anything
+        except OSError:
+            return
