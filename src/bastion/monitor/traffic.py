@@ -169,10 +169,13 @@ def _logged(model: str | None, since: datetime | None, until: datetime | None) -
 
 
 def _check_model(session: Session, model: str | None) -> None:
-    """Raise ``InputError`` naming the logged models when ``model`` has no logged prediction at all."""
+    """Raise ``InputError`` naming the logged models when ``model`` has no logged prediction but others have (a
+    misspelt name). An empty log is left to the caller's own message (how many predictions it needs)."""
     if model is None or count_records(session, model=model) > 0:
         return
-    known = ", ".join(logged_models(session)) or "none yet"
+    known = ", ".join(logged_models(session))
+    if not known:
+        return
     raise InputError(f"no logged predictions of model {model!r} in the audit log (models logged: {known}); pass one "
                      "of them to --model (refused requests and errors are not counted)")
 
