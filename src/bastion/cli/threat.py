@@ -119,7 +119,7 @@ def _print_document(threat: ThreatDocument) -> None:
         table.add_row(str(rank), escape(path.id), escape(path.title), escape(path.attacker),
                       escape("\n".join(path.atlas)), f"{path.likelihood} x {path.impact}", str(path.risk), gates)
     console.print(table)
-    ungated = [path.id for path in threat.ranked_paths() if not path.requires]
+    ungated = [path.id for path in paths if not path.requires]
     if ungated:
         console.print(f"[yellow]no gate:[/] {escape(', '.join(ungated))} (no evidence answers them; review by hand)",
                       highlight=False, soft_wrap=True)

@@ -111,10 +111,7 @@ class TabularSchema(BaseModel):
     @field_validator("columns", mode="before")
     @classmethod
     def _columns_from_mapping(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return [{"name": name, **(spec or {})} if isinstance(spec, dict | None) else spec
-                    for name, spec in value.items()]
-        return value
+        return columns_as_list(value)
 
     @model_validator(mode="after")
     def _unique_names(self) -> TabularSchema:
@@ -211,17 +208,24 @@ def _column_locator(columns: object) -> Callable[[Location], str]:
     return locate
 
 
+def columns_as_list(columns: Any) -> Any:
+    """A schema's raw ``columns`` as the list :class:`TabularSchema` validates: a mapping from name to spec
+    becomes a list of specs with their names (a spec that is not a mapping is left for validation to refuse);
+    anything else is returned as it is."""
+    if isinstance(columns, dict):
+        return [{"name": name, **(spec or {})} if isinstance(spec, dict | None) else spec
+                for name, spec in columns.items()]
+    return columns
+
+
 def _column_names(columns: object) -> list[str | None]:
     """The name of each entry of a schema's raw ``columns`` (a list, or a mapping from name to spec, in the order
     :class:`TabularSchema` validates them); ``None`` where an entry has no text name."""
-    if isinstance(columns, dict):
-        entries = [{"name": name, **spec} if isinstance(spec, dict) else {"name": name}
-                   for name, spec in columns.items()]
-    elif isinstance(columns, list):
-        entries = columns
-    else:
+    entries = columns_as_list(columns)
+    if not isinstance(entries, list):
         return []
-    names = [entry.get("name") if isinstance(entry, dict) else None for entry in entries]
+    keys = list(columns) if isinstance(columns, dict) else [None] * len(entries)  # a mapping's names, bad specs too
+    names = [entry.get("name") if isinstance(entry, dict) else key for entry, key in zip(entries, keys, strict=True)]
     return [name if isinstance(name, str) and name else None for name in names]
 
 

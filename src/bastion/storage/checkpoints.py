@@ -9,14 +9,14 @@ connections and runs passive checkpoints from a thread of its own, on its own co
 ``sqlite3`` module releases the interpreter lock while SQLite works, so the thread costs the event
 loop almost nothing. Other databases (PostgreSQL) need none of this: ``start`` does nothing there.
 
-A passive checkpoint never waits for the writer, so under sustained load it never catches up with it: SQLite
-starts the log over only once every frame in it has been copied back, and a gateway committing every few
-milliseconds always has new ones. The log then grows without bound (measured: 472 MB after 30,000 requests in
-33 s, the database itself 107 MB) and every page read searches more of its index, so the writes slow down as it
-grows. So when the log is over ``restart_bytes`` the thread follows its passive checkpoint with a second one (the
-frames written meanwhile) and then a ``RESTART`` checkpoint, which holds the writer back only while it copies
-that short tail, and lets the next commit start the log over; the writers' ``journal_size_limit`` trims the
-file back to ``restart_bytes`` when it does.
+A passive checkpoint never waits for the writer, so under sustained load it never catches up with it: SQLite starts
+the log over only once every frame in it has been copied back, and a gateway committing every few milliseconds
+always has new ones. The log then grows without bound (measured with ``benchmarks/gateway_sustained.py``: 716 MB
+after 30,000 requests, the database itself 109 MB) and every page read searches more of its index, so the writes
+slow down as it grows. So when the log is over ``restart_bytes`` the thread follows its passive checkpoint with a
+second one (the frames written meanwhile) and then a ``RESTART`` checkpoint, which holds the writer back only while
+it copies that short tail, and lets the next commit start the log over; the writers' ``journal_size_limit`` trims
+the file back to ``restart_bytes`` when it does.
 """
 
 from __future__ import annotations
