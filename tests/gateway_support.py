@@ -75,3 +75,27 @@ def uncertain_input(loaded, digits_arrays) -> np.ndarray:
     confidence = torch.softmax(loaded.classifier.logits(blends), dim=1).max(dim=1).values
     assert confidence.min() < 0.3
     return blends[confidence.argmin()][None].numpy()
+
+
+def write_records_before_0006(database, records: list, *, seq: int = 1, prev_hash: str | None = None) -> str:
+    """Append ``records`` (``PendingRecord``s, inputs not stored) as a gateway before migration 0006 wrote them:
+    no ``hash_format`` column, every hash in the first format. The last record's ``entry_hash``."""
+    from sqlalchemy import Column, MetaData, Table, insert
+
+    from bastion.gateway import audit
+    from bastion.storage.ledger import GENESIS_HASH
+    from bastion.storage.tables import AuditRecordRow
+
+    table = Table("audit_records", MetaData(),
+                  *[Column(column.name, column.type) for column in AuditRecordRow.__table__.columns
+                    if column.name != "hash_format"])
+    prev_hash = prev_hash or GENESIS_HASH
+    rows = []
+    for offset, record in enumerate(records):
+        row = audit._row(record, seq + offset, prev_hash)  # noqa: SLF001 - the fields a gateway writes
+        del row["hash_format"], row["entry_hash"]
+        row["entry_hash"] = prev_hash = audit.record_hash(row)
+        rows.append(row)
+    with database.engine.begin() as connection:
+        connection.execute(insert(table), rows)
+    return prev_hash

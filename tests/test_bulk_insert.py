@@ -14,6 +14,7 @@ from bastion.gateway.audit import AuditLog, PendingRecord, verify_audit
 from bastion.storage.bulk_insert import SqliteBulkInsert, json_text
 from bastion.storage.database import open_database
 from bastion.storage.tables import AuditInputRow, AuditRecordRow
+from gateway_support import write_records_before_0006
 
 
 def _row(seq: int, **changes) -> dict:
@@ -22,7 +23,7 @@ def _row(seq: int, **changes) -> dict:
            "input_sha256": None, "scores": {"energy": [-7.25, 3.1e-05]}, "probabilities": None,
            "response": {"outputs": [{"data": [0.1, 1e-07, 0.9]}], "id": None, "text": "é ✓ \u2028"},
            "decision": "answer", "status": 200, "review_id": None, "batch": None, "prev_hash": "0" * 64,
-           "entry_hash": f"{seq:064d}"}
+           "entry_hash": f"{seq:064d}", "hash_format": 2}
     return {**row, **changes}
 
 
@@ -32,11 +33,12 @@ def _pending(index: int) -> PendingRecord:
                          probabilities=None, response={"outputs": []}, decision="answer", status=200)
 
 
-def _read(database) -> list[dict]:
-    with database.sessions() as session:
-        rows = session.scalars(select(AuditRecordRow).order_by(AuditRecordRow.seq)).all()
-        return [{c.key: getattr(row, c.key) for c in AuditRecordRow.__table__.columns if c.key != "seq"}
-                for row in rows]
+def _read(database, *, without: tuple[str, ...] = ()) -> list[dict]:
+    """Every audit record but its ``seq``, less the columns ``without`` (those a schema before the newest lacks)."""
+    columns = [c for c in AuditRecordRow.__table__.columns if c.key != "seq" and c.key not in without]
+    with database.engine.connect() as connection:
+        rows = connection.execute(select(*columns).order_by(AuditRecordRow.seq)).all()
+        return [dict(row._mapping) for row in rows]
 
 
 def test_rows_read_back_as_core_writes_them(tmp_path):
@@ -133,10 +135,8 @@ def test_the_entry_hash_index_is_dropped_from_an_existing_log_which_still_verifi
     old = open_database(home=tmp_path, upgrade=False)
     upgrade_schema(old.engine, "0004")
     assert any(c["column_names"] == ["entry_hash"] for c in inspect(old.engine).get_unique_constraints("audit_records"))
-    log = AuditLog(old, sync=False)
-    log.start()
-    assert log.write([_pending(index) for index in range(5)]) == [1, 2, 3, 4, 5]
-    before = _read(old)
+    write_records_before_0006(old, [_pending(index) for index in range(5)])
+    before = _read(old, without=("hash_format",))
     old.engine.dispose()
 
     database = open_database(home=tmp_path)  # upgrades to the newest schema
@@ -145,7 +145,7 @@ def test_the_entry_hash_index_is_dropped_from_an_existing_log_which_still_verifi
     assert any(c["column_names"] == ["request_id"] for c in schema.get_unique_constraints("audit_records"))
     assert {index["name"] for index in schema.get_indexes("audit_records")} >= {"ix_audit_records_time",
                                                                                 "ix_audit_records_key_id"}
-    assert _read(database) == before
+    assert _read(database, without=("hash_format",)) == before
     log = AuditLog(database, sync=False)
     log.start()
     assert log.write([_pending(5)]) == [6]

@@ -1,7 +1,8 @@
 """The audit log: every request the gateway answers, append-only and hash-chained, with its exact input.
 
-Each record's ``entry_hash`` is the SHA-256 of the canonical JSON of its fields (everything but the
-hash itself), ``prev_hash`` the previous record's hash. After every commit the last ``seq`` and hash
+Each record's ``entry_hash`` is the SHA-256 of a canonical JSON of its fields (everything but the
+hash itself; the record's ``hash_format`` says which, see :data:`HASH_FORMATS`), ``prev_hash`` the previous
+record's hash. After every commit the last ``seq`` and hash
 are written to ``<home>/audit.head`` (outside the database), so records cut off the end, or a rewritten
 last record, are detected too (see ``bastion.storage.ledger`` for what an anchor does and does not show).
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
@@ -51,14 +53,39 @@ HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version"
                  "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
                  "prev_hash")
 #: Hashed only when set, so records written before the field existed keep their hashes.
-OPTIONAL_HASHED_FIELDS = ("batch",)
+OPTIONAL_HASHED_FIELDS = ("batch", "hash_format")
+#: How a record's hashed fields become the bytes its ``entry_hash`` is the SHA-256 of, by ``hash_format``:
+#:
+#: - ``None`` (stored as NULL): the standard library's canonical JSON (``bastion.storage.ledger.canonical_json``:
+#:   sorted keys, compact, UTF-8, no NaN). Every record before migration 0006, and a record orjson cannot write.
+#: - ``2``: orjson with sorted keys (compact, UTF-8; floats in orjson's shortest round-trip spelling, which writes
+#:   ``0.00005`` and ``1e-7`` where the first format writes ``5e-05`` and ``1e-07``; NaN and infinities as ``null``,
+#:   as the JSON columns store them). The format is one of the hashed fields. 5 µs a gateway record against the
+#:   first format's 22, which was 4% of the gateway's CPU a request under load (RESULTS.md, issue 6).
+#:   ``tests/test_audit_hash.py`` pins a record's hash, so an orjson release that spelled a number otherwise fails
+#:   the tests before it can break verification.
+HASH_FORMATS: dict[int | None, str] = {None: "standard-library canonical JSON", 2: "orjson, sorted keys"}
+#: The format new records are written in.
+HASH_FORMAT = 2
 
 
 def record_hash(fields: dict[str, Any]) -> str:
-    """Hex SHA-256 of the canonical JSON of a record's hashed fields (``time`` in canonical form)."""
+    """Hex SHA-256 of a record's hashed fields (``time`` in canonical form) serialised as its ``hash_format`` says
+    (absent or ``None``: the first format).
+
+    Raises:
+        ValueError: an unknown ``hash_format``, or a NaN or infinite number in the first format.
+        TypeError: a value the format cannot write (orjson: a non-string key, an integer beyond 64 bits).
+    """
+    hash_format = fields.get("hash_format")
+    if hash_format not in HASH_FORMATS:
+        raise ValueError(f"unknown audit hash_format {hash_format!r}; known: "
+                         + ", ".join(f"{k} ({v})" for k, v in HASH_FORMATS.items()))
     document = {name: fields[name] for name in HASHED_FIELDS}
     document.update({name: fields[name] for name in OPTIONAL_HASHED_FIELDS if fields.get(name) is not None})
     document["time"] = canonical_time(document["time"])
+    if hash_format == 2:
+        return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
 
 
@@ -302,9 +329,14 @@ def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
         "scores": record.scores, "probabilities": record.probabilities, "response": record.response,
         "decision": record.decision, "status": record.status,
         "review_id": None if record.review is None else record.review.id, "batch": record.batch,
-        "prev_hash": prev_hash,
+        "prev_hash": prev_hash, "hash_format": HASH_FORMAT,
     }
-    return {**fields, "entry_hash": record_hash(fields)}
+    try:
+        entry_hash = record_hash(fields)
+    except TypeError:  # orjson writes no non-string keys nor integers beyond 64 bits: the first format does
+        fields["hash_format"] = None
+        entry_hash = record_hash(fields)
+    return {**fields, "entry_hash": entry_hash}
 
 
 def audit_anchor(database: Database) -> Path | None:
@@ -359,7 +391,13 @@ def _record_problems(row: AuditRecordRow, expected_seq: int, prev_hash: str) -> 
         problems.append(LedgerProblem(seq=min(row.seq, expected_seq), problem=f"record {row.seq} where {expected_seq} "
                                       "was expected: records were deleted or renumbered"))
     fields = {name: getattr(row, name) for name in HASHED_FIELDS + OPTIONAL_HASHED_FIELDS}
-    if record_hash(fields) != row.entry_hash:
+    try:
+        expected_hash = record_hash(fields)
+    except (ValueError, TypeError) as error:
+        problems.append(LedgerProblem(seq=row.seq, problem=f"the record's entry_hash cannot be recomputed ({error}): "
+                                      "its hash_format or a field was edited"))
+        expected_hash = row.entry_hash
+    if expected_hash != row.entry_hash:
         problems.append(LedgerProblem(seq=row.seq, problem="the record's contents do not match its entry_hash: a "
                                       "field (input hash, scores, output, decision...) was edited"))
     if row.prev_hash != prev_hash:

@@ -5,8 +5,8 @@ each JSON column written by the standard library's encoder) cost more than SQLit
 :class:`SqliteBulkInsert` keeps SQLAlchemy's SQL and storage format: the statement is SQLAlchemy's, compiled
 for SQLite, and every value goes through its column type's bind processor, except JSON columns, which
 orjson writes (the same values read back; the text may spell small floats differently from the standard
-library, ``0.00005`` for ``5e-05``). orjson writes ``NaN`` and infinities as ``null``: give it finite
-numbers (the audit log's JSON columns are hashed first, and the hash refuses them). Other databases keep
+library, ``0.00005`` for ``5e-05``). orjson writes ``NaN`` and infinities as ``null`` (so does the audit
+log's hash in its current format, so the hash covers what is stored). Other databases keep
 SQLAlchemy Core (PostgreSQL's driver wants JSON as its own wrapper type, and its round trip dominates).
 """
 

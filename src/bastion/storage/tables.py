@@ -167,7 +167,8 @@ class AuditRecordRow(Base):
     details (see ``bastion.gateway.audit``); ``prev_hash`` is the previous record's ``entry_hash``.
     ``probabilities`` is what the model said (before the output policy), ``response`` what the client got.
     ``entry_hash`` has no index of its own (migration 0005): nothing looks records up by it, and an index
-    on a random key costs the write-ahead log a page a record.
+    on a random key costs the write-ahead log a page a record. ``hash_format`` says how the hashed fields were
+    serialised (``bastion.gateway.audit.HASH_FORMATS``; NULL: the first format, as every record before 0006).
     """
 
     __tablename__ = "audit_records"
@@ -191,6 +192,7 @@ class AuditRecordRow(Base):
         JSON, doc="when the request shared a forward pass: the input hashes of the batch in order and its index")
     prev_hash: Mapped[str] = mapped_column(String(HASH))
     entry_hash: Mapped[str] = mapped_column(String(HASH))
+    hash_format: Mapped[int | None] = mapped_column(Integer, doc="how entry_hash serialised the record; NULL: 1")
 
 
 class ReviewCaseRow(Base):
