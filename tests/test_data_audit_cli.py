@@ -133,6 +133,17 @@ def test_audit_bad_options_exit_2(workspace, args, message):
     assert result.exit_code == 2 and message in text(result)
 
 
+def test_a_failed_audit_leaves_no_new_folder_and_keeps_one_that_was_there(workspace):
+    out = workspace / "reports" / "audit"
+    result = bastion("data", "audit", workspace / "nowhere", "--out", out)
+    assert result.exit_code == 2 and "nowhere" in text(result)
+    assert not (workspace / "reports").exists(), "a failed run left its new --out folders behind"
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    assert bastion("data", "audit", workspace / "nowhere", "--out", out).exit_code == 2
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_poison_refuses_a_bad_target_and_leaves_nothing_behind(tmp_path):
     result = bastion("data", "poison", "digits:train", "--target", 99, "--out", tmp_path / "p")
     assert result.exit_code == 2 and "--target must be a class index from 0 to 9" in text(result)

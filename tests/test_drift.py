@@ -320,9 +320,10 @@ def test_cli_fails_on_alert_only_when_asked(home: Path, tmp_path: Path) -> None:
       for alpha in ("nan", "inf", "-inf", "0", "1", "-0.5", "2")],
 ])
 def test_cli_bad_arguments_exit_2(home: Path, tmp_path: Path, args: list[str], message: str) -> None:
-    result = monitor("--home", str(home), "--out", str(tmp_path / "bad"), *args)
+    result = monitor("--home", str(home), "--out", str(tmp_path / "bad" / "drift"), *args)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+    assert not (tmp_path / "bad").exists(), "a failed run left its new --out folders behind"
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -76,7 +76,7 @@ def certify_command(
     std: Std = None,
 ) -> None:
     """Prove robustness: certified accuracy with its curve against radius; JSON evidence and HTML report."""
-    from bastion.scan.report.writer import prepare_folder
+    from bastion.scan.report.writer import report_folder
     from bastion.workflows.certify import CertifySettings, check_certify_settings, run_certify
     from bastion.workflows.report import write_certify_reports
 
@@ -91,10 +91,10 @@ def certify_command(
         loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
         warn_if_untrained(model, weights)
         dataset = load_data_from_options(data, label_column, schema, limit)
-        prepare_folder(out)
-        with progress_bars() as progress:
-            record = run_certify(loaded, dataset, settings, progress=progress, engine=chosen_engine)
-        paths = write_certify_reports(record, out)
+        with report_folder(out):  # a failed run leaves no new, empty folder behind
+            with progress_bars() as progress:
+                record = run_certify(loaded, dataset, settings, progress=progress, engine=chosen_engine)
+            paths = write_certify_reports(record, out)
     print_certify_summary(record)
     console.print(f"reports: {', '.join(str(p) for p in paths.values())}")
     if fail_under is not None and record.certified_accuracy < fail_under:

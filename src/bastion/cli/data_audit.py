@@ -71,7 +71,7 @@ def audit_command(
 ) -> None:
     """Audit training data: duplicates, train/test leakage, outliers, label issues, suspected poison."""
     from bastion.cli.model_options import load_data_from_options, load_model_from_options
-    from bastion.scan.report.writer import prepare_folder
+    from bastion.scan.report.writer import report_folder
     from bastion.workflows.audit import AuditSettings, run_audit
     from bastion.workflows.audit_report import write_audit_reports
 
@@ -85,23 +85,23 @@ def audit_command(
                              "(an untrained network's features say nothing about the data)")
         if known_poison is not None and not known_poison.is_file():
             raise InputError(f"--known-poison {known_poison}: file not found")
-        prepare_folder(out)
-        dataset = load_data_from_options(path, label_column, schema)
-        locations, root = _locations(path, dataset, schema, label_column)
-        classifier, model_ref = None, None
-        if model is not None:
-            loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
-            classifier, model_ref = _torch_classifier(loaded)
-            if classifier is not None and "poison" in settings.checks:
-                _check_features(classifier, dataset, model)
-        test_data = load_data_from_options(test, label_column, schema) if test else None
-        record = run_audit(dataset, settings, classifier=classifier, model_ref=model_ref, test=test_data,
-                           locations=locations, data_path=_data_path(path), manifest_root=root,
-                           progress=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
-        truth = _known_poison(known_poison, record) if known_poison else None
-        if truth is not None:
-            record.notes.append(_truth_note(known_poison, record, truth))
-        paths = write_audit_reports(record, out, x=dataset.x, bounds=dataset.bounds)
+        with report_folder(out):  # a failed run leaves no new, empty folder behind
+            dataset = load_data_from_options(path, label_column, schema)
+            locations, root = _locations(path, dataset, schema, label_column)
+            classifier, model_ref = None, None
+            if model is not None:
+                loaded = load_model_from_options(model, weights, input_shape, num_classes, bounds, mean, std)
+                classifier, model_ref = _torch_classifier(loaded)
+                if classifier is not None and "poison" in settings.checks:
+                    _check_features(classifier, dataset, model)
+            test_data = load_data_from_options(test, label_column, schema) if test else None
+            record = run_audit(dataset, settings, classifier=classifier, model_ref=model_ref, test=test_data,
+                               locations=locations, data_path=_data_path(path), manifest_root=root,
+                               progress=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
+            truth = _known_poison(known_poison, record) if known_poison else None
+            if truth is not None:
+                record.notes.append(_truth_note(known_poison, record, truth))
+            paths = write_audit_reports(record, out, x=dataset.x, bounds=dataset.bounds)
     _print_summary(record, truth)
     console.print(f"reports: {', '.join(str(p) for p in paths.values())}", highlight=False)
 

@@ -81,7 +81,7 @@ def harden_command(
     std: Std = None,
 ) -> None:
     """Harden a factory model against evasion; write weights, evidence and before/after reports."""
-    from bastion.scan.report.writer import prepare_folder
+    from bastion.scan.report.writer import report_folder
     from bastion.workflows.harden import (
         CHECKPOINTS,
         HardenSettings,
@@ -106,16 +106,16 @@ def harden_command(
         check_files(settings, weights, out)
         train = load_data_from_options(data, label_column, schema, limit)
         evaluation = load_data_from_options(eval_data, label_column, schema) if eval_data else None
-        prepare_folder(out)
-        if resume and not has_checkpoints(out / CHECKPOINTS):
-            errors.print(f"note: --resume found no checkpoints in {out / CHECKPOINTS}: starting a new run")
+        with report_folder(out):  # a failed run leaves no new, empty folder behind
+            if resume and not has_checkpoints(out / CHECKPOINTS):
+                errors.print(f"note: --resume found no checkpoints in {out / CHECKPOINTS}: starting a new run")
 
-        def load(weights_file: str | None):
-            return load_model_from_options(model, weights_file, input_shape, num_classes, bounds, mean, std)
+            def load(weights_file: str | None):
+                return load_model_from_options(model, weights_file, input_shape, num_classes, bounds, mean, std)
 
-        with progress_bars() as progress:
-            outcome = run_harden(load, weights, train, evaluation, settings, out, progress=progress)
-        paths = write_harden_reports(outcome.record, out)
+            with progress_bars() as progress:
+                outcome = run_harden(load, weights, train, evaluation, settings, out, progress=progress)
+            paths = write_harden_reports(outcome.record, out)
     print_harden_summary(outcome.record)
     console.print(f"weights: {outcome.weights}; reports: {', '.join(str(p) for p in paths.values())}")
 

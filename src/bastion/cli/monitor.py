@@ -63,7 +63,7 @@ def report_command(
     """Compare a reference window of logged traffic with a current one; print a summary, write the report."""
     from bastion.monitor.drift import DriftThresholds, drift_report
     from bastion.monitor.report import write_drift_report
-    from bastion.scan.report.writer import prepare_folder
+    from bastion.scan.report.writer import report_folder
     from bastion.storage.database import open_database
 
     with user_errors():
@@ -74,11 +74,11 @@ def report_command(
             ("--reference-since", reference_since), ("--reference-until", reference_until),
             ("--current-since", current_since), ("--current-until", current_until))}
         thresholds = DriftThresholds(alpha=alpha, permutations=_permutations(alpha))
-        prepare_folder(out)
-        with open_database(database, home=home, create=False) as opened, opened.sessions() as session:
-            reference, current = _windows(session, model, times, reference_first, current_last)
-        report = drift_report(reference, current, thresholds=thresholds)
-        html = write_drift_report(report, reference, current, out)
+        with report_folder(out):  # a failed run leaves no new, empty folder behind
+            with open_database(database, home=home, create=False) as opened, opened.sessions() as session:
+                reference, current = _windows(session, model, times, reference_first, current_last)
+            report = drift_report(reference, current, thresholds=thresholds)
+            html = write_drift_report(report, reference, current, out)
     _print_summary(report)
     console.print(f"report: {html}", highlight=False, soft_wrap=True)
     if fail_on_alert and report.drifted:
