@@ -110,3 +110,80 @@ def test_non_finite_numbers_are_logged_as_null_and_verify(tmp_path):
     with database.sessions() as session:
         assert session.get(AuditRecordRow, 1).probabilities == [[None, None]]
         assert verify_audit(session, anchor=tmp_path / "audit.head").ok
+
+
+def test_a_null_edited_into_nan_or_infinity_is_found(tmp_path):
+    """SQLite's JSON reader takes NaN and Infinity, which format 2 would hash as the null it stored: verify refuses
+    them in such a record instead."""
+    database = open_database(home=tmp_path)
+    log = AuditLog(database, sync=False)
+    log.start()
+    log.write([_pending(0, scores={"energy": [math.nan]}),
+               _pending(1, response={"id": None, "outputs": [{"data": [0.25, 0.75]}]}), _pending(2)])
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE audit_records SET scores = '{\"energy\": [Infinity]}' WHERE seq = 1")
+        assert connection.exec_driver_sql("SELECT hash_format FROM audit_records WHERE seq = 1").scalar() == 2
+        connection.exec_driver_sql("UPDATE audit_records SET response = '{\"id\": NaN, \"outputs\": "
+                                   "[{\"data\": [0.25, 0.75]}]}' WHERE seq = 2")
+    with database.sessions() as session:
+        problems = verify_audit(session, anchor=tmp_path / "audit.head").problems
+    assert [p.seq for p in problems] == [1, 2] and all("NaN or an infinity" in p.problem for p in problems)
+
+
+def test_an_orjson_that_spells_numbers_otherwise_writes_the_first_format_and_says_why_it_cannot_check(
+        tmp_path, monkeypatch):
+    from bastion.gateway import audit
+
+    database = open_database(home=tmp_path)
+    log = AuditLog(database, sync=False)
+    log.start()
+    log.write([_pending(0)])  # format 2
+    assert audit.orjson_spells_format_2()
+    monkeypatch.setattr(audit, "SPELLING", audit.SPELLING.replace(b"1e+22", b"1e22"))  # as orjson 3.11.0 wrote
+    audit.orjson_spells_format_2.cache_clear()
+    try:
+        log.write([_pending(1)])
+        with database.sessions() as session:
+            assert session.get(AuditRecordRow, 2).hash_format is None
+            problems = verify_audit(session, anchor=tmp_path / "audit.head").problems
+        assert [p.seq for p in problems] == [1] and "install orjson>=3.11.9" in problems[0].problem
+        assert "was edited" not in problems[0].problem
+    finally:
+        audit.orjson_spells_format_2.cache_clear()
+
+
+def test_a_dataclass_in_a_record_is_refused_as_before(tmp_path):
+    from dataclasses import dataclass as make_dataclass
+
+    @make_dataclass
+    class Score:
+        zeta: float
+        alpha: float
+
+    log = AuditLog(open_database(home=tmp_path), sync=False)
+    log.start()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        log.write([_pending(0, scores={"energy": Score(0.5, 0.25)})])
+
+
+def test_downgrading_below_0006_is_refused_once_a_record_has_a_format(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from bastion.storage.database import MIGRATIONS
+
+    database = open_database(home=tmp_path)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.begin() as connection:  # an empty log may go down and up again
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    upgrade_schema(database.engine)
+    log = AuditLog(database, sync=False)
+    log.start()
+    log.write([_pending(0)])
+    with database.engine.begin() as connection, pytest.raises(RuntimeError, match="1 audit records are hashed"):
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    with database.sessions() as session:
+        assert verify_audit(session, anchor=tmp_path / "audit.head").ok

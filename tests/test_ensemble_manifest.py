@@ -89,7 +89,10 @@ def test_a_member_without_a_file_leaves_the_digest_unknown(tmp_path, members):
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: .inf}", "a share must be a finite .*got inf"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: -.inf}", "a share must be a finite .*got -inf"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1.0e+308}", "to 1,000,000 .*got 1e[+]308"),
-    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1e7}", "to 1,000,000 .*got 10000000.0"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1e7}", r"'1e7' was read as text, not a number: "
+                                                                           r"in YAML write 10000000.0 \(a number"),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 2E22}", r"in YAML write 2.0e\+22 "),
+    ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: 1.5e3}", r"in YAML write 1500.0 "),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: true}", "share: Input should be a valid number"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", share: '2'}", "share: Input should be a valid number"),
     ("ensemble:\n  members:\n    - {model: " + DIGITS + ", weight: 2}", "weight: Extra inputs are not permitted"),

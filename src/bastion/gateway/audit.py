@@ -17,6 +17,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,11 +63,26 @@ OPTIONAL_HASHED_FIELDS = ("batch", "hash_format")
 #:   ``0.00005`` and ``1e-7`` where the first format writes ``5e-05`` and ``1e-07``; NaN and infinities as ``null``,
 #:   as the JSON columns store them). The format is one of the hashed fields. 5 µs a gateway record against the
 #:   first format's 22, which was 4% of the gateway's CPU a request under load (RESULTS.md, issue 6).
-#:   ``tests/test_audit_hash.py`` pins a record's hash, so an orjson release that spelled a number otherwise fails
-#:   the tests before it can break verification.
+#:   orjson has changed how it spells numbers before (3.11.0 wrote ``1e22``, 3.11.9 writes ``1e+22``), so the
+#:   installed orjson is checked on :data:`SPELLING_PROBE` first (:func:`orjson_spells_format_2`): with one that
+#:   spells otherwise, new records are written in the first format and format-2 records are reported as not
+#:   checkable rather than as edited. ``tests/test_audit_hash.py`` pins a record's hash in each format.
+#:   Records never hold NaN or infinities in this format (the writer stores ``null``), so ``bastion audit verify``
+#:   reports one that does as edited: SQLite's JSON reader would take ``NaN`` where ``null`` was hashed. On
+#:   PostgreSQL, whose ``json`` type has no NaN, a record with one fails to write, as it did in the first format.
 HASH_FORMATS: dict[int | None, str] = {None: "standard-library canonical JSON", 2: "orjson, sorted keys"}
-#: The format new records are written in.
+#: The format new records are written in (when the installed orjson spells numbers as format 2 needs).
 HASH_FORMAT = 2
+#: Numbers whose spelling differs between JSON writers, and :data:`SPELLING`, how format 2 spells them.
+SPELLING_PROBE = [1e22, 3.2e17, 1e16, 1e-7, 5e-05, 0.1, -0.0, 2.5e-310, 1.7976931348623157e308, 1.0, 5e-324, 1.23e-18]
+SPELLING = b"[1e+22,3.2e+17,1e+16,1e-7,0.00005,0.1,-0.0,2.5e-310,1.7976931348623157e+308,1.0,5e-324,1.23e-18]"
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS  # a dataclass keeps its field order
+
+
+@functools.cache
+def orjson_spells_format_2() -> bool:
+    """Whether the installed orjson writes :data:`SPELLING_PROBE` as format 2 was defined with (checked once)."""
+    return orjson.dumps(SPELLING_PROBE) == SPELLING
 
 
 def record_hash(fields: dict[str, Any]) -> str:
@@ -74,18 +90,22 @@ def record_hash(fields: dict[str, Any]) -> str:
     (absent or ``None``: the first format).
 
     Raises:
-        ValueError: an unknown ``hash_format``, or a NaN or infinite number in the first format.
+        ValueError: an unknown ``hash_format``; a NaN or infinite number in the first format; format 2 with an
+            orjson that spells numbers otherwise (:func:`orjson_spells_format_2`).
         TypeError: a value the format cannot write (orjson: a non-string key, an integer beyond 64 bits).
     """
     hash_format = fields.get("hash_format")
     if hash_format not in HASH_FORMATS:
         raise ValueError(f"unknown audit hash_format {hash_format!r}; known: "
                          + ", ".join(f"{k} ({v})" for k, v in HASH_FORMATS.items()))
+    if hash_format == 2 and not orjson_spells_format_2():
+        raise ValueError(f"orjson {orjson.__version__} spells numbers otherwise than format 2 was written with; "
+                         "install orjson>=3.11.9 to check format-2 records")
     document = {name: fields[name] for name in HASHED_FIELDS}
     document.update({name: fields[name] for name in OPTIONAL_HASHED_FIELDS if fields.get(name) is not None})
     document["time"] = canonical_time(document["time"])
     if hash_format == 2:
-        return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return hashlib.sha256(orjson.dumps(document, option=_ORJSON_OPTIONS)).hexdigest()
     return hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
 
 
@@ -329,11 +349,11 @@ def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
         "scores": record.scores, "probabilities": record.probabilities, "response": record.response,
         "decision": record.decision, "status": record.status,
         "review_id": None if record.review is None else record.review.id, "batch": record.batch,
-        "prev_hash": prev_hash, "hash_format": HASH_FORMAT,
+        "prev_hash": prev_hash, "hash_format": HASH_FORMAT if orjson_spells_format_2() else None,
     }
     try:
         entry_hash = record_hash(fields)
-    except TypeError:  # orjson writes no non-string keys nor integers beyond 64 bits: the first format does
+    except TypeError:  # orjson writes no non-string keys, integers beyond 64 bits nor dataclasses: the first format
         fields["hash_format"] = None
         entry_hash = record_hash(fields)
     return {**fields, "entry_hash": entry_hash}
@@ -394,9 +414,13 @@ def _record_problems(row: AuditRecordRow, expected_seq: int, prev_hash: str) -> 
     try:
         expected_hash = record_hash(fields)
     except (ValueError, TypeError) as error:
-        problems.append(LedgerProblem(seq=row.seq, problem=f"the record's entry_hash cannot be recomputed ({error}): "
-                                      "its hash_format or a field was edited"))
+        problems.append(LedgerProblem(seq=row.seq, problem=f"the record's entry_hash cannot be recomputed ({error})"
+                                      + ("" if "install orjson" in str(error) else ": its hash_format or a field "
+                                         "was edited")))
         expected_hash = row.entry_hash
+    if row.hash_format == 2 and expected_hash == row.entry_hash and _non_finite(fields):
+        problems.append(LedgerProblem(seq=row.seq, problem="the record holds NaN or an infinity, which its format "
+                                      "never stores (the writer stores null): a field was edited"))
     if expected_hash != row.entry_hash:
         problems.append(LedgerProblem(seq=row.seq, problem="the record's contents do not match its entry_hash: a "
                                       "field (input hash, scores, output, decision...) was edited"))
@@ -404,3 +428,14 @@ def _record_problems(row: AuditRecordRow, expected_seq: int, prev_hash: str) -> 
         problems.append(LedgerProblem(seq=row.seq, problem="prev_hash does not match the previous record's hash: "
                                       "the record before it was rewritten or removed, or this one was inserted"))
     return problems
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` (JSON as read back: dicts, lists, numbers, strings) holds a NaN or an infinity."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_non_finite(item) for item in value)
+    return False

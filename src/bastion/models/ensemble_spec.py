@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: The largest share a member may have (shares are normalised; a bound keeps their sum finite).
 MAX_SHARE = 1e6
+#: A number with an exponent, which YAML 1.1 reads as text unless it has a dot and a signed exponent.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 class ManifestMember(BaseModel):
@@ -51,6 +54,15 @@ class ManifestMember(BaseModel):
     weights: str | None = None
     share: float = 1.0
 
+    @field_validator("share", mode="before")
+    @classmethod
+    def _share_written_with_an_exponent(cls, value: object) -> object:
+        """YAML 1.1 (PyYAML) reads ``1e7`` and ``1.5e3`` as text: say how to write them as numbers."""
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} was read as text, not a number: in YAML write {_yaml_number(value)} (a "
+                             "number with an exponent needs a dot and a signed exponent, such as 1.0e+7)")
+        return value
+
     @field_validator("share")
     @classmethod
     def _finite_share(cls, value: float) -> float:
@@ -59,6 +71,13 @@ class ManifestMember(BaseModel):
             raise ValueError(f"a share must be a finite number from 0 to {MAX_SHARE:,.0f} (0 leaves the member out; "
                              f"shares are normalised over the members), got {value}")
         return value
+
+
+def _yaml_number(text: str) -> str:
+    """``text``, a number, as YAML 1.1 reads a float: in full, or with a dot and a signed exponent."""
+    spelled = repr(float(text))
+    mantissa, _, exponent = spelled.partition("e")
+    return spelled if not exponent or "." in mantissa else f"{mantissa}.0e{exponent}"
 
 
 class EnsembleManifest(BaseModel):

@@ -81,7 +81,8 @@ def report_folder(out_dir: str | Path) -> Iterator[Path]:
     created (``out_dir`` and any missing parents) are removed again while they are still empty, so a failed run
     leaves no empty folder behind. A folder that existed before, or that now holds files, is kept."""
     folder = Path(out_dir)
-    created = _missing_folders(folder)
+    # A missing folder reached through ``..`` (``new/../existing``) may name one that exists: never remove that.
+    created = [path for path in _missing_folders(folder) if not path.resolve().exists()]
     try:
         yield prepare_folder(folder)
     except BaseException:
@@ -100,9 +101,9 @@ def _missing_folders(folder: Path) -> list[Path]:
 
 
 def _remove_empty(folders: list[Path]) -> None:
-    """Remove each of ``folders`` (deepest first) that is an empty folder; stop at the first that is not."""
+    """Remove each of ``folders`` (deepest first) that is an empty folder, and no other."""
     for folder in folders:
         try:
             folder.rmdir()  # refuses a folder that holds anything
         except OSError:
-            return
+            continue
