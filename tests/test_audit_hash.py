@@ -91,11 +91,11 @@ def test_what_orjson_cannot_write_is_hashed_in_the_first_format(tmp_path):
     database = open_database(home=tmp_path)
     log = AuditLog(database, sync=False)
     log.start()
-    log.write([_pending(0, scores={1: [0.5]}), _pending(1, response={"n": 2 ** 70}), _pending(2)])
+    log.write([_pending(0, scores={10: [0.5], 9: [0.25]}), _pending(1, response={"n": 2 ** 70}), _pending(2)])
     with database.sessions() as session:
         rows = session.scalars(select(AuditRecordRow).order_by(AuditRecordRow.seq)).all()
         assert [row.hash_format for row in rows] == [None, None, 2]
-        assert rows[0].scores == {"1": [0.5]} and rows[1].response == {"n": 2 ** 70}
+        assert rows[0].scores == {"10": [0.5], "9": [0.25]} and rows[1].response == {"n": 2 ** 70}
         assert verify_audit(session, anchor=tmp_path / "audit.head").ok
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 import math
 import time
@@ -53,6 +54,8 @@ AUDIT_LOCK_KEY = int.from_bytes(b"bastion", "big")
 HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version", "model_sha256", "policy_sha256",
                  "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
                  "prev_hash")
+#: The fields stored as JSON columns.
+JSON_FIELDS = ("scores", "probabilities", "response", "batch")
 #: Hashed only when set, so records written before the field existed keep their hashes.
 OPTIONAL_HASHED_FIELDS = ("batch", "hash_format")
 #: How a record's hashed fields become the bytes its ``entry_hash`` is the SHA-256 of, by ``hash_format``:
@@ -355,6 +358,8 @@ def _row(record: PendingRecord, seq: int, prev_hash: str) -> dict[str, Any]:
         entry_hash = record_hash(fields)
     except TypeError:  # orjson writes no non-string keys, integers beyond 64 bits nor dataclasses: the first format
         fields["hash_format"] = None
+        for name in JSON_FIELDS:  # as they will read back (integer keys become strings, and sort as strings)
+            fields[name] = json.loads(json.dumps(fields[name], allow_nan=False))
         entry_hash = record_hash(fields)
     return {**fields, "entry_hash": entry_hash}
 
