@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import JSON, Connection, insert, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -55,7 +55,7 @@ HASHED_FIELDS = ("seq", "request_id", "time", "key_id", "model", "model_version"
                  "input_sha256", "scores", "probabilities", "response", "decision", "status", "review_id",
                  "prev_hash")
 #: The fields stored as JSON columns.
-JSON_FIELDS = ("scores", "probabilities", "response", "batch")
+JSON_FIELDS = tuple(column.key for column in AuditRecordRow.__table__.columns if isinstance(column.type, JSON))
 #: Hashed only when set, so records written before the field existed keep their hashes.
 OPTIONAL_HASHED_FIELDS = ("batch", "hash_format")
 #: How a record's hashed fields become the bytes its ``entry_hash`` is the SHA-256 of, by ``hash_format``:
@@ -419,9 +419,9 @@ def _record_problems(row: AuditRecordRow, expected_seq: int, prev_hash: str) -> 
     try:
         expected_hash = record_hash(fields)
     except (ValueError, TypeError) as error:
+        unreadable_here = row.hash_format == 2 and not orjson_spells_format_2()  # the installed orjson, not an edit
         problems.append(LedgerProblem(seq=row.seq, problem=f"the record's entry_hash cannot be recomputed ({error})"
-                                      + ("" if "install orjson" in str(error) else ": its hash_format or a field "
-                                         "was edited")))
+                                      + ("" if unreadable_here else ": its hash_format or a field was edited")))
         expected_hash = row.entry_hash
     if row.hash_format == 2 and expected_hash == row.entry_hash and _non_finite(fields):
         problems.append(LedgerProblem(seq=row.seq, problem="the record holds NaN or an infinity, which its format "
