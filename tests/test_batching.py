@@ -13,7 +13,7 @@ import torch
 
 from bastion.gateway.app import create_app
 from bastion.gateway.audit import audit_anchor, verify_audit
-from bastion.gateway.batching import MicroBatcher
+from bastion.gateway.batching import RECENT_PASSES, MicroBatcher
 from bastion.gateway.pipeline import PolicyPipeline
 from bastion.gateway.policy import policy_from_dict
 from bastion.gateway.replay import replay
@@ -173,6 +173,67 @@ def test_a_pass_waits_for_requests_in_flight_and_never_for_a_lone_one(pipeline, 
     assert [slot.inputs for _, slot in together] == [["a", "b", "c"]] * 3
     with pytest.raises(ValueError, match="wait_seconds"):
         MicroBatcher(wait_seconds=-1)
+
+
+def test_a_lone_arrival_waits_for_as_many_requests_as_the_recent_passes_saw(pipeline, digits_arrays):
+    """Concurrent clients that send on an answer: the first next request finds nobody else in flight yet. Run at
+    once, it would split the traffic into alternating passes (1 and 7 of 8 clients, for whole runs)."""
+    x, _ = digits_arrays
+    tensors = [torch.from_numpy(x[i:i + 1]) for i in range(3)]
+
+    async def turns(count: int) -> None:
+        for _ in range(count):
+            await asyncio.sleep(0)
+
+    async def scenario(batcher):
+        await asyncio.gather(*(batcher.evaluate(pipeline, t, d, in_flight=3) for t, d in zip(tensors, "abc",
+                                                                                             strict=True)))
+        lone = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "d", in_flight=1))
+        await turns(3)
+        waited = not lone.done()  # a pass on call_soon would have run by now
+        rest = await asyncio.gather(*(batcher.evaluate(pipeline, t, d, in_flight=2) for t, d in zip(tensors[1:], "ef",
+                                                                                                   strict=True)))
+        return waited, [(await lone)[1], *(slot for _, slot in rest)]
+
+    waited, slots = asyncio.run(scenario(MicroBatcher(wait_seconds=0.5)))  # the third arrival runs it
+    assert waited and [slot.inputs for slot in slots] == [["d", "e", "f"]] * 3
+
+    async def sequential(batcher):
+        await asyncio.gather(*(batcher.evaluate(pipeline, t, d, in_flight=3) for t, d in zip(tensors, "abc",
+                                                                                             strict=True)))
+        for index in range(RECENT_PASSES):  # each waits its 10 ms in vain, and counts one in flight
+            await batcher.evaluate(pipeline, tensors[0], f"lone-{index}", in_flight=1)
+        lone = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "now", in_flight=1))
+        await turns(3)
+        return lone.done()
+
+    assert asyncio.run(sequential(MicroBatcher(wait_seconds=0.01)))  # the recent passes were alone: no wait
+
+
+def test_the_request_values_are_released_once_converted(tmp_path, loaded, digits_arrays, monkeypatch):
+    """Freed after the pass and the audit write, concurrent requests' parsed floats cost the gateway CPU."""
+    x, _ = digits_arrays
+    received = []
+    convert = PolicyPipeline.tensor
+
+    def spy(self, shape, datatype, data):
+        received.append(data)
+        return convert(self, shape, datatype, data)
+
+    monkeypatch.setattr(PolicyPipeline, "tensor", spy)
+    settings = GatewaySettings(environment="test", secret_key=SECRET, home=tmp_path, model_name="digits",
+                               default_rate=None, default_budget=None, key_cache_seconds=0)
+    with LiveServer(create_app(settings, loaded=loaded, policy=policy_from_dict(POLICY))) as server:
+        _, key = make_key(tmp_path)
+        with server.client(key) as client:
+            fast = client.post(INFER, json=infer_body(x[1500:1501]))
+            lax = infer_body(x[1500:1501])
+            lax["inputs"][0]["shape"][-1] = 8.0  # not the plain form: FastAPI's route answers it, not the fast path
+            routed = client.post(INFER, json=lax)
+            simple = client.post("/predict", json={"instances": x[1500:1501].tolist()})
+    assert [fast.status_code, routed.status_code, simple.status_code] == [200, 200, 200]
+    assert fast.json()["outputs"] == routed.json()["outputs"]
+    assert len(received) == 3 and all(isinstance(data, list) and data == [] for data in received)
 
 
 @pytest.mark.parametrize("wait", [-1, 101])

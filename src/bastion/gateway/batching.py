@@ -1,15 +1,19 @@
 """Micro-batching: requests that reach the model while the event loop serves others share one forward pass.
 
 A small model spends most of a one-image forward pass in per-call overhead, so evaluating the images of
-eight concurrent requests together costs little more than one. A request that is the only one in flight (as in
-sequential traffic) never waits: the pass runs as soon as the loop has run what else is ready. When other
-inference requests are in flight, the first to reach the model waits up to ``wait_seconds`` (1 ms by default), so
-that requests the loop is still reading join its pass; the pass runs at once when every request in flight has
-joined or the batch is full. The count of requests in flight includes those already past the model (writing their
-audit records), which cannot join: with clients that send their next request on an answer, their next requests can
-join; otherwise the pass waits the whole ``wait_seconds`` for nothing. Measured on a small CNN at 8 connections, the
-wait made passes larger and the gateway about a quarter faster when the server shared a CPU with the load
-generator; with a CPU of its own, waits of 0 and 1 ms gave about the same (392 and 409 req/s, 3 rounds).
+eight concurrent requests together costs little more than one. When other inference requests are in flight, the
+first to reach the model waits up to ``wait_seconds`` (1 ms by default), so that requests the loop is still reading
+join its pass; the pass runs at once when as many requests have joined as it expects, or the batch is full.
+
+A pass expects the most requests in flight that any of the last :data:`RECENT_PASSES` passes saw. Counting only
+the requests in flight now split steady concurrent traffic into two alternating passes: with 8 clients that each
+send their next request on an answer, the first next request to arrive found nobody else in flight (the others'
+answers were still on their way, their next requests not sent) and ran alone at once; the other seven waited the
+whole 1 ms for it, since it was in flight but past the model. The split held for whole runs, passes of 1 and 7
+(or 2 and 6), and cost the gateway up to a third more CPU a request than passes of 8 (RESULTS.md, issue 6). With
+the recent passes' count, the first arrival waits for the others and passes hold 7.7 to 8 requests. A request
+alone in flight runs at once when the recent passes were alone too (sequential traffic); after a burst, at most
+:data:`RECENT_PASSES` lone passes wait ``wait_seconds`` in vain.
 
 Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
 row can differ in the last bits from those of the same input evaluated alone, so the audit record of a
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +35,8 @@ import torch
 from bastion.gateway.pipeline import Evaluation, PolicyPipeline
 
 logger = logging.getLogger(__name__)
+#: How many recent passes' counts of requests in flight a pass expects to join it (the most of them).
+RECENT_PASSES = 4
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,9 @@ class MicroBatcher:
         max_instances: the most instances (rows) in one forward pass, at least 2 (default 64); a queue
             holding more is split, in arrival order, into several passes. Requests for different
             pipelines (a gateway that switched models while some were queued) never share a pass.
-        wait_seconds: how long the first request of a pass waits for other requests in flight to join it
-            (default 0.001; 0 runs every pass as soon as the loop is free).
+        wait_seconds: how long the first request of a pass waits for the requests it expects (the most in flight
+            in the last :data:`RECENT_PASSES` passes) to join it (default 0.001; 0 runs every pass as soon as the
+            loop is free).
     """
 
     def __init__(self, *, max_instances: int = 64, wait_seconds: float = 0.001) -> None:
@@ -77,6 +85,8 @@ class MicroBatcher:
         self._waiting: list[_Waiting] = []
         self._rows = 0
         self._due: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._in_flight = 0  # the most requests in flight that the joins of the pass being gathered saw
+        self._recent: deque[int] = deque(maxlen=RECENT_PASSES)  # the same for the last passes
 
     def close(self) -> None:
         """Nothing to release: passes run on the event loop (a worker thread was measured slower: the hand-over
@@ -86,12 +96,14 @@ class MicroBatcher:
                        ) -> tuple[Evaluation, BatchSlot | None]:
         """Evaluate ``x`` ``(N, *input_shape)`` (validated by ``pipeline``) whose input hash is ``digest``; its
         evaluation, and its batch (``None`` when it ran alone). ``in_flight``: the requests the gateway is serving,
-        this one included (1: nobody to wait for)."""
+        this one included; the pass expects the most of it and the last passes' counts (1: nobody to wait for)."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(pipeline, x, digest, loop.create_future())
         self._waiting.append(waiting)
         self._rows += x.shape[0]
-        everyone = len(self._waiting) >= in_flight or self._rows >= self.max_instances
+        self._in_flight = max(self._in_flight, in_flight)
+        expected = max(self._in_flight, *self._recent) if self._recent else self._in_flight
+        everyone = len(self._waiting) >= expected or self._rows >= self.max_instances
         if self._due is None:
             self._due = loop.call_soon(self._run) if everyone or not self.wait_seconds else \
                 loop.call_later(self.wait_seconds, self._run)
@@ -103,6 +115,8 @@ class MicroBatcher:
     def _run(self) -> None:
         self._due = None
         queue, self._waiting, self._rows = self._waiting, [], 0
+        self._recent.append(self._in_flight)
+        self._in_flight = 0
         for group in _groups(queue, self.max_instances):
             for waiting, answer in zip(group, self._evaluate(group), strict=True):
                 if waiting.done.done():  # the client went away while it waited
