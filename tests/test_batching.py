@@ -149,7 +149,7 @@ def test_records_written_before_the_batch_column_still_verify(tmp_path):
         assert verify_audit(session, anchor=None).ok
 
 
-def test_a_pass_waits_for_requests_in_flight_and_never_for_a_lone_one(pipeline, digits_arrays):
+def test_a_pass_waits_for_requests_in_flight_and_a_first_lone_one_runs_at_once(pipeline, digits_arrays):
     x, _ = digits_arrays
     tensors = [torch.from_numpy(x[i:i + 1]) for i in range(3)]
 
@@ -175,39 +175,44 @@ def test_a_pass_waits_for_requests_in_flight_and_never_for_a_lone_one(pipeline, 
         MicroBatcher(wait_seconds=-1)
 
 
-def test_a_lone_arrival_waits_for_as_many_requests_as_the_recent_passes_saw(pipeline, digits_arrays):
+def test_a_lone_arrival_waits_for_as_many_requests_as_the_recent_passes_held(pipeline, digits_arrays):
     """Concurrent clients that send on an answer: the first next request finds nobody else in flight yet. Run at
     once, it would split the traffic into alternating passes (1 and 7 of 8 clients, for whole runs)."""
     x, _ = digits_arrays
     tensors = [torch.from_numpy(x[i:i + 1]) for i in range(3)]
 
-    async def turns(count: int) -> None:
+    async def turns(count: int = 10) -> None:
         for _ in range(count):
             await asyncio.sleep(0)
 
-    async def scenario(batcher):
+    async def pass_of_three(batcher):
         await asyncio.gather(*(batcher.evaluate(pipeline, t, d, in_flight=3) for t, d in zip(tensors, "abc",
                                                                                              strict=True)))
+
+    async def wave(batcher):
+        await pass_of_three(batcher)
         lone = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "d", in_flight=1))
-        await turns(3)
+        await turns()
         waited = not lone.done()  # a pass on call_soon would have run by now
         rest = await asyncio.gather(*(batcher.evaluate(pipeline, t, d, in_flight=2) for t, d in zip(tensors[1:], "ef",
                                                                                                    strict=True)))
         return waited, [(await lone)[1], *(slot for _, slot in rest)]
 
-    waited, slots = asyncio.run(scenario(MicroBatcher(wait_seconds=0.5)))  # the third arrival runs it
+    waited, slots = asyncio.run(wave(MicroBatcher(wait_seconds=0.5)))  # the third arrival runs it
     assert waited and [slot.inputs for slot in slots] == [["d", "e", "f"]] * 3
 
-    async def sequential(batcher):
-        await asyncio.gather(*(batcher.evaluate(pipeline, t, d, in_flight=3) for t, d in zip(tensors, "abc",
-                                                                                             strict=True)))
-        for index in range(RECENT_PASSES):  # each waits its 10 ms in vain, and counts one in flight
-            await batcher.evaluate(pipeline, tensors[0], f"lone-{index}", in_flight=1)
-        lone = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "now", in_flight=1))
-        await turns(3)
-        return lone.done()
+    async def then_alone(batcher):
+        await pass_of_three(batcher)
+        first = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "in-vain", in_flight=1))
+        await turns()
+        waited = not first.done()
+        await first  # its 10 ms run out with nobody else: the recent passes are forgotten
+        second = asyncio.ensure_future(batcher.evaluate(pipeline, tensors[0], "at-once", in_flight=1))
+        await turns()
+        return waited, second.done()
 
-    assert asyncio.run(sequential(MicroBatcher(wait_seconds=0.01)))  # the recent passes were alone: no wait
+    assert asyncio.run(then_alone(MicroBatcher(wait_seconds=0.01))) == (True, True)
+    assert RECENT_PASSES >= 2
 
 
 def test_the_request_values_are_released_once_converted(tmp_path, loaded, digits_arrays, monkeypatch):

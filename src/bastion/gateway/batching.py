@@ -5,15 +5,16 @@ eight concurrent requests together costs little more than one. When other infere
 first to reach the model waits up to ``wait_seconds`` (1 ms by default), so that requests the loop is still reading
 join its pass; the pass runs at once when as many requests have joined as it expects, or the batch is full.
 
-A pass expects the most requests in flight that any of the last :data:`RECENT_PASSES` passes saw. Counting only
-the requests in flight now split steady concurrent traffic into two alternating passes: with 8 clients that each
-send their next request on an answer, the first next request to arrive found nobody else in flight (the others'
-answers were still on their way, their next requests not sent) and ran alone at once; the other seven waited the
-whole 1 ms for it, since it was in flight but past the model. The split held for whole runs, passes of 1 and 7
-(or 2 and 6), and cost the gateway up to a third more CPU a request than passes of 8 (RESULTS.md, issue 6). With
-the recent passes' count, the first arrival waits for the others and passes hold 7.7 to 8 requests. A request
-alone in flight runs at once when the recent passes were alone too (sequential traffic); after a burst, at most
-:data:`RECENT_PASSES` lone passes wait ``wait_seconds`` in vain.
+A pass expects as many requests as are in flight now, or as the largest of the last :data:`RECENT_PASSES` passes
+held, whichever is more; a pass whose wait runs out before they have joined makes it forget the earlier passes.
+Counting only the requests in flight now split steady concurrent traffic into two alternating passes: with 8
+clients that each send their next request on an answer, the first next request to arrive found nobody else in
+flight (the others' answers were still on their way, their next requests not sent) and ran alone at once; the other
+seven waited the whole 1 ms for it, since it was in flight though past the model. The split held for whole runs,
+passes of 1 and 7 (or 2 and 6), and cost the gateway up to a third more CPU a request than passes of 8 (RESULTS.md,
+issue 6). Expecting the recent passes' size, the first arrival waits for the others and passes hold 8. When
+overlaps are only occasional, a pass of two makes the next lone request wait ``wait_seconds`` once, in vain; its
+wait running out, the lone requests after it run at once again (sequential traffic never waits).
 
 Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
 row can differ in the last bits from those of the same input evaluated alone, so the audit record of a
@@ -35,7 +36,7 @@ import torch
 from bastion.gateway.pipeline import Evaluation, PolicyPipeline
 
 logger = logging.getLogger(__name__)
-#: How many recent passes' counts of requests in flight a pass expects to join it (the most of them).
+#: How many recent passes a pass expects as many requests as (the largest of them), until a wait runs out.
 RECENT_PASSES = 4
 
 
@@ -70,9 +71,8 @@ class MicroBatcher:
         max_instances: the most instances (rows) in one forward pass, at least 2 (default 64); a queue
             holding more is split, in arrival order, into several passes. Requests for different
             pipelines (a gateway that switched models while some were queued) never share a pass.
-        wait_seconds: how long the first request of a pass waits for the requests it expects (the most in flight
-            in the last :data:`RECENT_PASSES` passes) to join it (default 0.001; 0 runs every pass as soon as the
-            loop is free).
+        wait_seconds: how long the first request of a pass waits for the requests it expects (see the module's
+            docstring) to join it (default 0.001; 0 runs every pass as soon as the loop is free).
     """
 
     def __init__(self, *, max_instances: int = 64, wait_seconds: float = 0.001) -> None:
@@ -85,8 +85,7 @@ class MicroBatcher:
         self._waiting: list[_Waiting] = []
         self._rows = 0
         self._due: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._in_flight = 0  # the most requests in flight that the joins of the pass being gathered saw
-        self._recent: deque[int] = deque(maxlen=RECENT_PASSES)  # the same for the last passes
+        self._recent: deque[int] = deque(maxlen=RECENT_PASSES)  # requests in each of the last passes (see _run)
 
     def close(self) -> None:
         """Nothing to release: passes run on the event loop (a worker thread was measured slower: the hand-over
@@ -96,13 +95,12 @@ class MicroBatcher:
                        ) -> tuple[Evaluation, BatchSlot | None]:
         """Evaluate ``x`` ``(N, *input_shape)`` (validated by ``pipeline``) whose input hash is ``digest``; its
         evaluation, and its batch (``None`` when it ran alone). ``in_flight``: the requests the gateway is serving,
-        this one included; the pass expects the most of it and the last passes' counts (1: nobody to wait for)."""
+        this one included; the pass expects the most of it and the last passes' sizes (1: nobody to wait for)."""
         loop = asyncio.get_running_loop()
         waiting = _Waiting(pipeline, x, digest, loop.create_future())
         self._waiting.append(waiting)
         self._rows += x.shape[0]
-        self._in_flight = max(self._in_flight, in_flight)
-        expected = max(self._in_flight, *self._recent) if self._recent else self._in_flight
+        expected = max(in_flight, *self._recent) if self._recent else in_flight
         everyone = len(self._waiting) >= expected or self._rows >= self.max_instances
         if self._due is None:
             self._due = loop.call_soon(self._run) if everyone or not self.wait_seconds else \
@@ -113,10 +111,11 @@ class MicroBatcher:
         return await waiting.done
 
     def _run(self) -> None:
+        if isinstance(self._due, asyncio.TimerHandle):  # the wait ran out: what the last passes saw is not coming
+            self._recent.clear()
         self._due = None
         queue, self._waiting, self._rows = self._waiting, [], 0
-        self._recent.append(self._in_flight)
-        self._in_flight = 0
+        self._recent.append(len(queue))
         for group in _groups(queue, self.max_instances):
             for waiting, answer in zip(group, self._evaluate(group), strict=True):
                 if waiting.done.done():  # the client went away while it waited

@@ -37,8 +37,8 @@ _background: set[asyncio.Task[Any]] = set()
 
 @dataclass(frozen=True)
 class TensorIn:
-    """The request's tensor as sent: ``shape``, ``datatype`` and flat (or nested) ``data`` (a list is emptied once
-    :func:`infer` has converted it)."""
+    """The request's tensor as sent: ``shape``, ``datatype`` and flat (or nested) ``data`` (for a tensor model, a list
+    is emptied once :func:`infer` has validated and converted it)."""
 
     shape: Any
     datatype: Any
@@ -133,6 +133,7 @@ async def _evaluate(state: GatewayState, served: ServedModel, tensor: TensorIn
         # The parsed values (a Python float per value) are freed now, while still in the CPU's caches, rather than
         # when the request is answered: freed after the batch's pass and the audit write, 8 concurrent requests'
         # floats cost the gateway about a tenth more CPU a request (RESULTS.md, issue 6). Nothing reads them again.
+        # (On the fast path this frees them; FastAPI's route still holds its parsed JSON until it answers.)
         tensor.data.clear()
     inputs = x.numpy()
     digest = array_digest(inputs)

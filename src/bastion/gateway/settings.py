@@ -46,8 +46,8 @@ class GatewaySettings(BaseSettings):
         batch_instances: the most instances evaluated in one forward pass when concurrent requests are
             batched (default 64); 1 evaluates every request alone. See ``bastion.gateway.batching``.
         batch_wait_ms: how long the first request of a forward pass waits for the others it expects (as many as
-            were in flight at the busiest of the last four passes) to share it, in milliseconds (default 1; 0 never
-            waits; sequential traffic never waits).
+            are in flight, or as the largest of the last four passes held) to share it, in milliseconds (default 1;
+            0 never waits; sequential traffic never waits). See ``bastion.gateway.batching``.
         guard_max_chars: the longest text (and system prompt) ``/v1/guard/prompt`` and ``/v1/guard/output``
             screen, in characters (default 1,048,576); longer is refused with 422. The body limit applies
             first: a text of ``guard_max_chars`` ASCII characters fits the default 4 MiB body, one of as
