@@ -12,9 +12,10 @@ clients that each send their next request on an answer, the first next request t
 flight (the others' answers were still on their way, their next requests not sent) and ran alone at once; the other
 seven waited the whole 1 ms for it, since it was in flight though past the model. The split held for whole runs,
 passes of 1 and 7 (or 2 and 6), and cost the gateway up to a third more CPU a request than passes of 8 (RESULTS.md,
-issue 6). Expecting the recent passes' size, the first arrival waits for the others and passes hold 8. When
-overlaps are only occasional, a pass of two makes the next lone request wait ``wait_seconds`` once, in vain; its
-wait running out, the lone requests after it run at once again (sequential traffic never waits).
+issue 6). Expecting the recent passes' size, the first arrival waits for the others, and passes hold 7.9 to 8
+requests on average. When overlaps are only occasional, a pass of two makes the next lone request wait
+``wait_seconds`` once, in vain; its wait running out, the lone requests after it run at once again (sequential
+traffic never waits).
 
 Each request is still decided on its own rows (its detectors' flags, its decision). The probabilities of a
 row can differ in the last bits from those of the same input evaluated alone, so the audit record of a
