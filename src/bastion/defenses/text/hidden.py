@@ -168,7 +168,8 @@ def _strip_hidden(text: str) -> tuple[str, dict[str, Mark], list[tuple[str, str]
     body = _FLAG_TAGS_RE.sub("", body)  # so is a flag spelled with tag characters
     found, payloads = _hidden_runs(body)
     clean = _HIDDEN_RE.sub("", body)
-    spaced = _HIDDEN_RE.sub("", _GLUING_RE.sub(" ", body)) if _GLUING_RE.search(body) else None
+    gaps_as_spaces, gaps = _GLUING_RE.subn(" ", body)
+    spaced = _HIDDEN_RE.sub("", gaps_as_spaces) if gaps else None
     marks = {}
     for rule, (count, first) in found.items():
         position = len(_HIDDEN_RE.sub("", body[:first]))
