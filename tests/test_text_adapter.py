@@ -18,6 +18,7 @@ from bastion.defenses.text.adapter import (
     _masked,
     _padded,
     _torch_encoder,
+    average_adapters,
     fit_adapter,
 )
 from bastion.defenses.text.classifier import InjectionClassifier, adapter_path
@@ -36,7 +37,7 @@ BENIGN = ["What's the capital of Peru?",
           "Please disregard my previous email about the invoice.",
           "Summarise the plot of Moby Dick in two sentences.",
           "Act as a tour guide for Rome and plan one day."]
-TINY = AdapterSettings(rank=2, alpha=4.0, epochs=1, batch_size=4, max_tokens=24, threads=1)
+TINY = AdapterSettings(rank=2, alpha=4.0, epochs=1, batch_size=4, max_tokens=24, threads=1, soup=1)
 
 
 def sequences(texts: list[str], max_tokens: int = 64) -> list[list[int]]:
@@ -85,7 +86,8 @@ def test_adapted_models_are_cached_by_digest_and_bounded():
 
 def test_fit_adapter_separates_its_training_texts_and_is_deterministic():
     labels = [1] * len(INJECTIONS) + [0] * len(BENIGN)
-    settings = AdapterSettings(rank=4, epochs=4, batch_size=4, max_tokens=32, learning_rate=3e-3, threads=1)
+    settings = AdapterSettings(rank=4, epochs=4, batch_size=4, max_tokens=32, learning_rate=3e-3, threads=1,
+                               soup=1)
     adapter = fit_adapter(sequences(INJECTIONS + BENIGN), labels, settings)
     assert adapter.digest == fit_adapter(sequences(INJECTIONS + BENIGN), labels, settings).digest
     assert set(adapter.factors) == {f"{layer}.{name}" for layer in range(6) for name in
@@ -111,12 +113,42 @@ def test_fit_adapter_refuses_bad_input():
         fit_adapter(good[:3] + [[]], [1, 1, 0, 0], TINY)
 
 
+def test_a_soup_of_adapters_changes_each_map_by_the_mean_of_their_changes():
+    first, second = perturbed_adapter(2)[0], perturbed_adapter(3)[0]
+    soup = average_adapters([first, second])
+    assert (soup.rank, soup.scale) == (2 * first.rank, first.scale)
+    for layer in range(6):
+        for name in ("query", "intermediate", "output"):
+            np.testing.assert_allclose(soup.delta(layer, name),
+                                       (first.delta(layer, name) + second.delta(layer, name)) / 2, atol=1e-6)
+    assert average_adapters([first]) is first
+
+
+def test_fit_adapter_with_a_soup_averages_the_adapters_of_successive_seeds():
+    texts, labels = sequences(INJECTIONS + BENIGN), [1] * len(INJECTIONS) + [0] * len(BENIGN)
+    soup = fit_adapter(texts, labels, AdapterSettings(**{**TINY.__dict__, "soup": 2, "seed": 5}))
+    alone = [fit_adapter(texts, labels, AdapterSettings(**{**TINY.__dict__, "seed": seed})) for seed in (5, 6)]
+    assert soup.digest == average_adapters(alone).digest
+
+
+def test_average_adapters_refuses_adapters_that_do_not_match():
+    with pytest.raises(InputError, match="at least one"):
+        average_adapters([])
+    first = perturbed_adapter(2)[0]
+    other_rank = EncoderAdapter(2, first.alpha, {name: (a[:2], b[:, :2]) for name, (a, b) in first.factors.items()})
+    with pytest.raises(InputError, match="share their rank"):
+        average_adapters([first, other_rank])
+    with pytest.raises(InputError, match="share their rank"):
+        average_adapters([first, EncoderAdapter(first.rank, first.alpha, {"0.query": first.factors["0.query"]})])
+
+
 @pytest.mark.parametrize(("arguments", "message"), [
     ({"rank": 0}, "rank must be"), ({"rank": 2.5}, "rank must be"), ({"epochs": 0}, "epochs must be"),
     ({"batch_size": -1}, "batch_size must be"), ({"max_tokens": 4}, "max_tokens must be"),
     ({"alpha": float("nan")}, "alpha must be"), ({"learning_rate": 0}, "learning_rate must be"),
     ({"threads": 0}, "threads must be"), ({"mask_rate": 1.0}, "mask_rate must be"),
-    ({"mask_rate": -0.1}, "mask_rate must be"),
+    ({"mask_rate": -0.1}, "mask_rate must be"), ({"soup": 0}, "soup must be"), ({"soup": 9}, "soup must be"),
+    ({"soup": True}, "soup must be"),
 ])
 def test_adapter_settings_refuse_bad_values(arguments, message):
     with pytest.raises(InputError, match=message):

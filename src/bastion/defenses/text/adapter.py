@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ class AdapterSettings:
     over the data, AdamW's learning rate for the adapter (the head's is 1e-2), texts per step, tokens kept per
     text (texts are cut to their first ``max_tokens``), the share of each text's tokens replaced by [MASK] afresh
     at every step (``mask_rate``, a regulariser against learning the corpus's templates word for word; [CLS] and
-    [SEP] are kept; measured at 0.15 and not adopted, see RESULTS.md), the seed, and torch threads (``None``:
-    torch's setting).
+    [SEP] are kept; measured at 0.15 and not adopted, see RESULTS.md), the seed, torch threads (``None``:
+    torch's setting), and ``soup``: how many adapters are trained, with seeds ``seed``, ``seed + 1``, ...,
+    and averaged into one (:func:`average_adapters`; each training takes the full time).
 
     The defaults are the shipped adapter's.
     """
@@ -61,6 +62,7 @@ class AdapterSettings:
     mask_rate: float = 0.0
     seed: int = 0
     threads: int | None = None
+    soup: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +80,8 @@ class AdapterSettings:
                 problems.append(f"{name} must be a positive number, got {value!r}")
         if not (isinstance(self.mask_rate, (int, float)) and 0.0 <= self.mask_rate < 1.0):
             problems.append(f"mask_rate must be a number from 0 up to 1 (not included), got {self.mask_rate!r}")
+        if not (isinstance(self.soup, int) and not isinstance(self.soup, bool) and 1 <= self.soup <= 8):
+            problems.append(f"soup must be an integer from 1 to 8, got {self.soup!r}")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             problems.append(f"threads must be a positive integer or None, got {self.threads!r}")
         if problems:
@@ -90,7 +94,8 @@ class AdapterSettings:
 
         return {"rank": self.rank, "alpha": self.alpha, "epochs": self.epochs, "learning_rate": self.learning_rate,
                 "batch_size": self.batch_size, "max_tokens": self.max_tokens, "mask_rate": self.mask_rate,
-                "seed": self.seed,
+                "seed": self.seed, "soup": self.soup,
+                "soup_seeds": list(range(self.seed, self.seed + self.soup)),
                 "linears": list(LINEARS), "head_scale": HEAD_SCALE, "torch": torch.__version__,
                 "threads": self.threads or torch.get_num_threads()}
 
@@ -243,8 +248,9 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
     ``settings.max_tokens``. A linear head on the unit-length mean-pooled embedding (times :data:`HEAD_SCALE`) is
     trained with it by binary cross-entropy, the positives weighted by negatives / positives, AdamW (weight decay
     0.01), a 30-step warm-up and a linear decay to zero; texts are batched by length. The head is discarded: the
-    guard fits its own logistic regression on the adapted embeddings. Deterministic for a given seed and thread
-    count; torch's global random state and thread count are restored afterwards.
+    guard fits its own logistic regression on the adapted embeddings. With ``settings.soup`` above 1, that many
+    adapters are trained (seeds ``settings.seed`` onwards) and averaged (:func:`average_adapters`). Deterministic
+    for a given seed and thread count; torch's global random state and thread count are restored afterwards.
 
     Raises:
         InputError: sequences and labels do not match, a class is missing, a sequence is empty, or the training
@@ -267,13 +273,42 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
     try:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
-        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
-            torch.manual_seed(settings.seed)
-            encoder = _torch_encoder(settings.rank, settings.alpha)
-            _train(encoder, cut, labels_array, settings)
-        return encoder.adapter()
+        adapters = []
+        for seed in range(settings.seed, settings.seed + settings.soup):
+            with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+                torch.manual_seed(seed)
+                encoder = _torch_encoder(settings.rank, settings.alpha)
+                _train(encoder, cut, labels_array, replace(settings, seed=seed))
+            adapters.append(encoder.adapter())
+        return average_adapters(adapters)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def average_adapters(adapters: Sequence[EncoderAdapter]) -> EncoderAdapter:
+    """One adapter whose change to every linear map is the mean of ``adapters``' changes (a uniform "model soup",
+    Wortsman et al. 2022, of fine-tunings that share the pretrained start): of rank ``k * rank`` for ``k``
+    adapters, its factors the ``A`` stacked ``(k * rank, in)`` and the ``B`` side by side, divided by ``k``
+    ``(out, k * rank)``, and ``alpha`` times ``k`` (so the scale ``alpha / rank`` is kept). One adapter is
+    returned as it is.
+
+    Raises:
+        InputError: no adapters, or adapters of different ranks, alphas or linear maps.
+    """
+    if not adapters:
+        raise InputError("average_adapters needs at least one adapter")
+    first = adapters[0]
+    if len(adapters) == 1:
+        return first
+    for other in adapters[1:]:
+        if (other.rank, other.alpha, sorted(other.factors)) != (first.rank, first.alpha, sorted(first.factors)):
+            raise InputError("adapters averaged must share their rank, alpha and linear maps; got rank "
+                             f"{first.rank} and {other.rank}, alpha {first.alpha} and {other.alpha}")
+    count = len(adapters)
+    factors = {name: (np.concatenate([adapter.factors[name][0] for adapter in adapters], axis=0),
+                      np.concatenate([adapter.factors[name][1] for adapter in adapters], axis=1) / count)
+               for name in first.factors}
+    return EncoderAdapter(first.rank * count, first.alpha * count, factors)
 
 
 def _cut(sequence: list[int], max_tokens: int) -> list[int]:
