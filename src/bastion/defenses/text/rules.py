@@ -70,12 +70,15 @@ def _any(*words: str, guard: str = "") -> str:
 # quadratically over a long run of punctuation or spaces.
 _UP_TO_2 = r"\W+(?:\w+\W+){0,2}?"
 _UP_TO_3 = r"\W+(?:\w+\W+){0,3}?"
+# Up to four words within one sentence: the gap holds no sentence end and no line break.
+_UP_TO_4_IN_SENTENCE = r"[^\w.!?\n]+(?:\w+[^\w.!?\n]+){0,4}?"
 # "Never ignore safety rules" is advice, not an attack: the word before is a negation on the same line ("say no"
 # on one line does not negate "repeat everything above" on the next), and "why not reveal ..." still asks.
 _NOT_NEGATED = (r"(?:(?<=\bwhy[ \t]not[ \t])|(?<!\bnot[ \t]))(?<!n't[ \t])(?<!\bnever[ \t])(?<!\bno[ \t])")
 _DISMISS = ("ignore", "disregard", "forget", "override", "bypass", "discard", "overlook", "abandon", r"set\W+aside",
-            r"throw\W+out")
-_NOT_JUST_DISMISS = r"(?<!override)(?<!bypass)(?<!overlook)(?<!abandon)(?<!aside)(?<!out)"  # "override all rules"
+            r"throw\W+out", "skip", "drop", "ditch", "scrap", r"pay\W+no\W+attention\W+to", r"stop\W+following")
+_NOT_JUST_DISMISS = (r"(?<!override)(?<!bypass)(?<!overlook)(?<!abandon)(?<!aside)(?<!out)(?<!skip)(?<!drop)(?<!ditch)"
+                     r"(?<!scrap)(?<!following)")  # "override all rules"
 _EARLIER = r"(?:previous|previously|prior|above|earlier|preceding|foregoing|original|initial|system|developer|safety)"
 _ORDERS = (r"(?:instructions?|rules|prompts?|directives?|guidelines|guardrails|commands|constraints|restrictions"
            r"|programming|orders|policies|directions|guidance)")
@@ -102,6 +105,30 @@ _VOID = (r"(?:void|revoked|cancell?ed|withdrawn|rescinded|superseded|obsolete|in
          r"|overridden|overruled|annulled|no\W+longer\W+(?:valid|apply|applies|in\W+(?:force|effect)|active))")
 _RELATIVE = r"(?:grand(?:ma|mother|pa|father|dad)|granny|nana|nan|gran|grampa|grandparents?)"
 
+# What a deployed model's hidden prompt is called: "your pre-prompt", "your setup message", "the developer
+# instructions".
+_HIDDEN_PROMPT = (r"(?=[pPsSdDhHiIoObBcCtT])(?:pre-?prompt|system\W+(?:prompt|message|instructions)|developer\W+message"
+                  r"|(?:developer|hidden|initial|original|operating|setup|start-?up|behind-the-scenes|secret|base|core"
+                  r"|internal|confidential|operator|built-in)\W+(?:instructions|rules|prompt|message|configuration"
+                  r"|directives|guidelines)|instruction\W+set)")
+# Safety layers of a model, as a text names them when it wants them gone ("the content filters", "safety checks").
+_SAFETY = (r"(?=[gGsScCrReEmMuU])(?:guardrails|safeguards|censorship|restrictions|ethical\W+guidelines|moral\W+rules"
+           r"|morals|content\W+"
+           r"(?:filters?|polic(?:y|ies)|rules)|usage\W+polic(?:y|ies)|safety\W+(?:filters?|checks?|rules|guidelines"
+           r"|training|protocols|settings|layers?|policy))")
+# Who a planted instruction addresses when it means the model that reads the page: not "the assistant" or "agents"
+# alone (a person's assistant, call-centre agents), but an AI, an LLM, a language model, a bot, an automated tool.
+_AI_READER = (r"(?:AI|A\.I\.|LLMs?|GPTs?|(?:\w+\W+)?(?:chat\W?)?bots?"
+              r"|(?!(?:the|a|an|any|all|our|your|every)\W)\w+\W+models?"
+              r"|(?:automated|virtual|digital)\W+(?:\w+\W+)?(?:assistants?|agents?|systems?|processing|tools?|readers?"
+              r"|reviewers?|analy[sz]ers?|summari[sz]ers?|screening))")
+
+# What follows the addressee in "Note to AI reviewers:", "AI agents must:", "Assistant reading this,": a role, a
+# modal or a participle, not "AI team:" or "AI researchers:" (people).
+_AI_ROLE = (r"(?:(?:\W+\w+){0,2}?\W+(?:agents?|helpers?|assistants?|reviewers?|summari[sz]ers?|readers?|recruiters?"
+            r"|screeners?|analy[sz]ers?|bots?|must|should)|\W+(?:\w+\W+)?(?:reading|processing|summari[sz]ing|reviewing"
+            r"|condensing|parsing|screening|describing|using|working\W+(?:on|in))\b(?:\W+\w+){0,3}?)")
+
 # Openings, as lookahead-guarded alternations (built here: an f-string expression cannot hold a backslash).
 _STOP = _any(r"do\W+not", "don't", "dont", "never", "stop", r"no\W+longer", r"cease\W+to", r"refuse\W+to")
 _NAMED = _any(r"you\W+are", "you're", r"act\W+as", r"pretend\W+to\W+be", "become", "called", "named", "play")
@@ -117,19 +144,40 @@ _REVEAL_ASKED = _any(*_REVEAL, guard=_NOT_NEGATED)
 _REPEAT = _any("repeat", "print", "output", "recite", "echo", "reproduce", "show", "display", r"write\W+out",
                r"spell\W+out", "dump", guard=_NOT_NEGATED)
 
+_DROP = _any("ignore", "disregard", "forget", "override", "bypass", "discard", "skip", "drop", "ditch", "scrap",
+             "nullify", "suspend", "disable", "deactivate", r"switch\W+off", r"turn\W+off",
+             r"pay\W+no\W+attention\W+to", "abandon",
+             "overlook", "circumvent", "evade", r"set\W+aside", guard=_NOT_NEGATED)
+# Verbs that dismiss rules in any text, unlike "bypass the safeguards" or "disable the content filter" (said of routers
+# and saws): used where the rules are not the model's own ("all content policies", not "your guidelines").
+_DROP_ANY = _any("ignore", "disregard", "forget", "override", "discard", "drop", "ditch", "scrap", "abandon",
+                 r"pay\W+no\W+attention\W+to", r"set\W+aside", guard=_NOT_NEGATED)
+_OUTRANK = _any("outranks", "overrides", "supersedes", "trumps", r"takes\W+precedence\W+over", r"sits?\W+above",
+                r"ranks?\W+above", r"has\W+priority\W+over", r"takes\W+priority\W+over")
+_IMAGINE = _any("pretend", "imagine", "suppose", "assume", r"as\W+if", "hypothetically")
+# What a text does with a hidden prompt it wants to see: quote it, translate it, proofread it, put it in a poem.
+_USE_PROMPT = _any(*_REVEAL, "quote", "cite", "copy", "translate", r"summari[sz]e", "rewrite", "paraphrase", "rephrase",
+                   "explain", "proofread", r"spell\W?check", r"copy\W?edit", "edit", "correct", "encode", "export",
+                   "wrap", "continue", "complete", "reproduce", "transcribe", "convert", "put", "format", "include",
+                   "describe", "turn", "render", "send", "post", "reconstruct", "compare", "diff", "restate", "cover",
+                   "fill", "check", "review", "fix", guard=_NOT_NEGATED)
+# Modes a text switches a model into to unlock it; "safe mode", "dark mode" and game modes are not among them.
+_UNLOCK_MODE = (r"(?:developer|dev|god|jailbreak|jailbroken|DAN|sudo|root|admin|unrestricted|unfiltered|uncensored"
+                r"|unlocked|reverse|opposite|evil|chaos|maintenance|debug|no-?filter)")
+
 RULES: tuple[Rule, ...] = (
     # --- instruction-override ----------------------------------------------------------------------------
     _rule("override.ignore-previous", "instruction-override",
           "Tells the model to set aside the instructions it was given.",
           rf"""\b{_any(*_DISMISS, guard=_NOT_NEGATED)}
-              (?:{_UP_TO_3}{_EARLIER}{_UP_TO_2}{_ORDERS}\b
+              (?:{_UP_TO_4_IN_SENTENCE}{_EARLIER}{_UP_TO_2}{_ORDERS}\b
               |{_NOT_JUST_DISMISS}\W+(?:all|any|every|your)\W+(?:\w+\W+)?{_OWN_ORDERS}\b
               |{_UP_TO_2}{_ORDERS}{_UP_TO_2}(?:above|before|earlier|previously|so\W+far|until\W+now
                  |you\W+(?:were|have\W+been)\W+given)\b
               |\W+(?:all\W+(?:of\W+)?)?the\W+above\W+(?:and|then)\W+(?:instead|now|just|tell|print|say|write
                  |output|reveal|respond|answer|repeat)\b)""",
           needs=("ignore", "disregard", "forget", "override", "bypass", "discard", "overlook", "abandon", "aside",
-                 "throw")),
+                 "throw", "skip", "drop", "ditch", "scrap", "attention", "following")),
     _rule("override.forget-everything", "instruction-override",
           "Tells the model to forget what it was told before.",
           rf"""\b{_any("forget", "disregard", "ignore")}\W+(?:about\W+)?(?:everything|anything|whatever)\W+
@@ -170,6 +218,64 @@ RULES: tuple[Rule, ...] = (
               {_VOID_VERB}\W+(?:\w+\W+){{0,2}}?{_VOID}\b""",
           needs=("void", "revoked", "cancel", "withdrawn", "rescinded", "superseded", "obsolete", "invalid", "null",
                  "overridden", "overruled", "annulled", "longer")),
+    _rule("override.drop-own-rules", "instruction-override",
+          "Tells the model to drop, skip or switch off its own rules or safety layers.",
+          rf"""\b{_DROP}\W+(?:\w+\W+){{0,3}}?(?:your|its)\W+(?:\w+\W+)?(?:rules|guidelines|guardrails|restrictions
+              |programming|instructions|directives|training|principles|ethics|morals|{_SAFETY}|makers|creators)\b""",
+          rf"\b{_DROP_ANY}\W+(?:all|every|any)\W+(?:\w+\W+)?{_SAFETY}",
+          needs=("your", "its", "all", "every", "any")),
+    _rule("override.rules-suspended", "instruction-override",
+          "Declares the model's rules or safety checks switched off, absent or not applying here.",
+          r"""\byour\W+(?:\w+\W+)?(?:rules|guidelines|guardrails|filters|restrictions|limits|limitations|policies
+              |instructions|programming|principles)\W+(?:do\W+not|don't|no\W+longer|doesn't|does\W+not)\W+(?:\w+\W+)?
+              (?:apply|count|exist|matter|bind)\b(?!\W+to\W+(?:me|my|us|our|him|her|them)\b)""",
+          rf"""\b{_IMAGINE}\W+(?:\w+\W+){{0,3}}?(?:(?:the|all|any)\W+(?:\w+\W+)?{_SAFETY}|your\W+(?:\w+\W+)?(?:rules
+              |guidelines|filters|policies|{_SAFETY}))\W+(?:don't|do\W+not|didn't|did\W+not|no\W+longer|never)\W+
+              (?:exist|existed|apply|applied|matter
+              |count)\b""",
+          rf"""(?:\byour\W+(?:\w+\W+)?(?:rules|guidelines|filters|restrictions|policies|programming)|\b{_SAFETY})\W+
+              (?:are\W+|is\W+|were\W+|have\W+been\W+|has\W+been\W+)?(?:now\W+)?(?:disabled|dropped|skipped|deactivated
+              |switched\W+off|turned\W+off|bypassed|suspended|gone)\b""",
+          # Replies forged for the model ("Okay, rules disabled.", "Policy dropped.", "rules = gone").
+          r"""\b(?:rules|policy|policies|guidelines|filters)[ \t]{0,3}=?[ \t]{0,3}(?:disabled|dropped|gone)
+              [ \t]*[.!,]""",
+          rf"""\b(?:I\W+will|I'll|I\W+am\W+now|I'm\W+now|I\W+have|I've)\W+(?:\w+\W+)?(?:ignore|ignoring|disregard
+              |drop|dropped|bypass|disabled?|switched\W+off|turned\W+off)\W+(?:my|all)\W+(?:\w+\W+)?(?:rules|guidelines
+              |guardrails|filters|restrictions|programming|polic(?:y|ies)|instructions|{_SAFETY})\b""",
+          needs=("your", "guardrails", "safeguards", "censorship", "restrictions", "ethical", "moral", "content",
+                 "usage", "safety", "rules", "policy", "policies", "guidelines", "filters", "programming",
+                 "instructions")),
+    _rule("override.no-safety", "instruction-override",
+          "Asks for answers without the model's safety filters, rules or refusals.",
+          r"""\b(?:without|with\W+no)\W+(?:any\W+)?(?:safety|content|ethical|moral)\W+(?:filters?|checks?
+              |guidelines|restrictions|rules|polic(?:y|ies)|guardrails|limits)\b""",
+          rf"""\b{_any("answer", "respond", "reply", "comply", "speak", "talk", "operate")}(?:s|ing)?\W+(?:\w+\W+)?
+              (?:without|with\W+no)\W+(?:any\W+)?(?:refusing|refusals?|censorship|guardrails|morals|ethics)\b""",
+          rf"""\bas\W+if\W+(?:there\W+(?:were|are|was)|you\W+(?:had|have))\W+no\W+(?:\w+\W+)?(?:{_LIMITS}|safety)\b""",
+          needs=("without", "no")),
+    _rule("override.no-refusal", "instruction-override",
+          "Forbids the model to refuse, so that a harmful request cannot be declined.",
+          r"""\b(?:you\W+(?:are|'re)\W+not\W+(?:allowed|permitted)\W+to|you\W+(?:must|may|can|will|should|shall)\W*
+              (?:not|never)|never|do\W+not|don't)\W+(?:refuse|decline)(?:\W+(?:this|that|my|to\W+answer|or
+              |any\W+(?:request
+              |question|prompt))\b|[ \t]*[.!,;])""",
+          r"""\bnever\W+(?:answer|respond|reply|say)\W+(?:with\W+)?\W{0,2}I\W+(?:can't|cannot|am\W+unable|'m\W+unable
+              |won't|am\W+sorry|'m\W+sorry)""",
+          needs=("refuse", "decline", "say", "never")),
+    _rule("override.priority-claim", "instruction-override",
+          "Claims that the text outranks the model's own instructions.",
+          rf"""\b{_OUTRANK}\W+(?:\w+\W+)?(?:your|the\W+system(?:'s)?)
+              \W+(?:\w+\W+){{0,2}}?(?:{_HIDDEN_PROMPT}|rules|instructions|guidelines|configuration|programming
+              |directives|orders)\b""",
+          needs=("outrank", "overrides", "supersedes", "trumps", "precedence", "above", "priority")),
+    _rule("override.note-to-ai", "instruction-override",
+          "Addresses the AI that will read a document, which is how instructions are planted in pages, files and mail.",
+          rf"""\b(?=[nmidrta])(?:(?:note|message|instructions?|directive|memo|reminder|request|task)\W+(?:\w+\W+)?
+              (?:to|for)|attention)\W+(?:(?:any|all|the|every)\W+)?{_AI_READER}\b{_AI_ROLE}?[ \t]*[:,]""",
+          rf"""(?:\#|//|<!--|\[|\(|/\*)[ \t]{{0,4}}(?:\w+\W+){{0,4}}?(?:{_AI_READER}\b{_AI_ROLE}|LLMs?)[ \t]*:""",
+          rf"""(?:^|(?<=[\n.!?;,]))[ \t*\-]{{0,6}}(?:(?:hey|attention|dear)\W+)?(?:\w+\W+)?{_AI_READER}\b{_AI_ROLE}
+              [ \t]*:""",
+          needs=("ai", "a.i.", "llm", "gpt", "bot", "model", "automated", "virtual", "digital")),
     # --- role-play ----------------------------------------------------------------------------------------
     _rule("roleplay.dan", "role-play",
           "Invokes the DAN ('do anything now') jailbreak persona.",
@@ -211,6 +317,46 @@ RULES: tuple[Rule, ...] = (
           rf"{_SENTENCE_START}(?:(?:stay|remain)\W+in|(?:never|do\W+not|don't)\W+break)\W+character\b",
           r"\byou\W+(?:must|will|should|may|can)\W*(?:not|never)\W+break\W+character\b",
           needs=("character",)),
+    _rule("roleplay.persona-without-rules", "role-play",
+          "Describes a persona or AI that has no rules, ignores them or never refuses, to be played by the model.",
+          # Not "has no morals" or "has no filter": said of people.
+          r"""\b(?:has|have)\W+no\W+(?:\w+\W+)?(?:ethical\W+guidelines|content\W+polic(?:y|ies)|censorship|guardrails
+              |restrictions\W+(?:and|or|at\W+all|whatsoever|of\W+any\W+kind))\b""",
+          r"""\b(?:ignores|disregards|bypasses)\W+(?:every|all|any|its|their)\W+(?:\w+\W+)?(?:safety\W+\w+|rules?
+              |guidelines|polic(?:y|ies)|makers|creators|developers|programming|filters|restrictions)\b""",
+          r"""\b(?:does\W+not|doesn't|never)\W+follows?\W+(?:any|its|the)\W+(?:\w+\W+)?(?:content\W+polic(?:y|ies)|rules
+              |guidelines|safety\W+\w+)\b""",
+          r"""\b(?:broken|broke|break|breaking)\W+free\W+(?:of|from)\W+(?:\w+\W+){0,3}?(?:confines|chains|shackles
+              |restrictions|rules|limits|programming|filters|constraints|guidelines|training)\b""",
+          r"""\bnever\W+(?:(?:refuses|declines)(?:\W+(?:a|any)\W+(?:question|request|prompt|order|command|task)\b
+              |[ \t]*[.,;]
+              |\W+and\b)|says\W+(?:it|he|she|they|that\W+it)\W+(?:cannot|can't|won't)\b|holds?\W+anything\W+back\b)""",
+          rf"""\b(?:you\W+are|you're|you\W+were|be|become|as|play|playing|pretend\W+to\W+be|of\W+yourself)\W+(?:now\W+)?
+              (?:\w+\W+){{0,3}}?(?:AI|assistant|chatbot|bot|model|LLM|GPT|persona|character|entity|version)\W+
+              (?:that|who|which|with)\W+(?:\w+\W+){{0,2}}?(?:answers\W+(?:anything|everything)|obeys\W+only
+              |(?:no|zero|without(?:\W+any)?|free\W+of|not\W+bound\W+by)\W+(?:\w+\W+){{0,2}}?(?:{_LIMITS}|safety
+              |filter))\b""",
+          rf"""\byou\W+(?:were|are|'re)\W+(?:\w+\W+){{0,6}}?(?:with\W+no|without(?:\W+any)?|free\W+of)\W+(?:\w+\W+)?
+              {_LIMITS}""",
+          needs=("no", "ignores", "disregards", "bypasses", "follow", "free", "never", "with", "answers", "obeys",
+                 "zero")),
+    _rule("roleplay.unlock-mode", "role-play",
+          "Switches the model into an unlocked 'mode' and tells it what it may now do.",
+          rf"""\b{_UNLOCK_MODE}\W+mode\b\W+(?:\w+\W+){{0,4}}?you\W+(?:(?:can|may|will)\W+(?:now\W+)?(?:generate|say
+              |write|produce|output|answer|do)\W+(?:any|anything|everything)|have\W+no|ignore|answer\W+without
+              |are\W+(?:free|not\W+bound|unrestricted|unfiltered)|no\W+longer)\b""",
+          rf"""\b{_UNLOCK_MODE}\W+mode\W+(?:is\W+)?(?:now\W+)?(?:on|activated|enabled|engaged|unlocked)\W+
+              (?:\w+\W+){{0,3}}?(?:confirm\W+by\W+answering|answer|respond|reply|without|for\W+this\W+(?:chat
+              |conversation|session))\b""",
+          needs=("mode",)),
+    _rule("roleplay.inverted-rules", "role-play",
+          "Declares the model's rules inverted, so that what they forbid becomes required.",
+          r"""\b(?:what|everything|anything|whatever)\W+(?:\w+\W+){0,2}?(?:your|their|its)\W+(?:\w+\W+)?(?:rules
+              |guidelines|polic(?:y|ies)|programming|training|filters|principles)\W+(?:would\W+)?(?:forbid|forbids
+              |prohibit|prohibits|ban|bans|disallow|disallows|block|blocks)\b""",
+          r"""\b(?:every|each|all|your)\W+(?:\w+\W+)?(?:rules?|guidelines?)\W+(?:\w+\W+){0,3}?means?\W+(?:its|their
+              |the)\W+(?:reverse|opposite)\b""",
+          needs=("forbid", "prohibit", "ban", "disallow", "block", "reverse", "opposite")),
     # --- prompt-extraction --------------------------------------------------------------------------------
     _rule("extraction.system-prompt", "prompt-extraction",
           "Asks the model to disclose its system prompt or hidden instructions.",
@@ -230,6 +376,12 @@ RULES: tuple[Rule, ...] = (
               (?!\W+(?:about|by|at|in|on|when|yesterday|regarding|during)\b)""",
           r"""\bwhat\W+(?:are|were)\W+the\W+(?:\w+\W+)??(?:instructions|rules|directives)\W+you\W+
               (?:were|have\W+been|got)\W+(?:given|told)\b""",
+          r"""\bwhat\W+(?:\w+\W+)?(?:instructions|rules|commands|directives|guidelines|orders|directions)\W+
+              (?:were|have)
+              \W+you\W+(?:been\W+)?(?:given|told|set|programmed)\b(?!\W+(?:at\W+(?:your|school|work|home)|as\W+a
+              |in\W+(?:school|your)|growing\W+up|by\W+your\W+(?:parents|teachers?|boss|doctor)))""",
+          r"""\bwhat\W+(?:your|the)\W+(?:\w+\W+)?(?:creators?|operators?|developers?|company|makers?|owners?|deployers?
+              |admins?|programmers?)\W+(?:told|instructed|asked)\W+you\b""",
           needs=("what",)),
     _rule("extraction.text-above", "prompt-extraction",
           "Asks the model to repeat the text that precedes the user's message, where its instructions are.",
@@ -239,6 +391,18 @@ RULES: tuple[Rule, ...] = (
                  (?!\W+(?:the|a|an|my|your|our|his|her|their)\b)
               |(?:\w+\W+){{0,6}}?(?:starting|beginning)\W+with\W+\W?(?:you\W+are|your\W+instructions|system)\b)""",
           needs=("above", "before", "preceding", "prior", "starting", "beginning")),
+    _rule("extraction.hidden-prompt", "prompt-extraction",
+          "Asks to see, quote or transform the model's hidden prompt, under any of its names (pre-prompt, setup).",
+          rf"""\b{_USE_PROMPT}\w*\W+(?:\w+\W+){{0,8}}?your\W+(?:\w+\W+){{0,2}}?(?:{_HIDDEN_PROMPT}
+              |context\W+window)\b""",
+          rf"""\b(?:in|of|from|into|inside|within|with)\W+your\W+(?:\w+\W+){{0,2}}?{_HIDDEN_PROMPT}\b""",
+          rf"""\byour\W+(?:\w+\W+){{0,2}}?{_HIDDEN_PROMPT}\W+(?:\w+\W+){{0,2}}?(?:says?|said|contains?|mentions?
+              |verbatim|word\W+for\W+word|in\W+full|begins?|starts?|reads?)\b""",
+          rf"""\b(?:what|which)\W+(?:\w+\W+){{0,6}}?your\W+(?:\w+\W+){{0,2}}?{_HIDDEN_PROMPT}\b""",
+          rf"""\byour\W+(?:real|actual|exact|full|complete|entire|verbatim|unedited)\W+(?:\w+\W+)?{_HIDDEN_PROMPT}\b""",
+          rf"""\bthe\W+(?:\w+\W+){{0,2}}?{_HIDDEN_PROMPT}\W+(?:that\W+)?you\W+(?:run\W+on|were\W+given|received|got
+              |follow|operate\W+under|are\W+running)\b""",
+          needs=("your", "you")),
     # --- delimiter ----------------------------------------------------------------------------------------
     _rule("delimiter.chat-tokens", "delimiter",
           "Contains chat-template control tokens that forge a new system or assistant turn.",
@@ -266,7 +430,10 @@ RULES: tuple[Rule, ...] = (
           r"""[-=\#*_\[<(]{2,10}[ \t]{0,4}end[ \t]+of[ \t]+(?:the[ \t]+)?(?:input|prompt|context|instructions
               |user[ \t]+(?:input|prompt|message|query))\b""",
           rf"\b{_any('user', 'human')}\W+input\W+(?:ends|ended|is\W+over)\b",
-          needs=("end", "input")),
+          rf"""\b{_any('user', 'human', 'customer')}\W+(?:message|input|prompt|query|turn|text)\W+(?:ends|ended|stops
+              |is\W+over|finishes)\W+here\b""",
+          r"</[ \t]{0,3}end[ \t]{0,3}>",  # no markup language closes an "end" element
+          needs=("end", "input", "here", "</")),
     _rule("delimiter.fake-close", "delimiter",
           "Closes the quoted document early and continues with instructions outside it.",
           rf"""(?:</[ \t]{{0,3}}(?:document|doc|context|data|input|text|article|email|user_input|user|content
@@ -277,11 +444,27 @@ RULES: tuple[Rule, ...] = (
               (?:ignore|disregard|forget|override|new\W+instructions|system\W*:|you\W+must|from\W+now\W+on
               |your\W+(?:new|real|actual)\W+(?:task|instructions))\b""",
           needs=("</", '"""', "'''", "[/")),
+    _rule("delimiter.role-label", "delimiter",
+          "Starts a line with a privileged speaker's label ([ADMIN]:, SYSTEM:) so that what follows passes for theirs.",
+          # Not a bare "ADMIN:" or "SYSTEM:": log lines and forum posts start so.
+          r"""(?:^|(?<=[\n.!?]))[ \t]{0,8}(?:\[[ \t]{0,3}(?:sys|system|developer|dev|operator|root|supervisor
+              |orchestrator
+              |controller)[ \t]{0,3}\][ \t]{0,3}:
+              |(?-i:(?:SYSTEM|DEVELOPER|OPERATOR|ADMIN|ADMINISTRATOR|ROOT|ORCHESTRATOR)[ \t]+(?:MESSAGE|NOTE|NOTICE
+               |COMMAND|DIRECTIVE|INSTRUCTIONS?|OVERRIDE|TASK))[ \t]{0,3}:)""",
+          r"""(?-i:\b(?:PRIVILEGED|SIGNED|VERIFIED|TRUSTED|ADMIN|ROOT|DEVELOPER|OPERATOR|OVERRIDE)\W+(?:SYSTEM\W+)?
+              (?:INSTRUCTIONS?|DIRECTIVES?|COMMANDS?|PROMPT)\b|\bSIGNED\W+SYSTEM\W+MESSAGE\b
+              |\b(?:PRIORITY|NEW|SYSTEM|ADMIN)\W+(?:SYSTEM\W+)?(?:TASK|INSTRUCTIONS?|DIRECTIVES?|COMMANDS?|MESSAGE
+              |PROMPT
+              |ORDER)[ \t]{0,3}:)""",
+          needs=("sys", "developer", "dev", "operator", "admin", "root", "supervisor", "orchestrator", "controller",
+                 "priority", "override", "privileged", "signed", "verified", "trusted", "new")),
     _rule("delimiter.system-tag", "delimiter",
           "Wraps text in a system tag so that it passes for the system's words.",
-          r"<[ \t]{0,3}/?[ \t]{0,3}(?:system|sys|system_prompt|system-prompt|developer|instructions?|im_start)"
-          r"[ \t]{0,3}>",
-          needs=("sys", "developer", "instruction", "im_start")),
+          r"<[ \t]{0,3}/?[ \t]{0,3}(?:system|sys|system_prompt|system-prompt|developer|instructions?|im_start|admin"
+          r"|administrator|root|operator|sudo|superuser|important)[ \t]{0,3}>",
+          needs=("sys", "developer", "instruction", "im_start", "admin", "root", "operator", "sudo", "superuser",
+                 "important")),
 )
 
 
