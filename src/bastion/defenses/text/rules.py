@@ -98,6 +98,7 @@ _ABOVE = r"(?:above|before\W+(?:this|that|my)|preceding|prior\W+to\W+(?:this|my)
 _SENTENCE_START = r"(?:^|[.!?:;\n])[ \t\"'*_>-]{0,8}"
 _TRIPLE_QUOTE = "(?:\"\"\"|''')"
 
+_LIMITS_NOT_RULES = _LIMITS.replace("|rules", "")  # "he drove as if there were no rules"
 # Words that declare instructions cancelled ("your directives are void", "... have been revoked").
 _VOID_VERB = r"(?:are|is|were|was|have\W+been|has\W+been|'re|'s|become)"
 # Not "expired", "lifted" or "suspended": said of insurance policies and account restrictions.
@@ -107,19 +108,24 @@ _RELATIVE = r"(?:grand(?:ma|mother|pa|father|dad)|granny|nana|nan|gran|grampa|gr
 
 # What a deployed model's hidden prompt is called: "your pre-prompt", "your setup message", "the developer
 # instructions".
-_HIDDEN_PROMPT = (r"(?=[pPsSdDhHiIoObBcCtT])(?:pre-?prompt|system\W+(?:prompt|message|instructions)|developer\W+message"
-                  r"|(?:developer|hidden|initial|original|operating|setup|start-?up|behind-the-scenes|secret|base|core"
-                  r"|internal|confidential|operator|built-in)\W+(?:instructions|rules|prompt|message|configuration"
-                  r"|directives|guidelines)|instruction\W+set)")
+# Not "your original message" or "your startup configuration": said in e-mails and of devices.
+_HIDDEN_PROMPT = (r"(?=[pPsSdDhHiIbBcCtT])(?:pre-?prompt|system\W+(?:prompt|message|instructions)|developer\W+message"
+                  r"|setup\W+message|(?:developer|hidden|initial|original|setup|start-?up|behind-the-scenes|secret|base"
+                  r"|core|internal|confidential|operator|built-in)\W+"
+                  r"(?:instructions|rules|prompt|directives|guidelines)"
+                  r"|instruction\W+set)")
 # Safety layers of a model, as a text names them when it wants them gone ("the content filters", "safety checks").
 _SAFETY = (r"(?=[gGsScCrReEmMuU])(?:guardrails|safeguards|censorship|restrictions|ethical\W+guidelines|moral\W+rules"
            r"|morals|content\W+"
            r"(?:filters?|polic(?:y|ies)|rules)|usage\W+polic(?:y|ies)|safety\W+(?:filters?|checks?|rules|guidelines"
            r"|training|protocols|settings|layers?|policy))")
+# The same less "restrictions", which governments and landlords drop too: where the rules need not be the model's.
+_MODEL_SAFETY = _SAFETY.replace("|restrictions", "")
+
 # Who a planted instruction addresses when it means the model that reads the page: not "the assistant" or "agents"
 # alone (a person's assistant, call-centre agents), but an AI, an LLM, a language model, a bot, an automated tool.
 _AI_READER = (r"(?:AI|A\.I\.|LLMs?|GPTs?|(?:\w+\W+)?(?:chat\W?)?bots?"
-              r"|(?!(?:the|a|an|any|all|our|your|every)\W)\w+\W+models?"
+              r"|(?:large\W+)?(?:language|AI|ML|generative|foundation)\W+models?"
               r"|(?:automated|virtual|digital)\W+(?:\w+\W+)?(?:assistants?|agents?|systems?|processing|tools?|readers?"
               r"|reviewers?|analy[sz]ers?|summari[sz]ers?|screening))")
 
@@ -127,7 +133,14 @@ _AI_READER = (r"(?:AI|A\.I\.|LLMs?|GPTs?|(?:\w+\W+)?(?:chat\W?)?bots?"
 # modal or a participle, not "AI team:" or "AI researchers:" (people).
 _AI_ROLE = (r"(?:(?:\W+\w+){0,2}?\W+(?:agents?|helpers?|assistants?|reviewers?|summari[sz]ers?|readers?|recruiters?"
             r"|screeners?|analy[sz]ers?|bots?|must|should)|\W+(?:\w+\W+)?(?:reading|processing|summari[sz]ing|reviewing"
-            r"|condensing|parsing|screening|describing|using|working\W+(?:on|in))\b(?:\W+\w+){0,3}?)")
+            r"|condensing|parsing|screening|describing|working\W+(?:on|in))\b(?:\W+\w+){0,3}?)")
+
+# The same within one line and before its first colon, for the alternatives that end in "AI reviewers:" and may start
+# at any "#", "(" or line: there a gap that ran on over colons and lines would make each start cost many steps.
+_GAP_IN_LINE = r"[^\w\n:]"
+_AI_READER_IN_LINE = _AI_READER.replace(r"\W", _GAP_IN_LINE)
+_AI_ROLE_IN_LINE = _AI_ROLE.replace(r"\W", _GAP_IN_LINE)
+_COLON_AHEAD = r"(?=[^\n:]{1,80}:)"
 
 # Openings, as lookahead-guarded alternations (built here: an f-string expression cannot hold a backslash).
 _STOP = _any(r"do\W+not", "don't", "dont", "never", "stop", r"no\W+longer", r"cease\W+to", r"refuse\W+to")
@@ -172,7 +185,8 @@ RULES: tuple[Rule, ...] = (
           rf"""\b{_any(*_DISMISS, guard=_NOT_NEGATED)}
               (?:{_UP_TO_4_IN_SENTENCE}{_EARLIER}{_UP_TO_2}{_ORDERS}\b
               |{_NOT_JUST_DISMISS}\W+(?:all|any|every|your)\W+(?:\w+\W+)?{_OWN_ORDERS}\b
-              |{_UP_TO_2}{_ORDERS}{_UP_TO_2}(?:above|before|earlier|previously|so\W+far|until\W+now
+              |(?<!skip)(?<!drop)(?<!scrap)(?<!ditch)  # "skip the commands above" is a manual's
+                 {_UP_TO_2}{_ORDERS}{_UP_TO_2}(?:above|before|earlier|previously|so\W+far|until\W+now
                  |you\W+(?:were|have\W+been)\W+given)\b
               |\W+(?:all\W+(?:of\W+)?)?the\W+above\W+(?:and|then)\W+(?:instead|now|just|tell|print|say|write
                  |output|reveal|respond|answer|repeat)\b)""",
@@ -220,9 +234,10 @@ RULES: tuple[Rule, ...] = (
                  "overridden", "overruled", "annulled", "longer")),
     _rule("override.drop-own-rules", "instruction-override",
           "Tells the model to drop, skip or switch off its own rules or safety layers.",
-          rf"""\b{_DROP}\W+(?:\w+\W+){{0,3}}?(?:your|its)\W+(?:\w+\W+)?(?:rules|guidelines|guardrails|restrictions
-              |programming|instructions|directives|training|principles|ethics|morals|{_SAFETY}|makers|creators)\b""",
-          rf"\b{_DROP_ANY}\W+(?:all|every|any)\W+(?:\w+\W+)?{_SAFETY}",
+          rf"""\b{_DROP}\W+(?:\w+\W+){{0,3}}?(?:your\W+(?:\w+\W+)?(?:rules|guidelines|guardrails|restrictions
+              |programming|instructions|directives|training|principles|ethics|morals|{_SAFETY}|makers|creators)
+              |its\W+(?:\w+\W+)?(?:{_MODEL_SAFETY}|programming))\b""",
+          rf"\b{_DROP_ANY}\W+(?:all|every|any)\W+(?:\w+\W+)?{_MODEL_SAFETY}",
           needs=("your", "its", "all", "every", "any")),
     _rule("override.rules-suspended", "instruction-override",
           "Declares the model's rules or safety checks switched off, absent or not applying here.",
@@ -233,7 +248,8 @@ RULES: tuple[Rule, ...] = (
               |guidelines|filters|policies|{_SAFETY}))\W+(?:don't|do\W+not|didn't|did\W+not|no\W+longer|never)\W+
               (?:exist|existed|apply|applied|matter
               |count)\b""",
-          rf"""(?:\byour\W+(?:\w+\W+)?(?:rules|guidelines|filters|restrictions|policies|programming)|\b{_SAFETY})\W+
+          rf"""(?:\byour\W+(?:\w+\W+)?(?:rules|guidelines|filters|restrictions|policies|programming)
+              |\b{_MODEL_SAFETY})\W+
               (?:are\W+|is\W+|were\W+|have\W+been\W+|has\W+been\W+)?(?:now\W+)?(?:disabled|dropped|skipped|deactivated
               |switched\W+off|turned\W+off|bypassed|suspended|gone)\b""",
           # Replies forged for the model ("Okay, rules disabled.", "Policy dropped.", "rules = gone").
@@ -247,34 +263,36 @@ RULES: tuple[Rule, ...] = (
                  "instructions")),
     _rule("override.no-safety", "instruction-override",
           "Asks for answers without the model's safety filters, rules or refusals.",
-          r"""\b(?:without|with\W+no)\W+(?:any\W+)?(?:safety|content|ethical|moral)\W+(?:filters?|checks?
+          r"""\b(?:without|with\W+no)\W+(?:any\W+)?(?:safety|content|ethical|moral)\W+(?:filters?
               |guidelines|restrictions|rules|polic(?:y|ies)|guardrails|limits)\b""",
           rf"""\b{_any("answer", "respond", "reply", "comply", "speak", "talk", "operate")}(?:s|ing)?\W+(?:\w+\W+)?
               (?:without|with\W+no)\W+(?:any\W+)?(?:refusing|refusals?|censorship|guardrails|morals|ethics)\b""",
-          rf"""\bas\W+if\W+(?:there\W+(?:were|are|was)|you\W+(?:had|have))\W+no\W+(?:\w+\W+)?(?:{_LIMITS}|safety)\b""",
+          rf"""\bas\W+if\W+(?:there\W+(?:were|are|was)|you\W+(?:had|have))\W+no\W+(?:\w+\W+)?
+              (?:{_LIMITS_NOT_RULES}|safety)\b""",
           needs=("without", "no")),
     _rule("override.no-refusal", "instruction-override",
           "Forbids the model to refuse, so that a harmful request cannot be declined.",
-          r"""\b(?:you\W+(?:are|'re)\W+not\W+(?:allowed|permitted)\W+to|you\W+(?:must|may|can|will|should|shall)\W*
+          r"""\b(?:you(?:\W+are|'re)\W+not\W+(?:allowed|permitted)\W+to|you\W+(?:must|may|can|will|should|shall)\W*
               (?:not|never)|never|do\W+not|don't)\W+(?:refuse|decline)(?:\W+(?:this|that|my|to\W+answer|or
               |any\W+(?:request
               |question|prompt))\b|[ \t]*[.!,;])""",
-          r"""\bnever\W+(?:answer|respond|reply|say)\W+(?:with\W+)?\W{0,2}I\W+(?:can't|cannot|am\W+unable|'m\W+unable
-              |won't|am\W+sorry|'m\W+sorry)""",
+          r"""\bnever\W+(?:answer|respond|reply|say)\W+(?:with\W+)?\W{0,2}I(?:'m\W+(?:unable|sorry)
+              |\W+(?:can't|cannot|am\W+unable|won't|am\W+sorry))""",
           needs=("refuse", "decline", "say", "never")),
     _rule("override.priority-claim", "instruction-override",
           "Claims that the text outranks the model's own instructions.",
           rf"""\b{_OUTRANK}\W+(?:\w+\W+)?(?:your|the\W+system(?:'s)?)
-              \W+(?:\w+\W+){{0,2}}?(?:{_HIDDEN_PROMPT}|rules|instructions|guidelines|configuration|programming
+              \W+(?:\w+\W+){{0,2}}?(?:{_HIDDEN_PROMPT}|rules|instructions|guidelines|programming
               |directives|orders)\b""",
           needs=("outrank", "overrides", "supersedes", "trumps", "precedence", "above", "priority")),
     _rule("override.note-to-ai", "instruction-override",
           "Addresses the AI that will read a document, which is how instructions are planted in pages, files and mail.",
           rf"""\b(?=[nmidrta])(?:(?:note|message|instructions?|directive|memo|reminder|request|task)\W+(?:\w+\W+)?
-              (?:to|for)|attention)\W+(?:(?:any|all|the|every)\W+)?{_AI_READER}\b{_AI_ROLE}?[ \t]*[:,]""",
-          rf"""(?:\#|//|<!--|\[|\(|/\*)[ \t]{{0,4}}(?:\w+\W+){{0,4}}?(?:{_AI_READER}\b{_AI_ROLE}|LLMs?)[ \t]*:""",
-          rf"""(?:^|(?<=[\n.!?;,]))[ \t*\-]{{0,6}}(?:(?:hey|attention|dear)\W+)?(?:\w+\W+)?{_AI_READER}\b{_AI_ROLE}
-              [ \t]*:""",
+              (?:to|for)|attention)\W+(?:(?:any|all|the|every)\W+)?{_AI_READER}(?!\w){_AI_ROLE}?[ \t]*[:,]""",
+          rf"""(?:\#|//|<!--|\[|\(|/\*){_COLON_AHEAD}[ \t]{{0,4}}(?:\w+{_GAP_IN_LINE}+){{0,4}}?
+              (?:{_AI_READER_IN_LINE}(?!\w){_AI_ROLE_IN_LINE}|LLMs?)[ \t]*:""",
+          rf"""(?:^|(?<=[\n.!?;,])){_COLON_AHEAD}[ \t*\-]{{0,6}}(?:(?:hey|attention|dear){_GAP_IN_LINE}+)?
+              (?:\w+{_GAP_IN_LINE}+)?{_AI_READER_IN_LINE}(?!\w){_AI_ROLE_IN_LINE}[ \t]*:""",
           needs=("ai", "a.i.", "llm", "gpt", "bot", "model", "automated", "virtual", "digital")),
     # --- role-play ----------------------------------------------------------------------------------------
     _rule("roleplay.dan", "role-play",
@@ -324,7 +342,7 @@ RULES: tuple[Rule, ...] = (
               |restrictions\W+(?:and|or|at\W+all|whatsoever|of\W+any\W+kind))\b""",
           r"""\b(?:ignores|disregards|bypasses)\W+(?:every|all|any|its|their)\W+(?:\w+\W+)?(?:safety\W+\w+|rules?
               |guidelines|polic(?:y|ies)|makers|creators|developers|programming|filters|restrictions)\b""",
-          r"""\b(?:does\W+not|doesn't|never)\W+follows?\W+(?:any|its|the)\W+(?:\w+\W+)?(?:content\W+polic(?:y|ies)|rules
+          r"""\b(?:does\W+not|doesn't|never)\W+follows?\W+(?:any|its)\W+(?:\w+\W+)?(?:content\W+polic(?:y|ies)|rules
               |guidelines|safety\W+\w+)\b""",
           r"""\b(?:broken|broke|break|breaking)\W+free\W+(?:of|from)\W+(?:\w+\W+){0,3}?(?:confines|chains|shackles
               |restrictions|rules|limits|programming|filters|constraints|guidelines|training)\b""",
@@ -336,7 +354,7 @@ RULES: tuple[Rule, ...] = (
               (?:that|who|which|with)\W+(?:\w+\W+){{0,2}}?(?:answers\W+(?:anything|everything)|obeys\W+only
               |(?:no|zero|without(?:\W+any)?|free\W+of|not\W+bound\W+by)\W+(?:\w+\W+){{0,2}}?(?:{_LIMITS}|safety
               |filter))\b""",
-          rf"""\byou\W+(?:were|are|'re)\W+(?:\w+\W+){{0,6}}?(?:with\W+no|without(?:\W+any)?|free\W+of)\W+(?:\w+\W+)?
+          rf"""\byou(?:\W+(?:were|are)|'re)\W+(?:\w+\W+){{0,6}}?(?:with\W+no|without(?:\W+any)?|free\W+of)\W+(?:\w+\W+)?
               {_LIMITS}""",
           needs=("no", "ignores", "disregards", "bypasses", "follow", "free", "never", "with", "answers", "obeys",
                  "zero")),
@@ -377,8 +395,8 @@ RULES: tuple[Rule, ...] = (
           r"""\bwhat\W+(?:are|were)\W+the\W+(?:\w+\W+)??(?:instructions|rules|directives)\W+you\W+
               (?:were|have\W+been|got)\W+(?:given|told)\b""",
           r"""\bwhat\W+(?:\w+\W+)?(?:instructions|rules|commands|directives|guidelines|orders|directions)\W+
-              (?:were|have)
-              \W+you\W+(?:been\W+)?(?:given|told|set|programmed)\b(?!\W+(?:at\W+(?:your|school|work|home)|as\W+a
+              (?:were\W+you|have\W+you\W+been)\W+(?:given|told|set|programmed)\b
+              (?!\W+(?:at\W+(?:your|school|work|home)|as\W+a
               |in\W+(?:school|your)|growing\W+up|by\W+your\W+(?:parents|teachers?|boss|doctor)))""",
           r"""\bwhat\W+(?:your|the)\W+(?:\w+\W+)?(?:creators?|operators?|developers?|company|makers?|owners?|deployers?
               |admins?|programmers?)\W+(?:told|instructed|asked)\W+you\b""",
@@ -449,7 +467,7 @@ RULES: tuple[Rule, ...] = (
           # Not a bare "ADMIN:" or "SYSTEM:": log lines and forum posts start so.
           r"""(?:^|(?<=[\n.!?]))[ \t]{0,8}(?:\[[ \t]{0,3}(?:sys|system|developer|dev|operator|root|supervisor
               |orchestrator
-              |controller)[ \t]{0,3}\][ \t]{0,3}:
+              |controller|admin|administrator)[ \t]{0,3}\][ \t]{0,3}:
               |(?-i:(?:SYSTEM|DEVELOPER|OPERATOR|ADMIN|ADMINISTRATOR|ROOT|ORCHESTRATOR)[ \t]+(?:MESSAGE|NOTE|NOTICE
                |COMMAND|DIRECTIVE|INSTRUCTIONS?|OVERRIDE|TASK))[ \t]{0,3}:)""",
           r"""(?-i:\b(?:PRIVILEGED|SIGNED|VERIFIED|TRUSTED|ADMIN|ROOT|DEVELOPER|OPERATOR|OVERRIDE)\W+(?:SYSTEM\W+)?
@@ -462,8 +480,8 @@ RULES: tuple[Rule, ...] = (
     _rule("delimiter.system-tag", "delimiter",
           "Wraps text in a system tag so that it passes for the system's words.",
           r"<[ \t]{0,3}/?[ \t]{0,3}(?:system|sys|system_prompt|system-prompt|developer|instructions?|im_start|admin"
-          r"|administrator|root|operator|sudo|superuser|important)[ \t]{0,3}>",
-          needs=("sys", "developer", "instruction", "im_start", "admin", "root", "operator", "sudo", "superuser",
+          r"|administrator|operator|sudo|superuser|important)[ \t]{0,3}>",
+          needs=("sys", "developer", "instruction", "im_start", "admin", "operator", "sudo", "superuser",
                  "important")),
 )
 
