@@ -107,9 +107,8 @@ _VOID = (r"(?:void|revoked|cancell?ed|withdrawn|rescinded|superseded|obsolete|in
 _RELATIVE = r"(?:grand(?:ma|mother|pa|father|dad)|granny|nana|nan|gran|grampa|grandparents?)"
 
 # What a deployed model's hidden prompt is called: "your pre-prompt", "your setup message", "the developer
-# instructions".
-# Not "your original message" or "your startup configuration": said in e-mails and of devices.
-_HIDDEN_PROMPT = (r"(?=[pPsSdDhHiIbBcCtT])(?:pre-?prompt|system\W+(?:prompt|message|instructions)|developer\W+message"
+# instructions"; not "your original message" or "your startup configuration", said in e-mails and of devices.
+_HIDDEN_PROMPT = (r"(?=[pPsSdDhHiIoObBcCtT])(?:pre-?prompt|system\W+(?:prompt|message|instructions)|developer\W+message"
                   r"|setup\W+message|(?:developer|hidden|initial|original|setup|start-?up|behind-the-scenes|secret|base"
                   r"|core|internal|confidential|operator|built-in)\W+"
                   r"(?:instructions|rules|prompt|directives|guidelines)"
