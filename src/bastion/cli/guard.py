@@ -161,7 +161,7 @@ def train_command(
     from bastion.defenses.text.training import train_default
 
     with user_errors():
-        if not out.parent.is_dir():  # found before the half hour of training, not after
+        if not out.parent.is_dir():  # found before the training (most of an hour), not after
             raise InputError(f"--out {out}: the folder {out.parent} does not exist")
         metrics = train_default(out, seed=seed, threads=threads,
                                 adapter=AdapterSettings(seed=seed) if adapter else None)

@@ -5,7 +5,8 @@ close together, and a logistic regression on frozen embeddings generalises poorl
 An adapter (LoRA, Hu et al. 2021) adds a trainable low-rank term ``scale * B @ A`` to each of the six linear
 maps of every encoder layer; :func:`fit_adapter` trains it in torch, with a linear head on the sentence
 embedding, to tell injections from benign texts. The encoder's own weights stay frozen, so an adapter of rank 8
-is 331,776 numbers (1.3 MB) where the encoder is 22.7 million.
+is 331,776 numbers (1.3 MB) where the encoder is 22.7 million. The shipped one is a "soup" of three such adapters
+trained with different seeds (:func:`average_adapters`): one of rank 24, 995,328 numbers.
 
 At scoring time the adapter is merged into the NumPy/ONNX encoder's weights once, when the model loads
 (:func:`bastion.defenses.text.embedding.load_model`): an adapted forward pass costs what a plain one costs.

@@ -293,6 +293,7 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
               "prompt_fpr_at_long_threshold": float((long_scores >= long_threshold).mean()),
               "training_texts_read_by_pieces": int(read_long.sum()),
               "recall_figures": "the combination's out-of-fold scores without the gate, as 'combined'",
+              "applied": False,
               "combined_at_both_thresholds": _rates(combined >= judged_at, labels),
               "long_injections_recall": {
                   "at_threshold": _recall(combined[read_long] >= classifier.threshold, labels[read_long]),
