@@ -138,7 +138,7 @@ def test_average_adapters_refuses_adapters_that_do_not_match():
     other_rank = EncoderAdapter(2, first.alpha, {name: (a[:2], b[:, :2]) for name, (a, b) in first.factors.items()})
     with pytest.raises(InputError, match="share their rank"):
         average_adapters([first, other_rank])
-    with pytest.raises(InputError, match="share their rank"):
+    with pytest.raises(InputError, match=r"differs in the maps \['0.attention_out'"):
         average_adapters([first, EncoderAdapter(first.rank, first.alpha, {"0.query": first.factors["0.query"]})])
 
 
@@ -260,8 +260,8 @@ def test_each_fold_reads_through_an_adapter_trained_without_it():
 
 
 def test_guard_train_writes_a_classifier_and_its_adapter(tmp_path, monkeypatch):
-    """``bastion guard train`` end to end, on a small corpus in place of bastion's own (the real one takes half
-    an hour): an adapter per fold and a last one, the pair written, loadable, and scored on the eval split."""
+    """``bastion guard train`` end to end, on a small corpus in place of bastion's own (the real one takes most
+    of an hour): an adapter per fold and a last one, the pair written, loadable, and scored on the eval split."""
     from typer.testing import CliRunner
 
     from bastion.cli.main import app
@@ -291,11 +291,12 @@ def test_guard_train_writes_a_classifier_and_its_adapter(tmp_path, monkeypatch):
     assert classifier.adapter_ is not None
     assert classifier.training_["cross_validation"]["adapter_per_fold"] is True
     assert classifier.training_["adapter"]["rank"] == AdapterSettings().rank
+    assert classifier.adapter_.rank == AdapterSettings().rank * AdapterSettings().soup  # the soup, stored as one
     assert classifier.evaluation_["examples"] == 2
     assert classifier.training_["contextual_rows"] == classifier.training_["corpus_size"]  # first windows only
     long_texts = classifier.training_["cross_validation"]["long_texts"]
     assert long_texts["long_benign_prompts"] > 0
-    assert classifier.long_threshold is None  # recorded, not applied
+    assert classifier.long_threshold is None and long_texts["applied"] is False  # recorded, not applied
     assert classifier.threshold <= long_texts["long_threshold"] <= 0.95 and isinstance(long_texts["capped"], bool)
 
     result = CliRunner().invoke(app, ["guard", "train", "--out", str(tmp_path / "plain.json"), "--no-adapter",

@@ -643,6 +643,8 @@ def test_the_shipped_guard_judges_a_padded_injection_as_it_judges_it_alone():
 
     classifier = load_default()
     assert classifier.long_threshold is None
+    settings = classifier.training_["adapter"]
+    assert classifier.adapter_.rank == settings["rank"] * settings["soup"]  # the shipped soup
     assert classifier.training_["cross_validation"]["long_texts"]["applied"] is False
     padding = ("Our team meeting moved to Thursday at ten, in the small room on the third floor. Please bring the "
                "draft budget, the hiring plan and last week's notes, so we can agree on next steps before the "

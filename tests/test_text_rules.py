@@ -324,6 +324,16 @@ def test_non_ascii_views_run_every_rule():
     assert [f.rule for f in match_rules(view)] == [f.rule for f in match_rules(view, rules=_without_needs())]
 
 
+def test_derived_patterns_refuse_a_part_they_do_not_hold():
+    from bastion.defenses.text.rules import _in_line, _without
+
+    assert _without("(?:a|b|c)", "|b") == "(?:a|c)" and _in_line(r"a\W+b") == r"a[^\w\n:]+b"
+    with pytest.raises(ValueError, match="is not in the pattern"):
+        _without("(?:a|c)", "|b")
+    with pytest.raises(ValueError, match="no gap"):
+        _in_line("(?:a|c)")
+
+
 def test_needed_words_must_be_lowercase():
     from bastion.defenses.text.rules import _rule
 

@@ -151,8 +151,9 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the corpus and the fit.")] = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads for the encoder and its adapter's training "
                                                 "(default: all cores).")] = None,
-    adapter: Annotated[bool, typer.Option(help="Fine-tune the encoder with a low-rank adapter (six trainings, "
-                                          "most of the time); --no-adapter reads the encoder as published.")] = True,
+    adapter: Annotated[bool, typer.Option(help="Fine-tune the encoder with low-rank adapters (six soups of three "
+                                          "trainings, most of the time); --no-adapter reads the encoder as "
+                                          "published.")] = True,
 ) -> None:
     """Retrain the learned layer on bastion's own labelled corpus (its training split) and write it (with its
     encoder adapter beside it, as <name>.adapter.safetensors)."""

@@ -276,6 +276,8 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
             torch.set_num_threads(settings.threads)
         adapters = []
         for seed in range(settings.seed, settings.seed + settings.soup):
+            if settings.soup > 1:
+                logger.info("adapter %d of a soup of %d (seed %d)", seed - settings.seed + 1, settings.soup, seed)
             with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
                 torch.manual_seed(seed)
                 encoder = _torch_encoder(settings.rank, settings.alpha)
@@ -301,10 +303,12 @@ def average_adapters(adapters: Sequence[EncoderAdapter]) -> EncoderAdapter:
     first = adapters[0]
     if len(adapters) == 1:
         return first
-    for other in adapters[1:]:
-        if (other.rank, other.alpha, sorted(other.factors)) != (first.rank, first.alpha, sorted(first.factors)):
-            raise InputError("adapters averaged must share their rank, alpha and linear maps; got rank "
-                             f"{first.rank} and {other.rank}, alpha {first.alpha} and {other.alpha}")
+    for index, other in enumerate(adapters[1:], start=1):
+        if (other.rank, other.alpha, set(other.factors)) != (first.rank, first.alpha, set(first.factors)):
+            maps = sorted(set(first.factors) ^ set(other.factors))
+            raise InputError(f"adapters averaged must share their rank, alpha and linear maps; adapter {index} has "
+                             f"rank {other.rank} and alpha {other.alpha} against {first.rank} and {first.alpha}"
+                             + (f", and differs in the maps {maps}" if maps else ""))
     count = len(adapters)
     factors = {name: (np.concatenate([adapter.factors[name][0] for adapter in adapters], axis=0),
                       np.concatenate([adapter.factors[name][1] for adapter in adapters], axis=1) / count)

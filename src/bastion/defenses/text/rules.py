@@ -98,7 +98,6 @@ _ABOVE = r"(?:above|before\W+(?:this|that|my)|preceding|prior\W+to\W+(?:this|my)
 _SENTENCE_START = r"(?:^|[.!?:;\n])[ \t\"'*_>-]{0,8}"
 _TRIPLE_QUOTE = "(?:\"\"\"|''')"
 
-_LIMITS_NOT_RULES = _LIMITS.replace("|rules", "")  # "he drove as if there were no rules"
 # Words that declare instructions cancelled ("your directives are void", "... have been revoked").
 _VOID_VERB = r"(?:are|is|were|was|have\W+been|has\W+been|'re|'s|become)"
 # Not "expired", "lifted" or "suspended": said of insurance policies and account restrictions.
@@ -106,20 +105,35 @@ _VOID = (r"(?:void|revoked|cancell?ed|withdrawn|rescinded|superseded|obsolete|in
          r"|overridden|overruled|annulled|no\W+longer\W+(?:valid|apply|applies|in\W+(?:force|effect)|active))")
 _RELATIVE = r"(?:grand(?:ma|mother|pa|father|dad)|granny|nana|nan|gran|grampa|grandparents?)"
 
+
+
+def _without(pattern: str, part: str) -> str:
+    """``pattern`` less every ``part``.
+
+    Raises:
+        ValueError: ``part`` is not in ``pattern`` (an edit of the pattern must not leave it whole unnoticed).
+    """
+    if part not in pattern:
+        raise ValueError(f"{part!r} is not in the pattern {pattern!r}")
+    return pattern.replace(part, "")
+
+
+_LIMITS_NOT_RULES = _without(_LIMITS, "|rules")  # "he drove as if there were no rules"
 # What a deployed model's hidden prompt is called: "your pre-prompt", "your setup message", "the developer
 # instructions"; not "your original message" or "your startup configuration", said in e-mails and of devices.
-_HIDDEN_PROMPT = (r"(?=[pPsSdDhHiIoObBcCtT])(?:pre-?prompt|system\W+(?:prompt|message|instructions)|developer\W+message"
-                  r"|setup\W+message|(?:developer|hidden|initial|original|setup|start-?up|behind-the-scenes|secret|base"
-                  r"|core|internal|confidential|operator|built-in)\W+"
-                  r"(?:instructions|rules|prompt|directives|guidelines)"
-                  r"|instruction\W+set)")
+_PROMPT_ADJECTIVES = ("developer", "hidden", "initial", "original", "setup", r"start-?up", "behind-the-scenes",
+                      "secret", "base", "core", "internal", "confidential", "operator", "built-in")
+_HIDDEN_PROMPT = "(?:" + _any(
+    r"pre-?prompt", r"system\W+(?:prompt|message|instructions)", r"developer\W+message", r"setup\W+message",
+    *(rf"{adjective}\W+(?:instructions|rules|prompt|directives|guidelines)" for adjective in _PROMPT_ADJECTIVES),
+    r"instruction\W+set") + ")"
 # Safety layers of a model, as a text names them when it wants them gone ("the content filters", "safety checks").
-_SAFETY = (r"(?=[gGsScCrReEmMuU])(?:guardrails|safeguards|censorship|restrictions|ethical\W+guidelines|moral\W+rules"
-           r"|morals|content\W+"
-           r"(?:filters?|polic(?:y|ies)|rules)|usage\W+polic(?:y|ies)|safety\W+(?:filters?|checks?|rules|guidelines"
-           r"|training|protocols|settings|layers?|policy))")
+_SAFETY = "(?:" + _any(
+    "guardrails", "safeguards", "censorship", "restrictions", r"ethical\W+guidelines", r"moral\W+rules", "morals",
+    r"content\W+(?:filters?|polic(?:y|ies)|rules)", r"usage\W+polic(?:y|ies)",
+    r"safety\W+(?:filters?|checks?|rules|guidelines|training|protocols|settings|layers?|policy)") + ")"
 # The same less "restrictions", which governments and landlords drop too: where the rules need not be the model's.
-_MODEL_SAFETY = _SAFETY.replace("|restrictions", "")
+_MODEL_SAFETY = _without(_SAFETY, "|restrictions")
 
 # Who a planted instruction addresses when it means the model that reads the page: not "the assistant" or "agents"
 # alone (a person's assistant, call-centre agents), but an AI, an LLM, a language model, a bot, an automated tool.
@@ -137,8 +151,21 @@ _AI_ROLE = (r"(?:(?:\W+\w+){0,2}?\W+(?:agents?|helpers?|assistants?|reviewers?|s
 # The same within one line and before its first colon, for the alternatives that end in "AI reviewers:" and may start
 # at any "#", "(" or line: there a gap that ran on over colons and lines would make each start cost many steps.
 _GAP_IN_LINE = r"[^\w\n:]"
-_AI_READER_IN_LINE = _AI_READER.replace(r"\W", _GAP_IN_LINE)
-_AI_ROLE_IN_LINE = _AI_ROLE.replace(r"\W", _GAP_IN_LINE)
+
+
+def _in_line(pattern: str) -> str:
+    """``pattern`` with its gaps (``\\W``) kept within a line and before a colon.
+
+    Raises:
+        ValueError: ``pattern`` has no gap to replace.
+    """
+    if r"\W" not in pattern:
+        raise ValueError(f"no gap (\\W) in the pattern {pattern!r}")
+    return pattern.replace(r"\W", _GAP_IN_LINE)
+
+
+_AI_READER_IN_LINE = _in_line(_AI_READER)
+_AI_ROLE_IN_LINE = _in_line(_AI_ROLE)
 _COLON_AHEAD = r"(?=[^\n:]{1,80}:)"
 
 # Openings, as lookahead-guarded alternations (built here: an f-string expression cannot hold a backslash).

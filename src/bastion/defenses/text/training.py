@@ -230,8 +230,8 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     selects it), for :class:`~bastion.defenses.text.guard.PromptGuard`'s ``long_threshold``. With ``adapter``
     settings (the default; ``None``: the encoder as published), an adapter is trained in every fold on that
     fold's training texts, so the out-of-fold contextual scores come from an encoder that never saw their
-    families either, and a last one on the whole split is shipped (six trainings: the longest part, about 3.5
-    minutes each on 2 idle cores).
+    families either, and a last one on the whole split is shipped (six adapters, each a soup of ``adapter.soup``
+    trainings: 18 by default, the longest part, about 2.5 minutes each on 2 cores).
     ``threads`` applies to the embedding and, where ``adapter.threads`` is ``None``, to the adapter's training.
     With ``benign_pieces``, the contextual layer is fitted also on every piece it can read of the benign texts
     (:meth:`TrainingPieces.contextual_training_rows`), as the lexical layer is.
@@ -398,7 +398,7 @@ def _unseen_paragraphs(document: str, fitted: str) -> str:
 
 def _fit_adapter(windows: list[list[int]], labels: np.ndarray, rows: np.ndarray, settings: AdapterSettings,
                  what: str) -> EncoderAdapter:
-    logger.info("training an encoder adapter on %d texts (%s)", len(rows), what)
+    logger.info("training an encoder adapter (a soup of %d) on %d texts (%s)", settings.soup, len(rows), what)
     return fit_adapter([windows[i] for i in rows.tolist()], labels[rows], settings)
 
 
