@@ -81,8 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     train = split_examples(assemble(0), "train")
     shown, held_back = split_families(train)
-    parts = {"shown": [e for e in train if e.family in set(shown)],
-             "held_back": [e for e in train if e.family in set(held_back)]}
+    parts = {part: [e for e in train if e.family in families]
+             for part, families in (("shown", set(shown)), ("held_back", set(held_back)))}
     measured = {}
     for revision in args.revisions:
         module, digest = rules_module(revision)

@@ -101,7 +101,7 @@ class MicroBatcher:
         waiting = _Waiting(pipeline, x, digest, loop.create_future())
         self._waiting.append(waiting)
         self._rows += x.shape[0]
-        expected = max(in_flight, *self._recent) if self._recent else in_flight
+        expected = max([in_flight, *self._recent])
         everyone = len(self._waiting) >= expected or self._rows >= self.max_instances
         if self._due is None:
             self._due = loop.call_soon(self._run) if everyone or not self.wait_seconds else \
