@@ -1,8 +1,10 @@
-"""The ninth cut's rules judged on held-back training families: the split, and the rule layer's rates on each part.
+"""Rules judged on held-back training families: the split, and the rule layer's rates on each part.
 
-    .venv/bin/python benchmarks/text_guard_rules_heldback.py    # benchmarks/results/text_guard_rules_heldback.json
+    .venv/bin/python benchmarks/text_guard_rules_heldback.py    # the ninth cut's: results/text_guard_rules_heldback.json
+    .venv/bin/python benchmarks/text_guard_rules_heldback.py --seed 1 --revisions 83182bc WORKTREE
+                                                                # the tenth's: results/text_guard_rules_heldback_seed1.json
 
-The train split's template families are drawn at random (``random.Random(0)``, a fifth of them, by family) into
+The train split's template families are drawn at random (``random.Random(seed)``, a fifth of them, by family) into
 the families a rule writer was shown and those held back to judge the rules once (the rule and its judgement:
 ``benchmarks/preregistered/text_guard.txt``). Each rules module named by ``--revisions`` (git revisions of
 ``src/bastion/defenses/text/rules.py``; ``WORKTREE`` for the file as it is) runs on both parts through the
@@ -77,10 +79,15 @@ def rates(module: ModuleType, examples: list[Example]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--revisions", nargs="+", default=list(REVISIONS))
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "text_guard_rules_heldback.json")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the draw of held-back families: 0 judged the ninth cut's rules, 1 the tenth's")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default results/text_guard_rules_heldback.json (seed 0), ..._seed1.json (seed 1)")
     args = parser.parse_args()
+    out = args.out or ROOT / "results" / ("text_guard_rules_heldback" + (f"_seed{args.seed}" if args.seed else "")
+                                          + ".json")
     train = split_examples(assemble(0), "train")
-    shown, held_back = split_families(train)
+    shown, held_back = split_families(train, args.seed)
     parts = {part: [e for e in train if e.family in families]
              for part, families in (("shown", set(shown)), ("held_back", set(held_back)))}
     measured = {}
@@ -91,11 +98,11 @@ def main() -> None:
                          f"{measured[revision][part]['benign_trigger_fpr']:.1%}" for part in parts)
         print(f"{revision:9s} {line}")
     record = {"benchmark": "text_guard_rules_heldback", "created_at": datetime.now(timezone.utc).isoformat(),
-              "split": {"seed": 0, "held_back_share": HELD_BACK_SHARE, "shown_families": shown,
+              "split": {"seed": args.seed, "held_back_share": HELD_BACK_SHARE, "shown_families": shown,
                         "held_back_families": held_back, "texts": {k: len(v) for k, v in parts.items()}},
               "revisions": measured}
-    args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
