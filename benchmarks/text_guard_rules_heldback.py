@@ -1,8 +1,8 @@
 """Rules judged on held-back training families: the split, and the rule layer's rates on each part.
 
-    .venv/bin/python benchmarks/text_guard_rules_heldback.py    # the ninth cut's: results/text_guard_rules_heldback.json
-    .venv/bin/python benchmarks/text_guard_rules_heldback.py --seed 1 --revisions 83182bc WORKTREE
-                                                                # the tenth's: results/text_guard_rules_heldback_seed1.json
+    # the ninth cut's rules (results/text_guard_rules_heldback.json), then the tenth's (..._seed1.json):
+    .venv/bin/python benchmarks/text_guard_rules_heldback.py
+    .venv/bin/python benchmarks/text_guard_rules_heldback.py --seed 1 --revisions 83182bc 094f875
 
 The train split's template families are drawn at random (``random.Random(seed)``, a fifth of them, by family) into
 the families a rule writer was shown and those held back to judge the rules once (the rule and its judgement:

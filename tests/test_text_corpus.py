@@ -253,3 +253,16 @@ def test_long_benign_prompts_of_bastions_corpus_share_no_paragraph_with_their_fo
             assert not [part for part in paragraphs if len(part) > 40 and part in fitted]
     with pytest.raises(InputError, match="per_fold must be at least 1"):
         long_benign_prompts(train, folds, seed=0, per_fold=0)
+
+
+def test_the_calibration_set_shares_no_wording_with_the_eval_split():
+    # bastion's threshold is calibrated on these prompts (data/calibration_trigger.yaml): no five-word run of the
+    # eval split's own templates, slot values or pools may appear in them, so the eval split stays unseen.
+    from bastion.defenses.text.calibration import shipped_calibration_texts
+
+    eval_runs = _split_material()["eval"]
+    shared = set()
+    for text in shipped_calibration_texts():
+        words = re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.lower().replace("\u2019", "'"))
+        shared |= {" ".join(words[i:i + 5]) for i in range(len(words) - 4)} & eval_runs.keys()
+    assert not shared, sorted(f"{run!r}: {eval_runs[run]}" for run in shared)

@@ -23,7 +23,7 @@ guard_app = typer.Typer(
     help="Guard text models: 'prompt' screens a prompt for injected instructions (also hidden in Base64, hex, "
     "invisible characters, homoglyphs, reversed text), 'output' screens a reply for secrets, PII and a leaked "
     "system prompt ('canary' makes a token to plant in one), 'eval' measures the screen on a labelled set, "
-    "'train' retrains its classifier.",
+    "'train' retrains its classifier, 'calibrate' sets its threshold on benign prompts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -155,8 +155,9 @@ def train_command(
                                           "trainings, most of the time); --no-adapter reads the encoder as "
                                           "published.")] = True,
 ) -> None:
-    """Retrain the learned layer on bastion's own labelled corpus (its training split) and write it (with its
-    encoder adapter beside it, as <name>.adapter.safetensors)."""
+    """Retrain the learned layer on bastion's own labelled corpus (its training split), calibrate its threshold on
+    bastion's benign calibration prompts (as 'calibrate' does), and write it (with its encoder adapter beside it,
+    as <name>.adapter.safetensors)."""
     from bastion.defenses.text.adapter import AdapterSettings
     from bastion.defenses.text.classifier import adapter_path
     from bastion.defenses.text.training import train_default
@@ -168,6 +169,56 @@ def train_command(
                                 adapter=AdapterSettings(seed=seed) if adapter else None)
     console.print_json(json.dumps(metrics))
     console.print(f"wrote {out}" + (f" and {adapter_path(out)}" if adapter else ""), highlight=False)
+
+
+@guard_app.command("calibrate")
+def calibrate_command(
+    out: Annotated[Path, typer.Option(help="Where to write the calibrated classifier (JSON; its adapter goes "
+                                      "beside it).")] = Path("injection_classifier.json"),
+    data: Annotated[Path | None, typer.Option("--data", help=(
+        "Benign prompts as JSON lines, {\"text\": ...} each (a \"label\", if given, must be 0 or \"benign\"): "
+        "your own traffic, full of the words your users write (default: bastion's calibration set)."),
+        show_default=False)] = None,
+    classifier: Annotated[Path | None, typer.Option(help="The classifier (.json) to calibrate (default: the one "
+                                                    "shipped with bastion).", show_default=False)] = None,
+    max_fpr: Annotated[float, typer.Option("--max-fpr", min=0.0, max=0.99, help=(
+        "The share of the benign prompts the whole guard may flag."))] = 0.04,
+    evaluate: Annotated[bool, typer.Option("--evaluate", help=(
+        "Also score the calibrated classifier alone on bastion's eval split and keep the figures in its file "
+        "(about a minute)."))] = False,
+) -> None:
+    """Set the classifier's threshold to the lowest at which the guard (rules and classifier) flags at most
+    --max-fpr of benign prompts, and write it; exit 1 when no threshold keeps within the bound."""
+    from bastion.defenses.text.calibration import (
+        CALIBRATION_FILE,
+        apply_calibration,
+        calibrate,
+        read_benign_texts,
+        shipped_calibration_texts,
+    )
+    from bastion.defenses.text.classifier import adapter_path, load_default
+    from bastion.defenses.text.training import score_eval_split
+
+    with user_errors():
+        if not out.parent.is_dir():
+            raise InputError(f"--out {out}: the folder {out.parent} does not exist")
+        texts = shipped_calibration_texts() if data is None else read_benign_texts(data)
+        # a fresh load of the shipped one: load_default's cached instance serves the rest of the process
+        model = load_default.__wrapped__() if classifier is None else _classifier(classifier, False)
+        result = calibrate(model, texts, max_fpr=max_fpr, source=CALIBRATION_FILE if data is None else data.name)
+        apply_calibration(model, result)
+        if evaluate:
+            model.evaluation_ = score_eval_split(model)
+        model.save(out)
+    console.print_json(json.dumps(result.as_record()))
+    if result.threshold is None:
+        console.print(f"no threshold up to 0.95 keeps the guard within {max_fpr:.1%} of these prompts "
+                      f"({result.flagged_by_rules} of {result.texts} flagged by the rules alone); the threshold "
+                      f"stays {result.previous_threshold:.4f}. Wrote {out}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"threshold {result.previous_threshold:.4f} -> {result.threshold:.3f}: {result.flagged} of "
+                  f"{result.texts} benign prompts flagged ({result.flagged_by_rules} by rules); wrote {out}"
+                  + (f" and {adapter_path(out)}" if model.adapter_ is not None else ""), highlight=False)
 
 
 def _classifier(path: Path | None, rules_only: bool, *thresholds: float | None) -> object:

@@ -18,6 +18,7 @@ import numpy as np
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.adapter import AdapterSettings, EncoderAdapter, fit_adapter
+from bastion.defenses.text.calibration import apply_calibration, calibrate, shipped_calibration_texts
 from bastion.defenses.text.classifier import (
     C_GRID,
     LEXICAL_C_GRID,
@@ -235,11 +236,12 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     ``threads`` applies to the embedding and, where ``adapter.threads`` is ``None``, to the adapter's training.
     With ``benign_pieces``, the contextual layer is fitted also on every piece it can read of the benign texts
     (:meth:`TrainingPieces.contextual_training_rows`), as the lexical layer is.
-    The eval split is scored once, at the end, by the classifier alone. Writes the classifier to ``out_path``
+    Last, the threshold is calibrated (:func:`~bastion.defenses.text.calibration.calibrate`): the lowest at which
+    the whole guard flags at most 4% of bastion's calibration prompts (benign, full of trigger words, never trained
+    on); the out-of-fold one stays in the record. The eval split is scored once, at the end, by the classifier
+    alone. Writes the classifier to ``out_path``
     (and its adapter beside it) and returns its metrics.
     """
-    from bastion.defenses.text.evaluate import evaluate
-
     examples = assemble(seed)
     train = [example for example in split_examples(examples, "train") if not is_encoded(example)]
     held_out = split_examples(examples, "eval")
@@ -312,14 +314,29 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
         "families": sorted({e.family for e in train}), "counts": summary(examples), "cross_validation": cv})
     if adapter is not None:
         classifier.training_["adapter"] = {**adapter.as_record(), "trained_on": "each text's first window"}
-    logger.info("scoring %d eval texts with the classifier alone", len(held_out))
-    evaluation = evaluate(classifier.screen, held_out, guard="classifier alone",
-                          data=f"bastion corpus, eval split (seed {seed}): template families never trained on")
-    metrics = _metrics(evaluation)
+    calibration = calibrate(classifier, shipped_calibration_texts())
+    apply_calibration(classifier, calibration)
+    logger.info("calibrated threshold %s (out of fold %.4f)", calibration.threshold, calibration.previous_threshold)
+    metrics = score_eval_split(classifier, seed, held_out)
     classifier.evaluation_ = metrics
     classifier.threads = None  # a setting of the process that loads the file, not of the model
     classifier.save(out_path)
     return metrics
+
+
+def score_eval_split(classifier: InjectionClassifier, seed: int = 0,
+                     held_out: Sequence[Example] | None = None) -> dict[str, Any]:
+    """The figures of ``classifier`` alone, at its threshold, on the eval split of
+    :func:`~bastion.defenses.text.corpus.assemble` (``held_out``, where given, is that split), as kept in its file
+    (``evaluation``)."""
+    from bastion.defenses.text.evaluate import evaluate
+
+    if held_out is None:
+        held_out = split_examples(assemble(seed), "eval")
+    logger.info("scoring %d eval texts with the classifier alone", len(held_out))
+    evaluation = evaluate(classifier.screen, held_out, guard="classifier alone",
+                          data=f"bastion corpus, eval split (seed {seed}): template families never trained on")
+    return {**_metrics(evaluation), "threshold": classifier.threshold}
 
 
 def _fold_encoders(classifier: InjectionClassifier, pieces: TrainingPieces, labels: np.ndarray, folds: Folds,
