@@ -239,8 +239,7 @@ def train_default(out_path: str | Path, seed: int = 0, *, threads: int | None = 
     Last, the threshold is calibrated (:func:`~bastion.defenses.text.calibration.calibrate`): the lowest at which
     the whole guard flags at most 4% of bastion's calibration prompts (benign, full of trigger words, never trained
     on); the out-of-fold one stays in the record. The eval split is scored once, at the end, by the classifier
-    alone. Writes the classifier to ``out_path``
-    (and its adapter beside it) and returns its metrics.
+    alone. Writes the classifier to ``out_path`` (and its adapter beside it) and returns its metrics.
     """
     examples = assemble(seed)
     train = [example for example in split_examples(examples, "train") if not is_encoded(example)]
