@@ -297,7 +297,12 @@ def test_guard_train_writes_a_classifier_and_its_adapter(tmp_path, monkeypatch):
     long_texts = classifier.training_["cross_validation"]["long_texts"]
     assert long_texts["long_benign_prompts"] > 0
     assert classifier.long_threshold is None and long_texts["applied"] is False  # recorded, not applied
-    assert classifier.threshold <= long_texts["long_threshold"] <= 0.95 and isinstance(long_texts["capped"], bool)
+    out_of_fold = classifier.training_["cross_validation"]["threshold"]
+    assert out_of_fold <= long_texts["long_threshold"] <= 0.95 and isinstance(long_texts["capped"], bool)
+    calibration = classifier.training_["calibration"]  # the last step: the threshold set on the calibration set
+    assert calibration["previous_threshold"] == out_of_fold and calibration["source"] == "calibration_trigger.yaml"
+    assert classifier.threshold == (calibration["threshold"] if calibration["applied"] else out_of_fold)
+    assert classifier.evaluation_["threshold"] == classifier.threshold
 
     result = CliRunner().invoke(app, ["guard", "train", "--out", str(tmp_path / "plain.json"), "--no-adapter",
                                       "--threads", "1"])
