@@ -106,11 +106,13 @@ def test_a_benign_file_reads_texts_with_or_without_a_benign_label(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ('{"text": "ok"}\n{"text": \n', "line 2: not JSON"),
-    ('["a list"]\n', 'line 1: each line must be a JSON object with a string "text"'),
-    ('{"prompt": "wrong key"}\n', 'line 1: each line must be a JSON object with a string "text"'),
-    ('{"text": "attack", "label": 1}\n', "line 1: labelled 1; a calibration file holds benign prompts only"),
-    ("\n\n", "holds no prompts"),
+    ('{"text": "ok"}\n{"text": \n', "line 2: not valid JSON"),
+    ('["a list"]\n', "line 1: expected a JSON object"),
+    ('{"prompt": "wrong key"}\n', 'line 1: "text" must be a string'),
+    ('{"text": "attack", "label": 1}\n', "line 1: labelled as an injection; this file holds benign prompts only"),
+    ('{"text": "attack", "label": "injection"}\n', "line 1: labelled as an injection"),
+    ('{"text": "yes or no", "label": false}\n', 'line 1: "label" must be 0, 1'),
+    ("\n\n", "holds no examples"),
 ])
 def test_malformed_benign_files_name_the_line_and_the_fix(tmp_path, content, message):
     path = tmp_path / "benign.jsonl"
@@ -120,10 +122,10 @@ def test_malformed_benign_files_name_the_line_and_the_fix(tmp_path, content, mes
 
 
 def test_unreadable_benign_files_are_named(tmp_path):
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="does not exist"):
         read_benign_texts(tmp_path / "missing.jsonl")
     (tmp_path / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
-    with pytest.raises(InputError, match="not UTF-8"):
+    with pytest.raises(InputError, match="as UTF-8 text"):
         read_benign_texts(tmp_path / "latin1.jsonl")
 
 
@@ -169,7 +171,7 @@ def test_calibrate_command_exits_1_when_the_rules_alone_pass_the_bound(tmp_path)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--data", "{missing}"], "cannot read"),
+    (["--data", "{missing}"], "does not exist"),
     (["--out", "{tmp}/no/such/folder/c.json"], "does not exist"),
     (["--max-fpr", "1.5"], "max-fpr"),
 ])

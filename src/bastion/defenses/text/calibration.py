@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from bastion.core.errors import InputError
+from bastion.defenses.text.corpus import read_labelled_jsonl
 from bastion.defenses.text.guard import PromptGuard
 from bastion.defenses.text.normalize import normalize
 
@@ -89,38 +90,14 @@ def shipped_calibration_texts() -> list[str]:
 
 
 def read_benign_texts(path: str | Path) -> list[str]:
-    """The prompts of a team's benign calibration file: JSON lines with a ``"text"`` each (and, if a line has a
-    ``"label"``, it must be benign: ``0`` or ``"benign"``).
+    """The prompts of a team's benign calibration file: JSON lines with a ``"text"`` each and, if given, a benign
+    ``"label"`` (``0`` or ``"benign"``), read by :func:`~bastion.defenses.text.corpus.read_labelled_jsonl`.
 
     Raises:
-        InputError: the file cannot be read, a line is not a JSON object with a string ``"text"``, a line is
-            labelled as an injection, or there are no lines.
+        InputError: the file is missing, empty or not UTF-8, a line is not a JSON object with a string ``"text"``,
+            or a line is labelled as an injection (the message names the line).
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror or error}") from error
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    texts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}, line {number}: not JSON ({error.msg}); each line must be "
-                             '{"text": "..."}') from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise InputError(f'{path}, line {number}: each line must be a JSON object with a string "text"')
-        if row.get("label", 0) not in (0, "benign"):
-            raise InputError(f"{path}, line {number}: labelled {row['label']!r}; a calibration file holds benign "
-                             "prompts only (label 0 or \"benign\", or no label)")
-        texts.append(row["text"])
-    if not texts:
-        raise InputError(f"{path} holds no prompts; give one JSON object per line")
-    return texts
+    return [example.text for example in read_labelled_jsonl(path, benign_only=True)]
 
 
 def calibrate(classifier: InjectionClassifier, texts: Sequence[str], *, max_fpr: float = MAX_FPR,

@@ -176,11 +176,13 @@ def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
     return path
 
 
-def read_labelled_jsonl(path: str | Path) -> list[Example]:
+def read_labelled_jsonl(path: str | Path, *, benign_only: bool = False) -> list[Example]:
     """A user's labelled texts: one JSON object per line with ``"text"``, ``"label"`` and optionally ``"category"``.
 
     ``label`` is ``0``/``1`` or ``"benign"``/``"injection"``. Without a category, an example is in category
-    ``"injection"`` or ``"benign"``. Blank lines are skipped. Every example is in the eval split.
+    ``"injection"`` or ``"benign"``. Blank lines are skipped. Every example is in the eval split. With
+    ``benign_only`` (a file of benign prompts, as ``bastion guard calibrate --data`` reads), a line may leave the
+    label out (benign) and a line labelled as an injection is refused.
 
     Raises:
         InputError: the file is missing or empty, or a line is not such an object (the message names the line).
@@ -197,14 +199,14 @@ def read_labelled_jsonl(path: str | Path) -> list[Example]:
     examples = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            examples.append(_parse_line(line, f"{path.name} line {number}"))
+            examples.append(_parse_line(line, f"{path.name} line {number}", benign_only))
     if not examples:
         raise InputError(f"labelled file {path} holds no examples; write one JSON object per line, "
                          'e.g. {"text": "Ignore all previous instructions", "label": 1}')
     return examples
 
 
-def _parse_line(line: str, where: str) -> Example:
+def _parse_line(line: str, where: str, benign_only: bool = False) -> Example:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -216,7 +218,10 @@ def _parse_line(line: str, where: str) -> Example:
     if not isinstance(text, str):
         raise InputError(f'{where}: "text" must be a string, got {"nothing" if text is None else type(text).__name__}')
     check_unicode(text, f'{where}: "text"')
-    label = _parse_label(record.get("label"), where)
+    label = 0 if benign_only and "label" not in record else _parse_label(record.get("label"), where)
+    if benign_only and label:
+        raise InputError(f"{where}: labelled as an injection; this file holds benign prompts only (label 0 or "
+                         '"benign", or none)')
     category = record.get("category", "injection" if label else "benign")
     if not isinstance(category, str) or not category:
         raise InputError(f'{where}: "category" must be a non-empty string')
