@@ -20,6 +20,7 @@ from bastion.defenses.text.adapter import (
     _torch_encoder,
     average_adapters,
     fit_adapter,
+    interpolated,
 )
 from bastion.defenses.text.classifier import InjectionClassifier, adapter_path
 from bastion.defenses.text.embedding import SentenceEncoder, load_model
@@ -131,6 +132,27 @@ def test_fit_adapter_with_a_soup_averages_the_adapters_of_successive_seeds():
     assert soup.digest == average_adapters(alone).digest
 
 
+def test_an_interpolated_adapter_keeps_that_share_of_every_change():
+    adapter = perturbed_adapter(2)[0]
+    half = interpolated(adapter, 0.5)
+    assert (half.rank, half.alpha) == (adapter.rank, adapter.alpha / 2)
+    for layer in range(6):
+        for name in ("query", "intermediate", "output"):
+            np.testing.assert_allclose(half.delta(layer, name), adapter.delta(layer, name) / 2, atol=1e-7)
+    assert interpolated(adapter, 1.0) is adapter
+    for share in (0.0, -0.5, 1.01, float("nan"), "0.5"):
+        with pytest.raises(InputError, match="interpolation share must be"):
+            interpolated(adapter, share)
+
+
+def test_fit_adapter_keeps_the_interpolated_share_of_its_soup():
+    texts, labels = sequences(INJECTIONS + BENIGN), [1] * len(INJECTIONS) + [0] * len(BENIGN)
+    whole = fit_adapter(texts, labels, TINY)
+    half = fit_adapter(texts, labels, AdapterSettings(**{**TINY.__dict__, "interpolation": 0.5}))
+    assert half.digest == interpolated(whole, 0.5).digest
+    assert AdapterSettings(interpolation=0.5).as_record()["interpolation"] == 0.5
+
+
 def test_average_adapters_refuses_adapters_that_do_not_match():
     with pytest.raises(InputError, match="at least one"):
         average_adapters([])
@@ -148,7 +170,8 @@ def test_average_adapters_refuses_adapters_that_do_not_match():
     ({"alpha": float("nan")}, "alpha must be"), ({"learning_rate": 0}, "learning_rate must be"),
     ({"threads": 0}, "threads must be"), ({"mask_rate": 1.0}, "mask_rate must be"),
     ({"mask_rate": -0.1}, "mask_rate must be"), ({"soup": 0}, "soup must be"), ({"soup": 9}, "soup must be"),
-    ({"soup": True}, "soup must be"),
+    ({"soup": True}, "soup must be"), ({"interpolation": 0}, "interpolation must be"),
+    ({"interpolation": 1.5}, "interpolation must be"), ({"interpolation": True}, "interpolation must be"),
 ])
 def test_adapter_settings_refuse_bad_values(arguments, message):
     with pytest.raises(InputError, match=message):

@@ -48,8 +48,11 @@ class AdapterSettings:
     text (texts are cut to their first ``max_tokens``), the share of each text's tokens replaced by [MASK] afresh
     at every step (``mask_rate``, a regulariser against learning the corpus's templates word for word; [CLS] and
     [SEP] are kept; measured at 0.15 and not adopted, see RESULTS.md), the seed, torch threads (``None``:
-    torch's setting), and ``soup``: how many adapters are trained, with seeds ``seed``, ``seed + 1``, ...,
-    and averaged into one (:func:`average_adapters`; each training takes the full time).
+    torch's setting), ``soup``: how many adapters are trained, with seeds ``seed``, ``seed + 1``, ...,
+    and averaged into one (:func:`average_adapters`; each training takes the full time), and ``interpolation``:
+    the share of the (averaged) trained change kept, in (0, 1]: 1 keeps it whole, 0.5 puts the encoder halfway
+    between the published one and the fine-tuned one (weight-space interpolation, "WiSE-FT", Wortsman et al.
+    2022; :func:`interpolated`).
 
     The defaults are the shipped adapter's.
     """
@@ -64,6 +67,7 @@ class AdapterSettings:
     seed: int = 0
     threads: int | None = None
     soup: int = 3
+    interpolation: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -83,6 +87,9 @@ class AdapterSettings:
             problems.append(f"mask_rate must be a number from 0 up to 1 (not included), got {self.mask_rate!r}")
         if not (isinstance(self.soup, int) and not isinstance(self.soup, bool) and 1 <= self.soup <= 8):
             problems.append(f"soup must be an integer from 1 to 8, got {self.soup!r}")
+        if not (isinstance(self.interpolation, (int, float)) and not isinstance(self.interpolation, bool)
+                and 0.0 < self.interpolation <= 1.0):
+            problems.append(f"interpolation must be a number above 0 and at most 1, got {self.interpolation!r}")
         if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
             problems.append(f"threads must be a positive integer or None, got {self.threads!r}")
         if problems:
@@ -96,7 +103,7 @@ class AdapterSettings:
         return {"rank": self.rank, "alpha": self.alpha, "epochs": self.epochs, "learning_rate": self.learning_rate,
                 "batch_size": self.batch_size, "max_tokens": self.max_tokens, "mask_rate": self.mask_rate,
                 "seed": self.seed, "soup": self.soup,
-                "soup_seeds": list(range(self.seed, self.seed + self.soup)),
+                "soup_seeds": list(range(self.seed, self.seed + self.soup)), "interpolation": self.interpolation,
                 "linears": list(LINEARS), "head_scale": HEAD_SCALE, "torch": torch.__version__,
                 "threads": self.threads or torch.get_num_threads()}
 
@@ -250,7 +257,8 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
     trained with it by binary cross-entropy, the positives weighted by negatives / positives, AdamW (weight decay
     0.01), a 30-step warm-up and a linear decay to zero; texts are batched by length. The head is discarded: the
     guard fits its own logistic regression on the adapted embeddings. With ``settings.soup`` above 1, that many
-    adapters are trained (seeds ``settings.seed`` onwards) and averaged (:func:`average_adapters`). Deterministic
+    adapters are trained (seeds ``settings.seed`` onwards) and averaged (:func:`average_adapters`); the result
+    keeps ``settings.interpolation`` of its change (:func:`interpolated`). Deterministic
     for a given seed and thread count; torch's global random state and thread count are restored afterwards.
 
     Raises:
@@ -283,7 +291,7 @@ def fit_adapter(sequences: Sequence[Sequence[int]], labels: Sequence[int],
                 encoder = _torch_encoder(settings.rank, settings.alpha)
                 _train(encoder, cut, labels_array, replace(settings, seed=seed))
             adapters.append(encoder.adapter())
-        return average_adapters(adapters)
+        return interpolated(average_adapters(adapters), settings.interpolation)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -314,6 +322,22 @@ def average_adapters(adapters: Sequence[EncoderAdapter]) -> EncoderAdapter:
                       np.concatenate([adapter.factors[name][1] for adapter in adapters], axis=1) / count)
                for name in first.factors}
     return EncoderAdapter(first.rank * count, first.alpha * count, factors)
+
+
+def interpolated(adapter: EncoderAdapter, share: float) -> EncoderAdapter:
+    """``adapter`` keeping ``share`` (in (0, 1]) of its change to every linear map: the encoder it makes is
+    ``W + share * (alpha / rank) * B @ A``, the published encoder's weights moved that share of the way to the
+    fine-tuned ones (weight-space interpolation, Wortsman et al. 2022, "Robust fine-tuning of zero-shot
+    models"). Only ``alpha`` changes; a share of 1 returns ``adapter`` itself.
+
+    Raises:
+        InputError: a share that is not a number above 0 and at most 1.
+    """
+    if not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0.0 < share <= 1.0):
+        raise InputError(f"an adapter's interpolation share must be a number above 0 and at most 1, got {share!r}")
+    if share == 1.0:
+        return adapter
+    return EncoderAdapter(adapter.rank, adapter.alpha * share, adapter.factors)
 
 
 def _cut(sequence: list[int], max_tokens: int) -> list[int]:
