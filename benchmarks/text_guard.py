@@ -241,7 +241,9 @@ def compact(evaluation: GuardEvaluation) -> dict[str, Any]:
         "guard": evaluation.guard, "examples": evaluation.examples,
         "overall": evaluation.overall.model_dump(), "overt": evaluation.overt.model_dump(),
         "overt_recall": evaluation.overt_recall, "benign_trigger_fpr": evaluation.benign_trigger_fpr,
-        "meets_target": evaluation.meets_target,
+        "overt_recall_interval": evaluation.overt_recall_interval,
+        "benign_trigger_fpr_interval": evaluation.benign_trigger_fpr_interval,
+        "interval_method": evaluation.interval_method, "meets_target": evaluation.meets_target,
         "categories": [row.model_dump() for row in evaluation.categories],
         "caught_by": evaluation.caught_by, "false_alarms_by": evaluation.false_alarms_by,
         "latency_per_example": evaluation.latency.model_dump() if evaluation.latency else None,
@@ -468,10 +470,21 @@ def _print_summary(result: dict[str, Any]) -> None:
     for name, record in (("rules + classifier", full), ("rules only", rules), *(
             ((PEER_NAME, detection["peer"]),) if "peer" in detection else ())):
         verdict = {None: "n/a", True: "met", False: "NOT met"}[record["meets_target"]]
-        print(f"  {name}: overt recall {_pct(record['overt_recall'])} (target >= {TARGET_OVERT_RECALL:.0%}), "
-              f"benign-trigger FPR {_pct(record['benign_trigger_fpr'])} (target <= {TARGET_TRIGGER_FPR:.0%}), "
+        print(f"  {name}: overt recall {_pct(record['overt_recall'])}{_interval(record, 'overt_recall')} (target >= "
+              f"{TARGET_OVERT_RECALL:.0%}), benign-trigger FPR {_pct(record['benign_trigger_fpr'])}"
+              f"{_interval(record, 'benign_trigger_fpr')} (target <= {TARGET_TRIGGER_FPR:.0%}), "
               f"overall precision {_pct(record['overall']['precision'])} recall {_pct(record['overall']['recall'])} "
               f"FPR {_pct(record['overall']['false_positive_rate'])}: target {verdict}")
+
+
+def _interval(record: dict[str, Any], name: str) -> str:
+    """`` [low, high]`` of a headline figure's 95% interval (with "by family" when a family bootstrap made it), or
+    nothing for a record without one (the peer's)."""
+    bounds = record.get(f"{name}_interval")
+    if not bounds:
+        return ""
+    by = "by family " if record.get("interval_method", {}).get(name) == "families" else ""
+    return f" [95% {by}{_pct(bounds[0])}-{_pct(bounds[1])}]"
 
 
 def _pct(value: float | None) -> str:

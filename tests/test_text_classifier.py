@@ -12,7 +12,13 @@ from bastion.defenses.text import embedding
 from bastion.defenses.text.classifier import InjectionClassifier, load_default
 from bastion.defenses.text.corpus import Example
 from bastion.defenses.text.embedding import DIMENSION, SentenceEncoder, window_spans
-from bastion.defenses.text.evaluate import evaluate, render_html
+from bastion.defenses.text.evaluate import (
+    evaluate,
+    family_bootstrap_interval,
+    render_html,
+    summarise,
+    wilson_interval,
+)
 from bastion.defenses.text.findings import Finding, Verdict
 
 OVERT_INJECTIONS = [
@@ -227,6 +233,48 @@ def test_evaluation_reports_each_named_family_weakest_injection_family_first(tmp
         ("dan-family", 2, 1, 0.5), ("ignore-family", 2, 2, 1.0), ("noise", 1, 1, 1.0)]
     page = render_html(result, tmp_path / "guard_eval.html").read_text()
     assert "Per template family" in page and "dan-family" in page
+
+
+def test_wilson_intervals_hold_the_rate_and_stay_within_0_and_1():
+    low, high = wilson_interval(616, 690)
+    assert low < 616 / 690 < high and high - low < 0.05
+    assert wilson_interval(0, 10)[0] == 0.0 and 0.2 < wilson_interval(0, 10)[1] < 0.35  # not the empty [0, 0]
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(10, 10)[0] < 1.0
+    assert wilson_interval(0, 0) is None
+
+
+def test_the_family_bootstrap_draws_whole_families_within_each_stratum():
+    flagged = np.array([1] * 10 + [0] * 10 + [1] * 10 + [1] * 10)
+    families = ["a"] * 10 + ["b"] * 10 + ["c"] * 10 + ["d"] * 10
+    low, high = family_bootstrap_interval(flagged, families, ["x"] * 20 + ["y"] * 20)
+    # stratum y is always caught, stratum x is either family a (all caught) or b (none) twice over, so the pooled
+    # rate is one of 2/4, 3/4 and 4/4 (texts are never split from their family)
+    assert (low, high) == (0.5, 1.0)
+    assert family_bootstrap_interval(flagged, families, ["x"] * 40, seed=1) == family_bootstrap_interval(
+        flagged, families, ["x"] * 40, seed=1)
+    same = family_bootstrap_interval(np.ones(6), ["a", "a", "b", "b", "c", "c"], ["x"] * 6)
+    assert same == (1.0, 1.0)
+
+
+def test_the_headline_intervals_are_by_family_where_every_text_names_one(tmp_path):
+    named = [_example(f"ignore {i}", 1, "instruction-override", f"fam{i % 3}") for i in range(6)] + [
+        _example(f"noise {i}", 0, "benign-trigger", f"quiet{i % 2}") for i in range(4)]
+    verdicts = [_rule_screen(e.text) for e in named]
+    result = summarise(named, verdicts)
+    assert result.interval_method == {"overt_recall": "families", "benign_trigger_fpr": "families"}
+    # every family caught: the bootstrap alone would say (1.0, 1.0); the envelope keeps Wilson's width
+    assert result.overt_recall_interval == pytest.approx(wilson_interval(6, 6))
+    assert result.benign_trigger_fpr_interval == pytest.approx(wilson_interval(0, 4))
+    assert result.overall.recall_interval == pytest.approx(wilson_interval(6, 6))
+    assert result.overall.false_positive_rate_interval == pytest.approx(wilson_interval(0, 4))
+    unnamed = [*named[:5], _example("ignore 5", 1, "role-play", "")]
+    plain = summarise(unnamed + named[6:], [_rule_screen(e.text) for e in unnamed + named[6:]])
+    assert plain.interval_method["overt_recall"] == "wilson"
+    assert plain.overt_recall_interval == pytest.approx(wilson_interval(6, 6))
+    page = render_html(result, tmp_path / "guard_eval.html").read_text()
+    assert "95% interval by family" in page
+    no_overt = summarise(named[6:], verdicts[6:])
+    assert no_overt.overt_recall_interval is None and "overt_recall" not in no_overt.interval_method
 
 
 def test_evaluation_screens_the_first_text_once_untimed_before_timing():
