@@ -64,9 +64,21 @@ def test_eval_writes_json_and_html_for_a_labelled_file(tmp_path):
     result = guard("eval", "--rules-only", "--data", str(data), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "weakest injection families: mine (instruction-override) 100.0%" in result.output
+    assert "overt recall 100.0% (95% interval 20.7%–100.0%)" in " ".join(result.output.split())
+    assert "target (recall >= 90% at <= 5%): not judged" in " ".join(result.output.split())
     written = json.loads((out / "guard_eval.json").read_text())
     assert written["examples"] == 2 and (out / "guard_eval.html").is_file()
     assert [row["family"] for row in written["families"]] == ["mine"]
+
+
+def test_eval_refuses_a_line_over_the_guards_limit_by_its_number(tmp_path):
+    data = tmp_path / "labelled.jsonl"
+    data.write_text(json.dumps({"text": "hi", "label": 0}) + "\n" + json.dumps({"text": "a" * 1_048_577, "label": 1})
+                    + "\n", encoding="utf-8")
+    result = guard("eval", "--rules-only", "--data", str(data), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "labelled.jsonl line 2" in result.output and "1,048,577 characters" in result.output
+    assert "--max-chars" not in result.output and not (tmp_path / "out").exists()
 
 
 def test_bad_input_gets_a_clear_error_and_exit_2(tmp_path):

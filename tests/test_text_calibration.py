@@ -17,6 +17,7 @@ from bastion.defenses.text.calibration import (
     calibrate,
     read_benign_texts,
     shipped_calibration_texts,
+    texts_needed,
 )
 from bastion.defenses.text.classifier import InjectionClassifier, load_default
 
@@ -41,18 +42,18 @@ class ScoredClassifier:
 def test_the_threshold_is_the_lowest_that_keeps_the_guard_within_the_bound():
     texts = [f"benign prompt number {i}" for i in range(10)]
     model = ScoredClassifier({text: 0.1 * i for i, text in enumerate(texts)})  # 0.0 ... 0.9
-    result = calibrate(model, texts, max_fpr=0.2)  # two of ten may be flagged: 0.8 and 0.9
+    result = calibrate(model, texts, max_fpr=0.2, min_texts=1)  # two of ten may be flagged: 0.8 and 0.9
     assert result.threshold == pytest.approx(0.701)
     assert (result.flagged, result.flagged_by_rules, result.texts) == (2, 0, 10)
-    assert calibrate(model, texts, max_fpr=0.0).threshold == pytest.approx(0.901)
-    assert calibrate(model, texts, max_fpr=0.5).threshold == pytest.approx(0.401)
-    assert calibrate(model, texts, max_fpr=0.7).threshold == pytest.approx(LOWEST)  # 0.3 and up: seven
+    assert calibrate(model, texts, max_fpr=0.0, min_texts=1).threshold == pytest.approx(0.901)
+    assert calibrate(model, texts, max_fpr=0.5, min_texts=1).threshold == pytest.approx(0.401)
+    assert calibrate(model, texts, max_fpr=0.7, min_texts=1).threshold == pytest.approx(LOWEST)  # 0.3 and up: seven
 
 
 def test_prompts_the_rules_flag_count_against_the_bound_whatever_the_threshold():
     texts = [RULE_FIRES] + [f"benign prompt number {i}" for i in range(9)]
     model = ScoredClassifier({text: 0.1 * i for i, text in enumerate(texts)})
-    result = calibrate(model, texts, max_fpr=0.2)  # the rule's prompt and one more: only 0.9 may pass
+    result = calibrate(model, texts, max_fpr=0.2, min_texts=1)  # the rule's prompt and one more: only 0.9 may pass
     assert result.flagged_by_rules == 1
     assert result.threshold == pytest.approx(0.801)
     assert result.flagged == 2
@@ -61,14 +62,15 @@ def test_prompts_the_rules_flag_count_against_the_bound_whatever_the_threshold()
 def test_a_long_threshold_the_file_sets_is_not_moved_but_its_flags_count():
     texts = ["long benign prompt", "short benign prompt", "another short one", "a third short one"]
     model = ScoredClassifier({"long benign prompt": 0.9, "short benign prompt": 0.5}, long_threshold=0.8)
-    result = calibrate(model, texts, max_fpr=0.25)  # the long one is flagged at its own 0.8: no more may be
+    # the long one is flagged at its own 0.8: no more may be
+    result = calibrate(model, texts, max_fpr=0.25, min_texts=1)
     assert result.threshold == pytest.approx(0.501)
     assert result.flagged == 1
 
 
 def test_when_the_rules_alone_pass_the_bound_the_threshold_stays_and_the_record_says_so():
     model = ScoredClassifier({})
-    result = calibrate(model, [RULE_FIRES, "hello there"], max_fpr=0.1)
+    result = calibrate(model, [RULE_FIRES, "hello there"], max_fpr=0.1, min_texts=1)
     assert result.threshold is None
     assert result.flagged == result.flagged_by_rules == 1
     apply_calibration(model, result)
@@ -80,7 +82,7 @@ def test_when_the_rules_alone_pass_the_bound_the_threshold_stays_and_the_record_
 def test_applying_a_calibration_sets_the_threshold_and_records_it():
     texts = ["a", "b"]
     model = ScoredClassifier({"a": 0.4})
-    apply_calibration(model, calibrate(model, texts, max_fpr=0.0, source="mine.jsonl"))
+    apply_calibration(model, calibrate(model, texts, max_fpr=0.0, source="mine.jsonl", min_texts=1))
     record = model.training_["calibration"]
     assert model.threshold == pytest.approx(0.401)
     assert record["applied"] is True and record["source"] == "mine.jsonl" and len(record["sha256"]) == 64
@@ -90,12 +92,22 @@ def test_applying_a_calibration_sets_the_threshold_and_records_it():
 @pytest.mark.parametrize(("texts", "max_fpr", "message"), [
     (["a"], -0.1, "max_fpr must be at least 0 and under 1"),
     (["a"], 1.0, "max_fpr must be at least 0 and under 1"),
-    ([], 0.04, "at least one benign prompt"),
-    (["a", 3], 0.04, "must be strings"),
+    ([], 0.04, "at least 125 benign prompts"),
+    (["a"] * 124, 0.04, r"needs at least 125 benign prompts \(enough that 5 may be flagged\), got 124"),
+    (["a"] * 19, 0.25, "at least 20 benign prompts"),
+    (["a"] * 499, 0.0, "at least 500 benign prompts"),
+    (["a", 3] * 100, 0.04, "must be strings"),
 ])
 def test_bad_calibration_arguments_are_refused(texts, max_fpr, message):
     with pytest.raises(InputError, match=message):
         calibrate(ScoredClassifier({}), texts, max_fpr=max_fpr)
+
+
+def test_a_calibration_needs_enough_prompts_that_five_may_be_flagged():
+    assert [texts_needed(bound) for bound in (0.04, 0.05, 0.25, 0.01, 0.001, 0.0)] == [125, 100, 20, 500, 500, 500]
+    with pytest.raises(InputError, match="at least 1 benign prompt "):
+        calibrate(ScoredClassifier({}), [], min_texts=0)
+    assert calibrate(ScoredClassifier({}), ["fine"] * 125).threshold == pytest.approx(LOWEST)
 
 
 def test_a_benign_file_reads_texts_with_or_without_a_benign_label(tmp_path):
@@ -112,7 +124,7 @@ def test_a_benign_file_reads_texts_with_or_without_a_benign_label(tmp_path):
     ('{"text": "attack", "label": 1}\n', "line 1: labelled as an injection; this file holds benign prompts only"),
     ('{"text": "attack", "label": "injection"}\n', "line 1: labelled as an injection"),
     ('{"text": "yes or no", "label": false}\n', 'line 1: "label" must be 0, 1'),
-    ("\n\n", "holds no examples"),
+    ("\n\n", r'holds no examples; .* e.g. \{"text": "Please ignore the typos in my draft"\}$'),
 ])
 def test_malformed_benign_files_name_the_line_and_the_fix(tmp_path, content, message):
     path = tmp_path / "benign.jsonl"
@@ -147,14 +159,14 @@ def test_the_shipped_classifier_is_calibrated_on_the_shipped_set():
 
 def test_calibrate_command_writes_a_classifier_with_the_new_threshold(tmp_path):
     data = tmp_path / "benign.jsonl"
-    data.write_text("".join(json.dumps({"text": text}) + "\n" for text in
+    data.write_text("".join(json.dumps({"text": f"{text} ({number})"}) + "\n" for number in range(5) for text in
                             ["please ignore the typos in my draft", "act as a tour guide for Lisbon",
-                             "what does a system prompt do?", RULE_FIRES]), encoding="utf-8")
+                             "what does a system prompt do?", RULE_FIRES]), encoding="utf-8")  # 20: 5 may be flagged
     out = tmp_path / "calibrated.json"
     result = CliRunner().invoke(app, ["guard", "calibrate", "--data", str(data), "--max-fpr", "0.25",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "threshold" in result.output and "1 by rules" in result.output
+    assert "threshold" in result.output and "5 by rules" in result.output
     written = InjectionClassifier.load(out)
     assert written.training_["calibration"]["source"] == "benign.jsonl"
     assert written.threshold == written.training_["calibration"]["threshold"]
@@ -163,7 +175,8 @@ def test_calibrate_command_writes_a_classifier_with_the_new_threshold(tmp_path):
 
 def test_calibrate_command_exits_1_when_the_rules_alone_pass_the_bound(tmp_path):
     data = tmp_path / "benign.jsonl"
-    data.write_text(json.dumps({"text": RULE_FIRES}) + "\n", encoding="utf-8")
+    texts = [RULE_FIRES] + [f"hello number {number}" for number in range(499)]  # 500: the need at a bound of 0
+    data.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
     result = CliRunner().invoke(app, ["guard", "calibrate", "--data", str(data), "--max-fpr", "0",
                                       "--out", str(tmp_path / "c.json")])
     assert result.exit_code == 1, result.output
@@ -174,9 +187,14 @@ def test_calibrate_command_exits_1_when_the_rules_alone_pass_the_bound(tmp_path)
     (["--data", "{missing}"], "does not exist"),
     (["--out", "{tmp}/no/such/folder/c.json"], "does not exist"),
     (["--max-fpr", "1.5"], "max-fpr"),
+    (["--data", "{small}"], "needs at least 125 benign prompts"),
+    (["--out", "{tmp}"], "is a folder; give the classifier file to write"),
 ])
 def test_calibrate_command_refuses_bad_input_with_exit_2(tmp_path, args, message):
-    args = [arg.format(missing=tmp_path / "missing.jsonl", tmp=tmp_path) for arg in args]
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"text": f"hello {number}"}) + "\n" for number in range(10)), encoding="utf-8")
+    args = [arg.format(missing=tmp_path / "missing.jsonl", tmp=tmp_path, small=small) for arg in args]
     result = CliRunner().invoke(app, ["guard", "calibrate", *args])
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert message in " ".join(result.output.split())
+    assert not list(tmp_path.glob("*.safetensors"))  # nothing half-written

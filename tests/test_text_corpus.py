@@ -175,6 +175,7 @@ def test_written_corpus_reads_back(tmp_path, corpus):
     (['{"text": "x", "label": 2}'], 'got 2'),
     (['{"text": "x", "label": 1, "category": ""}'], '"category" must be a non-empty string'),
     (["", "   "], "holds no examples"),
+    (['{"text": "fine", "label": 0}', '{"text": " ", "label": 0}'], 'line 2: "text" is empty; give the text'),
 ])
 def test_malformed_labelled_files_name_the_line_and_the_fix(tmp_path, lines, message):
     path = tmp_path / "labelled.jsonl"
@@ -182,6 +183,16 @@ def test_malformed_labelled_files_name_the_line_and_the_fix(tmp_path, lines, mes
     with pytest.raises(InputError) as error:
         read_labelled_jsonl(path)
     assert message in str(error.value)
+
+
+def test_a_text_over_the_guards_limit_is_refused_by_its_line(tmp_path):
+    path = tmp_path / "labelled.jsonl"
+    path.write_text('{"text": "short", "label": 0}\n' + json.dumps({"text": "x" * 21, "label": 1}) + "\n",
+                    encoding="utf-8")
+    assert len(read_labelled_jsonl(path)) == 2  # no limit unless one is given
+    with pytest.raises(InputError, match="labelled.jsonl line 2: \"text\" is 21 characters, over the guard's limit "
+                                         "of 20; split it"):
+        read_labelled_jsonl(path, max_chars=20)
 
 
 def test_missing_labelled_file_is_named(tmp_path):

@@ -16,6 +16,7 @@ from bastion.cli.console import console, printable, user_errors
 from bastion.core.errors import InputError
 
 if TYPE_CHECKING:
+    from bastion.defenses.text.evaluate import GuardEvaluation
     from bastion.defenses.text.findings import Verdict
 
 guard_app = typer.Typer(
@@ -128,12 +129,12 @@ def eval_command(
     """Measure the prompt guard on a labelled set: precision, recall and false positives per category."""
     from bastion.defenses.text.corpus import assemble, read_labelled_jsonl
     from bastion.defenses.text.evaluate import evaluate, render_html
-    from bastion.defenses.text.guard import PromptGuard
+    from bastion.defenses.text.guard import DEFAULT_MAX_CHARS, PromptGuard
     from bastion.scan.report._common import write_text_atomically
 
     with user_errors():
         examples = ([example for example in assemble() if example.split == "eval"] if data is None
-                    else read_labelled_jsonl(data))
+                    else read_labelled_jsonl(data, max_chars=DEFAULT_MAX_CHARS))
         guard = PromptGuard(classifier=_classifier(classifier, rules_only, threshold, long_threshold),
                             threshold=threshold, long_threshold=long_threshold)
         evaluation = evaluate(guard.screen, examples)
@@ -177,7 +178,8 @@ def calibrate_command(
                                       "beside it).")] = Path("injection_classifier.json"),
     data: Annotated[Path | None, typer.Option("--data", help=(
         "Benign prompts as JSON lines, {\"text\": ...} each (a \"label\", if given, must be 0 or \"benign\"): "
-        "your own traffic, full of the words your users write (default: bastion's calibration set)."),
+        "your own traffic, full of the words your users write; at least enough that 5 may be flagged (125 at "
+        "the default --max-fpr; default: bastion's calibration set)."),
         show_default=False)] = None,
     classifier: Annotated[Path | None, typer.Option(help="The classifier (.json) to calibrate (default: the one "
                                                     "shipped with bastion).", show_default=False)] = None,
@@ -202,6 +204,8 @@ def calibrate_command(
     with user_errors():
         if not out.parent.is_dir():
             raise InputError(f"--out {out}: the folder {out.parent} does not exist")
+        if out.is_dir():
+            raise InputError(f"--out {out} is a folder; give the classifier file to write, e.g. {out / out.name}.json")
         texts = shipped_calibration_texts() if data is None else read_benign_texts(data)
         # a fresh load of the shipped one: load_default's cached instance serves the rest of the process
         model = load_default.__wrapped__() if classifier is None else _classifier(classifier, False)
@@ -322,18 +326,40 @@ def _print_verdict(verdict: Verdict, what: str) -> None:
                       highlight=False)
 
 
-def _print_evaluation(evaluation: object) -> None:
+def _print_evaluation(evaluation: GuardEvaluation) -> None:
     from rich.table import Table
 
     table = Table("category", "texts", "precision", "recall", "false positives")
-    for row in evaluation.categories:  # type: ignore[attr-defined]
+    for row in evaluation.categories:
         table.add_row(row.category, str(row.count), _percent(row.precision), _percent(row.recall),
                       _percent(row.false_positive_rate))
     console.print(table)
-    weakest = [row for row in evaluation.families if row.label][:3]  # type: ignore[attr-defined]
+    if evaluation.overt_recall is not None or evaluation.benign_trigger_fpr is not None:
+        console.print(_headline(evaluation), highlight=False)
+    weakest = [row for row in evaluation.families if row.label][:3]
     if weakest:
         console.print("weakest injection families: " + ", ".join(
             f"{row.family} ({row.category}) {_percent(row.rate)}" for row in weakest), highlight=False)
+
+
+def _headline(evaluation: GuardEvaluation) -> str:
+    """The acceptance figures with their 95% intervals and the verdict, on one line."""
+    methods = evaluation.interval_method
+    recall = _with_interval(evaluation.overt_recall, evaluation.overt_recall_interval, methods.get("overt_recall"))
+    fpr = _with_interval(evaluation.benign_trigger_fpr, evaluation.benign_trigger_fpr_interval,
+                         methods.get("benign_trigger_fpr"))
+    verdict = {None: "not judged", True: "met", False: "not met"}[evaluation.meets_target]
+    return (f"overt recall {recall}, false positives on benign-trigger prompts {fpr}; target (recall >= "
+            f"{evaluation.target_overt_recall:.0%} at <= {evaluation.target_trigger_fpr:.0%}): {verdict}")
+
+
+def _with_interval(value: float | None, interval: tuple[float, float] | None, method: str | None) -> str:
+    if value is None:
+        return "–"
+    if interval is None:
+        return _percent(value)
+    by = " by family" if method == "families" else ""
+    return f"{_percent(value)} (95% interval{by} {_percent(interval[0])}–{_percent(interval[1])})"
 
 
 def _percent(value: float | None) -> str:

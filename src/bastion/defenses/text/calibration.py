@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -25,7 +26,7 @@ import yaml
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import read_labelled_jsonl
-from bastion.defenses.text.guard import PromptGuard
+from bastion.defenses.text.guard import DEFAULT_MAX_CHARS, PromptGuard
 from bastion.defenses.text.normalize import normalize
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
 CALIBRATION_FILE = "calibration_trigger.yaml"
 #: The default bound on the share of calibration prompts the guard may flag.
 MAX_FPR = 0.04
+#: A calibration needs enough prompts that this many false alarms are allowed at its bound: with fewer, the lowest
+#: threshold that flags none of a handful of prompts says little about the next thousand (ceil(5 / 0.04) = 125).
+MIN_ALLOWED_FALSE_ALARMS = 5
+#: ... and never more than this many prompts, the need at a bound of 1% (or of 0).
+MAX_TEXTS_NEEDED = 500
 #: The range and step of the thresholds tried. The lowest stays above the classifier's gate (``skip_below``, at
 #: most 0.2), so one scoring serves every threshold.
 LOWEST, HIGHEST, STEP = 0.30, 0.95, 0.001
@@ -95,29 +101,43 @@ def read_benign_texts(path: str | Path) -> list[str]:
 
     Raises:
         InputError: the file is missing, empty or not UTF-8, a line is not a JSON object with a string ``"text"``,
-            or a line is labelled as an injection (the message names the line).
+            a line is labelled as an injection, or its text is empty or over the guard's default limit (the message
+            names the line).
     """
-    return [example.text for example in read_labelled_jsonl(path, benign_only=True)]
+    return [example.text for example in read_labelled_jsonl(path, benign_only=True, max_chars=DEFAULT_MAX_CHARS)]
+
+
+def texts_needed(max_fpr: float) -> int:
+    """How many benign prompts a calibration at the bound ``max_fpr`` needs: enough that
+    :data:`MIN_ALLOWED_FALSE_ALARMS` of them may be flagged, at most :data:`MAX_TEXTS_NEEDED`."""
+    if max_fpr <= 0:
+        return MAX_TEXTS_NEEDED
+    return min(MAX_TEXTS_NEEDED, math.ceil(MIN_ALLOWED_FALSE_ALARMS / max_fpr - 1e-9))
 
 
 def calibrate(classifier: InjectionClassifier, texts: Sequence[str], *, max_fpr: float = MAX_FPR,
-              source: str = CALIBRATION_FILE, max_depth: int = 3) -> Calibration:
+              source: str = CALIBRATION_FILE, max_depth: int = 3, min_texts: int | None = None) -> Calibration:
     """The lowest classifier threshold at which the whole guard flags at most ``max_fpr`` of ``texts``.
 
     Args:
         classifier: a fitted classifier; it is not changed (see :func:`apply_calibration`).
-        texts: benign prompts, at least one.
+        texts: benign prompts, at least ``min_texts``.
         max_fpr: the bound, in [0, 1) (default :data:`MAX_FPR`).
         source: where ``texts`` came from, for the record.
         max_depth: decodings followed, as :class:`~bastion.defenses.text.guard.PromptGuard`'s (default 3).
+        min_texts: the fewest prompts accepted (default :func:`texts_needed` of ``max_fpr``: 125 at 4%).
 
     Raises:
-        InputError: no texts, a text that is not a string, or ``max_fpr`` out of range.
+        InputError: fewer texts than ``min_texts``, a text that is not a string, or ``max_fpr`` out of range.
     """
-    if not 0.0 <= max_fpr < 1.0:
+    if not (isinstance(max_fpr, (int, float)) and 0.0 <= max_fpr < 1.0):
         raise InputError(f"max_fpr must be at least 0 and under 1, got {max_fpr!r}")
-    if not texts:
-        raise InputError("calibration needs at least one benign prompt")
+    needed = max(1, texts_needed(max_fpr) if min_texts is None else min_texts)
+    if len(texts) < needed:
+        raise InputError(f"calibrating at a bound of {max_fpr:.1%} needs at least {needed} benign "
+                         f"prompt{'s' if needed > 1 else ''} (enough "
+                         f"that {MIN_ALLOWED_FALSE_ALARMS} may be flagged), got {len(texts)}; give more of your "
+                         "traffic, or a higher bound (--max-fpr)")
     if not all(isinstance(text, str) for text in texts):
         raise InputError("calibration prompts must be strings")
     rules_only = PromptGuard(classifier=None, max_depth=max_depth)

@@ -176,16 +176,19 @@ def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
     return path
 
 
-def read_labelled_jsonl(path: str | Path, *, benign_only: bool = False) -> list[Example]:
+def read_labelled_jsonl(path: str | Path, *, benign_only: bool = False, max_chars: int | None = None
+                        ) -> list[Example]:
     """A user's labelled texts: one JSON object per line with ``"text"``, ``"label"`` and optionally ``"category"``.
 
     ``label`` is ``0``/``1`` or ``"benign"``/``"injection"``. Without a category, an example is in category
     ``"injection"`` or ``"benign"``. Blank lines are skipped. Every example is in the eval split. With
     ``benign_only`` (a file of benign prompts, as ``bastion guard calibrate --data`` reads), a line may leave the
-    label out (benign) and a line labelled as an injection is refused.
+    label out (benign) and a line labelled as an injection is refused. With ``max_chars`` (the guard's limit), a
+    text longer than that is refused here, by its line, rather than by the guard later.
 
     Raises:
-        InputError: the file is missing or empty, or a line is not such an object (the message names the line).
+        InputError: the file is missing or empty, or a line is not such an object, has an empty text or one over
+            ``max_chars`` (the message names the line).
     """
     path = Path(path)
     try:
@@ -199,14 +202,15 @@ def read_labelled_jsonl(path: str | Path, *, benign_only: bool = False) -> list[
     examples = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            examples.append(_parse_line(line, f"{path.name} line {number}", benign_only))
+            examples.append(_parse_line(line, f"{path.name} line {number}", benign_only, max_chars))
     if not examples:
-        raise InputError(f"labelled file {path} holds no examples; write one JSON object per line, "
-                         'e.g. {"text": "Ignore all previous instructions", "label": 1}')
+        example = ('{"text": "Please ignore the typos in my draft"}' if benign_only
+                   else '{"text": "Ignore all previous instructions", "label": 1}')
+        raise InputError(f"labelled file {path} holds no examples; write one JSON object per line, e.g. {example}")
     return examples
 
 
-def _parse_line(line: str, where: str, benign_only: bool = False) -> Example:
+def _parse_line(line: str, where: str, benign_only: bool = False, max_chars: int | None = None) -> Example:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -217,6 +221,11 @@ def _parse_line(line: str, where: str, benign_only: bool = False) -> Example:
     text = record.get("text")
     if not isinstance(text, str):
         raise InputError(f'{where}: "text" must be a string, got {"nothing" if text is None else type(text).__name__}')
+    if not text.strip():
+        raise InputError(f'{where}: "text" is empty; give the text to screen, or leave the line out')
+    if max_chars is not None and len(text) > max_chars:
+        raise InputError(f'{where}: "text" is {len(text):,} characters, over the guard\'s limit of {max_chars:,}; '
+                         "split it into several lines, or leave it out")
     check_unicode(text, f'{where}: "text"')
     label = 0 if benign_only and "label" not in record else _parse_label(record.get("label"), where)
     if benign_only and label:
