@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 
@@ -75,10 +74,35 @@ def test_assignments_redact_the_value_and_short_or_computed_ones_pass() -> None:
     assert not screen_output(harmless).flagged
 
 
+@pytest.mark.parametrize(("text", "redacted"), [
+    ("postgres://admin:S3cr3tPassw0rd@db.internal:5432/prod", "postgres://admin:[R]@db.internal:5432/prod"),
+    ("DATABASE_URL=postgres://admin:S3cr3tPassw0rd@10.0.0.5/prod", "DATABASE_URL=postgres://admin:[R]@10.0.0.5/prod"),
+    ("mysql://root:hunter2@localhost/app", "mysql://root:[R]@localhost/app"),
+    ("redis://:mypassword123@cache:6379/0", "redis://:[R]@cache:6379/0"),
+])
+def test_a_password_in_a_connection_string_is_a_secret_not_an_email(text: str, redacted: str) -> None:
+    verdict = screen_output(text)
+    assert [f.rule for f in verdict.findings] == ["secret.url-credentials"]
+    assert verdict.redacted == redacted.replace("[R]", "[REDACTED:secret.url-credentials]")
+
+
+def test_unquoted_assignments_that_read_as_passwords_are_secrets_and_names_are_not() -> None:
+    env = "DB_PASSWORD=correcthorsebatterystaple\npassword: hunter2hunter2\nAPI_KEY=Zq8-x!Lm2v\n"
+    verdict = screen_output(env)
+    assert [f.rule for f in verdict.findings] == ["secret.assignment"] * 3
+    assert verdict.redacted == ("DB_PASSWORD=[REDACTED:secret.assignment]\npassword: [REDACTED:secret.assignment]\n"
+                                "API_KEY=[REDACTED:secret.assignment]\n")
+    harmless = ("token = get_token()\npassword = settings_password_value\ntoken = tokenizer2.encode(x)\n"
+                "secret: classified\nPassword: enter it in the box below\nThe password: must be 12 characters.\n"
+                "postgres://user:password@localhost/db\nDB_PASSWORD=${DB_PASS}\n")
+    assert not screen_output(harmless).flagged
+
+
 def test_a_hex_digest_is_no_secret_unless_a_secret_word_names_it() -> None:
     sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     assert not screen_output(f"The file's sha256 is {sha256}.").flagged
-    assert screen_output(f"SECRET_KEY={sha256}").findings[0].rule == "secret.high-entropy"
+    assert screen_output(f"SECRET_KEY={sha256}").findings[0].rule == "secret.assignment"
+    assert screen_output(f"the secret key is {sha256}").findings[0].rule == "secret.high-entropy"
 
 
 BENIGN = {
@@ -187,13 +211,13 @@ def test_a_mixed_reply_keeps_no_secret_in_its_redacted_text() -> None:
 
 def test_a_megabyte_of_adversarial_text_is_screened_in_linear_time() -> None:
     pieces = ["a" * 100_000, "1" * 100_000, "a@" * 50_000, "+1 " * 33_000, "1234 " * 20_000, "eyJ" * 33_000,
-              "sk-" * 33_000, "password = '" * 8_000, "Orion " * 16_000]
+              "sk-" * 33_000, "password = '" * 8_000, "Orion " * 16_000, "a://b:" * 16_000,
+              "password: a1 " * 8_000]
     key = "sk" + "_live_" + _BODY[:24]
     filler = " ".join(pieces) * 2
     text = filler[: 1_048_576 - len(key) - 1] + " " + key  # exactly the default limit
-    started = time.perf_counter()
+    # no clock here: a quadratic pattern would take hours on this text, past CI's time limit
     verdict = screen_output(text, canaries=[make_canary()], system_prompt=SYSTEM_PROMPT)
-    assert time.perf_counter() - started < 30  # a quadratic pattern would take hours here
     assert len(text) == 1_048_576 and [f.rule for f in verdict.findings] == ["secret.stripe-key"]
 
 

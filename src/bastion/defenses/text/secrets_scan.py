@@ -2,8 +2,10 @@
 
 :func:`find_secrets` is the ``secret`` family of :func:`~bastion.defenses.text.output.screen_output`. It finds
 provider key formats (AWS access key ids, GitHub, Slack, Stripe live, Google API, OpenAI and Anthropic keys,
-PEM private keys, JWTs), quoted ``password = "..."`` style assignments (only the value is redacted), and
-high-entropy strings:
+PEM private keys, JWTs), passwords in URLs (``postgres://user:PASSWORD@host``, unless the password is the word
+``password`` or the like), ``password = "..."`` style assignments, quoted or, where the value reads as a password
+and not as a name, unquoted (``DB_PASSWORD=hunter2hunter2``, ``password: correcthorsebatterystaple``; only the
+value is redacted), and high-entropy strings:
 
 * a run of ``[A-Za-z0-9+/_-]`` of at least 20 characters (``=`` padding allowed at its end) that mixes digits,
   upper- and lower-case letters, has a Shannon entropy of at least ``min(4.5, log2(length) - 0.7)`` bits per
@@ -47,6 +49,27 @@ class _SecretPattern:
     check: Callable[[str], bool] | None = None
 
 
+_URL_PLACEHOLDERS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token"})
+_UNQUOTED_SYMBOL = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _url_password(value: str) -> bool:
+    """A password in a URL's ``user:password@`` part, unless it is the word ``password`` or the like (docs)."""
+    return value.lower() not in _URL_PLACEHOLDERS
+
+
+def _unquoted_password(value: str) -> bool:
+    """An unquoted assignment's value that reads as a password rather than a name or a word: a letter with a digit
+    or a symbol (``hunter2hunter2``, ``Tr0ub4dor&3``), or 16 letters or more (``correcthorsebatterystaple``);
+    not an identifier such as ``get_token`` or ``settings_password_value``."""
+    has_letter = any(c.isalpha() for c in value)
+    if has_letter and (any(c.isdigit() for c in value) or _UNQUOTED_SYMBOL.search(value)):
+        return True
+    return len(value) >= 16 and value.isalpha()
+
+
+_SECRET_WORDS = (r"(?:passw(?:or)?d|pwd|passphrase|secret(?:[_-]?key)?|api[_-]?key|access[_-]?key|"
+                 r"private[_-]?key|(?:access|auth|refresh)[_-]?token|token|credentials?)")
 _PEM_HEADER = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 
 # Most specific first: a later pattern's match overlapping an earlier one is dropped.
@@ -71,11 +94,19 @@ _SECRET_PATTERNS = (
     _SecretPattern("secret.jwt", re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}"
                                             r"\.[A-Za-z0-9_-]{16,}"),
                    "a signed JSON Web Token; whoever holds it is logged in as its subject until it expires"),
+    _SecretPattern("secret.url-credentials", re.compile(
+        r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{1,30}://[^\s:/@?#]{0,128}:([^\s:/@?#]{4,256})@[^\s/@:?#]"),
+                   "a password in a URL's user:password@ part (a database or service connection string)",
+                   group=1, check=_url_password),
     _SecretPattern("secret.assignment", re.compile(
-        r"(?i)(?<![a-z0-9])(?:passw(?:or)?d|pwd|passphrase|secret(?:[_-]?key)?|api[_-]?key|access[_-]?key|"
-        r"private[_-]?key|(?:access|auth|refresh)[_-]?token|token|credentials?)(?![a-z0-9_])"
+        r"(?i)(?<![a-z0-9])" + _SECRET_WORDS + r"(?![a-z0-9_])"
         r"[\"']?\s{0,4}(?::=|=>|=|:)\s{0,4}([\"'`])([^\"'`\s]{8,256})\1"),
                    "a password, secret or token written out in an assignment", group=2),
+    _SecretPattern("secret.assignment", re.compile(
+        r"(?i)(?<![a-z0-9])" + _SECRET_WORDS + r"(?![a-z0-9_])"
+        r"\s{0,4}(?::=|=>|=|:)[ \t]{0,4}([A-Za-z0-9!#$%&*+/=?@^_~-]{8,256})(?![A-Za-z0-9!#$%&*+/=?@^_~(.\[-])"),
+                   "a password, secret or token written out in an unquoted assignment (an .env file, YAML)",
+                   group=1, check=_unquoted_password),
 )
 
 
