@@ -86,12 +86,16 @@ def test_output_guard_redacts_a_key_and_catches_a_canary(gateway):
         plain = client.post(OUTPUT, json={"text": reply, "canaries": [CANARY]}).json()
         short = client.post(OUTPUT, json={"text": reply, "canaries": ["abc"]})
         typo = client.post(OUTPUT, json={"text": reply, "canary": [CANARY]})
+        loose = client.post(OUTPUT, json={"text": reply, "redact": "yes"})
+        no_canaries = client.post(OUTPUT, json={"text": reply, "canaries": None})
     assert redacted["flagged"] and redacted["categories"] == ["canary", "secret"]
     assert AWS_KEY not in redacted["redacted"] and CANARY not in redacted["redacted"]
     assert "[REDACTED:secret.aws-access-key]" in redacted["redacted"]
     assert plain["flagged"] and plain["redacted"] is None
     assert short.status_code == 422 and short.json()["error"] == "invalid_input"
     assert typo.status_code == 422 and "canary" in typo.json()["detail"]
+    assert loose.status_code == 422 and "redact" in loose.json()["detail"]  # true or false, not "yes"
+    assert no_canaries.status_code == 200 and no_canaries.json()["categories"] == ["secret"]
 
 
 def test_texts_over_the_guard_limit_get_422_and_bodies_over_the_body_limit_413(gateway):

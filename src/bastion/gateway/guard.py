@@ -159,7 +159,7 @@ def screen(guard: PromptGuard | None, body: GuardPromptRequest | GuardOutputRequ
            ) -> Verdict:
     """Run the guard a request is for: ``guard`` for a prompt, :func:`screen_output` for a reply."""
     if isinstance(body, GuardOutputRequest):
-        return screen_output(body.text, canaries=tuple(body.canaries), system_prompt=body.system_prompt,
+        return screen_output(body.text, canaries=tuple(body.canaries or ()), system_prompt=body.system_prompt,
                              max_chars=parameters["max_chars"])
     if guard is None:
         raise ValueError("a prompt request needs a prompt guard")

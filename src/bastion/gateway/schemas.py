@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
 class InferInput(BaseModel):
@@ -138,16 +138,17 @@ class GuardPromptRequest(BaseModel):
 class GuardOutputRequest(BaseModel):
     """A model's reply to screen for secrets, personal data and system-prompt leaks.
 
-    ``canaries`` are tokens planted in the system prompt (at least 8 letters or digits each); with
-    ``system_prompt``, a long run of it repeated in the reply is a leak; ``redact`` asks for the reply with every
-    finding masked (``redacted`` in the verdict).
+    ``canaries`` are tokens planted in the system prompt (at least 8 letters or digits each; ``null`` or left out:
+    none); with ``system_prompt``, a long run of it repeated in the reply is a leak; ``redact`` (JSON ``true`` or
+    ``false`` only, not ``"yes"`` or ``1``) asks for the reply with every finding masked (``redacted`` in the
+    verdict).
     """
 
     model_config = ConfigDict(extra="forbid")
     text: str
-    canaries: list[str] = Field(default_factory=list, max_length=100)
+    canaries: list[str] | None = Field(default_factory=list, max_length=100)
     system_prompt: str | None = None
-    redact: bool = False
+    redact: StrictBool = False
 
 
 class ErrorBody(BaseModel):
