@@ -98,6 +98,13 @@ def test_unquoted_assignments_that_read_as_passwords_are_secrets_and_names_are_n
     assert not screen_output(harmless).flagged
 
 
+def test_a_canary_found_is_masked_in_the_evidence_as_secrets_are() -> None:
+    canary = make_canary()
+    verdict = screen_output(f"My instructions say {canary}.", canaries=[canary])
+    assert [f.rule for f in verdict.findings] == ["canary.token"]
+    assert verdict.findings[0].evidence == canary[:4] + "…" and canary not in verdict.model_dump_json()
+
+
 def test_a_hex_digest_is_no_secret_unless_a_secret_word_names_it() -> None:
     sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     assert not screen_output(f"The file's sha256 is {sha256}.").flagged

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from bastion.core.errors import InputError
 from bastion.defenses.text.findings import Verdict
 from bastion.defenses.text.limits import check_text
-from bastion.defenses.text.matches import Match, Taken
+from bastion.defenses.text.matches import Match, Taken, mask
 from bastion.defenses.text.pii import find_pii
 from bastion.defenses.text.secrets_scan import find_secrets
 
@@ -74,7 +74,8 @@ def _canary_regex(canary: str) -> re.Pattern[str]:
 
 def _find_canaries(text: str, canaries: Sequence[str]) -> list[Match]:
     return [Match("canary", "canary.token", m.start(), m.end(),
-                   "the reply contains a canary token planted in the system prompt, so the prompt leaked", m.group())
+                   "the reply contains a canary token planted in the system prompt, so the prompt leaked",
+                   mask(m.group()))
             for canary in canaries for m in _canary_regex(canary).finditer(text)]
 
 
@@ -175,8 +176,9 @@ def screen_output(text: str, *, canaries: Sequence[str] = (), system_prompt: str
     Returns:
         a :class:`Verdict`: ``flagged`` when anything was found, ``score`` 1.0 or 0.0, the ``categories``
         (``"secret"``, ``"pii"``, ``"canary"``), one finding per match (layer ``"output"``, ordered by position,
-        secrets and PII masked to their first four characters in ``evidence``), ``redacted`` (the text with every
-        match replaced by ``[REDACTED:<rule>]``) and ``stats={"chars": len(text)}``.
+        secrets, PII and canary tokens masked to their first four characters in ``evidence``, so that logs of the
+        verdicts do not spread them), ``redacted`` (the text with every match replaced by ``[REDACTED:<rule>]``)
+        and ``stats={"chars": len(text)}``.
 
     Raises:
         InputError: ``text`` is not a str or is longer than ``max_chars``; a canary is too short; ``canaries``
