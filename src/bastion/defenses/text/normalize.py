@@ -23,6 +23,9 @@ from bastion.defenses.text.decoders import DECODERS, LABELS, SELF_INVERSE, Decod
 from bastion.defenses.text.findings import Finding
 from bastion.defenses.text.hidden import Cleaned, assemble
 
+#: The counts a prompt verdict's ``stats`` holds. ``chars`` is the work done: the characters of every view read
+#: (the cleaned text, its spaced reading where hidden characters touch a word, each decoding), not the input's
+#: length, which can be smaller (``a<U+200B>b``: 2 + 3 = 5).
 STAT_KEYS = ("invisible", "bidi", "homoglyphs", "decoded_layers", "chars")
 #: The path step of the view that reads hidden characters beside an ASCII letter or digit as spaces (where they
 #: may stand for one, ``ignore<U+200B>all``); the view before that step has them removed.
