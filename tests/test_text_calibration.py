@@ -133,6 +133,15 @@ def test_malformed_benign_files_name_the_line_and_the_fix(tmp_path, content, mes
         read_benign_texts(path)
 
 
+def test_a_benign_line_over_the_guards_limit_is_refused_by_its_number(tmp_path):
+    path = tmp_path / "benign.jsonl"
+    path.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"text": "a" * 1_048_577}) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(InputError, match=r"benign.jsonl line 2: \"text\" is 1,048,577 characters, over the guard's "
+                                         "limit of 1,048,576"):
+        read_benign_texts(path)
+
+
 def test_unreadable_benign_files_are_named(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_benign_texts(tmp_path / "missing.jsonl")
