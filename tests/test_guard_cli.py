@@ -154,7 +154,12 @@ def test_long_threshold_applies_to_prompts_over_256_characters_only():
     assert lenient.exit_code == 0 and json.loads(lenient.output)["threshold"] == 0.99
     assert json.loads(guard("prompt", "--rules-only", "--json", short_text).output)["threshold"] is None
     refused = guard("prompt", "--long-threshold", "1.5", "hello")
-    assert refused.exit_code == 2 and "long_threshold must be strictly between 0 and 1" in refused.output
+    assert refused.exit_code == 2 and "--long-threshold must be strictly between 0 and 1, got 1.5" in refused.output
+    for command in ("prompt", "eval"):  # the error names the option the user typed, not the setting behind it
+        refused = guard(command, "--threshold", "2", *(["hello"] if command == "prompt" else []))
+        assert refused.exit_code == 2 and "--threshold must be strictly between 0 and 1, got 2" in refused.output
+        assert guard(command, "--rules-only", "--threshold", "0", *(["x"] if command == "prompt" else [])
+                     ).exit_code == 2
 
 
 def test_the_threshold_shown_is_the_one_the_scored_view_was_judged_at():

@@ -225,13 +225,18 @@ def calibrate_command(
                   + (f" and {adapter_path(out)}" if model.adapter_ is not None else ""), highlight=False)
 
 
-def _classifier(path: Path | None, rules_only: bool, *thresholds: float | None) -> object:
-    """The guard's classifier argument; ``thresholds`` (``--threshold``, ``--long-threshold``) only to refuse
-    them with ``--rules-only``, which has no classifier for them to apply to."""
+def _classifier(path: Path | None, rules_only: bool, threshold: float | None, long_threshold: float | None
+                ) -> object:
+    """The guard's classifier argument. ``threshold`` and ``long_threshold`` (``--threshold``, ``--long-threshold``)
+    are checked here, so that an error names the option, and refused with ``--rules-only``, which has no
+    classifier for them to apply to."""
+    for option, value in (("--threshold", threshold), ("--long-threshold", long_threshold)):
+        if value is not None and not 0.0 < value < 1.0:
+            raise InputError(f"{option} must be strictly between 0 and 1, got {value:g}")
     if rules_only:
         if path is not None:
             raise InputError("--rules-only and --classifier contradict each other: give one")
-        if any(value is not None for value in thresholds):
+        if threshold is not None or long_threshold is not None:
             raise InputError("--threshold and --long-threshold set the classifier's thresholds, and --rules-only "
                              "skips the classifier: give one or the other")
         return None
