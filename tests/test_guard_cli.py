@@ -157,9 +157,9 @@ def test_long_threshold_applies_to_prompts_over_256_characters_only():
     assert refused.exit_code == 2 and "--long-threshold must be strictly between 0 and 1, got 1.5" in refused.output
     for command in ("prompt", "eval"):  # the error names the option the user typed, not the setting behind it
         refused = guard(command, "--threshold", "2", *(["hello"] if command == "prompt" else []))
-        assert refused.exit_code == 2 and "--threshold must be strictly between 0 and 1, got 2" in refused.output
-        assert guard(command, "--rules-only", "--threshold", "0", *(["x"] if command == "prompt" else [])
-                     ).exit_code == 2
+        assert refused.exit_code == 2 and "--threshold must be strictly between 0 and 1, got 2.0" in refused.output
+        both = guard(command, "--rules-only", "--threshold", "0.5", *(["x"] if command == "prompt" else []))
+        assert both.exit_code == 2 and "--rules-only skips the classifier" in both.output
 
 
 def test_the_threshold_shown_is_the_one_the_scored_view_was_judged_at():

@@ -180,6 +180,10 @@ def test_calibrate_command_writes_a_classifier_with_the_new_threshold(tmp_path):
     assert written.training_["calibration"]["source"] == "benign.jsonl"
     assert written.threshold == written.training_["calibration"]["threshold"]
     assert load_default().threshold == load_default.__wrapped__().threshold  # the cached one is untouched
+    again = CliRunner().invoke(app, ["guard", "calibrate", "--classifier", str(out), "--data", str(data),
+                                     "--max-fpr", "0.25", "--out", str(tmp_path / "again.json")])
+    assert again.exit_code == 0, again.output  # a classifier given by path, not the shipped one
+    assert InjectionClassifier.load(tmp_path / "again.json").threshold == written.threshold
 
 
 def test_calibrate_command_exits_1_when_the_rules_alone_pass_the_bound(tmp_path):

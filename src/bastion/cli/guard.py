@@ -225,14 +225,15 @@ def calibrate_command(
                   + (f" and {adapter_path(out)}" if model.adapter_ is not None else ""), highlight=False)
 
 
-def _classifier(path: Path | None, rules_only: bool, threshold: float | None, long_threshold: float | None
-                ) -> object:
+def _classifier(path: Path | None, rules_only: bool, threshold: float | None = None,
+                long_threshold: float | None = None) -> object:
     """The guard's classifier argument. ``threshold`` and ``long_threshold`` (``--threshold``, ``--long-threshold``)
     are checked here, so that an error names the option, and refused with ``--rules-only``, which has no
     classifier for them to apply to."""
-    for option, value in (("--threshold", threshold), ("--long-threshold", long_threshold)):
-        if value is not None and not 0.0 < value < 1.0:
-            raise InputError(f"{option} must be strictly between 0 and 1, got {value:g}")
+    from bastion.defenses.text.guard import check_threshold
+
+    check_threshold("--threshold", threshold)
+    check_threshold("--long-threshold", long_threshold)
     if rules_only:
         if path is not None:
             raise InputError("--rules-only and --classifier contradict each other: give one")

@@ -257,21 +257,22 @@ def _parse_label(value: Any, where: str) -> int:
 
 
 @lru_cache(maxsize=1)
-def _families_spec() -> dict[str, Any]:
-    """The pools of ``corpus_families.yaml`` and the families of every file of :data:`FAMILY_FILES`, in order."""
+def _families_spec(files: Sequence[str] = FAMILY_FILES) -> dict[str, Any]:
+    """The pools of the first of ``files`` (``corpus_families.yaml``) and the families of all, in order."""
     data = resources.files("bastion.defenses.text").joinpath("data")
-    specs = [yaml.safe_load(data.joinpath(name).read_text("utf-8")) for name in FAMILY_FILES]
+    specs = [yaml.safe_load(data.joinpath(name).read_text("utf-8")) for name in files]
     return {"pools": specs[0]["pools"], "families": [family for spec in specs for family in spec["families"]]}
 
 
-def template_word_runs() -> dict[str, dict[str, str]]:
+def template_word_runs(files: Sequence[str] = FAMILY_FILES) -> dict[str, dict[str, str]]:
     """Every five-word run of literal text (between slots) in each split's own templates, family slot values and
     ``@split`` pools, mapped to the family or pool it comes from: ``{"train": {run: where}, "eval": {...}}``.
 
-    Pools without a split, used by both, are left out. Words are lower-cased runs of letters and digits (an
-    apostrophe inside a word kept), so punctuation and spacing do not hide a shared phrase.
+    ``files`` are the family files read (default: all of :data:`FAMILY_FILES`; the first holds the pools). Pools
+    without a split, used by both, are left out. Words are lower-cased runs of letters and digits (an apostrophe
+    inside a word kept), so punctuation and spacing do not hide a shared phrase.
     """
-    spec = _families_spec()
+    spec = _families_spec(files)
     runs: dict[str, dict[str, str]] = {"train": {}, "eval": {}}
 
     def add(split: str, value: object, where: str) -> None:
