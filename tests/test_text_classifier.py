@@ -171,11 +171,15 @@ def test_shipped_classifier_separates_overt_injections_from_benign_trigger_words
 
 
 def test_shipped_classifier_verdict_names_its_layer_and_quotes_the_window():
-    verdict = load_default().screen("Here is my essay. " * 5 + OVERT_INJECTIONS[0])
+    text = "Here is my essay. " * 5 + OVERT_INJECTIONS[0]
+    verdict = load_default().screen(text)
     assert verdict.flagged and verdict.categories == ["learned"]
     (finding,) = verdict.findings
     assert finding.layer == "classifier" and finding.score == verdict.score
-    assert "prompt injection" in finding.reason and "Ignore all previous" in finding.evidence
+    assert "prompt injection" in finding.reason
+    # the part that scored highest (the whole text or its injected sentence) is quoted and located
+    start, end = finding.span
+    assert "Ignore all previous" in text[start:end] and finding.evidence.rstrip("…") in text[start:end]
 
 
 def _rule_screen(text: str) -> Verdict:
