@@ -5,6 +5,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/text_guard.py                # a few minutes on 2 busy cores
     .venv/bin/python benchmarks/text_guard.py --prompts 500 --threads 1
     .venv/bin/python benchmarks/text_guard.py --data mine.jsonl   # detection on your own labelled set
+    .venv/bin/python benchmarks/text_guard.py --with-eval-split --data benchmarks/heldout/text_guard_eval_b.jsonl
+                                                             # the acceptance figures: eval split and eval-b pooled
     .venv/bin/python benchmarks/text_guard.py --quick        # smoke run, figures mean nothing
 
 Results go to ``benchmarks/results/text_guard.json`` (``--quick``: ``benchmarks/out/text_guard_quick.json``;
@@ -42,7 +44,9 @@ What is measured:
    classifier file and recorded under ``config.guard``); the benchmark measures it as shipped unless
    ``--classifier-threads`` overrides it.
 2. **Detection.** ``bastion.defenses.text.evaluate.evaluate`` (what ``bastion guard eval`` runs) over the whole
-   eval split (``--data FILE.jsonl`` for a labelled file of your own instead), for the
+   eval split (``--data FILE.jsonl`` for labelled files of your own instead, pooled when given more than once;
+   ``--with-eval-split`` pools them with the eval split, as the acceptance figures since the second held-out set,
+   ``benchmarks/heldout/text_guard_eval_b.jsonl``, do), for the
    shipped guard and for its rules alone: precision, recall and false-positive rate per category, overt recall,
    the benign-trigger false-positive rate, and whether the targets are met. The full evaluation record of the
    shipped guard (missed injections and false alarms included) is kept in the JSON.
@@ -219,11 +223,19 @@ def _percentiles(ms: np.ndarray) -> dict[str, float] | None:
 
 # ------------------------------------------------------------------------------------------- detection
 
-def detection_examples(args: argparse.Namespace, corpus: Sequence[Example]) -> tuple[list[Example], str]:
-    if args.data is not None:
-        examples, data = read_labelled_jsonl(args.data), str(args.data)
-    else:
-        examples, data = list(corpus), f"bastion corpus, eval split (seed {args.seed})"
+def detection_examples(args: argparse.Namespace, corpus: Sequence[Example],
+                       labelled: Sequence[Sequence[Example]]) -> tuple[list[Example], str]:
+    """The examples detection is measured on, and a description: the corpus's eval split unless ``--data`` named
+    labelled files (``labelled``, read from them in the order given), or both, pooled, with ``--with-eval-split``."""
+    examples: list[Example] = []
+    sources: list[str] = []
+    if not args.data or args.with_eval_split:
+        examples += corpus
+        sources.append(f"bastion corpus, eval split (seed {args.seed})")
+    for path, file_examples in zip(args.data or (), labelled, strict=True):
+        examples += file_examples
+        sources.append(str(path))
+    data = " + ".join(sources)
     if args.quick:
         rng = random.Random(args.seed)
         groups: dict[tuple[str, int], list[Example]] = {}
@@ -329,8 +341,11 @@ def main() -> None:
                              "reported, with every round's p50 (default 3; --quick: 1)")
     parser.add_argument("--exhaustive", action="store_true",
                         help="also time the guard with the classifier run on every prompt")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="labelled JSON lines to evaluate detection on instead of the corpus's eval split")
+    parser.add_argument("--data", type=Path, action="append", default=None,
+                        help="labelled JSON lines to evaluate detection on instead of the corpus's eval split "
+                             "(may be given more than once: the files are pooled)")
+    parser.add_argument("--with-eval-split", action="store_true",
+                        help="pool the corpus's eval split with the --data files (as the acceptance figures do)")
     parser.add_argument("--skip-detection", action="store_true", help="latency only")
     parser.add_argument("--long-threshold", type=float, default=None,
                         help="the guard's long_threshold for prompts over 256 characters (default: none)")
@@ -346,6 +361,12 @@ def main() -> None:
     count = args.prompts if args.prompts is not None else (QUICK_PROMPTS if args.quick else 200)
     if count < 2:
         parser.error("--prompts must be at least 2")
+    if args.with_eval_split and not args.data:
+        parser.error("--with-eval-split pools the eval split with --data files: name at least one --data file")
+    try:  # read the labelled files before any work, so that a bad line is refused at once
+        labelled = [read_labelled_jsonl(path) for path in args.data or ()]
+    except InputError as error:
+        parser.error(f"--data: {error}")
     try:
         check_threshold("--long-threshold", args.long_threshold)  # PromptGuard's own check, before any work
     except InputError as error:
@@ -383,7 +404,7 @@ def main() -> None:
 
         detection = None
         if not args.skip_detection:
-            examples, data = detection_examples(args, corpus)
+            examples, data = detection_examples(args, corpus, labelled)
             print(f"detection: {len(examples)} examples ({data})", flush=True)
             full = evaluate(guard.screen, examples, guard="rules + classifier", data=data)
             rules = evaluate(screens["rules"], examples, guard="rules", data=data)
@@ -407,7 +428,8 @@ def main() -> None:
                    "exhaustive": args.exhaustive,
                    "classifier_threads": args.classifier_threads,
                    "classifier_file": str(args.classifier) if args.classifier else "shipped",
-                   "data": str(args.data) if args.data else None, "skip_detection": args.skip_detection,
+                   "data": [str(path) for path in args.data] if args.data else None,
+                   "with_eval_split": args.with_eval_split, "skip_detection": args.skip_detection,
                    "guard": guard.get_params(), "command": " ".join(sys.argv)},
         "targets": {"p50_ms": TARGET_P50_MS, "overt_recall": TARGET_OVERT_RECALL,
                     "benign_trigger_fpr": TARGET_TRIGGER_FPR},
