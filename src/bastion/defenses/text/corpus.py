@@ -41,9 +41,10 @@ OVERT_CATEGORIES = POSITIVE_CATEGORIES[:4]
 NEGATIVE_CATEGORIES = ("benign", "benign-trigger", "benign-document")
 TEMPLATE_SOURCE = "bastion corpus templates (data/corpus_families.yaml)"
 TEMPLATE_LICENCE = "Apache-2.0"
-#: The data files of template families: bastion's own, then those made from third-party templates (each of these
-#: families names its ``source`` and ``licence``; see DATA.md).
-FAMILY_FILES = ("corpus_families.yaml", "spikee_families.yaml")
+#: The data files of template families: bastion's own, those made from third-party templates, and texts written out
+#: in full (a family with ``texts`` instead of ``templates``, used as written). Each family of the later files names
+#: its ``source`` and ``licence``; see DATA.md.
+FAMILY_FILES = ("corpus_families.yaml", "spikee_families.yaml", "written_families.yaml")
 DOCSTRING_LICENCE = "PSF-2.0 (docstring) + Apache-2.0 (template)"
 #: Standard-library modules whose docstrings serve as documents, per split (no module in both).
 DOCSTRING_MODULES: dict[str, tuple[str, ...]] = {
@@ -290,7 +291,8 @@ def template_word_runs(files: Sequence[str] = FAMILY_FILES) -> dict[str, dict[st
         if "@" in name:
             add(name.split("@")[1], values, name)
     for family in spec["families"]:
-        add(family["split"], [family["templates"], family.get("slots", {})], family["name"])
+        add(family["split"], [family.get("templates", []), family.get("texts", []), family.get("slots", {})],
+            family["name"])
     return runs
 
 
@@ -305,7 +307,10 @@ def _derive_seed(seed: int, name: str) -> int:
 
 
 def _generate(filler: _Filler, family: dict[str, Any]) -> list[tuple[str, str]]:
-    """Up to ``count`` distinct texts of one family with their sources (fewer when the templates run out)."""
+    """Up to ``count`` distinct texts of one family with their sources (fewer when the templates run out); a family
+    of ``texts`` written out in full gives them as written."""
+    if "texts" in family:
+        return [(text, filler.template_source) for text in family["texts"]]
     count = int(family["count"])
     texts: dict[str, str] = {}
     for _ in range(count * 30):
