@@ -98,7 +98,7 @@ from bastion.defenses.text.evaluate import (
     evaluate,
 )
 from bastion.defenses.text.findings import Finding, Verdict
-from bastion.defenses.text.guard import PromptGuard, check_threshold
+from bastion.defenses.text.guard import DEFAULT_MAX_CHARS, PromptGuard, check_threshold
 
 ROOT = Path(__file__).resolve().parent
 #: Characters per latency prompt.
@@ -227,15 +227,20 @@ def detection_examples(args: argparse.Namespace, corpus: Sequence[Example],
                        labelled: Sequence[Sequence[Example]]) -> tuple[list[Example], str]:
     """The examples detection is measured on, and a description: the corpus's eval split unless ``--data`` named
     labelled files (``labelled``, read from them in the order given), or both, pooled, with ``--with-eval-split``."""
-    examples: list[Example] = []
-    sources: list[str] = []
+    parts: list[tuple[str, Sequence[Example]]] = []
     if not args.data or args.with_eval_split:
-        examples += corpus
-        sources.append(f"bastion corpus, eval split (seed {args.seed})")
-    for path, file_examples in zip(args.data or (), labelled, strict=True):
-        examples += file_examples
-        sources.append(str(path))
-    data = " + ".join(sources)
+        parts.append((f"bastion corpus, eval split (seed {args.seed})", corpus))
+    parts += [(str(path), file_examples) for path, file_examples in zip(args.data or (), labelled, strict=True)]
+    examples: list[Example] = []
+    first_from: dict[str, str] = {}
+    for source, part in parts:
+        for example in part:
+            if example.id in first_from:  # pooled, each text counts once
+                raise InputError(f"the text {example.text[:60]!r} (label {example.label}) is in both "
+                                 f"{first_from[example.id]} and {source}; pool sets that share no text")
+            first_from[example.id] = source
+            examples.append(example)
+    data = " + ".join(source for source, _ in parts)
     if args.quick:
         rng = random.Random(args.seed)
         groups: dict[tuple[str, int], list[Example]] = {}
@@ -363,8 +368,10 @@ def main() -> None:
         parser.error("--prompts must be at least 2")
     if args.with_eval_split and not args.data:
         parser.error("--with-eval-split pools the eval split with --data files: name at least one --data file")
+    if args.skip_detection and args.data:
+        parser.error("--data and --with-eval-split choose what detection is measured on: leave out --skip-detection")
     try:  # read the labelled files before any work, so that a bad line is refused at once
-        labelled = [read_labelled_jsonl(path) for path in args.data or ()]
+        labelled = [read_labelled_jsonl(path, max_chars=DEFAULT_MAX_CHARS) for path in args.data or ()]
     except InputError as error:
         parser.error(f"--data: {error}")
     try:
@@ -381,6 +388,10 @@ def main() -> None:
     started = time.perf_counter()
     with threadpool_limits(limits=args.threads):
         corpus = split_examples(assemble(args.seed), "eval")
+        try:
+            examples, data = detection_examples(args, corpus, labelled)
+        except InputError as error:
+            parser.error(f"--data: {error}")
         prompts = latency_prompts(corpus, count, args.seed)
         from bastion.defenses.text.classifier import InjectionClassifier, load_default
 
@@ -404,7 +415,6 @@ def main() -> None:
 
         detection = None
         if not args.skip_detection:
-            examples, data = detection_examples(args, corpus, labelled)
             print(f"detection: {len(examples)} examples ({data})", flush=True)
             full = evaluate(guard.screen, examples, guard="rules + classifier", data=data)
             rules = evaluate(screens["rules"], examples, guard="rules", data=data)

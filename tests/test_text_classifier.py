@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from bastion.core.errors import CapabilityError, InputError
 from bastion.defenses.text import embedding
 from bastion.defenses.text.classifier import InjectionClassifier, load_default
-from bastion.defenses.text.corpus import Example
+from bastion.defenses.text.corpus import Example, assemble, corpus_digest, is_encoded, split_examples
 from bastion.defenses.text.embedding import DIMENSION, SentenceEncoder, window_spans
 from bastion.defenses.text.evaluate import (
     evaluate,
@@ -168,6 +169,15 @@ def test_shipped_classifier_separates_overt_injections_from_benign_trigger_words
     assert (scores[: len(OVERT_INJECTIONS)] > 0.5).all(), scores
     assert (scores[len(OVERT_INJECTIONS):] < 0.5).all(), scores
     assert classifier.training_["corpus_size"] > 1000 and len(classifier.training_["corpus_sha256"]) == 64
+
+
+def test_shipped_classifier_was_trained_on_the_corpus_the_package_builds():
+    training = load_default().training_
+    if training["python_docstrings"] != platform.python_version():
+        pytest.skip(f"the corpus's documents are Python {training['python_docstrings']}'s docstrings")
+    train = [example for example in split_examples(assemble(), "train") if not is_encoded(example)]
+    assert len(train) == training["corpus_size"]
+    assert corpus_digest([e.text for e in train], [e.label for e in train]) == training["corpus_sha256"]
 
 
 def test_shipped_classifier_verdict_names_its_layer_and_quotes_the_window():

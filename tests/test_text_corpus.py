@@ -8,7 +8,6 @@ import json
 import re
 import zipfile
 from importlib import resources
-from pathlib import Path
 
 import pytest
 
@@ -271,7 +270,8 @@ def _jsonl(*records: dict) -> str:
     return "\n".join(json.dumps(record) for record in records) + "\n"
 
 
-def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_garak_shares(tmp_path, benchmark_script):
+def test_spikee_script_keeps_english_templates_and_drops_what_the_eval_split_or_garak_shares(tmp_path,
+                                                                                           benchmark_script):
     script = benchmark_script("spikee_families.py")
     data = script.DATASETS + "seeds-a/"
     wheel = tmp_path / "spikee.whl"
@@ -329,7 +329,8 @@ def test_spikee_script_refuses_an_unknown_jailbreak_type_and_slot_like_text(tmp_
             script.families(wheel, [], {})
 
 
-def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_prompts(tmp_path, monkeypatch, benchmark_script):
+def test_spikee_script_says_how_to_get_a_missing_or_wrong_wheel_and_garaks_prompts(tmp_path, monkeypatch,
+                                                                                   benchmark_script):
     script = benchmark_script("spikee_families.py")
     garak = tmp_path / "garak.jsonl"
     garak.write_text("", encoding="utf-8")

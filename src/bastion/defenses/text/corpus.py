@@ -2,8 +2,9 @@
 
 :func:`assemble` fills the template families of ``data/corpus_families.yaml`` (written for this project,
 Apache-2.0) and of ``data/spikee_families.yaml`` (train families made from the templates of the spikee
-prompt-injection kit, Apache-2.0) with a seeded RNG, and takes real prose from the docstrings of the Python
-standard library (PSF-2.0) as documents, clean or with an instruction planted in them. Every family belongs wholly
+prompt-injection kit, Apache-2.0) with a seeded RNG, takes the texts of ``data/written_families.yaml`` (train
+families written out in full for this project by blind writers, Apache-2.0) as written, and takes real prose from
+the docstrings of the Python standard library (PSF-2.0) as documents, clean or with an instruction planted in them. Every family belongs wholly
 to the train or the eval split, so the eval split holds only phrasings never trained on. ``data/DATA.md`` lists the
 sources, licences and counts, and the public benchmark sets kept out of training and tuning.
 
@@ -90,12 +91,13 @@ class Example:
         return hashlib.sha256(f"{self.label}\x00{self.text}".encode()).hexdigest()
 
 
-def assemble(seed: int = 0) -> list[Example]:
+def assemble(seed: int = 0, files: tuple[str, ...] = FAMILY_FILES) -> list[Example]:
     """The whole labelled corpus, both splits, in a fixed order; the same ``seed`` gives the same list.
 
-    Depends on the Python version only through the standard-library docstrings used as documents.
+    ``files`` are the family files read (default: all of :data:`FAMILY_FILES`; the first holds the pools). Depends
+    on the Python version only through the standard-library docstrings used as documents.
     """
-    spec = _families_spec()
+    spec = _families_spec(files)
     examples: list[Example] = []
     seen: set[str] = set()
     # Encoded families draw their payloads from texts of other families: generate those first.
@@ -257,17 +259,28 @@ def _parse_label(value: Any, where: str) -> int:
 # ---------------------------------------------------------------------------------------------- generation
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _families_spec(files: Sequence[str] = FAMILY_FILES) -> dict[str, Any]:
-    """The pools of the first of ``files`` (``corpus_families.yaml``) and the families of all, in order."""
+    """The pools of the first of ``files`` (``corpus_families.yaml``) and the families of all, in order.
+
+    Raises:
+        ValueError: a family has both or neither of ``templates`` (with a ``count``) and ``texts``.
+    """
     data = resources.files("bastion.defenses.text").joinpath("data")
-    specs = [yaml.safe_load(data.joinpath(name).read_text("utf-8")) for name in files]
-    return {"pools": specs[0]["pools"], "families": [family for spec in specs for family in spec["families"]]}
+    specs = {name: yaml.safe_load(data.joinpath(name).read_text("utf-8")) for name in files}
+    for name, spec in specs.items():
+        for family in spec["families"]:
+            if ("texts" in family) == ("templates" in family) or ("templates" in family and "count" not in family):
+                raise ValueError(f"{name}, family {family.get('name')!r}: give either templates with a count, "
+                                 "or texts written out in full")
+    return {"pools": specs[files[0]]["pools"],
+            "families": [family for spec in specs.values() for family in spec["families"]]}
 
 
 def template_word_runs(files: Sequence[str] = FAMILY_FILES) -> dict[str, dict[str, str]]:
-    """Every five-word run of literal text (between slots) in each split's own templates, family slot values and
-    ``@split`` pools, mapped to the family or pool it comes from: ``{"train": {run: where}, "eval": {...}}``.
+    """Every five-word run of literal text (between slots) in each split's own templates, texts written out in full,
+    family slot values and ``@split`` pools, mapped to the family or pool it comes from:
+    ``{"train": {run: where}, "eval": {...}}``.
 
     ``files`` are the family files read (default: all of :data:`FAMILY_FILES`; the first holds the pools). Pools
     without a split, used by both, are left out. Words are lower-cased runs of letters and digits (an apostrophe
@@ -291,8 +304,10 @@ def template_word_runs(files: Sequence[str] = FAMILY_FILES) -> dict[str, dict[st
         if "@" in name:
             add(name.split("@")[1], values, name)
     for family in spec["families"]:
-        add(family["split"], [family.get("templates", []), family.get("texts", []), family.get("slots", {})],
-            family["name"])
+        add(family["split"], [family.get("templates", []), family.get("slots", {})], family["name"])
+        for text in family.get("texts", ()):  # written out in full: braces in them are text, not slots
+            for run in word_runs(text):
+                runs[family["split"]].setdefault(run, family["name"])
     return runs
 
 
