@@ -137,7 +137,7 @@ def test_zero_width_characters_in_place_of_spaces_or_inside_words_are_flagged():
 def test_long_threshold_applies_to_prompts_over_256_characters_only():
     from bastion.defenses.text.classifier import load_default
 
-    long_text = "To reset your password, open Settings, choose Security and follow the instructions on the screen. " * 3
+    long_text = "To update the app, open the store, search for it and tap Update when the button appears. " * 3
     short_text = long_text[:200]
     classifier = load_default()
     scores = classifier.predict_proba([long_text, short_text])
