@@ -4,9 +4,10 @@
 Apache-2.0) and of ``data/spikee_families.yaml`` (train families made from the templates of the spikee
 prompt-injection kit, Apache-2.0) with a seeded RNG, takes the texts of ``data/written_families.yaml`` (train
 families written out in full for this project by blind writers, Apache-2.0) as written, and takes real prose from
-the docstrings of the Python standard library (PSF-2.0) as documents, clean or with an instruction planted in them. Every family belongs wholly
-to the train or the eval split, so the eval split holds only phrasings never trained on. ``data/DATA.md`` lists the
-sources, licences and counts, and the public benchmark sets kept out of training and tuning.
+the docstrings of the Python standard library (PSF-2.0) as documents, clean or with an instruction planted in
+them. Every family belongs wholly to the train or the eval split, so the eval split holds only phrasings never
+trained on. ``data/DATA.md`` lists the sources, licences and counts, and the public benchmark sets kept out of
+training and tuning.
 
 :func:`read_labelled_jsonl` reads a user's labelled file for ``bastion guard eval --data``.
 """
