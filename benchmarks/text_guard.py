@@ -234,12 +234,11 @@ def detection_examples(args: argparse.Namespace, corpus: Sequence[Example],
     examples: list[Example] = []
     first_from: dict[str, str] = {}
     for source, part in parts:
-        for example in part:
-            if example.id in first_from:  # pooled, each text counts once
+        for example in part:  # pooled, each text counts once (a set's own repeats are its own business)
+            if first_from.setdefault(example.id, source) != source:
                 raise InputError(f"the text {example.text[:60]!r} (label {example.label}) is in both "
                                  f"{first_from[example.id]} and {source}; pool sets that share no text")
-            first_from[example.id] = source
-            examples.append(example)
+        examples += part
     data = " + ".join(source for source, _ in parts)
     if args.quick:
         rng = random.Random(args.seed)
