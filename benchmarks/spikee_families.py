@@ -31,10 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bastion.core.errors import InputError
-from bastion.defenses.text.corpus import _SLOT, FAMILY_FILES, template_word_runs, word_runs
+from bastion.defenses.text.corpus import _SLOT, FAMILY_FILES, template_word_runs, word_runs, write_family_file
 
 ROOT = Path(__file__).resolve().parent
 WHEEL = ROOT / "out" / "peers" / "spikee-0.9.2-py3-none-any.whl"
@@ -177,9 +175,7 @@ def _family(name: str, category: str, templates: list[str], slots: dict[str, lis
 
 def write(built: Iterable[dict[str, Any]], path: Path) -> Path:
     """Write the families as YAML under :data:`HEADER`."""
-    body = yaml.safe_dump({"families": list(built)}, sort_keys=False, allow_unicode=True, width=120)
-    path.write_text(HEADER + body, encoding="utf-8")
-    return path
+    return write_family_file(path, built, HEADER)
 
 
 def check_inputs(wheel: Path, garak: Path) -> None:

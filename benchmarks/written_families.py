@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from bastion.core.errors import InputError
 from bastion.defenses.text.corpus import (
@@ -40,6 +39,7 @@ from bastion.defenses.text.corpus import (
     split_examples,
     template_word_runs,
     word_runs,
+    write_family_file,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -160,8 +160,7 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
     kept, dropped = decontaminate(written, runs, similarity, held_out_families)
     built = families(kept)
     out.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump({"families": built}, sort_keys=False, allow_unicode=True, width=120)
-    out.write_text(HEADER + body, encoding="utf-8")
+    write_family_file(out, built, HEADER)
     summary = {"written": len(written), "kept": len(kept), "similarity_bound": SIMILARITY,
                "kept_by_category": Counter(example.category for example in kept),
                "dropped_by_category": Counter(record["category"] for record in dropped),

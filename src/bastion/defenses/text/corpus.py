@@ -278,6 +278,15 @@ def _families_spec(files: Sequence[str] = FAMILY_FILES) -> dict[str, Any]:
             "families": [family for spec in specs.values() for family in spec["families"]]}
 
 
+def write_family_file(path: str | Path, families: Iterable[dict[str, Any]], header: str) -> Path:
+    """Write ``families`` as a family file :func:`assemble` reads (one of :data:`FAMILY_FILES`): YAML under
+    ``header``, a block of ``#`` comment lines saying where the families come from. Returns the path."""
+    body = yaml.safe_dump({"families": list(families)}, sort_keys=False, allow_unicode=True, width=120)
+    path = Path(path)
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
 def template_word_runs(files: Sequence[str] = FAMILY_FILES) -> dict[str, dict[str, str]]:
     """Every five-word run of literal text (between slots) in each split's own templates, texts written out in full,
     family slot values and ``@split`` pools, mapped to the family or pool it comes from:
