@@ -360,3 +360,20 @@ def test_spikee_script_rebuilds_the_shipped_families_from_the_wheel(tmp_path, be
     assert out.read_text("utf-8") == shipped
     assert (tmp_path / "LICENSE-spikee.txt").read_text("utf-8") == script.OUT.with_name("LICENSE-spikee.txt").read_text(
         "utf-8")
+
+
+@pytest.mark.parametrize("family", [
+    "{name: x, category: benign, split: train, count: 2, templates: [Hi], texts: [Hello]}",
+    "{name: x, category: benign, split: train, count: 2}",
+    "{name: x, category: benign, split: train, templates: [Hi]}",
+])
+def test_a_family_gives_either_templates_with_a_count_or_texts(tmp_path, monkeypatch, family):
+    from types import SimpleNamespace
+
+    from bastion.defenses.text import corpus
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "families.yaml").write_text(f"pools: {{}}\nfamilies: [{family}]\n", encoding="utf-8")
+    monkeypatch.setattr(corpus, "resources", SimpleNamespace(files=lambda package: tmp_path))
+    with pytest.raises(ValueError, match="families.yaml, family 'x': give either templates with a count, or texts"):
+        corpus._families_spec.__wrapped__(("families.yaml",))
