@@ -108,13 +108,16 @@ def held_out_runs() -> tuple[dict[str, str], list[str], list[str]]:
 
 
 def decontaminate(written: Sequence[Example], runs: dict[str, str], similarity: np.ndarray,
-                  held_out_families: Sequence[str]) -> tuple[list[Example], list[dict[str, Any]]]:
+                  held_out_families: Sequence[str], train_families: Sequence[str] = ()
+                  ) -> tuple[list[Example], list[dict[str, Any]]]:
     """The written texts kept, and a record of each dropped one with its reason.
 
-    ``runs`` maps each held-out five-word run to where it comes from; ``similarity`` ``(len(written), H)`` holds the
-    cosine similarities of the written texts' embeddings with those of the ``H`` held-out texts, whose families
-    ``held_out_families`` names.
+    ``runs`` maps each held-out five-word run to where it comes from; ``similarity`` ``(len(written), H + T)`` holds
+    the cosine similarities of the written texts' embeddings with those of the ``H`` held-out texts, whose families
+    ``held_out_families`` names, then of ``T`` train texts, whose families ``train_families`` names (none by default:
+    a calibration set is kept apart from the training texts too, see ``calibration_set.py``).
     """
+    families_of = [*held_out_families, *train_families]
     kept: list[Example] = []
     dropped: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -129,8 +132,9 @@ def decontaminate(written: Sequence[Example], runs: dict[str, str], similarity: 
             record.update(reason=f"shares the five-word run {shared[0]!r} with held-out material",
                           collides_with=runs[shared[0]])
         elif similarity[index, nearest] >= SIMILARITY:
-            record.update(reason=f"cosine similarity {similarity[index, nearest]:.3f} with a held-out text",
-                          collides_with=held_out_families[nearest])
+            kind = "a held-out" if nearest < len(held_out_families) else "a train"
+            record.update(reason=f"cosine similarity {similarity[index, nearest]:.3f} with {kind} text",
+                          collides_with=families_of[nearest])
         else:
             kept.append(example)
         seen.add(example.text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -29,13 +30,18 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def benchmark_script() -> Callable[[str], ModuleType]:
-    """A loader of a script of ``benchmarks/`` (not a package) as a module, by its file name."""
+    """A loader of a script of ``benchmarks/`` (not a package) as a module, by its file name; the folder is on
+    ``sys.path`` while it loads, as when the script is run, for the siblings it imports."""
 
     def load(name: str) -> ModuleType:
         path = Path(__file__).resolve().parents[1] / "benchmarks" / name
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
         return module
 
     return load
