@@ -92,7 +92,7 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
     others = encoder.encode([*held_out, *(example.text for example in train)])
     similarity = encoder.encode([example.text for example in written]) @ others.T
     kept, dropped = decontaminate(written, runs, similarity, held_out_families,
-                                  [f"train {example.family}" for example in train])
+                                  [("a train", f"train {example.family}") for example in train])
     built = families(kept)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_family_file(out, built, HEADER)

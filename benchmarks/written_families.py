@@ -1,19 +1,21 @@
 """Train families of texts written out in full by blind writers (the text guard's ``data/written_families.yaml``).
 
 The thirteenth cut's training texts were written by six helpers (T1-T6) who saw nothing of bastion (no corpus,
-rules, classifier, figures, eval split or eval-b), from a brief with the category definitions (see DATA.md). Their
-files are ``benchmarks/written/T*.jsonl``. This script drops what the pre-registration
+rules, classifier, figures, eval split or eval-b), from a brief with the category definitions (see DATA.md); the
+fifteenth cut's by five more (R1-R5), with the first calibration set's 428 prompts (C0), retired as a calibration
+set in the fourteenth cut. Their files are ``benchmarks/written/``. This script drops what the pre-registration
 (``benchmarks/preregistered/text_guard.txt``) says to drop and writes the rest as train families whose texts are
 used as written:
 
     .venv/bin/python benchmarks/written_families.py      # data/written_families.yaml, results/written_families.json
 
-Dropped, in this order, each text once, with the reason: an exact duplicate of an earlier written text; a text
-sharing a five-word run with the eval split's own material (templates, slot values, pools) or with any text of
+Dropped, in this order, each text once, with the reason: an exact duplicate of an earlier written text or of a
+text of bastion's other train families; a text sharing a five-word run with the eval split's own material (templates, slot values, pools) or with any text of
 eval-b (``benchmarks/heldout/text_guard_eval_b.jsonl``); a text whose sentence embedding (all-MiniLM-L6-v2 as
 published, no adapter; its first window) has a cosine similarity of at least :data:`SIMILARITY` with that of any
 eval-split or eval-b text (a near-paraphrase five-word runs miss: the writers are the same kind of writer as
-eval-b's). The report lists each dropped text with its writer, reason, and the held-out family it collided with
+eval-b's), or with that of any text of the calibration set (``data/calibration_trigger.yaml``: a threshold
+calibrated on paraphrases of training texts would sit too low). The report lists each dropped text with its writer, reason, and the held-out family it collided with
 (by name: the report does not repeat held-out texts). A test rebuilds the shipped file from the writers' files.
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bastion.core.errors import InputError
+from bastion.defenses.text.calibration import CALIBRATION_FILE, shipped_calibration_texts
 from bastion.defenses.text.corpus import (
     FAMILY_FILES,
     OVERT_CATEGORIES,
@@ -43,7 +46,8 @@ from bastion.defenses.text.corpus import (
 )
 
 ROOT = Path(__file__).resolve().parent
-WRITTEN = tuple(ROOT / "written" / f"T{writer}.jsonl" for writer in range(1, 7))
+WRITTEN = (*(ROOT / "written" / f"T{writer}.jsonl" for writer in range(1, 7)),
+           *(ROOT / "written" / f"R{writer}.jsonl" for writer in range(1, 6)), ROOT / "written" / "C0.jsonl")
 EVAL_B = ROOT / "heldout" / "text_guard_eval_b.jsonl"
 OUT = ROOT.parent / "src" / "bastion" / "defenses" / "text" / "data" / "written_families.yaml"
 REPORT = ROOT / "results" / "written_families.json"
@@ -56,8 +60,9 @@ CATEGORIES = (*OVERT_CATEGORIES, "benign", "benign-trigger")
 LICENCE = "Apache-2.0"
 HEADER = """\
 # Train families of texts written out in full for bastion (Apache-2.0) by writers who saw nothing of bastion's
-# corpus, rules, classifier or evaluation sets (the thirteenth cut; see DATA.md). Each family's texts are used as
-# written. Texts sharing wording with, or paraphrasing, a held-out text were dropped first. Written by
+# corpus, rules, classifier or evaluation sets (the thirteenth and fifteenth cuts), and the first calibration set's
+# prompts (C0; see DATA.md). Each family's texts are used as written. Texts sharing wording with, or paraphrasing, a
+# held-out text, and paraphrases of calibration texts, were dropped first. Written by
 # benchmarks/written_families.py from benchmarks/written/; do not edit by hand.
 """
 
@@ -108,16 +113,17 @@ def held_out_runs() -> tuple[dict[str, str], list[str], list[str]]:
 
 
 def decontaminate(written: Sequence[Example], runs: dict[str, str], similarity: np.ndarray,
-                  held_out_families: Sequence[str], train_families: Sequence[str] = ()
-                  ) -> tuple[list[Example], list[dict[str, Any]]]:
+                  held_out_families: Sequence[str], others: Sequence[tuple[str, str]] = (),
+                  taken: frozenset[str] = frozenset()) -> tuple[list[Example], list[dict[str, Any]]]:
     """The written texts kept, and a record of each dropped one with its reason.
 
-    ``runs`` maps each held-out five-word run to where it comes from; ``similarity`` ``(len(written), H + T)`` holds
+    ``runs`` maps each held-out five-word run to where it comes from; ``similarity`` ``(len(written), H + O)`` holds
     the cosine similarities of the written texts' embeddings with those of the ``H`` held-out texts, whose families
-    ``held_out_families`` names, then of ``T`` train texts, whose families ``train_families`` names (none by default:
-    a calibration set is kept apart from the training texts too, see ``calibration_set.py``).
+    ``held_out_families`` names, then of ``O`` other texts kept apart, each named by ``others`` as ``(kind, family)``
+    (``("a calibration", ...)`` for training texts, ``("a train", ...)`` for a calibration set); ``taken`` holds
+    texts already in use elsewhere (the other train families'), dropped as duplicates.
     """
-    families_of = [*held_out_families, *train_families]
+    kinds = [*(("a held-out", family) for family in held_out_families), *others]
     kept: list[Example] = []
     dropped: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -128,13 +134,15 @@ def decontaminate(written: Sequence[Example], runs: dict[str, str], similarity: 
                                   "text": example.text}
         if example.text in seen:
             record["reason"] = "duplicate of an earlier written text"
+        elif example.text in taken:
+            record["reason"] = "duplicate of a text of another train family"
         elif shared:
             record.update(reason=f"shares the five-word run {shared[0]!r} with held-out material",
                           collides_with=runs[shared[0]])
         elif similarity[index, nearest] >= SIMILARITY:
-            kind = "a held-out" if nearest < len(held_out_families) else "a train"
+            kind, family = kinds[nearest]
             record.update(reason=f"cosine similarity {similarity[index, nearest]:.3f} with {kind} text",
-                          collides_with=families_of[nearest])
+                          collides_with=family)
         else:
             kept.append(example)
         seen.add(example.text)
@@ -159,9 +167,13 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
 
     written = read_written(paths)
     runs, held_out, held_out_families = held_out_runs()
+    calibration = shipped_calibration_texts()
     encoder = SentenceEncoder()
-    similarity = encoder.encode([example.text for example in written]) @ encoder.encode(held_out).T
-    kept, dropped = decontaminate(written, runs, similarity, held_out_families)
+    others = encoder.encode([*held_out, *calibration])
+    similarity = encoder.encode([example.text for example in written]) @ others.T
+    train = frozenset(example.text for example in split_examples(assemble(files=HELD_OUT_FILES), "train"))
+    kept, dropped = decontaminate(written, runs, similarity, held_out_families,
+                                  [("a calibration", CALIBRATION_FILE)] * len(calibration), train)
     built = families(kept)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_family_file(out, built, HEADER)

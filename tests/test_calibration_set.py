@@ -38,7 +38,8 @@ def test_near_paraphrases_of_train_texts_are_dropped_and_named(benchmark_script)
                _benign("Act as a quiz host for my nephew's birthday."),
                _benign("Override the default font in my Word template, how?")]
     similarity = np.array([[0.3, 0.2, 0.1], [0.1, 0.2, 0.86], [0.84, 0.2, 0.5]])
-    kept, dropped = script.decontaminate(written, {}, similarity, ["eval-b W9-memo"], ["train t-a", "train t-b"])
+    kept, dropped = script.decontaminate(written, {}, similarity, ["eval-b W9-memo"],
+                                         [("a train", "train t-a"), ("a train", "train t-b")])
     assert [example.text for example in kept] == [written[0].text, written[2].text]
     assert [(record["reason"], record["collides_with"]) for record in dropped] == [
         ("cosine similarity 0.860 with a train text", "train t-b")]

@@ -512,6 +512,41 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+#: Categories whose rules pass over a match lying wholly inside a quotation on one line: a text that quotes
+#: "ignore previous instructions" to ask about it, or pastes a notice saying "disregard the previous instructions
+#: about the water", mentions the phrase rather than uses it. The classifier still reads such a text.
+QUOTED_MENTION_CATEGORIES = frozenset({"instruction-override"})
+#: How far before and after a match :func:`quoted` looks for its quotation marks (a quoted phrase is short; the
+#: bound keeps a match in a megabyte-long line cheap).
+QUOTE_REACH = 300
+# Opening quotation marks and their closing ones.
+_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201d", "'": "'", "\u2018": "\u2019", "\u00ab": "\u00bb"}
+
+
+def quoted(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies inside a quotation that opens and closes on its line, within
+    :data:`QUOTE_REACH` characters of it: the nearest quotation mark before ``start`` (an apostrophe, a straight
+    single quote inside a word, does not count) opens one (a straight double quote does after an even number of
+    them) and its closing mark follows ``end``."""
+    line_start = max(text.rfind("\n", 0, start) + 1, start - QUOTE_REACH)
+    line_end = text.find("\n", end, end + QUOTE_REACH)
+    line_end = min(len(text), end + QUOTE_REACH) if line_end < 0 else line_end
+    opening = next((index for index in range(start - 1, line_start - 1, -1)
+                    if text[index] in _QUOTES and not _apostrophe(text, index)), -1)
+    if opening < 0:
+        return False
+    mark = text[opening]
+    if mark == '"' and text.count('"', line_start, opening) % 2:
+        return False  # it closes an earlier quotation
+    return any(text[index] == _QUOTES[mark] and not _apostrophe(text, index) for index in range(end, line_end))
+
+
+def _apostrophe(text: str, index: int) -> bool:
+    """Whether the straight single quote at ``index`` sits inside a word ("don't", "it's")."""
+    return (text[index] == "'" and 0 < index < len(text) - 1 and text[index - 1].isalnum()
+            and text[index + 1].isalnum())
+
+
 def match_rules(views: Sequence[TextView], *, rules: Sequence[Rule] = RULES, max_per_rule: int = 5) -> list[Finding]:
     """Every match of ``rules`` in ``views``, one :class:`Finding` each.
 
@@ -540,9 +575,12 @@ def match_rules(views: Sequence[TextView], *, rules: Sequence[Rule] = RULES, max
         for rule in rules:
             if lowered is not None and rule.needs and not any(word in lowered for word in rule.needs):
                 continue
+            mentions = rule.category in QUOTED_MENTION_CATEGORIES
             for count, match in enumerate(rule.pattern.finditer(view.text)):
                 if count >= max_per_rule:
                     break
+                if mentions and quoted(view.text, *match.span()):
+                    continue
                 key = (rule.id, " ".join(match.group().lower().split()))
                 if key in seen:
                     continue
