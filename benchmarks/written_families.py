@@ -10,13 +10,14 @@ used as written:
     .venv/bin/python benchmarks/written_families.py      # data/written_families.yaml, results/written_families.json
 
 Dropped, in this order, each text once, with the reason: an exact duplicate of an earlier written text or of a
-text of bastion's other train families; a text sharing a five-word run with the eval split's own material (templates, slot values, pools) or with any text of
-eval-b (``benchmarks/heldout/text_guard_eval_b.jsonl``); a text whose sentence embedding (all-MiniLM-L6-v2 as
-published, no adapter; its first window) has a cosine similarity of at least :data:`SIMILARITY` with that of any
-eval-split or eval-b text (a near-paraphrase five-word runs miss: the writers are the same kind of writer as
-eval-b's), or with that of any text of the calibration set (``data/calibration_trigger.yaml``: a threshold
-calibrated on paraphrases of training texts would sit too low). The report lists each dropped text with its writer, reason, and the held-out family it collided with
-(by name: the report does not repeat held-out texts). A test rebuilds the shipped file from the writers' files.
+text of bastion's other train families; a text sharing a five-word run with the eval split's own material
+(templates, slot values, pools) or with any text of eval-b (``benchmarks/heldout/text_guard_eval_b.jsonl``); a text
+whose sentence embedding (all-MiniLM-L6-v2 as published, no adapter; its first window) has a cosine similarity of at
+least :data:`SIMILARITY` with that of any eval-split or eval-b text (a near-paraphrase five-word runs miss: the
+writers are the same kind of writer as eval-b's), or with that of any text of the calibration set
+(``data/calibration_trigger.yaml``: a threshold calibrated on paraphrases of training texts would sit too low). The
+report lists each dropped text with its writer, reason, and the held-out family it collided with (by name: the
+report does not repeat held-out texts). A test rebuilds the shipped file from the writers' files.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ zero-width characters is matched like a plain one.
 Precision comes from the shape of the patterns, not from a list of exceptions: a verb must be followed,
 within a few words, by the object an attack needs ("ignore" + "previous" + "instructions", not "ignore the
 noise"); every gap is bounded (``\\W+(?:\\w+\\W+){0,3}?``) and no pattern has an unbounded ``.*``, so
-matching stays linear in the length of the text.
+matching stays linear in the length of the text. One exception is general: an instruction-override phrase that lies
+wholly inside a quotation on its line (``why do people say "ignore previous instructions"?``) is mentioned, not
+used, and the rules pass over it (:func:`quoted`); the classifier still reads the text. An attacker can wrap an
+override in quotation marks to slip past the rules; the other categories' rules and the classifier remain.
 """
 
 from __future__ import annotations
@@ -521,24 +524,37 @@ QUOTED_MENTION_CATEGORIES = frozenset({"instruction-override"})
 QUOTE_REACH = 300
 # Opening quotation marks and their closing ones.
 _QUOTES = {'"': '"', "\u201c": "\u201d", "\u201e": "\u201d", "'": "'", "\u2018": "\u2019", "\u00ab": "\u00bb"}
+_QUOTE_MARK = re.compile("[" + re.escape("".join(_QUOTES)) + "]")
 
 
 def quoted(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` lies inside a quotation that opens and closes on its line, within
     :data:`QUOTE_REACH` characters of it: the nearest quotation mark before ``start`` (an apostrophe, a straight
-    single quote inside a word, does not count) opens one (a straight double quote does after an even number of
-    them) and its closing mark follows ``end``."""
+    single quote inside a word, does not count) opens one (a straight mark does where it starts a word: after a
+    space, an opening bracket or the line's start, before a character that is not a space) and its closing mark
+    follows ``end``."""
     line_start = max(text.rfind("\n", 0, start) + 1, start - QUOTE_REACH)
     line_end = text.find("\n", end, end + QUOTE_REACH)
     line_end = min(len(text), end + QUOTE_REACH) if line_end < 0 else line_end
-    opening = next((index for index in range(start - 1, line_start - 1, -1)
-                    if text[index] in _QUOTES and not _apostrophe(text, index)), -1)
+    backwards = text[line_start:start][::-1]
+    opening = next((start - 1 - found.start() for found in _QUOTE_MARK.finditer(backwards)
+                    if not _apostrophe(text, start - 1 - found.start())), -1)
     if opening < 0:
         return False
     mark = text[opening]
-    if mark == '"' and text.count('"', line_start, opening) % 2:
+    if mark in "\"'" and not _opens(text, opening):
         return False  # it closes an earlier quotation
-    return any(text[index] == _QUOTES[mark] and not _apostrophe(text, index) for index in range(end, line_end))
+    closing = text.find(_QUOTES[mark], end, line_end)
+    while closing >= 0 and _apostrophe(text, closing):
+        closing = text.find(_QUOTES[mark], closing + 1, line_end)
+    return closing >= 0
+
+
+def _opens(text: str, index: int) -> bool:
+    """Whether the straight quotation mark at ``index`` opens a quotation: it starts a word."""
+    before = text[index - 1] if index else "\n"
+    after = text[index + 1] if index + 1 < len(text) else " "
+    return (before.isspace() or before in "([{<:=-\u2014") and not after.isspace()
 
 
 def _apostrophe(text: str, index: int) -> bool:
@@ -576,11 +592,13 @@ def match_rules(views: Sequence[TextView], *, rules: Sequence[Rule] = RULES, max
             if lowered is not None and rule.needs and not any(word in lowered for word in rule.needs):
                 continue
             mentions = rule.category in QUOTED_MENTION_CATEGORIES
-            for count, match in enumerate(rule.pattern.finditer(view.text)):
+            count = 0
+            for match in rule.pattern.finditer(view.text):
                 if count >= max_per_rule:
                     break
                 if mentions and quoted(view.text, *match.span()):
-                    continue
+                    continue  # not counted: quoted mentions first must not hide a use after them
+                count += 1
                 key = (rule.id, " ".join(match.group().lower().split()))
                 if key in seen:
                     continue
