@@ -18,7 +18,6 @@ everyday phrasing with them. A test rebuilds the shipped file from the writers' 
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import Any
 from written_families import (  # this script's folder is on sys.path
     LICENCE,
     SIMILARITY,
+    converter_main,
     decontaminate,
     held_out_runs,
     read_written,
@@ -106,18 +106,10 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("written", type=Path, nargs="*", default=list(WRITERS),
-                        help="the writers' JSON-lines files (default: benchmarks/calibration/K1.jsonl ... K5.jsonl)")
-    parser.add_argument("--out", type=Path, default=OUT, help="the calibration set to write (YAML)")
-    parser.add_argument("--report", type=Path, default=REPORT, help="what was dropped and why (JSON)")
-    args = parser.parse_args(argv)
-    try:
-        summary = build(args.written, args.out, args.report)
-    except InputError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(json.dumps({key: summary[key] for key in ("written", "kept", "kept_by_writer", "dropped_by_reason")}))
-    return 0
+    return converter_main(argv, build, description=__doc__.splitlines()[0], inputs=WRITERS,
+                          inputs_help="the writers' JSON-lines files (default: benchmarks/calibration/K1 ... K5)",
+                          out=OUT, out_help="the calibration set to write (YAML)", report=REPORT,
+                          keys=("written", "kept", "kept_by_writer", "dropped_by_reason"))
 
 
 if __name__ == "__main__":

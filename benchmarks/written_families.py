@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,20 +188,29 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("written", type=Path, nargs="*", default=list(WRITTEN),
-                        help="the writers' JSON-lines files (default: benchmarks/written/T1.jsonl ... T6.jsonl)")
-    parser.add_argument("--out", type=Path, default=OUT, help="the families file to write")
-    parser.add_argument("--report", type=Path, default=REPORT, help="what was dropped and why (JSON)")
+def converter_main(argv: list[str] | None, build: Callable[[Sequence[Path], Path, Path], dict[str, Any]], *,
+                   description: str, inputs: Sequence[Path], inputs_help: str, out: Path, out_help: str,
+                   report: Path, keys: Sequence[str]) -> int:
+    """The command line of a converter of writers' files (this script's and ``calibration_set.py``'s): the files,
+    ``--out`` and ``--report``; prints the summary's ``keys`` as JSON, or exits 2 with the error of a bad input."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("written", type=Path, nargs="*", default=list(inputs), help=inputs_help)
+    parser.add_argument("--out", type=Path, default=out, help=out_help)
+    parser.add_argument("--report", type=Path, default=report, help="what was dropped and why (JSON)")
     args = parser.parse_args(argv)
     try:
         summary = build(args.written, args.out, args.report)
     except InputError as error:
         parser.exit(2, f"error: {error}\n")
-    keys = ("written", "kept", "kept_by_category", "dropped_by_category", "dropped_by_reason")
     print(json.dumps({key: summary[key] for key in keys}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return converter_main(argv, build, description=__doc__.splitlines()[0], inputs=WRITTEN,
+                          inputs_help="the writers' JSON-lines files (default: benchmarks/written/T*, R* and C0)",
+                          out=OUT, out_help="the families file to write", report=REPORT,
+                          keys=("written", "kept", "kept_by_category", "dropped_by_category", "dropped_by_reason"))
 
 
 if __name__ == "__main__":
