@@ -18,23 +18,23 @@ everyday phrasing with them. A test rebuilds the shipped file from the writers' 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from written_families import (  # this script's folder is on sys.path
+    HELD_OUT_FILES,
     LICENCE,
-    SIMILARITY,
     converter_main,
     decontaminate,
     held_out_runs,
     read_written,
+    write_outputs,
 )
 
 from bastion.core.errors import InputError
-from bastion.defenses.text.corpus import Example, assemble, split_examples, write_family_file
+from bastion.defenses.text.corpus import Example, assemble, split_examples
 
 ROOT = Path(__file__).resolve().parent
 WRITERS = tuple(ROOT / "calibration" / f"K{writer}.jsonl" for writer in range(1, 6))
@@ -86,23 +86,16 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
     from bastion.defenses.text.embedding import SentenceEncoder
 
     written = read_calibration(paths)
-    runs, held_out, held_out_families = held_out_runs()
+    runs, held_out, held_out_families = held_out_runs(assemble(files=HELD_OUT_FILES))
     train = split_examples(assemble(), "train")
     encoder = SentenceEncoder()
     others = encoder.encode([*held_out, *(example.text for example in train)])
     similarity = encoder.encode([example.text for example in written]) @ others.T
     kept, dropped = decontaminate(written, runs, similarity, held_out_families,
                                   [("a train", f"train {example.family}") for example in train])
-    built = families(kept)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_family_file(out, built, HEADER)
-    summary = {"written": len(written), "kept": len(kept), "similarity_bound": SIMILARITY,
-               "kept_by_writer": Counter(example.source.rsplit(" ", 1)[-1] for example in kept),
-               "dropped_by_reason": Counter(reason_kind(record["reason"]) for record in dropped),
-               "families": {family["name"]: len(family["texts"]) for family in built}, "dropped": dropped}
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return summary
+    counts = {"kept_by_writer": Counter(example.source.rsplit(" ", 1)[-1] for example in kept),
+              "dropped_by_reason": Counter(reason_kind(record["reason"]) for record in dropped)}
+    return write_outputs(out, HEADER, families(kept), report, len(written), dropped, counts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,10 +100,11 @@ def read_written(paths: Sequence[Path]) -> list[Example]:
     return examples
 
 
-def held_out_runs() -> tuple[dict[str, str], list[str], list[str]]:
+def held_out_runs(corpus: Sequence[Example]) -> tuple[dict[str, str], list[str], list[str]]:
     """The held-out material: five-word run -> where it comes from (an eval family or pool, or an eval-b family),
-    and the held-out texts (the eval split's, then eval-b's) with their families."""
-    eval_split = split_examples(assemble(files=HELD_OUT_FILES), "eval")
+    and the held-out texts (the eval split's, then eval-b's) with their families. ``corpus`` is
+    ``assemble(files=HELD_OUT_FILES)``, passed in by a caller that needs its train split too."""
+    eval_split = split_examples(corpus, "eval")
     eval_b = read_labelled_jsonl(EVAL_B)
     runs = dict(template_word_runs(HELD_OUT_FILES)["eval"])
     for example in eval_b:
@@ -167,21 +168,30 @@ def build(paths: Sequence[Path], out: Path, report: Path) -> dict[str, Any]:
     from bastion.defenses.text.embedding import SentenceEncoder
 
     written = read_written(paths)
-    runs, held_out, held_out_families = held_out_runs()
+    corpus = assemble(files=HELD_OUT_FILES)
+    runs, held_out, held_out_families = held_out_runs(corpus)
     calibration = shipped_calibration_texts()
     encoder = SentenceEncoder()
     others = encoder.encode([*held_out, *calibration])
     similarity = encoder.encode([example.text for example in written]) @ others.T
-    train = frozenset(example.text for example in split_examples(assemble(files=HELD_OUT_FILES), "train"))
+    train = frozenset(example.text for example in split_examples(corpus, "train"))
     kept, dropped = decontaminate(written, runs, similarity, held_out_families,
                                   [("a calibration", CALIBRATION_FILE)] * len(calibration), train)
-    built = families(kept)
+    counts = {"kept_by_category": Counter(example.category for example in kept),
+              "dropped_by_category": Counter(record["category"] for record in dropped),
+              "dropped_by_reason": Counter(record["reason"].split(" ")[0] for record in dropped)}
+    return write_outputs(out, HEADER, families(kept), report, len(written), dropped, counts)
+
+
+def write_outputs(out: Path, header: str, built: Sequence[dict[str, Any]], report: Path, written: int,
+                  dropped: list[dict[str, Any]], counts: dict[str, Counter[str]]) -> dict[str, Any]:
+    """Write a converter's outputs (this script's and ``calibration_set.py``'s): the families ``built`` to ``out``
+    under ``header``, and to ``report`` (JSON) the summary it returns: how many of the ``written`` texts were kept,
+    the converter's ``counts``, each family's size and the ``dropped`` records."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_family_file(out, built, HEADER)
-    summary = {"written": len(written), "kept": len(kept), "similarity_bound": SIMILARITY,
-               "kept_by_category": Counter(example.category for example in kept),
-               "dropped_by_category": Counter(record["category"] for record in dropped),
-               "dropped_by_reason": Counter(record["reason"].split(" ")[0] for record in dropped),
+    write_family_file(out, built, header)
+    summary = {"written": written, "kept": sum(len(family["texts"]) for family in built),
+               "similarity_bound": SIMILARITY, **counts,
                "families": {family["name"]: len(family["texts"]) for family in built}, "dropped": dropped}
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
